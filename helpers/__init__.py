@@ -1,0 +1,58 @@
+"""Fonctions d'appui du cours « Fine-tuning pour l'analyse de bilans biologiques ».
+
+Les notebooks restent des leçons : le code à apprendre y est visible, la plomberie
+(chemins, profils, modèles hors ligne, validation des données, graphiques) vit ici.
+"""
+from __future__ import annotations
+
+import platform
+import sys
+
+__version__ = "0.1.0"
+
+MEDICAL_DISCLAIMER = (
+    "Avertissement : contenu pédagogique généré à partir d'un jeu de données synthétique. "
+    "Ce n'est pas un avis médical ; seul un professionnel de santé peut interpréter des "
+    "résultats d'analyses dans leur contexte."
+)
+
+
+def setup_course(notebook: str = "", *, quiet: bool = False):
+    """Prépare une session du cours et renvoie le profil actif.
+
+    Choisit le profil (``gpu``/``cpu``/``smoke``), fixe le nombre de threads, passe les
+    bibliothèques Hugging Face hors ligne si besoin, fixe la graine, et affiche le profil
+    et la raison de ce choix. À appeler dans la première cellule de chaque notebook.
+    """
+    from . import runtime
+    from .profiles import detect_profile
+
+    profile = detect_profile()
+    threads = runtime.configure_threads()
+    import numpy as np
+    import random
+
+    random.seed(profile.seed)
+    np.random.seed(profile.seed)
+    try:
+        import torch
+
+        torch.manual_seed(profile.seed)
+        device = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+        torch_version = torch.__version__
+    except ImportError:
+        device, torch_version = "cpu", "absent"
+    if not quiet:
+        title = f" — {notebook}" if notebook else ""
+        print(f"Cours MedAnalyzer-FR{title}")
+        print(f"Profil actif : {profile.name} — {profile.description}")
+        print(f"Pourquoi : {profile.reason}")
+        print(f"Matériel : {device} ; {threads} thread(s) de calcul ; Python "
+              f"{platform.python_version()} ; torch {torch_version}")
+        print("(COURSE_PROFILE=gpu|cpu|smoke impose un profil.)")
+    return profile
+
+
+def in_colab() -> bool:
+    """Vrai dans Google Colab."""
+    return "google.colab" in sys.modules

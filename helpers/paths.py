@@ -1,0 +1,44 @@
+"""Chemins du cours : dépôt, données, cache des modèles hors ligne, sorties par profil."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO_ROOT / "data"
+DATASET_DIR = DATA_DIR / "medanalyzer_fr"
+REFERENCE_DIR = DATA_DIR / "reference"
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+
+#: Sous-dossiers autorisés de ``outputs/<profil>/`` (un par thème du cours).
+OUTPUT_TOPICS = ("data", "embeddings", "llm", "comparison", "case_study", "notebooks")
+
+
+def cache_dir() -> Path:
+    """Dossier (non versionné) où les modèles hors ligne sont construits au premier usage.
+
+    ``COURSE_CACHE_DIR`` le remplace ; par défaut ``<dépôt>/.cache``.
+    """
+    path = Path(os.environ.get("COURSE_CACHE_DIR", REPO_ROOT / ".cache"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def outputs_root() -> Path:
+    """Racine des résultats (``COURSE_OUTPUTS_DIR`` ou ``<dépôt>/outputs``)."""
+    return Path(os.environ.get("COURSE_OUTPUTS_DIR", REPO_ROOT / "outputs"))
+
+
+def output_dir(profile_name: str, topic: str) -> Path:
+    """Renvoie (en le créant) ``outputs/<profil>/<thème>/``.
+
+    >>> output_dir("cpu", "data").parts[-2:]
+    ('cpu', 'data')
+    """
+    if topic not in OUTPUT_TOPICS:
+        raise ValueError(
+            f"Thème de sortie inconnu : « {topic} ». Thèmes possibles : {', '.join(OUTPUT_TOPICS)}."
+        )
+    path = outputs_root() / profile_name / topic
+    path.mkdir(parents=True, exist_ok=True)
+    return path

