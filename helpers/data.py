@@ -1,0 +1,365 @@
+"""Chargement et validation du jeu de données MedAnalyzer-FR (objets ``datasets``).
+
+Chaque fichier est validé ligne par ligne avant d'être converti : colonne manquante, texte
+vide, NaN, doublon, mauvais type ou mauvais encodage lèvent une :class:`DatasetValidationError`
+dont le message (en français) nomme le fichier, la ligne et la colonne. Rien n'est ignoré en
+silence.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .paths import DATASET_DIR
+
+# Séquences typiques d'un texte UTF-8 relu en Latin-1 (« Ã© » pour « é »), ou caractère de
+# remplacement : signe d'un fichier mal encodé.
+_MOJIBAKE = re.compile(r"Ã[\u0080-\u00bf]|â€|Â[\u00a0-\u00bf]|\ufffd")
+
+
+class DatasetValidationError(ValueError):
+    """Donnée invalide : le message nomme le fichier, la ligne et la colonne."""
+
+    def __init__(self, path: Path | str, line: int | None, column: str | None, problem: str):
+        self.path, self.line, self.column, self.problem = str(path), line, column, problem
+        where = str(path)
+        if line is not None:
+            where += f", ligne {line}"
+        if column is not None:
+            where += f", colonne « {column} »"
+        super().__init__(f"{where} : {problem}")
+
+
+@dataclass(frozen=True)
+class Column:
+    """Une colonne attendue : nom, type Python, texte non vide exigé, valeurs uniques."""
+
+    name: str
+    type: type = str
+    non_empty: bool = True
+    unique: bool = False
+
+
+SCHEMAS: dict[str, tuple[Column, ...]] = {
+    "corpus": (Column("passage_id", unique=True), Column("code"), Column("analyte"), Column("famille"),
+               Column("aspect"), Column("text", unique=True)),
+    "retrieval": (Column("question", unique=True), Column("passage_id"), Column("code"),
+                  Column("aspect"), Column("style"), Column("template"), Column("pair_id", unique=True)),
+    "instructions": (Column("id", unique=True), Column("instruction"), Column("input"),
+                     Column("output"), Column("sexe"), Column("age", int), Column("panel"),
+                     Column("labels", list)),
+    "longitudinal": (Column("patient_id"), Column("sexe"), Column("age_inclusion", int),
+                     Column("visite", int), Column("date"), Column("code"), Column("valeur", float),
+                     Column("unite"), Column("statut"), Column("anomalie", non_empty=False),
+                     Column("tendance"), Column("point_consigne", float),
+                     Column("pente_relative_par_an", float)),
+}
+LABEL_KEYS = {"code": str, "analyte": str, "valeur": float, "unite": str, "statut": str}
+_LONGITUDINAL_KEY = ("patient_id", "visite", "code")
+
+
+def _decode(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[:err.start].count(b"\n") + 1
+        raise DatasetValidationError(path, line, None,
+                                     f"encodage invalide (UTF-8 attendu), octet 0x{raw[err.start]:02x}.") from None
+    return text.removeprefix("\ufeff")
+
+
+def _check_value(path: Path, line: int, col: Column, value: Any) -> Any:
+    expected = col.type
+    if value is None:
+        raise DatasetValidationError(path, line, col.name, "valeur absente (null).")
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DatasetValidationError(path, line, col.name,
+                                         f"nombre attendu, trouvé {type(value).__name__} « {value} ».")
+        if math.isnan(value) or math.isinf(value):
+            raise DatasetValidationError(path, line, col.name, "valeur NaN ou infinie.")
+        return float(value)
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DatasetValidationError(path, line, col.name,
+                                         f"entier attendu, trouvé {type(value).__name__} « {value} ».")
+        return value
+    if not isinstance(value, expected):
+        raise DatasetValidationError(path, line, col.name,
+                                     f"type {expected.__name__} attendu, trouvé {type(value).__name__}.")
+    if expected is str:
+        if col.non_empty and not value.strip():
+            raise DatasetValidationError(path, line, col.name, "texte vide.")
+        if value.strip().lower() == "nan":
+            raise DatasetValidationError(path, line, col.name, "valeur « NaN » à la place d'un texte.")
+        if _MOJIBAKE.search(value):
+            bad = _MOJIBAKE.search(value).group(0)
+            raise DatasetValidationError(path, line, col.name,
+                                         f"texte mal encodé (séquence « {bad} » : fichier relu en Latin-1 ?).")
+    if expected is list and col.non_empty and not value:
+        raise DatasetValidationError(path, line, col.name, "liste vide.")
+    return value
+
+
+def _check_labels(path: Path, line: int, labels: list) -> None:
+    for i, lab in enumerate(labels):
+        if not isinstance(lab, dict):
+            raise DatasetValidationError(path, line, "labels", f"élément {i} : objet attendu.")
+        for key, typ in LABEL_KEYS.items():
+            if key not in lab:
+                raise DatasetValidationError(path, line, "labels", f"élément {i} : clé « {key} » manquante.")
+            _check_value(path, line, Column(f"labels[{i}].{key}", typ), lab[key])
+        if lab["statut"] not in ("bas", "normal", "élevé"):
+            raise DatasetValidationError(path, line, f"labels[{i}].statut",
+                                         f"statut « {lab['statut']} » inconnu (bas, normal ou élevé).")
+
+
+def validate_records(records: list[tuple[int, dict]], schema: str, path: Path | str) -> list[dict]:
+    """Valide des enregistrements ``(numéro de ligne, dict)`` selon ``SCHEMAS[schema]``."""
+    path = Path(path)
+    columns = SCHEMAS[schema]
+    if not records:
+        raise DatasetValidationError(path, None, None, "fichier vide : aucune ligne de données.")
+    seen: dict[str, dict[Any, int]] = {c.name: {} for c in columns if c.unique}
+    seen_keys: dict[tuple, int] = {}
+    out = []
+    for line, rec in records:
+        if not isinstance(rec, dict):
+            raise DatasetValidationError(path, line, None, "objet JSON attendu sur chaque ligne.")
+        clean = {}
+        for col in columns:
+            if col.name not in rec:
+                raise DatasetValidationError(path, line, col.name, "colonne manquante.")
+            clean[col.name] = _check_value(path, line, col, rec[col.name])
+            if col.unique:
+                key = " ".join(str(clean[col.name]).lower().split())
+                if key in seen[col.name]:
+                    raise DatasetValidationError(path, line, col.name,
+                                                 f"doublon de la ligne {seen[col.name][key]}.")
+                seen[col.name][key] = line
+        extra = sorted(set(rec) - {c.name for c in columns})
+        if extra:
+            raise DatasetValidationError(path, line, extra[0], "colonne inattendue (faute de frappe ?).")
+        if schema == "instructions":
+            _check_labels(path, line, clean["labels"])
+        if schema == "longitudinal":
+            key = tuple(clean[k] for k in _LONGITUDINAL_KEY)
+            if key in seen_keys:
+                raise DatasetValidationError(path, line, None,
+                                             f"doublon (patient, visite, analyte) de la ligne {seen_keys[key]}.")
+            seen_keys[key] = line
+        out.append(clean)
+    return out
+
+
+def read_jsonl(path: Path | str, schema: str) -> list[dict]:
+    """Lit et valide un fichier JSON Lines (une ligne = un objet)."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetValidationError(path, None, None,
+                                     "fichier introuvable (régénérez-le : python -m helpers.generate).")
+    records = []
+    for n, raw in enumerate(_decode(path).split("\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            records.append((n, json.loads(raw)))
+        except json.JSONDecodeError as err:
+            raise DatasetValidationError(path, n, None, f"JSON invalide ({err.msg}, caractère {err.colno}).") from None
+    return validate_records(records, schema, path)
+
+
+def _csv_cell(path: Path, line: int, col: Column, raw: str | None) -> Any:
+    if raw is None:
+        raise DatasetValidationError(path, line, col.name, "cellule manquante (ligne trop courte).")
+    if col.type in (int, float):
+        text = raw.strip()
+        if text == "":
+            raise DatasetValidationError(path, line, col.name, "nombre attendu, cellule vide.")
+        if text.lower() == "nan":
+            raise DatasetValidationError(path, line, col.name, "valeur NaN.")
+        try:
+            return col.type(text.replace(",", ".")) if col.type is float else int(text)
+        except ValueError:
+            raise DatasetValidationError(path, line, col.name,
+                                         f"{'entier' if col.type is int else 'nombre'} attendu, trouvé « {text} ».") from None
+    return raw
+
+
+def read_csv(path: Path | str, schema: str) -> list[dict]:
+    """Lit et valide un fichier CSV (en-tête en première ligne)."""
+    path = Path(path)
+    if not path.exists():
+        raise DatasetValidationError(path, None, None,
+                                     "fichier introuvable (régénérez-le : python -m helpers.generate).")
+    rows = list(csv.reader(_decode(path).splitlines()))
+    if not rows:
+        raise DatasetValidationError(path, None, None, "fichier vide.")
+    header = rows[0]
+    columns = SCHEMAS[schema]
+    for col in columns:
+        if col.name not in header:
+            raise DatasetValidationError(path, 1, col.name, "colonne manquante dans l'en-tête.")
+    records = []
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) > len(header):
+            raise DatasetValidationError(path, n, None,
+                                         f"{len(row)} cellules pour {len(header)} colonnes (virgule en trop ?).")
+        cells = dict(zip(header, row))
+        records.append((n, {c.name: _csv_cell(path, n, c, cells.get(c.name)) for c in columns}))
+    return validate_records(records, schema, path)
+
+
+# ---------------------------------------------------------------------------- vues
+def _subsample(rows: list[dict], n: int | None, seed: int) -> list[dict]:
+    if n is None or n >= len(rows):
+        return rows
+    idx = sorted(random.Random(seed).sample(range(len(rows)), n))
+    return [rows[i] for i in idx]
+
+
+def load_retrieval(profile=None, data_dir: Path = DATASET_DIR):
+    """Vue recherche : ``DatasetDict`` avec ``corpus``, ``train``, ``validation``,
+    ``test_questions``, ``test_analytes``.
+
+    Le profil limite le nombre de paires d'entraînement (``embedding.train_pairs``) et de
+    requêtes de test (``embedding.eval_queries``) ; le corpus est toujours complet.
+    """
+    from datasets import Dataset, DatasetDict
+
+    data_dir = Path(data_dir)
+    corpus = read_jsonl(data_dir / "corpus.jsonl", "corpus")
+    ids = {p["passage_id"] for p in corpus}
+    splits = {}
+    for name in ("train", "validation", "test_questions", "test_analytes"):
+        path = data_dir / f"retrieval_{name}.jsonl"
+        rows = read_jsonl(path, "retrieval")
+        for i, r in enumerate(rows):
+            if r["passage_id"] not in ids:
+                raise DatasetValidationError(path, i + 1, "passage_id",
+                                             f"passage « {r['passage_id']} » absent de corpus.jsonl.")
+        splits[name] = rows
+    if profile is not None:
+        seed = profile.seed
+        splits["train"] = _subsample(splits["train"], profile.embedding.train_pairs, seed)
+        for name in ("validation", "test_questions", "test_analytes"):
+            splits[name] = _subsample(splits[name], profile.embedding.eval_queries, seed)
+    return DatasetDict({"corpus": Dataset.from_list(corpus),
+                        **{k: Dataset.from_list(v) for k, v in splits.items()}})
+
+
+def load_instructions(profile=None, data_dir: Path = DATASET_DIR):
+    """Vue instructions : ``DatasetDict`` ``train`` / ``validation`` / ``test`` (Alpaca + labels)."""
+    from datasets import Dataset, DatasetDict
+
+    data_dir = Path(data_dir)
+    splits = {name: read_jsonl(data_dir / f"instructions_{name}.jsonl", "instructions")
+              for name in ("train", "validation", "test")}
+    if profile is not None:
+        splits["train"] = _subsample(splits["train"], profile.llm.train_examples, profile.seed)
+        for name in ("validation", "test"):
+            splits[name] = _subsample(splits[name], profile.llm.eval_examples, profile.seed)
+    return DatasetDict({k: Dataset.from_list(v) for k, v in splits.items()})
+
+
+def load_longitudinal(profile=None, data_dir: Path = DATASET_DIR):
+    """Vue longitudinale : ``Dataset`` (une ligne par patient, visite et analyte)."""
+    from datasets import Dataset
+
+    rows = read_csv(Path(data_dir) / "longitudinal.csv", "longitudinal")
+    n = profile.data.longitudinal_patients if profile is not None else None
+    if n is not None:
+        patients = sorted({r["patient_id"] for r in rows})[:n]
+        keep = set(patients)
+        rows = [r for r in rows if r["patient_id"] in keep]
+    return Dataset.from_list(rows)
+
+
+# ---------------------------------------------------------------------------- hub
+HUB_COLUMN_ALIASES = {
+    "instruction": ("instruction", "question", "prompt", "Instruction"),
+    "input": ("input", "context", "Input"),
+    "output": ("output", "response", "answer", "Response", "Output"),
+}
+
+
+def map_hub_columns(dataset, source: str = "jeu du hub"):
+    """Renomme les colonnes d'un jeu Alpaca du hub en ``instruction`` / ``input`` / ``output``.
+
+    ``input`` peut manquer (colonne vide ajoutée) ; ``instruction`` et ``output`` sont exigées.
+    """
+    columns = list(dataset.column_names)
+    rename = {}
+    for target, aliases in HUB_COLUMN_ALIASES.items():
+        found = next((c for c in aliases if c in columns), None)
+        if found is None:
+            if target == "input":
+                dataset = dataset.add_column("input", [""] * len(dataset))
+                continue
+            raise DatasetValidationError(source, None, target,
+                                         f"colonne introuvable ; colonnes présentes : {', '.join(columns)}.")
+        if found != target:
+            rename[found] = target
+    dataset = dataset.rename_columns(rename) if rename else dataset
+    return dataset.select_columns(["instruction", "input", "output"])
+
+
+def load_hub_instructions(dataset_id: str, split: str = "train"):
+    """Charge un jeu Alpaca du hub (profil gpu), colonnes renommées. Échoue vite hors ligne."""
+    from . import runtime
+
+    if not runtime.hub_reachable():
+        raise ConnectionError(f"Hub Hugging Face injoignable : impossible de charger « {dataset_id} ». "
+                              "Le cours utilise alors le jeu local MedAnalyzer-FR.")
+    from datasets import load_dataset
+
+    return map_hub_columns(load_dataset(dataset_id, split=split), source=dataset_id)
+
+
+# ---------------------------------------------------------------------------- intégrité
+def split_integrity(retrieval) -> dict:
+    """Vérifie qu'aucune question ni aucun analyte de test ne fuit dans l'entraînement.
+
+    Renvoie un dictionnaire de compteurs (tous à 0 si les splits sont propres).
+    """
+    def norm(q: str) -> str:
+        return " ".join(q.lower().split())
+
+    train_q = {norm(q) for q in retrieval["train"]["question"]}
+    fit_codes = set(retrieval["train"]["code"]) | set(retrieval["validation"]["code"])
+    train_groups = set(zip(retrieval["train"]["passage_id"], retrieval["train"]["template"]))
+    report = {}
+    for split in ("validation", "test_questions", "test_analytes"):
+        ds = retrieval[split]
+        report[f"{split}_questions_in_train"] = sum(norm(q) in train_q for q in ds["question"])
+        report[f"{split}_groups_in_train"] = sum(g in train_groups for g in zip(ds["passage_id"], ds["template"]))
+    report["test_analytes_seen_in_training"] = len(set(retrieval["test_analytes"]["code"]) & fit_codes)
+    return report
+
+
+def check_split_integrity(retrieval) -> dict:
+    """Comme :func:`split_integrity`, mais lève une erreur en cas de fuite."""
+    report = split_integrity(retrieval)
+    leaks = {k: v for k, v in report.items() if v}
+    if leaks:
+        raise AssertionError(f"Fuite entre splits : {leaks}")
+    return report
+
+
+def ir_inputs(split, corpus) -> tuple[dict, dict, dict]:
+    """``(queries, corpus, relevant_docs)`` au format de ``InformationRetrievalEvaluator``."""
+    if len(split) == 0:
+        raise ValueError("Ensemble de requêtes vide : impossible d'évaluer la recherche.")
+    if len(corpus) == 0:
+        raise ValueError("Corpus vide : impossible d'évaluer la recherche.")
+    queries = dict(zip(split["pair_id"], split["question"]))
+    docs = dict(zip(corpus["passage_id"], corpus["text"]))
+    relevant = {pid: {doc} for pid, doc in zip(split["pair_id"], split["passage_id"])}
+    return queries, docs, relevant
