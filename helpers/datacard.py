@@ -89,12 +89,12 @@ Processus de génération, pour chaque (patient, analyte) :
    hors normes, comme une pathologie chronique) — colonne `point_consigne`.
 2. **Tendance** : 12 % en hausse, 12 % en baisse, de 6 à 15 % du point de consigne par an
    (`tendance`, `pente_relative_par_an`) ; sinon stable.
-3. **Variation intra-individuelle** : bruit gaussien d'écart-type relatif √(CVi² + CVa²), avec
+3. **Variation intra-individuelle** : bruit log-normal d'écart-type relatif √(CVi² + CVa²), avec
    des coefficients de variation biologique (CVi) et analytique (CVa) de l'ordre de ceux de la
    base EFLM de variation biologique (arrondis, pédagogiques).
-4. **Anomalies étiquetées** (`anomalie`) : `pic` — une visite isolée décalée de 1,3 à 2,5 fois la
-   valeur de référence du changement (RCV = 1,96 × √2 × √(CVa² + CVi²)) ; `rupture` — à partir
-   d'une visite, le niveau change durablement de 1,3 à 2 RCV (seule la visite de rupture est
+4. **Anomalies étiquetées** (`anomalie`) : `pic` — une visite isolée multipliée par exp(± 1,3 à 2,5 ×
+   la valeur de référence du changement (RCV = 1,96 × √2 × √(CVa² + CVi²))) ; `rupture` — à partir
+   d'une visite, le niveau est multiplié durablement par exp(± 1,3 à 2 RCV) (seule la visite de rupture est
    étiquetée). Décompte : {", ".join(f"{k} {v}" for k, v in stats['longitudinal_anomalies'].items())}.
 5. `statut` : bas / normal / élevé de chaque valeur par rapport aux bornes du sexe.
 

@@ -497,17 +497,19 @@ def build_longitudinal(analytes: dict[str, Analyte], seed: int = SEED) -> list[d
             slope = 0.0 if trend == "stable" else (1 if trend == "hausse" else -1) * rng.uniform(0.06, 0.15)
             rcv = reference_change_value(code)
             step_at = rng.randint(2, n_visits - 1) if rng.random() < 0.06 else None
+            # Sauts multiplicatifs en échelle logarithmique : jamais de valeur négative, même pour
+            # un analyte très variable (RCV de la TSH ≈ 50 %).
             step = (1 if rng.random() < 0.5 else -1) * rng.uniform(1.3, 2.0) * rcv
             for v, date in enumerate(dates):
                 years = (date - dates[0]).days / 365.25
                 level = setpoint * (1 + slope * years)
                 anomaly = ""
                 if step_at is not None and v >= step_at:
-                    level *= 1 + step
+                    level *= math.exp(step)
                     anomaly = "rupture" if v == step_at else ""
-                value = level * (1 + rng.gauss(0, sd))
+                value = level * math.exp(rng.gauss(0, sd))
                 if not anomaly and v > 0 and rng.random() < 0.04:
-                    value *= 1 + (1 if rng.random() < 0.5 else -1) * rng.uniform(1.3, 2.5) * rcv
+                    value *= math.exp((1 if rng.random() < 0.5 else -1) * rng.uniform(1.3, 2.5) * rcv)
                     anomaly = "pic"
                 value = max(round(value, a.decimales), 10 ** -a.decimales)
                 rows.append({

@@ -82,8 +82,19 @@ def go_offline() -> None:
     """Passe les bibliothèques Hugging Face en mode hors ligne.
 
     Sans cela, un chargement depuis le hub sans réseau n'échoue qu'après ~80 s de tentatives ;
-    avec, il échoue en quelques secondes. À appeler avant d'importer transformers/datasets.
+    avec, il échoue en quelques secondes. Fonctionne avant comme après l'import de
+    transformers/datasets.
     """
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         os.environ[var] = "1"
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    # huggingface_hub lit HF_HUB_OFFLINE une seule fois, à son import : s'il est déjà importé,
+    # on met aussi à jour sa constante, sinon la variable d'environnement serait sans effet.
+    import sys
+
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
+    datasets_config = sys.modules.get("datasets.config")
+    if datasets_config is not None and hasattr(datasets_config, "HF_HUB_OFFLINE"):
+        datasets_config.HF_HUB_OFFLINE = True

@@ -1,0 +1,54 @@
+# Cours « Fine-tuning pour l'analyse de bilans biologiques » — commandes principales.
+#   make course   installe, prépare les modèles hors ligne, exécute tous les notebooks (meilleur profil)
+#   make test     installe, puis tests unitaires + nbval sur tous les notebooks (profil smoke)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+# Exemple pour un portable sans roue torch CPU locale : make course PIP_EXTRA="--extra-index-url https://download.pytorch.org/whl/cpu"
+PIP_EXTRA ?=
+export MPLBACKEND ?= Agg
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup course test unit notebooks models lab clean help
+
+help:
+	@echo "make course  — exécute tout le cours sur le meilleur profil et écrit outputs/<profil>/"
+	@echo "make test    — tests unitaires puis nbval de tous les notebooks (profil smoke)"
+	@echo "make lab     — ouvre les notebooks dans JupyterLab"
+
+setup: $(STAMP)
+
+# torch est épinglé dans requirements.txt et installé dans la même commande pip que le reste :
+# sinon pip tirerait la dernière version CUDA de torch (plusieurs Go).
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(PIP_EXTRA) -r requirements.txt
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install -q --no-deps -e .
+	@touch $(STAMP)
+
+models: setup
+	$(PY) -m helpers.models --prepare $${COURSE_PROFILE:-cpu}
+
+course: setup
+	$(PY) -m helpers.course
+
+unit: setup
+	$(PY) -m helpers.models --prepare smoke
+	$(PY) -m pytest tests
+
+notebooks: setup
+	$(PY) -m helpers.models --prepare smoke
+	COURSE_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+
+test: unit notebooks
+
+lab: setup
+	$(PY) -m pip install -q jupyterlab==4.6.6
+	$(VENV)/bin/jupyter lab notebooks
+
+clean:
+	rm -rf outputs .pytest_cache

@@ -1,0 +1,101 @@
+"""Exécute tout le cours (``make course``) : chaque notebook, dans l'ordre, sur le meilleur profil.
+
+    python -m helpers.course                 # profil choisi automatiquement
+    python -m helpers.course --only 01 02    # seulement certains notebooks
+    COURSE_PROFILE=smoke python -m helpers.course
+
+Les notebooks exécutés (avec leurs sorties) sont écrits dans ``outputs/<profil>/notebooks/`` —
+les notebooks du dépôt restent sans sorties. Un résumé (durée, pic mémoire, statut de chaque
+notebook) est écrit dans ``outputs/<profil>/run_summary.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+from .paths import NOTEBOOKS_DIR, output_dir, outputs_root
+
+
+def list_notebooks(only: list[str] | None = None) -> list[Path]:
+    """Notebooks numérotés du cours, dans l'ordre ; ``only`` filtre par préfixe (« 01 », « 02 »…)."""
+    notebooks = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        notebooks = [nb for nb in notebooks if any(nb.name.startswith(p) for p in only)]
+        if not notebooks:
+            raise ValueError(f"Aucun notebook ne commence par {', '.join(only)} dans {NOTEBOOKS_DIR}.")
+    return notebooks
+
+
+def _children_peak_rss_mb() -> float:
+    """Pic de mémoire résidente des processus enfants terminés (les noyaux), en Mo."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def execute_notebook(path: Path, out_path: Path, timeout: int = 3600) -> dict:
+    """Exécute un notebook dans un noyau de l'environnement courant et écrit la copie exécutée."""
+    import nbformat
+    from jupyter_client import KernelManager
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    from nbval.kernel import CURRENT_ENV_KERNEL_NAME, NbvalKernelspecManager
+
+    nb = nbformat.read(path, as_version=4)
+    km = KernelManager(kernel_name=CURRENT_ENV_KERNEL_NAME, kernel_spec_manager=NbvalKernelspecManager())
+    client = NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(path.parent)}})
+    start = time.perf_counter()
+    status, error = "ok", ""
+    try:
+        client.execute()
+    except CellExecutionError as err:
+        status, error = "échec", str(err).splitlines()[-1] if str(err) else type(err).__name__
+    finally:
+        nbformat.write(nb, out_path)
+    return {"notebook": path.name, "statut": status, "secondes": round(time.perf_counter() - start, 1),
+            "pic_rss_noyaux_mo": round(_children_peak_rss_mb()), "erreur": error,
+            "copie_executee": str(out_path)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.course", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="préfixes des notebooks à exécuter (ex. 01 02)")
+    parser.add_argument("--timeout", type=int, default=3600, help="délai maximal par cellule (s)")
+    args = parser.parse_args(argv)
+
+    from . import setup_course
+    from .models import models_for_profile, model_path
+
+    profile = setup_course("exécution complète du cours")
+    # Les noyaux lancés héritent du profil choisi ici : tous les notebooks tournent sur le même.
+    os.environ["COURSE_PROFILE"] = profile.name
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    if profile.name != "gpu":
+        for name in models_for_profile(profile.name):
+            print(f"Modèle hors ligne prêt : {name} → {model_path(name)}")
+    out_dir = output_dir(profile.name, "notebooks")
+    results = []
+    for nb in list_notebooks(args.only):
+        print(f"\n▶ {nb.name} …", flush=True)
+        res = execute_notebook(nb, out_dir / nb.name, timeout=args.timeout)
+        results.append(res)
+        print(f"  {res['statut']} en {res['secondes']} s (pic mémoire des noyaux : {res['pic_rss_noyaux_mo']} Mo)")
+        if res["statut"] != "ok":
+            print(f"  Erreur : {res['erreur']}\n  Copie exécutée (avec la trace) : {res['copie_executee']}",
+                  file=sys.stderr)
+            break
+    summary = {"profil": profile.name, "raison": profile.reason,
+               "date": dt.datetime.now().isoformat(timespec="seconds"), "notebooks": results}
+    summary_path = outputs_root() / profile.name / "run_summary.json"
+    summary_path.write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    print(f"\nRésumé : {summary_path}")
+    print(f"Résultats : {outputs_root() / profile.name}")
+    return 0 if all(r["statut"] == "ok" for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+import os
+from dataclasses import fields
+
+import pytest
+
+from helpers import profiles, runtime
+from helpers.profiles import PROFILE_NAMES, ProfileError, detect_profile, get_profile
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_every_profile_holds_every_knob(name):
+    p = get_profile(name)
+    assert p.name == name
+    for section in (p.embedding, p.llm, p.data):
+        for f in fields(section):
+            assert hasattr(section, f.name)
+    dims = p.embedding.matryoshka_dims
+    assert list(dims) == sorted(dims, reverse=True) and len(set(dims)) == len(dims)
+    assert set(p.llm.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    text = p.describe()
+    assert "matryoshka_dims" in text and "lora_r" in text and "learning_rate" in text
+
+
+def test_gpu_profile_follows_the_seed_recipe():
+    p = get_profile("gpu")
+    assert p.embedding.model_id == "intfloat/multilingual-e5-large"
+    assert p.embedding.matryoshka_dims == (1024, 768, 512, 256, 128, 64)
+    assert p.embedding.learning_rate == 2e-5 and p.embedding.epochs == 1
+    assert p.llm.model_id == "unsloth/mistral-7b-v0.3" and p.llm.backend == "unsloth"
+    assert (p.llm.lora_r, p.llm.lora_alpha, p.llm.batch_size, p.llm.gradient_accumulation_steps) == (16, 16, 2, 4)
+    assert p.llm.learning_rate == 2e-4 and p.llm.optim == "adamw_8bit" and p.llm.max_seq_length == 2048
+
+
+def test_cpu_and_smoke_use_offline_models():
+    from helpers.models import OFFLINE_MODELS
+
+    for name in ("cpu", "smoke"):
+        p = get_profile(name)
+        assert p.embedding.model_id in OFFLINE_MODELS and p.llm.model_id in OFFLINE_MODELS
+        assert p.embedding.matryoshka_dims[0] == 384  # dimension de multilingual-e5-small
+    assert get_profile("smoke").llm.model_id == "tiny-mistral"
+
+
+def test_unknown_profile_gives_french_error():
+    with pytest.raises(ProfileError, match="Profil inconnu"):
+        get_profile("tpu")
+
+
+def test_env_override(clean_env):
+    clean_env.setenv("COURSE_PROFILE", "smoke")
+    p = detect_profile()
+    assert p.name == "smoke" and "COURSE_PROFILE" in p.reason
+    assert os.environ["HF_HUB_OFFLINE"] == "1"  # hors profil gpu : bibliothèques hors ligne
+
+
+def test_bad_env_override(clean_env):
+    clean_env.setenv("COURSE_PROFILE", "rapide")
+    with pytest.raises(ProfileError, match="COURSE_PROFILE='rapide'"):
+        detect_profile()
+
+
+def test_gpu_requested_without_cuda_falls_back(clean_env):
+    clean_env.setenv("COURSE_PROFILE", "gpu")
+    clean_env.setattr(runtime, "cuda_available", lambda: False)
+    p = detect_profile()
+    assert p.name == "cpu" and "aucun GPU" in p.reason
+
+
+@pytest.mark.parametrize("cuda,hub,expected", [(True, True, "gpu"), (True, False, "cpu"), (False, True, "cpu"),
+                                                (False, False, "cpu")])
+def test_automatic_choice(clean_env, cuda, hub, expected):
+    clean_env.setattr(runtime, "cuda_available", lambda: cuda)
+    clean_env.setattr(runtime, "hub_reachable", lambda timeout=2.0: hub)
+    p = detect_profile()
+    assert p.name == expected
+    assert p.reason  # toujours une explication en français
+    if cuda and not hub:
+        assert "injoignable" in p.reason

@@ -1,0 +1,44 @@
+import os
+
+from helpers import runtime
+from helpers.paths import output_dir
+
+import pytest
+
+
+def test_hub_offline_env_means_unreachable(clean_env):
+    clean_env.setenv("HF_HUB_OFFLINE", "1")
+    assert runtime.hub_reachable() is False
+
+
+def test_unreachable_endpoint_is_detected(clean_env):
+    # Port fermé sur la boucle locale : refus immédiat, aucune requête vers l'extérieur.
+    clean_env.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    assert runtime.hub_reachable(timeout=1.0) is False
+
+
+def test_go_offline_sets_all_flags(clean_env):
+    runtime.go_offline()
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        assert os.environ[var] == "1"
+
+
+def test_threads_never_exceed_cores(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        n = runtime.configure_threads(10_000)
+        assert 1 <= n <= runtime.available_cores()
+        assert torch.get_num_threads() == n
+        assert os.environ["OMP_NUM_THREADS"] == str(n)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_output_dir_layout(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+    path = output_dir("cpu", "embeddings")
+    assert path == tmp_path / "cpu" / "embeddings" and path.is_dir()
+    with pytest.raises(ValueError, match="Thème de sortie inconnu"):
+        output_dir("cpu", "divers")
