@@ -1,0 +1,102 @@
+"""Le générateur est déterministe et produit des vues conformes au cahier des charges."""
+import json
+import random
+from collections import Counter
+
+import pytest
+
+from helpers import generate
+from helpers.analytes import load_analytes
+from helpers.paths import DATASET_DIR
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("medanalyzer")
+    generate.generate(out)
+    return out
+
+
+def test_regeneration_gives_identical_bytes(regenerated):
+    committed = sorted(p.name for p in DATASET_DIR.iterdir())
+    assert committed == sorted(p.name for p in regenerated.iterdir())
+    for name in committed:
+        assert (DATASET_DIR / name).read_bytes() == (regenerated / name).read_bytes(), name
+
+
+def test_manifest_hashes_match_files():
+    import hashlib
+
+    manifest = json.loads((DATASET_DIR / "manifest.json").read_text(encoding="utf-8"))
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((DATASET_DIR / name).read_bytes()).hexdigest() == digest, name
+
+
+def _jsonl(name):
+    return [json.loads(x) for x in (DATASET_DIR / name).read_text(encoding="utf-8").splitlines()]
+
+
+def test_retrieval_view_sizes_and_styles():
+    corpus = _jsonl("corpus.jsonl")
+    assert len(corpus) == 46 * 6
+    assert Counter(p["aspect"] for p in corpus) == {a: 46 for a in generate.ASPECTS}
+    pairs = [p for s in ("train", "validation", "test_questions", "test_analytes")
+             for p in _jsonl(f"retrieval_{s}.jsonl")]
+    assert len(pairs) >= 2000
+    assert set(p["style"] for p in pairs) == set(generate.STYLES)
+    test_codes = {p["code"] for p in _jsonl("retrieval_test_analytes.jsonl")}
+    assert len(test_codes) / 46 >= 0.15
+    fit_codes = {p["code"] for s in ("train", "validation") for p in _jsonl(f"retrieval_{s}.jsonl")}
+    assert not test_codes & fit_codes
+
+
+def test_instruction_labels_agree_with_reference_ranges():
+    analytes = load_analytes()
+    rows = [r for s in ("train", "validation", "test") for r in _jsonl(f"instructions_{s}.jsonl")]
+    assert len(rows) >= 2000
+    statuses = Counter()
+    for r in rows:
+        for lab in r["labels"]:
+            assert analytes[lab["code"]].status(lab["valeur"], r["sexe"]) == lab["statut"]
+            # le statut attendu figure dans la réponse, sur la ligne de l'analyte
+            line = next(x for x in r["output"].splitlines() if x.startswith(f"- {lab['analyte'][:1].upper()}{lab['analyte'][1:]} :"))
+            assert f"— {lab['statut']} (" in line
+            statuses[lab["statut"]] += 1
+        assert "ne remplace pas" in r["output"]
+    assert min(statuses.values()) > 1000  # les trois statuts sont bien représentés
+
+
+def test_longitudinal_view():
+    import csv
+
+    rows = list(csv.DictReader((DATASET_DIR / "longitudinal.csv").read_text(encoding="utf-8").splitlines()))
+    patients = {r["patient_id"] for r in rows}
+    assert len(patients) >= 200
+    visits = Counter((r["patient_id"], r["code"]) for r in rows)
+    assert min(visits.values()) >= 6
+    assert len({r["code"] for r in rows}) >= 5
+    kinds = Counter(r["anomalie"] for r in rows)
+    assert kinds["pic"] > 0 and kinds["rupture"] > 0
+    assert all(float(r["valeur"]) > 0 for r in rows)
+
+
+@pytest.mark.parametrize("code", ["HB", "CRP", "HDL", "TP", "K"])
+@pytest.mark.parametrize("sexe", ["homme", "femme"])
+def test_sampled_values_have_requested_status(code, sexe):
+    a = load_analytes()[code]
+    rng = random.Random(0)
+    for status in a.possible_statuses(sexe):
+        for _ in range(50):
+            assert a.status(generate._sample_value(a, sexe, status, rng), sexe) == status
+
+
+def test_typos_change_the_question():
+    rng = random.Random(1)
+    q = "Quelles sont les causes d'une élévation de la créatinine ?"
+    variants = {generate.add_typos(q, rng) for _ in range(20)}
+    assert q not in variants and len(variants) > 5
+
+
+def test_reference_change_value():
+    # HB : CVi 2,7 %, CVa 1,5 % → RCV = 1,96 × √2 × √(2,7² + 1,5²) ≈ 8,56 %
+    assert generate.reference_change_value("HB") == pytest.approx(0.0856, abs=5e-4)

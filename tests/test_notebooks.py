@@ -1,0 +1,45 @@
+"""Les notebooks du dépôt : sans sorties, et chacun est une leçon complète qui démarre pareil."""
+import json
+
+import pytest
+
+from helpers.paths import NOTEBOOKS_DIR, REPO_ROOT
+
+NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert any(nb.name.startswith("01_") for nb in NOTEBOOKS)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_without_outputs(nb):
+    cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+    for i, cell in enumerate(cells):
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs"), f"{nb.name}, cellule {i} : sorties enregistrées"
+            assert cell.get("execution_count") is None, f"{nb.name}, cellule {i} : execution_count enregistré"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_lesson_structure(nb):
+    cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells)
+    first_md = "".join(cells[0]["source"])
+    assert f"colab.research.google.com/github/medanalyzer-fr/cours-finetuning-medical/blob/main/notebooks/{nb.name}" in first_md
+    assert "Objectifs" in first_md
+    code = [("".join(c["source"])) for c in cells if c["cell_type"] == "code"]
+    assert "google.colab" in code[0]  # cellule d'installation Colab
+    assert "setup_course(" in code[1]  # la première cellule utile affiche le profil et sa raison
+    assert "Exercices" in text
+    assert max(len(c.splitlines()) for c in code) <= 25, "cellule de code trop longue pour une leçon"
+
+
+def test_colab_install_files_exist():
+    for name in ("requirements-gpu.txt", "requirements-nodeps.txt", "requirements.txt"):
+        assert (REPO_ROOT / name).exists()
+    gpu = (REPO_ROOT / "requirements-gpu.txt").read_text(encoding="utf-8")
+    assert "unsloth==" in gpu and "trl==1.15.0" not in gpu
+    cpu = (REPO_ROOT / "requirements.txt").read_text(encoding="utf-8")
+    assert not any(line.lower().startswith("unsloth") for line in cpu.splitlines())
+    assert "torch==2.13.0" in cpu and "trl==1.15.0" not in cpu

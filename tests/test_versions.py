@@ -1,0 +1,67 @@
+"""Les versions installées sont celles épinglées, et les appels de bibliothèque du cours existent.
+
+La dérive d'API est la première cause de notebooks cassés dans ce domaine : ces tests échouent
+dès qu'une mise à jour change un argument ou un chemin de module dont le cours dépend.
+"""
+import importlib.metadata as md
+import inspect
+import re
+
+import pytest
+
+from helpers.paths import REPO_ROOT
+
+
+def _pins(name):
+    pins = {}
+    for line in (REPO_ROOT / name).read_text(encoding="utf-8").splitlines():
+        m = re.match(r"^([A-Za-z0-9_.\-]+)(\[[^\]]+\])?==([^\s#]+)", line.strip())
+        if m:
+            pins[m.group(1)] = m.group(3)
+    return pins
+
+
+@pytest.mark.parametrize("package,version", sorted({**_pins("requirements.txt"), **_pins("requirements-nodeps.txt")}.items()))
+def test_installed_version_matches_pin(package, version):
+    installed = md.version(package)
+    assert installed.split("+")[0] == version, f"{package} : {installed} installé, {version} épinglé"
+
+
+def test_sentence_transformers_6_api():
+    from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+    from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
+
+    params = inspect.signature(InformationRetrievalEvaluator).parameters
+    for arg in ("truncate_dim", "query_prompt", "corpus_prompt", "mrr_at_k", "ndcg_at_k"):
+        assert arg in params, arg
+    assert "matryoshka_dims" in inspect.signature(MatryoshkaLoss).parameters
+    assert "prompts" in inspect.signature(SentenceTransformerTrainingArguments).parameters
+    assert MultipleNegativesRankingLoss and Normalize and Pooling and Transformer
+
+
+def test_quantisation_and_lora_api():
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    from transformers import BitsAndBytesConfig
+
+    cfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)
+    assert cfg.bnb_4bit_quant_type == "nf4" and cfg.bnb_4bit_use_double_quant
+    lora = LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM")
+    assert lora.r == 16
+    assert "use_gradient_checkpointing" in inspect.signature(prepare_model_for_kbit_training).parameters
+    assert get_peft_model
+
+
+def test_trl_1_api():
+    from trl import SFTConfig, SFTTrainer
+
+    params = inspect.signature(SFTConfig).parameters
+    assert "max_length" in params and "max_seq_length" not in params
+    assert "processing_class" in inspect.signature(SFTTrainer).parameters
+
+
+def test_nbval_current_env_kernel():
+    from nbval.kernel import CURRENT_ENV_KERNEL_NAME, NbvalKernelspecManager
+
+    assert NbvalKernelspecManager().get_kernel_spec(CURRENT_ENV_KERNEL_NAME).argv
