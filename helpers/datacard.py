@@ -56,6 +56,9 @@ Familles d'analytes : {", ".join(f"{f} ({n})" for f, n in sorted(families.items(
 * Styles de questions : {", ".join(f"{k} ({v})" for k, v in stats['retrieval_styles'].items())} —
   termes cliniques, mots courants, abréviations, situations chiffrées d'un patient, fautes de
   frappe (accents perdus, lettres inversées ou oubliées).
+* Doublons : une question identique (à la casse près) à une question déjà générée n'est pas
+  gardée ; le générateur en tire une autre variante, et compte celles qu'il n'a pas pu remplacer :
+  {", ".join(f"{k} {v}" for k, v in stats['retrieval_duplicates_skipped'].items()) or "aucune"}.
 * `test_questions` : questions inédites sur des passages vus à l'entraînement. Les questions
   sont regroupées par (passage, gabarit) et un groupe entier part dans un seul split : aucune
   variante d'une question de test n'est dans l'entraînement.

@@ -290,6 +290,7 @@ def build_retrieval(analytes: dict[str, Analyte], seed: int = SEED):
     rng = random.Random(seed)
     corpus, pairs = [], []
     seen: set[str] = set()
+    skipped = Counter()  # questions non retenues car identiques à une question déjà générée
     for code, a in analytes.items():
         texts = _passages(a, rng)
         for aspect in ASPECTS:
@@ -304,7 +305,8 @@ def build_retrieval(analytes: dict[str, Analyte], seed: int = SEED):
                     if _norm_key(q) not in seen:
                         break
                 else:
-                    continue  # toutes les variantes existent déjà pour ce passage
+                    skipped[style] += 1  # toutes les variantes existent déjà : compté, annoncé dans la fiche
+                    continue
                 seen.add(_norm_key(q))
                 pairs.append({"question": q, "passage_id": pid, "code": code, "aspect": aspect,
                               "style": style, "template": tid})
@@ -314,6 +316,7 @@ def build_retrieval(analytes: dict[str, Analyte], seed: int = SEED):
             for tid, q in rng.sample(base_questions, k=min(2, len(base_questions))):
                 t = add_typos(q, rng)
                 if _norm_key(t) in seen:
+                    skipped["faute"] += 1
                     continue
                 seen.add(_norm_key(t))
                 pairs.append({"question": t, "passage_id": pid, "code": code, "aspect": aspect,
@@ -342,7 +345,7 @@ def build_retrieval(analytes: dict[str, Analyte], seed: int = SEED):
     for name, rows in splits.items():
         for i, row in enumerate(rows):
             row["pair_id"] = f"{name}-{i:05d}"
-    return corpus, splits, test_codes
+    return corpus, splits, test_codes, dict(sorted(skipped.items()))
 
 
 # ---------------------------------------------------------------------------- instructions
@@ -540,7 +543,7 @@ def generate(out_dir: Path = DATASET_DIR, reference_dir: Path = REFERENCE_DIR, s
     """Écrit toutes les vues dans ``out_dir`` et renvoie le manifeste (tailles, empreintes)."""
     load_analytes.cache_clear()
     analytes = load_analytes(Path(reference_dir))
-    corpus, retrieval, test_codes = build_retrieval(analytes, seed)
+    corpus, retrieval, test_codes, skipped = build_retrieval(analytes, seed)
     instructions = build_instructions(analytes, seed)
     longitudinal = build_longitudinal(analytes, seed)
     files = {"corpus.jsonl": _jsonl(corpus)}
@@ -553,6 +556,7 @@ def generate(out_dir: Path = DATASET_DIR, reference_dir: Path = REFERENCE_DIR, s
         "test_analytes": test_codes,
         "corpus_passages": len(corpus),
         "retrieval_pairs": {k: len(v) for k, v in retrieval.items()},
+        "retrieval_duplicates_skipped": skipped,
         "retrieval_styles": dict(sorted(Counter(p["style"] for v in retrieval.values() for p in v).items())),
         "instructions": {k: len(v) for k, v in instructions.items()},
         "instruction_statuses": dict(sorted(Counter(
