@@ -14,8 +14,8 @@ import argparse
 import datetime as dt
 import json
 import os
-import resource
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -32,9 +32,41 @@ def list_notebooks(only: list[str] | None = None) -> list[Path]:
     return notebooks
 
 
-def _children_peak_rss_mb() -> float:
-    """Pic de mémoire résidente des processus enfants terminés (les noyaux), en Mo."""
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+class PeakMemory:
+    """Suit le pic de mémoire résidente (VmHWM, Linux) d'un processus pendant son exécution."""
+
+    def __init__(self, get_pid, interval: float = 0.5):
+        self.get_pid, self.interval, self.peak_kb = get_pid, interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _read(self) -> None:
+        pid = self.get_pid()
+        if not pid:
+            return
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+        except OSError:
+            pass
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._read()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._read()
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def peak_mb(self) -> int:
+        return round(self.peak_kb / 1024)
 
 
 def execute_notebook(path: Path, out_path: Path, timeout: int = 3600) -> dict:
@@ -50,15 +82,19 @@ def execute_notebook(path: Path, out_path: Path, timeout: int = 3600) -> dict:
     client = NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     status, error = "ok", ""
-    try:
-        client.execute()
-    except CellExecutionError as err:
-        status, error = "échec", str(err).splitlines()[-1] if str(err) else type(err).__name__
-    finally:
-        nbformat.write(nb, out_path)
+    with PeakMemory(lambda: getattr(km.provisioner, "pid", None) if km.has_kernel else None) as memory:
+        try:
+            client.execute()
+        except CellExecutionError as err:
+            status, error = "échec", str(err).splitlines()[-1] if str(err) else type(err).__name__
+        except (RuntimeError, TimeoutError) as err:  # noyau qui ne démarre pas, délai dépassé
+            status, error = "échec", f"{type(err).__name__}: {err}"
+        finally:
+            nbformat.write(nb, out_path)
+    if km.has_kernel:  # nbclient n'arrête pas un noyau qu'il n'a pas créé lui-même
+        km.shutdown_kernel(now=False)
     return {"notebook": path.name, "statut": status, "secondes": round(time.perf_counter() - start, 1),
-            "pic_rss_noyaux_mo": round(_children_peak_rss_mb()), "erreur": error,
-            "copie_executee": str(out_path)}
+            "pic_rss_noyau_mo": memory.peak_mb, "erreur": error, "copie_executee": str(out_path)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n▶ {nb.name} …", flush=True)
         res = execute_notebook(nb, out_dir / nb.name, timeout=args.timeout)
         results.append(res)
-        print(f"  {res['statut']} en {res['secondes']} s (pic mémoire des noyaux : {res['pic_rss_noyaux_mo']} Mo)")
+        print(f"  {res['statut']} en {res['secondes']} s (pic mémoire du noyau : {res['pic_rss_noyau_mo']} Mo)")
         if res["statut"] != "ok":
             print(f"  Erreur : {res['erreur']}\n  Copie exécutée (avec la trace) : {res['copie_executee']}",
                   file=sys.stderr)

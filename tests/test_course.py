@@ -1,0 +1,42 @@
+"""L'exécuteur du cours (make course) : statut, copie exécutée, pic mémoire, filtres."""
+import os
+
+import nbformat
+import pytest
+
+from helpers import course
+
+
+def _notebook(tmp_path, source):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)])
+    path = tmp_path / "00_essai.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_execute_notebook_ok(tmp_path):
+    path = _notebook(tmp_path, "data = bytearray(50_000_000)\nprint('bonjour')")
+    res = course.execute_notebook(path, tmp_path / "out.ipynb", timeout=120)
+    assert res["statut"] == "ok" and res["erreur"] == ""
+    assert res["pic_rss_noyau_mo"] >= 50  # le tableau de 50 Mo est bien compté
+    out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
+    assert "bonjour" in out.cells[0].outputs[0]["text"]
+
+
+def test_execute_notebook_reports_failure(tmp_path):
+    path = _notebook(tmp_path, "raise ValueError('valeur inattendue')")
+    res = course.execute_notebook(path, tmp_path / "out.ipynb", timeout=120)
+    assert res["statut"] == "échec" and "ValueError" in res["erreur"]
+    assert (tmp_path / "out.ipynb").exists()  # la copie garde la trace de l'erreur
+
+
+def test_list_notebooks_filters():
+    assert [nb.name[:2] for nb in course.list_notebooks(["01"])] == ["01"]
+    with pytest.raises(ValueError, match="Aucun notebook"):
+        course.list_notebooks(["99"])
+
+
+def test_peak_memory_of_current_process():
+    with course.PeakMemory(os.getpid, interval=0.05) as mem:
+        pass
+    assert mem.peak_mb > 10
