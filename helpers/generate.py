@@ -79,7 +79,8 @@ def _passages(a: Analyte, rng: random.Random) -> dict[str, str]:
     has_hi = hi_h is not None or hi_f is not None
     has_lo = lo_h is not None or lo_f is not None
     syn = ", ".join(f"« {s} »" for s in a.synonymes)
-    role = f"{_cap(a.nom)} ({a.abreviation}) — {a.famille}. {a.role}"
+    abbr = "" if a.abreviation.lower() in a.nom.lower() else f" ({a.abreviation})"
+    role = f"{_cap(a.nom)}{abbr} — {a.famille}. {a.role}"
     if syn:
         role += f" Autres noms possibles sur un compte rendu : {syn}."
     reference = (f"Valeurs de référence {a.du} chez l'adulte ({a.unite}) : {a.reference_sentence()}. "
