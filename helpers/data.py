@@ -65,6 +65,10 @@ _LONGITUDINAL_KEY = ("patient_id", "visite", "code")
 
 
 def _decode(path: Path) -> str:
+    """Contenu texte UTF-8 du fichier ; erreur française s'il manque ou est mal encodé."""
+    if not path.exists():
+        raise DatasetValidationError(path, None, None,
+                                     "fichier introuvable (régénérez-le : python -m helpers.generate).")
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
@@ -162,9 +166,6 @@ def validate_records(records: list[tuple[int, dict]], schema: str, path: Path | 
 def read_jsonl(path: Path | str, schema: str) -> list[dict]:
     """Lit et valide un fichier JSON Lines (une ligne = un objet)."""
     path = Path(path)
-    if not path.exists():
-        raise DatasetValidationError(path, None, None,
-                                     "fichier introuvable (régénérez-le : python -m helpers.generate).")
     records = []
     for n, raw in enumerate(_decode(path).split("\n"), start=1):
         if not raw.strip():
@@ -196,9 +197,6 @@ def _csv_cell(path: Path, line: int, col: Column, raw: str | None) -> Any:
 def read_csv(path: Path | str, schema: str) -> list[dict]:
     """Lit et valide un fichier CSV (en-tête en première ligne)."""
     path = Path(path)
-    if not path.exists():
-        raise DatasetValidationError(path, None, None,
-                                     "fichier introuvable (régénérez-le : python -m helpers.generate).")
     rows = list(csv.reader(_decode(path).splitlines()))
     if not rows:
         raise DatasetValidationError(path, None, None, "fichier vide.")

