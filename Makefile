@@ -11,12 +11,13 @@ PIP_EXTRA ?=
 export MPLBACKEND ?= Agg
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup course test unit notebooks models lab clean help
+.PHONY: setup course test unit notebooks models lab clean help bench-embeddings
 
 help:
 	@echo "make course  — exécute tout le cours sur le meilleur profil et écrit outputs/<profil>/"
 	@echo "make test    — tests unitaires puis nbval de tous les notebooks (profil smoke)"
 	@echo "make lab     — ouvre les notebooks dans JupyterLab"
+	@echo "make bench-embeddings — mesure qualité et coût des notebooks 02–03 et imprime le bilan"
 
 setup: $(STAMP)
 
@@ -35,6 +36,10 @@ models: setup
 
 course: setup
 	$(PY) -m helpers.course
+
+# Mesure qualité + coût des notebooks 02–03 sur le meilleur profil, puis imprime le bilan.
+bench-embeddings: setup
+	$(PY) -m helpers.course --only 02 03
 
 unit: setup
 	$(PY) -m helpers.models --prepare smoke

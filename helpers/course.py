@@ -129,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     summary_path = outputs_root() / profile.name / "run_summary.json"
     summary_path.write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     print(f"\nRésumé : {summary_path}")
+    if any(r["notebook"].startswith(("02", "03")) for r in results):
+        from .report import embedding_report
+
+        print("\n" + "\n".join(embedding_report(profile.name)))
     print(f"Résultats : {outputs_root() / profile.name}")
     return 0 if all(r["statut"] == "ok" for r in results) else 1
 

@@ -148,22 +148,22 @@ def plot_patient_series(longitudinal, patient_id: str, analytes: dict[str, Analy
     return fig
 
 
-def save_figure(fig, profile_name: str, name: str) -> Path:
-    """Enregistre ``fig`` en PNG sous ``outputs/<profil>/data/<name>.png``."""
-    path = output_dir(profile_name, "data") / f"{name}.png"
+def save_figure(fig, profile_name: str, name: str, topic: str = "data") -> Path:
+    """Enregistre ``fig`` en PNG sous ``outputs/<profil>/<topic>/<name>.png``."""
+    path = output_dir(profile_name, topic) / f"{name}.png"
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
 
 
-def save_table(df: pd.DataFrame, profile_name: str, name: str) -> Path:
-    """Enregistre un tableau en CSV sous ``outputs/<profil>/data/<name>.csv``."""
-    path = output_dir(profile_name, "data") / f"{name}.csv"
+def save_table(df: pd.DataFrame, profile_name: str, name: str, topic: str = "data") -> Path:
+    """Enregistre un tableau en CSV sous ``outputs/<profil>/<topic>/<name>.csv``."""
+    path = output_dir(profile_name, topic) / f"{name}.csv"
     df.to_csv(path, index=False)
     return path
 
 
-def save_json(data: dict, profile_name: str, name: str) -> Path:
-    """Enregistre un dictionnaire en JSON sous ``outputs/<profil>/data/<name>.json``."""
-    path = output_dir(profile_name, "data") / f"{name}.json"
+def save_json(data: dict, profile_name: str, name: str, topic: str = "data") -> Path:
+    """Enregistre un dictionnaire en JSON sous ``outputs/<profil>/<topic>/<name>.json``."""
+    path = output_dir(profile_name, topic) / f"{name}.json"
     path.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     return path

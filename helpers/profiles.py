@@ -43,6 +43,10 @@ class EmbeddingSettings:
     precision: str  #: "bf16", "fp16" ou "fp32" (choisi selon le matériel)
     train_pairs: int | None  #: nombre de paires d'entraînement (None = toutes)
     eval_queries: int | None  #: requêtes par split de test (None = toutes)
+    freeze_word_embeddings: bool = False  #: geler la table du vocabulaire (mémoire, CPU)
+    eval_batch_size: int = 64
+    latency_vectors: int = 100_000  #: taille du corpus répliqué pour mesurer la latence
+    bootstrap_resamples: int = 2000  #: rééchantillonnages des intervalles de confiance
     query_prompt: str = "query: "
     passage_prompt: str = "passage: "
 
@@ -129,7 +133,8 @@ def _build(name: str) -> Profile:
                 model_id="intfloat/multilingual-e5-large", offline_model="multilingual-e5-small",
                 matryoshka_dims=(1024, 768, 512, 256, 128, 64), batch_size=32, epochs=1,
                 learning_rate=2e-5, warmup_ratio=0.1, max_seq_length=256,
-                precision=_gpu_precision(), train_pairs=None, eval_queries=None),
+                precision=_gpu_precision(), train_pairs=None, eval_queries=None,
+                eval_batch_size=128),
             llm=LLMSettings(
                 model_id="unsloth/mistral-7b-v0.3", offline_model="smollm2-135m-instruct",
                 backend="unsloth", load_in_4bit=True, max_seq_length=2048, lora_r=16, lora_alpha=16,
@@ -146,8 +151,8 @@ def _build(name: str) -> Profile:
             embedding=EmbeddingSettings(
                 model_id="multilingual-e5-small", offline_model="multilingual-e5-small",
                 matryoshka_dims=(384, 256, 128, 64, 32), batch_size=32, epochs=1,
-                learning_rate=2e-5, warmup_ratio=0.1, max_seq_length=128, precision="fp32",
-                train_pairs=None, eval_queries=None),
+                learning_rate=1e-4, warmup_ratio=0.1, max_seq_length=128, precision="fp32",
+                train_pairs=None, eval_queries=None, freeze_word_embeddings=True),
             llm=LLMSettings(
                 model_id="smollm2-135m-instruct", offline_model="smollm2-135m-instruct",
                 backend="bitsandbytes", load_in_4bit=True, max_seq_length=512, lora_r=16,
@@ -164,7 +169,8 @@ def _build(name: str) -> Profile:
                 model_id="multilingual-e5-small", offline_model="multilingual-e5-small",
                 matryoshka_dims=(384, 128, 32), batch_size=8, epochs=1, learning_rate=2e-5,
                 warmup_ratio=0.1, max_seq_length=64, precision="fp32", train_pairs=32,
-                eval_queries=16),
+                eval_queries=16, freeze_word_embeddings=True, latency_vectors=5_000,
+                bootstrap_resamples=200),
             llm=LLMSettings(
                 model_id="tiny-mistral", offline_model="tiny-mistral", backend="bitsandbytes",
                 load_in_4bit=True, max_seq_length=256, lora_r=8, lora_alpha=8, lora_dropout=0.0,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import functools
 import os
 import socket
+import sys
 from urllib.parse import urlparse
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -98,3 +99,11 @@ def go_offline() -> None:
     datasets_config = sys.modules.get("datasets.config")
     if datasets_config is not None and hasattr(datasets_config, "HF_HUB_OFFLINE"):
         datasets_config.HF_HUB_OFFLINE = True
+
+
+def peak_rss_mb() -> int:
+    """Pic de mémoire résidente de ce processus depuis son démarrage (Mo)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Ko sous Linux, octets sous macOS
+    return int(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024)

@@ -76,3 +76,15 @@ def test_automatic_choice(clean_env, cuda, hub, expected):
     assert p.reason  # toujours une explication en français
     if cuda and not hub:
         assert "injoignable" in p.reason
+
+
+def test_embedding_settings_are_consistent():
+    """Dimensions décroissantes, 64 présent (objectif du cours), coûts mesurables sur chaque profil."""
+    for name in ("gpu", "cpu", "smoke"):
+        e = get_profile(name).embedding
+        assert list(e.matryoshka_dims) == sorted(e.matryoshka_dims, reverse=True)
+        assert e.latency_vectors >= (100_000 if name != "smoke" else 1_000)
+        assert e.bootstrap_resamples >= 100 and e.eval_batch_size > 0
+    assert 64 in get_profile("gpu").embedding.matryoshka_dims and 64 in get_profile("cpu").embedding.matryoshka_dims
+    assert not get_profile("gpu").embedding.freeze_word_embeddings  # la recette d'origine, intacte
+    assert get_profile("cpu").embedding.freeze_word_embeddings

@@ -41,6 +41,48 @@ def test_sentence_transformers_6_api():
     assert MultipleNegativesRankingLoss and Normalize and Pooling and Transformer
 
 
+def test_sentence_transformers_training_and_search_api():
+    """Appels des notebooks 02–03 : trainer, échantillonneur, perte cachée, recherche quantifiée."""
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from sentence_transformers.sentence_transformer.evaluation import SentenceEvaluator
+    from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+    from sentence_transformers.util import cos_sim, semantic_search
+    from sentence_transformers.util.quantization import quantize_embeddings, semantic_search_faiss
+
+    assert BatchSamplers.NO_DUPLICATES
+    assert "evaluator" in inspect.signature(SentenceTransformerTrainer).parameters
+    assert "mini_batch_size" in inspect.signature(CachedMultipleNegativesRankingLoss).parameters
+    assert "truncate_dim" in inspect.signature(SentenceTransformer).parameters
+    for method in ("encode_query", "encode_document", "get_embedding_dimension", "save_pretrained"):
+        assert hasattr(SentenceTransformer, method), method
+    assert "score_function" in inspect.signature(semantic_search).parameters and cos_sim
+    params = inspect.signature(semantic_search_faiss).parameters
+    for arg in ("corpus_index", "corpus_precision", "rescore", "rescore_multiplier"):
+        assert arg in params, arg
+    assert "calibration_embeddings" in inspect.signature(quantize_embeddings).parameters
+    assert hasattr(SentenceEvaluator, "store_metrics_in_model_card_data")
+
+
+def test_transformers_training_arguments_accept_ratios():
+    """warmup_steps / eval_steps / save_steps / logging_steps < 1 = proportion des pas (transformers 5)."""
+    from sentence_transformers import SentenceTransformerTrainingArguments
+
+    args = SentenceTransformerTrainingArguments(output_dir="/tmp/x", warmup_steps=0.1, eval_strategy="steps",
+                                                eval_steps=0.5, save_steps=0.25, logging_steps=0.1,
+                                                report_to="none")
+    assert args.warmup_steps == 0.1 and args.save_steps == 0.25
+
+
+def test_faiss_and_scipy_api():
+    import faiss
+    from scipy.stats import bootstrap
+
+    assert faiss.ScalarQuantizer.QT_8bit is not None and faiss.IndexBinaryFlat and faiss.serialize_index_binary
+    params = inspect.signature(bootstrap).parameters
+    assert "method" in params and "rng" in params and "confidence_level" in params
+
+
 def test_quantisation_and_lora_api():
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     from transformers import BitsAndBytesConfig

@@ -1,0 +1,449 @@
+"""Plomberie des notebooks 02–03 : paires d'entraînement, évaluation Matryoshka, résultats.
+
+Le code à apprendre (la perte, les arguments du trainer, l'appel à l'évaluateur de
+sentence-transformers) reste visible dans les notebooks. Ici :
+
+* :func:`check_dims` — valide une liste de dimensions Matryoshka contre un modèle ;
+* :func:`training_pairs` — colonnes ``anchor`` / ``positive`` pour ``MultipleNegativesRankingLoss`` ;
+* :class:`MatryoshkaIREvaluator` — NDCG@10, MRR@10, Recall@10 à **chaque** dimension et sur
+  **chaque** split en n'encodant les textes qu'une fois. Les métriques sont calculées par
+  ``InformationRetrievalEvaluator.compute_metrics`` de la bibliothèque (mêmes formules, mêmes
+  départages d'ex-æquo) ; un test vérifie l'égalité avec l'évaluateur appelé dimension par
+  dimension (``truncate_dim``), qui encode tout à nouveau pour chaque dimension ;
+* sauvegarde / relecture de ``ndcg.csv`` et des rangs par requête (intervalles bootstrap du
+  notebook 03).
+"""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from sentence_transformers.sentence_transformer.evaluation import (
+    InformationRetrievalEvaluator, SentenceEvaluator)
+
+from .data import ir_inputs
+from .paths import output_dir
+
+SCORE_COLUMNS = ["split", "model", "dim", "ndcg_at_10", "mrr_at_10", "recall_at_10"]
+PER_QUERY_COLUMNS = ["split", "model", "dim", "pair_id", "rank", "ndcg_at_10"]
+TEST_SPLITS = ("test_questions", "test_analytes")
+SPLIT_LABELS = {"test_questions": "questions inédites", "test_analytes": "analytes inédits",
+                "validation": "validation"}
+
+
+class DimensionError(ValueError):
+    """Liste de dimensions Matryoshka invalide pour le modèle."""
+
+
+class MissingResultsError(FileNotFoundError):
+    """Résultats d'un notebook précédent absents ou incomplets."""
+
+
+# --------------------------------------------------------------------------- dimensions
+def model_dimension(model) -> int:
+    """Dimension des embeddings produits par ``model`` (sentence-transformers)."""
+    dim = model.get_embedding_dimension()
+    if not dim:
+        raise DimensionError("Le modèle n'annonce pas de dimension d'embedding.")
+    return int(dim)
+
+
+def check_dims(dims: Iterable, model_dim: int, where: str = "matryoshka_dims") -> tuple[int, ...]:
+    """Valide des dimensions Matryoshka et les renvoie de la plus grande à la plus petite.
+
+    Chaque dimension doit être un entier strictement positif, au plus égal à la dimension du
+    modèle (on ne peut tronquer un vecteur de 384 composantes à 512), sans doublon.
+    """
+    dims = list(dims)
+    if not dims:
+        raise DimensionError(f"{where} : liste de dimensions vide.")
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
+            raise DimensionError(f"{where} : « {d!r} » n'est pas un entier.")
+        if d <= 0:
+            raise DimensionError(f"{where} : la dimension {d} doit être strictement positive.")
+        if d > model_dim:
+            raise DimensionError(
+                f"{where} : la dimension {d} dépasse celle du modèle ({model_dim}). "
+                f"Un embedding Matryoshka se tronque, il ne s'allonge pas : gardez des "
+                f"dimensions ≤ {model_dim}.")
+    if len(set(dims)) != len(dims):
+        raise DimensionError(f"{where} : dimensions en double dans {dims}.")
+    return tuple(sorted((int(d) for d in dims), reverse=True))
+
+
+# --------------------------------------------------------------------------- entraînement
+def training_pairs(split, corpus):
+    """``Dataset`` à deux colonnes ``anchor`` (question) / ``positive`` (passage pertinent).
+
+    L'ordre des colonnes compte pour ``MultipleNegativesRankingLoss`` : la première est
+    l'ancre, la deuxième le positif ; les positifs des autres paires du lot servent de négatifs.
+    """
+    from datasets import Dataset
+
+    if len(split) == 0:
+        raise ValueError("Aucune paire d'entraînement : le split est vide.")
+    text = dict(zip(corpus["passage_id"], corpus["text"]))
+    missing = sorted({pid for pid in split["passage_id"] if pid not in text})
+    if missing:
+        raise ValueError(f"Passages absents du corpus : {', '.join(missing[:5])}"
+                         + (" …" if len(missing) > 5 else ""))
+    return Dataset.from_dict({"anchor": list(split["question"]),
+                              "positive": [text[pid] for pid in split["passage_id"]]})
+
+
+def freeze_word_embeddings(model) -> int:
+    """Gèle la table des embeddings de mots (vocabulaire) ; renvoie le nombre de poids gelés.
+
+    Pour multilingual-e5, cette table (≈ 250 000 mots × d) pèse plus que tout le reste du réseau :
+    la geler divise la mémoire de l'optimiseur et ne touche pas aux couches qui apprennent
+    à rapprocher questions et passages.
+    """
+    frozen = 0
+    for module in model.modules():
+        emb = getattr(module, "word_embeddings", None)
+        if emb is not None and hasattr(emb, "weight"):
+            emb.weight.requires_grad_(False)
+            frozen += emb.weight.numel()
+    if frozen == 0:
+        raise ValueError("Aucune table « word_embeddings » trouvée dans ce modèle.")
+    return frozen
+
+
+def set_model_card(model, profile, source: str = "") -> None:
+    """Renseigne la fiche du modèle (``README.md`` écrit par ``save_pretrained``)."""
+    card = model.model_card_data
+    card.language = ["fr"]
+    card.license = "mit"  # licence de multilingual-e5
+    card.model_name = (f"{profile.embedding.model_id} fine-tuné (Matryoshka) sur MedAnalyzer-FR "
+                       "— jeu synthétique, usage pédagogique")
+    card.local_files_only = profile.name != "gpu"
+    card.tags = list(dict.fromkeys([*card.tags, "matryoshka", "medical", "french", "synthetic-data"]))
+    card.task_name = ("recherche de passages sur les analyses de biologie médicale (RAG pédagogique) ; "
+                      "pas un dispositif médical")
+    if source:
+        model.course_source = source
+
+
+def parameter_counts(model) -> dict:
+    """Paramètres totaux et entraînables du modèle."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable, "trainable_pct": round(100 * trainable / total, 1)}
+
+
+def last_checkpoint(checkpoint_dir: Path | str) -> str | None:
+    """Dernier checkpoint d'un entraînement interrompu (``None`` s'il n'y en a pas)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    checkpoint_dir = Path(checkpoint_dir)
+    if not checkpoint_dir.is_dir():
+        return None
+    return get_last_checkpoint(str(checkpoint_dir))
+
+
+def remove_checkpoints(checkpoint_dir: Path | str) -> None:
+    """Supprime les checkpoints une fois le modèle final sauvegardé.
+
+    Ainsi, un checkpoint présent signifie toujours « entraînement interrompu, à reprendre ».
+    """
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- évaluation
+class MatryoshkaIREvaluator(SentenceEvaluator):
+    """Évaluation de la recherche à plusieurs dimensions Matryoshka et sur plusieurs splits.
+
+    Pour chaque split et chaque dimension, un ``InformationRetrievalEvaluator`` de
+    sentence-transformers est construit (``truncate_dim=d``, prompts e5 par leur nom). Au lieu
+    de laisser chacun réencoder corpus et requêtes, on encode **une fois** à pleine dimension,
+    on tronque, on cherche les 10 plus proches voisins (``util.semantic_search``, cosinus), puis
+    la bibliothèque calcule les métriques (``compute_metrics``). Utilisable aussi comme
+    évaluateur du ``SentenceTransformerTrainer`` (métriques ``<split>_dim<d>_ndcg@10``).
+    """
+
+    def __init__(self, splits: dict, corpus, dims: Iterable[int], *, k: int = 10,
+                 batch_size: int = 32, name: str = "", show_progress_bar: bool = False,
+                 use_prompts: bool = True):
+        super().__init__()
+        if not splits:
+            raise ValueError("Aucun split de requêtes à évaluer.")
+        self.dims = tuple(sorted(dims, reverse=True))
+        if not self.dims:
+            raise DimensionError("Liste de dimensions vide.")
+        self.k, self.batch_size, self.name = k, batch_size, name
+        self.show_progress_bar = show_progress_bar
+        self.use_prompts = use_prompts
+        self.splits = {}
+        self.evaluators = {}
+        for split_name, split in splits.items():
+            queries, docs, relevant = ir_inputs(split, corpus)  # erreurs claires si vide
+            self.splits[split_name] = (queries, relevant)
+            for dim in self.dims:
+                self.evaluators[split_name, dim] = InformationRetrievalEvaluator(
+                    queries, docs, relevant, name=f"{split_name}_{dim}", truncate_dim=dim,
+                    query_prompt_name="query", corpus_prompt_name="document",
+                    mrr_at_k=[k], ndcg_at_k=[k], accuracy_at_k=[1, k],
+                    precision_recall_at_k=[k], map_at_k=[k], batch_size=batch_size)
+        self.corpus_ids = list(docs)
+        self.corpus_texts = [docs[c] for c in self.corpus_ids]
+        first = next(iter(self.splits))
+        self.primary_metric = f"{first}_dim{self.dims[0]}_ndcg@{k}"
+
+    def _prompt(self, name: str) -> dict:
+        # encode_query / encode_document appliquent d'eux-mêmes le prompt « query » / « document »
+        # du modèle : pour l'expérience « sans prompt », il faut passer un prompt vide explicite.
+        return {"prompt_name": name} if self.use_prompts else {"prompt": ""}
+
+    def encode(self, model) -> tuple:
+        """Embeddings pleine dimension : ``(corpus, {split: requêtes})`` (tenseurs torch)."""
+        common = dict(batch_size=self.batch_size, convert_to_tensor=True,
+                      show_progress_bar=self.show_progress_bar)
+        corpus = model.encode_document(self.corpus_texts, **self._prompt("document"), **common)
+        queries = {split_name: model.encode_query(list(qs.values()), **self._prompt("query"), **common)
+                   for split_name, (qs, _) in self.splits.items()}
+        return corpus, queries
+
+    def evaluate(self, model, label: str = "model") -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Scores par (split, dimension) et rangs par requête, pour le modèle ``label``.
+
+        Renvoie ``(scores, per_query)`` aux colonnes :data:`SCORE_COLUMNS` et
+        :data:`PER_QUERY_COLUMNS`. ``rank`` est le rang (1 = premier) du passage pertinent,
+        vide s'il n'est pas dans les ``k`` premiers.
+        """
+        from sentence_transformers.util import cos_sim, semantic_search
+
+        check_dims(self.dims, model_dimension(model))
+        corpus_emb, query_embs = self.encode(model)
+        rows, per_query = [], []
+        for (split_name, dim), ir in self.evaluators.items():
+            hits = semantic_search(query_embs[split_name][:, :dim], corpus_emb[:, :dim],
+                                   top_k=self.k, score_function=cos_sim)
+            hits = [[{"corpus_id": self.corpus_ids[h["corpus_id"]], "score": h["score"]} for h in q]
+                    for q in hits]
+            metrics = ir.compute_metrics(hits)
+            rows.append({"split": split_name, "model": label, "dim": dim,
+                         "ndcg_at_10": float(metrics["ndcg@k"][self.k]),
+                         "mrr_at_10": float(metrics["mrr@k"][self.k]),
+                         "recall_at_10": float(metrics["recall@k"][self.k])})
+            for qid, q_hits in zip(ir.queries_ids, hits):
+                per_query.append(self._query_row(ir, split_name, label, dim, qid, q_hits))
+        return pd.DataFrame(rows, columns=SCORE_COLUMNS), pd.DataFrame(per_query, columns=PER_QUERY_COLUMNS)
+
+    def _query_row(self, ir, split_name, label, dim, qid, q_hits) -> dict:
+        relevant = ir.relevant_docs[qid]
+        ranked = sorted(q_hits, key=lambda h: (-h["score"], h["corpus_id"]))[: self.k]
+        predicted = [1 if h["corpus_id"] in relevant else 0 for h in ranked]
+        ideal = ir.compute_dcg_at_k([1] * len(relevant), self.k)
+        rank = next((i + 1 for i, rel in enumerate(predicted) if rel), None)
+        return {"split": split_name, "model": label, "dim": dim, "pair_id": qid, "rank": rank,
+                "ndcg_at_10": ir.compute_dcg_at_k(predicted, self.k) / ideal}
+
+    # -- interface SentenceEvaluator (pour le trainer) ------------------------------------
+    def __call__(self, model, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict:
+        scores, _ = self.evaluate(model)
+        metrics = {f"{r.split}_dim{r.dim}_ndcg@{self.k}": r.ndcg_at_10 for r in scores.itertuples()}
+        metrics = self.prefix_name_to_metrics(metrics, self.name)
+        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+        return metrics
+
+    def get_config_dict(self) -> dict:
+        return {"dims": list(self.dims), "k": self.k}
+
+    @property
+    def description(self) -> str:
+        return "Information Retrieval (Matryoshka)"
+
+
+# --------------------------------------------------------------------------- résultats
+def scores_path(profile_name: str) -> Path:
+    return output_dir(profile_name, "embeddings") / "ndcg.csv"
+
+
+def per_query_path(profile_name: str) -> Path:
+    return output_dir(profile_name, "embeddings") / "per_query.csv"
+
+
+def model_dir(profile_name: str) -> Path:
+    """Dossier du modèle fine-tuné (``SentenceTransformer(model_dir(...))`` le recharge)."""
+    return output_dir(profile_name, "embeddings") / "model"
+
+
+def checkpoint_dir(profile_name: str) -> Path:
+    return output_dir(profile_name, "embeddings") / "checkpoints"
+
+
+def save_results(scores: pd.DataFrame, per_query: pd.DataFrame, profile_name: str,
+                 extra: dict | None = None) -> Path:
+    """Écrit ``ndcg.csv`` (colonnes :data:`SCORE_COLUMNS`) et ``per_query.csv``."""
+    _check_columns(scores, SCORE_COLUMNS, "scores")
+    _check_columns(per_query, PER_QUERY_COLUMNS, "per_query")
+    path = scores_path(profile_name)
+    scores[SCORE_COLUMNS].sort_values(["split", "model", "dim"], ascending=[True, True, False]) \
+        .to_csv(path, index=False, float_format="%.6f")
+    per_query[PER_QUERY_COLUMNS].to_csv(per_query_path(profile_name), index=False, float_format="%.6f")
+    if extra is not None:
+        (path.parent / "training_summary.json").write_text(
+            json.dumps(extra, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    return path
+
+
+def _check_columns(df: pd.DataFrame, columns: list[str], what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"Tableau « {what} » : colonnes manquantes {missing}.")
+
+
+def load_results(profile_name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Relit ``ndcg.csv`` et ``per_query.csv`` écrits par le notebook 02.
+
+    Erreur en français si le notebook 02 n'a pas tourné pour ce profil, ou si un fichier a
+    des colonnes manquantes, ou s'il manque le modèle de base ou le modèle fine-tuné.
+    """
+    path, pq_path = scores_path(profile_name), per_query_path(profile_name)
+    for p in (path, pq_path):
+        if not p.exists():
+            raise MissingResultsError(
+                f"{p} introuvable : exécutez d'abord le notebook 02 avec le profil « {profile_name} ».")
+    scores, per_query = pd.read_csv(path), pd.read_csv(pq_path)
+    _check_columns(scores, SCORE_COLUMNS, str(path))
+    _check_columns(per_query, PER_QUERY_COLUMNS, str(pq_path))
+    models = set(scores["model"])
+    if not {"base", "finetuned"} <= models:
+        raise MissingResultsError(f"{path} : il faut les lignes « base » et « finetuned » "
+                                  f"(trouvé : {sorted(models)}).")
+    return scores, per_query
+
+
+def results_table(scores: pd.DataFrame, split: str, metric: str = "ndcg_at_10") -> pd.DataFrame:
+    """Tableau du cours pour un split : Dimension | Score initial | Score final | Gain."""
+    sub = scores[scores["split"] == split]
+    if sub.empty:
+        raise ValueError(f"Aucun score pour le split « {split} ».")
+    wide = sub.pivot(index="dim", columns="model", values=metric).sort_index(ascending=False)
+    table = pd.DataFrame({"Dimension": wide.index, "Score initial": wide["base"].to_numpy(),
+                          "Score final": wide["finetuned"].to_numpy()})
+    table["Gain"] = table["Score final"] - table["Score initial"]
+    table["Gain (%)"] = 100 * table["Gain"] / table["Score initial"]
+    return table.round(4).reset_index(drop=True)
+
+
+def retention(scores: pd.DataFrame, metric: str = "ndcg_at_10") -> pd.DataFrame:
+    """Part du score pleine dimension conservée à chaque dimension, par split et par modèle (%)."""
+    out = []
+    for (split, model), grp in scores.groupby(["split", "model"]):
+        full = grp.loc[grp["dim"].idxmax(), metric]
+        for row in grp.sort_values("dim", ascending=False).itertuples():
+            out.append({"split": split, "model": model, "dim": row.dim,
+                        "retention_pct": round(100 * getattr(row, metric) / full, 1)})
+    return pd.DataFrame(out)
+
+
+def plot_ndcg_vs_dim(scores: pd.DataFrame, metric: str = "ndcg_at_10"):
+    """NDCG@10 en fonction de la dimension, base contre fine-tuné, un panneau par split."""
+    import matplotlib.pyplot as plt
+
+    splits = [s for s in TEST_SPLITS if s in set(scores["split"])]
+    fig, axes = plt.subplots(1, len(splits), figsize=(5.5 * len(splits), 4), squeeze=False, sharey=True)
+    styles = {"base": ("tab:gray", "o", "modèle de base"), "finetuned": ("tab:blue", "s", "fine-tuné")}
+    for ax, split in zip(axes[0], splits):
+        for model, (color, marker, label) in styles.items():
+            sub = scores[(scores["split"] == split) & (scores["model"] == model)].sort_values("dim")
+            ax.plot(sub["dim"], sub[metric], marker=marker, color=color, label=label)
+        ax.set_xscale("log", base=2)
+        dims = sorted(scores["dim"].unique())
+        ax.set_xticks(dims, [str(d) for d in dims])
+        ax.set_title(f"{split} ({SPLIT_LABELS.get(split, split)})")
+        ax.set_xlabel("dimension de l'embedding (échelle log)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(metric.replace("_at_", "@").upper().replace("NDCG", "NDCG"))
+    axes[0][0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def bootstrap_gains(per_query: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0,
+                    confidence: float = 0.95) -> pd.DataFrame:
+    """Gain moyen de NDCG@10 (fine-tuné − base) et son intervalle de confiance bootstrap.
+
+    Bootstrap apparié : on rééchantillonne les **requêtes** avec remise (la même requête pour
+    les deux modèles), via ``scipy.stats.bootstrap`` (méthode BCa).
+    """
+    from scipy.stats import bootstrap
+
+    rows = []
+    for (split, dim), grp in per_query.groupby(["split", "dim"], sort=False):
+        wide = grp.pivot(index="pair_id", columns="model", values="ndcg_at_10")
+        if not {"base", "finetuned"} <= set(wide.columns):
+            raise ValueError(f"{split}, dimension {dim} : il manque les rangs du modèle de base "
+                             "ou du modèle fine-tuné.")
+        if wide.isna().any().any():
+            raise ValueError(f"{split}, dimension {dim} : requêtes évaluées pour un seul des modèles.")
+        diff = (wide["finetuned"] - wide["base"]).to_numpy()
+        if len(diff) < 2 or np.all(diff == diff[0]):
+            low = high = float(diff.mean()) if len(diff) else math.nan
+        else:
+            res = bootstrap((diff,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
+                            method="BCa", rng=np.random.default_rng(seed))
+            low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        rows.append({"split": split, "dim": int(dim), "requetes": len(diff),
+                     "gain": float(diff.mean()), "ic_bas": low, "ic_haut": high,
+                     "significatif": bool(low > 0 or high < 0)})
+    return pd.DataFrame(rows).sort_values(["split", "dim"], ascending=[True, False]).reset_index(drop=True)
+
+
+def plot_training_log(log_history: list[dict]):
+    """Perte d'entraînement (et NDCG@10 de validation s'il a été mesuré) au fil des pas."""
+    import matplotlib.pyplot as plt
+
+    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
+    if not train:
+        raise ValueError("Historique d'entraînement vide : rien à tracer.")
+    evals = [(h["step"], v) for h in log_history for k, v in h.items()
+             if k.startswith("eval_") and k.endswith("ndcg@10") and "_dim" in k and "step" in h]
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.plot(*zip(*train), marker=".", color="tab:red", label="perte (somme sur les dimensions)")
+    ax.set_xlabel("pas d'optimisation")
+    ax.set_ylabel("perte MatryoshkaLoss")
+    ax.grid(alpha=0.3)
+    if evals:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*evals), "o", color="tab:blue", label="NDCG@10 validation")
+        ax2.set_ylabel("NDCG@10 (validation)")
+        ax2.set_ylim(0, 1)
+        fig.legend(loc="upper right")
+    else:
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def check_targets(scores: pd.DataFrame, small_dim: int = 64, min_retention: float = 96.0) -> pd.DataFrame:
+    """Les objectifs de qualité du cours, vérifiés sur les scores mesurés (un tableau, pas d'assert).
+
+    1. le modèle fine-tuné bat le modèle de base à chaque dimension, sur chaque split de test ;
+    2. à ``small_dim`` dimensions, il garde au moins ``min_retention`` % de son NDCG@10 pleine dimension ;
+    3. à ``small_dim`` dimensions, il bat le modèle de base à pleine dimension.
+    """
+    rows = []
+    for split in [s for s in TEST_SPLITS if s in set(scores["split"])]:
+        sub = scores[scores["split"] == split]
+        wide = sub.pivot(index="dim", columns="model", values="ndcg_at_10")
+        full = wide.index.max()
+        worst = (wide["finetuned"] - wide["base"]).min()
+        rows.append({"split": split, "critère": "fine-tuné > base à chaque dimension",
+                     "mesure": f"plus petit écart {worst:+.4f}", "atteint": bool(worst > 0)})
+        if small_dim in wide.index:
+            kept = 100 * wide.loc[small_dim, "finetuned"] / wide.loc[full, "finetuned"]
+            rows.append({"split": split, "critère": f"rétention à {small_dim} dims ≥ {min_retention:g} %",
+                         "mesure": f"{kept:.1f} %", "atteint": bool(kept >= min_retention)})
+            ft, base = wide.loc[small_dim, "finetuned"], wide.loc[full, "base"]
+            rows.append({"split": split, "critère": f"fine-tuné à {small_dim} dims > base à {full} dims",
+                         "mesure": f"{ft:.4f} contre {base:.4f}", "atteint": bool(ft > base)})
+    return pd.DataFrame(rows)
