@@ -329,3 +329,45 @@ def test_recommendations_follow_the_rules():
     assert advice.loc[1, "Mo_par_million"] == 64.0
     with pytest.raises(ValueError, match="validation"):
         costs.recommendations(quant[quant.split != "validation"], latency)
+
+
+def test_training_resumes_from_last_checkpoint(tmp_path, small_retrieval):
+    """Le flux du notebook 02 : un entraînement interrompu reprend au dernier checkpoint."""
+    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
+                                       SentenceTransformerTrainingArguments)
+    from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+
+    from helpers.models import E5_PROMPTS, model_path
+
+    from transformers import TrainerCallback
+
+    splits, corpus = small_retrieval
+    pairs = embeddings.training_pairs(splits["test_questions"], corpus).select(range(8))
+    steps_run = []
+
+    class CountSteps(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            steps_run.append(state.global_step)
+
+    def run(max_steps):
+        model = SentenceTransformer(str(model_path("multilingual-e5-small")), device="cpu",
+                                    prompts=dict(E5_PROMPTS))
+        model.max_seq_length = 32
+        embeddings.freeze_word_embeddings(model)
+        args = SentenceTransformerTrainingArguments(
+            output_dir=str(tmp_path), max_steps=max_steps, per_device_train_batch_size=4,
+            batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="steps", save_steps=1,
+            save_total_limit=1, report_to="none", disable_tqdm=True,
+            prompts={"anchor": E5_PROMPTS["query"], "positive": E5_PROMPTS["document"]})
+        loss = MatryoshkaLoss(model, MultipleNegativesRankingLoss(model), matryoshka_dims=[384, 32])
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs, loss=loss,
+                                             callbacks=[CountSteps()])
+        return trainer.train(resume_from_checkpoint=embeddings.last_checkpoint(tmp_path))
+
+    assert run(1).global_step == 1  # « interrompu » après un pas
+    assert embeddings.last_checkpoint(tmp_path).endswith("checkpoint-1")
+    resumed = run(2)
+    assert resumed.global_step == 2
+    assert steps_run == [1, 2]  # le 2e entraînement n'a fait que le pas manquant
+    assert embeddings.last_checkpoint(tmp_path).endswith("checkpoint-2")
