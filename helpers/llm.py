@@ -1,0 +1,270 @@
+"""Plomberie des notebooks 04–05 : prompt Alpaca français, garde Unsloth, lecture des statuts.
+
+* :data:`ALPACA_PROMPT_FR` / :func:`format_prompt` — le gabarit d'instruction du cours ;
+* :func:`compact_output` / :func:`with_reference_ranges` — la variante courte de la tâche utilisée
+  sur CPU (voir le notebook 04 : le calcul disponible y impose des réponses brèves) ;
+* :func:`sft_dataset` — colonnes ``prompt`` / ``completion`` pour ``trl.SFTTrainer`` (la perte ne
+  porte que sur la complétion), EOS ajouté ;
+* :func:`load_unsloth` — importe Unsloth **uniquement** si un GPU CUDA est présent ;
+* :func:`parse_statuses` — lit, dans un texte français généré, le statut (bas / normal / élevé)
+  annoncé pour chaque analyte, négations et tournures comprises ; :func:`score_answers` compare
+  aux étiquettes.
+"""
+from __future__ import annotations
+
+import re
+import sys
+import unicodedata
+
+import pandas as pd
+
+from . import runtime
+from .analytes import Analyte, load_analytes
+
+ALPACA_PROMPT_FR = (
+    "Vous êtes un médecin professionnel spécialisé dans l'analyse des résultats de laboratoire "
+    "médical. Analysez les résultats fournis, indiquez pour chaque valeur si elle est basse, "
+    "normale ou élevée, et expliquez-les avec prudence.\n\n"
+    "### Instruction:\n{instruction}\n\n"
+    "### Input:\n{input}\n\n"
+    "### Response:\n"
+)
+STATUSES = ("bas", "normal", "élevé")
+
+
+class UnslothUnavailableError(RuntimeError):
+    """Unsloth demandé sans GPU CUDA."""
+
+
+# --------------------------------------------------------------------------- prompts
+def format_prompt(instruction: str, input_text: str) -> str:
+    """Le prompt complet jusqu'à « ### Response: » (ce que le modèle reçoit)."""
+    if not instruction or not instruction.strip():
+        raise ValueError("Instruction vide : impossible de construire le prompt.")
+    return ALPACA_PROMPT_FR.format(instruction=instruction.strip(), input=(input_text or "").strip())
+
+
+def _analyte(code: str) -> Analyte:
+    analytes = load_analytes()
+    if code not in analytes:
+        raise ValueError(f"Analyte inconnu dans les étiquettes : « {code} ».")
+    return analytes[code]
+
+
+def compact_output(row: dict) -> str:
+    """Réponse courte construite depuis les étiquettes : une ligne par valeur, statut en dernier.
+
+    ``- Hémoglobine : 10,9 g/dL (référence : 12 à 16 g/dL) → bas``. La référence est écrite
+    **avant** le statut : le modèle compare la valeur à un intervalle qu'il vient d'écrire.
+    """
+    lines = []
+    for label in row["labels"]:
+        a = _analyte(label["code"])
+        if label["statut"] not in STATUSES:
+            raise ValueError(f"{row.get('id', '?')} : statut inconnu « {label['statut']} ».")
+        name = a.nom_court[:1].upper() + a.nom_court[1:]
+        lines.append(f"- {name} : {a.fmt(label['valeur'])} {a.unite} "
+                     f"(référence : {a.range_text(row['sexe'])}) → {label['statut']}")
+    return "\n".join(lines)
+
+
+def with_reference_ranges(row: dict) -> str:
+    """L'``input`` du compte rendu, chaque valeur suivie de son intervalle de référence.
+
+    Les comptes rendus réels impriment l'intervalle à côté de chaque résultat ; la variante CPU
+    de la tâche fait de même, pour que le modèle compare au lieu de mémoriser 46 intervalles.
+    """
+    lines = row["input"].split("\n")
+    labels = iter(row["labels"])
+    out = []
+    for line in lines:
+        if line.startswith("- "):
+            label = next(labels, None)
+            if label is None:
+                raise ValueError(f"{row.get('id', '?')} : plus de lignes de résultats que d'étiquettes.")
+            a = _analyte(label["code"])
+            line = f"{line} (référence : {a.range_text(row['sexe'])})"
+        out.append(line)
+    if next(labels, None) is not None:
+        raise ValueError(f"{row.get('id', '?')} : plus d'étiquettes que de lignes de résultats.")
+    return "\n".join(out)
+
+
+def sft_dataset(split, eos_token: str, style: str = "complet"):
+    """``Dataset`` ``prompt`` / ``completion`` pour ``SFTTrainer`` (+ ``labels`` conservées).
+
+    ``style="complet"`` : la réponse rédigée du jeu de données (profil gpu) ; ``"compact"`` :
+    intervalles dans l'entrée et réponse courte (profils cpu et smoke).
+    """
+    from datasets import Dataset
+
+    if not eos_token:
+        raise ValueError("Jeton de fin (EOS) manquant : le modèle n'apprendrait pas à s'arrêter.")
+    if style not in ("complet", "compact"):
+        raise ValueError(f"Style de réponse inconnu « {style} » (attendu : complet ou compact).")
+    prompts, completions = [], []
+    for row in split:
+        input_text = row["input"] if style == "complet" else with_reference_ranges(row)
+        prompts.append(format_prompt(row["instruction"], input_text))
+        output = row["output"] if style == "complet" else compact_output(row)
+        completions.append(output + eos_token)
+    return Dataset.from_dict({"prompt": prompts, "completion": completions,
+                              "id": list(split["id"]), "labels": list(split["labels"])})
+
+
+# --------------------------------------------------------------------------- Unsloth
+def load_unsloth():
+    """Importe et renvoie ``unsloth`` — seulement si un GPU CUDA est visible.
+
+    Unsloth doit être importé **avant** transformers pour appliquer ses optimisations. Sans GPU,
+    aucun import n'est tenté (il échouerait ou tirerait des paquets CUDA) : erreur claire.
+    """
+    if not runtime.cuda_available():
+        raise UnslothUnavailableError(
+            "Unsloth exige un GPU CUDA, et aucun n'est visible : le profil cpu utilise "
+            "bitsandbytes (nf4) + peft à la place. Sur Colab : Exécution > Modifier le type "
+            "d'exécution > GPU.")
+    if "transformers" in sys.modules and "unsloth" not in sys.modules:
+        print("Attention : transformers est déjà importé ; Unsloth devrait l'être avant "
+              "(redémarrez le noyau si ses optimisations manquent).", file=sys.stderr)
+    import unsloth  # noqa: F401  (import volontairement tardif)
+
+    return unsloth
+
+
+# --------------------------------------------------------------------------- lecture des statuts
+def _norm(text: str) -> str:
+    text = unicodedata.normalize("NFKD", text.lower().replace("’", "'"))
+    return "".join(c for c in text if not unicodedata.combining(c))
+
+
+_NORMAL = [r"\bnormale?s?\b", r"\bnormaux\b", r"dans les normes", r"dans l'intervalle",
+           r"dans les valeurs (de reference|usuelles)", r"\bpas d'anomalie", r"\bsans anomalie",
+           r"limite (superieure|inferieure) de la normale"]
+_HIGH = [r"\beleve(e|s|es)?\b", r"\bhaute?s?\b", r"\baugmente(e|s|es)?\b", r"\bsuperieure?s? (a|aux?) ",
+         r"\bau-dessus\b", r"\bau dessus\b", r"\bexces\b"]
+_LOW = [r"\bbas(ses?)?\b", r"\bfaibles?\b", r"\bdiminue(e|s|es)?\b", r"\babaisse(e|s|es)?\b",
+        r"\binferieure?s? (a|aux?) ", r"\ben dessous\b", r"\bau-dessous\b", r"\ben-dessous\b"]
+_NEGATION = re.compile(r"(\bpas\b|\bnon\b|\bni\b|\bjamais\b|\bsans\b)(\s+[^\s,;.:]+){0,2}\s*$")
+
+
+def _status_in(fragment: str) -> str | None:
+    """Premier statut non nié d'un fragment de texte (déjà normalisé, parenthèses retirées)."""
+    found = []
+    for status, patterns in (("normal", _NORMAL), ("élevé", _HIGH), ("bas", _LOW)):
+        for pattern in patterns:
+            for m in re.finditer(pattern, fragment):
+                before = fragment[max(0, m.start() - 25):m.start()]
+                if status != "normal" and _NEGATION.search(before):
+                    found.append((m.start(), "normal", True))  # « pas élevé » = normal
+                elif status == "normal" and re.search(r"\b(pas|non)\s+$", before):
+                    continue  # « pas normal » : le statut suit ailleurs
+                else:
+                    found.append((m.start(), status, False))
+    if not found:
+        return None
+    direct = [f for f in found if not f[2]]
+    return min(direct or found)[1]
+
+
+def _names(a: Analyte) -> list[str]:
+    names = {a.nom, a.nom_court, a.abreviation, *a.synonymes}  # pas le code interne (« MG » ≈ mg/L)
+    return sorted({_norm(n) for n in names if n}, key=len, reverse=True)
+
+
+def parse_statuses(text: str, labels: list[dict]) -> dict[str, str | None]:
+    """Statut annoncé pour chaque analyte des ``labels`` dans ``text`` (``None`` si introuvable).
+
+    Chaque ligne est attribuée à l'analyte dont un nom (nom, nom court, abréviation, synonyme ;
+    sans accents ni casse) apparaît en tête de ligne, sinon dans la ligne. Dans la suite de la
+    ligne, les parenthèses (références) sont ignorées et le premier statut non nié l'emporte :
+    « légèrement élevée » → élevé, « dans les normes » → normal, « n'est pas élevé » → normal.
+    """
+    if not isinstance(text, str):
+        raise ValueError("Le texte généré doit être une chaîne.")
+    codes = [label["code"] for label in labels]
+    names = {code: _names(_analyte(code)) for code in codes}
+    result: dict[str, str | None] = {code: None for code in codes}
+    segments = [_norm(raw) for raw in re.split(r"[\n;]|(?<=\.)\s+(?=\D)", text)]
+    # 1er passage : lignes structurées « Analyte : … » ; 2e : mentions dans du texte libre.
+    for structured in (True, False):
+        for line in segments:
+            head, colon, rest = line.partition(":")
+            head_owner = _find_owner(head, codes, names) if colon else None
+            if structured != (head_owner is not None):
+                continue
+            line = _strip_parentheses(rest if structured else line)
+            owner = head_owner
+            while line:
+                end = 0
+                if owner is None:
+                    found = _find_owner(line, codes, names, with_end=True)
+                    if found is None:
+                        break
+                    owner, end = found
+                tail = line[end:]
+                other = _find_owner(tail, [c for c in codes if c != owner], names, with_end=True, start=True)
+                line = tail[other[1]:] if other is not None else ""  # la suite parle d'un autre analyte
+                if other is not None:
+                    tail = tail[:other[1]]
+                if result[owner] is None:
+                    result[owner] = _status_in(tail)
+                owner = None
+    return result
+
+
+def _strip_parentheses(text: str) -> str:
+    """Retire les parenthèses (références, précisions) : elles ne portent pas le statut."""
+    return re.sub(r"\([^)]*\)", " ", text)
+
+
+def _find_owner(scope: str, codes: list[str], names: dict, with_end: bool = False, start: bool = False):
+    """Analyte nommé le plus tôt dans ``scope`` (à position égale, le nom le plus long).
+
+    Avec ``with_end``, renvoie aussi la position de fin du nom (ou de début si ``start``).
+    """
+    hits = []
+    for code in codes:
+        for name in names[code]:
+            m = re.search(rf"(?<![\w/-]){re.escape(name)}(?![\w/-])", scope)  # « mg/L » n'est pas Mg
+            if m:
+                hits.append((m.start(), -len(name), code, m.start() if start else m.end()))
+                break
+    if not hits:
+        return None
+    _, _, code, end = min(hits)
+    return (code, end) if with_end else code
+
+
+def score_answers(answers: list[str], cases, model_label: str) -> pd.DataFrame:
+    """Une ligne par valeur : cas, analyte, statut attendu, statut lu, correct.
+
+    ``cases`` est une séquence de lignes du jeu d'instructions (avec ``id`` et ``labels``). Un
+    statut introuvable compte comme faux : rien n'est écarté en silence.
+    """
+    if len(answers) != len(cases):
+        raise ValueError(f"{len(answers)} réponses pour {len(cases)} cas : il en faut autant.")
+    rows = []
+    for answer, case in zip(answers, cases):
+        found = parse_statuses(answer, case["labels"])
+        for label in case["labels"]:
+            pred = found[label["code"]]
+            rows.append({"model": model_label, "case_id": case["id"], "code": label["code"],
+                         "attendu": label["statut"], "predit": pred or "introuvable",
+                         "correct": pred == label["statut"]})
+    return pd.DataFrame(rows)
+
+
+def accuracy_table(scored: pd.DataFrame) -> pd.DataFrame:
+    """``model,n_cases,n_values,accuracy`` (colonnes de ``status_accuracy.csv``)."""
+    out = scored.groupby("model", sort=False).agg(n_cases=("case_id", "nunique"),
+                                                   n_values=("correct", "size"),
+                                                   accuracy=("correct", "mean")).reset_index()
+    return out[["model", "n_cases", "n_values", "accuracy"]]
+
+
+def confusion(scored: pd.DataFrame, model_label: str) -> pd.DataFrame:
+    """Matrice de confusion attendu × lu (avec la colonne « introuvable »)."""
+    sub = scored[scored["model"] == model_label]
+    cols = [*STATUSES, "introuvable"]
+    return pd.crosstab(sub["attendu"], sub["predit"]).reindex(index=list(STATUSES), columns=cols, fill_value=0)
