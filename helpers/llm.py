@@ -268,3 +268,65 @@ def confusion(scored: pd.DataFrame, model_label: str) -> pd.DataFrame:
     sub = scored[scored["model"] == model_label]
     cols = [*STATUSES, "introuvable"]
     return pd.crosstab(sub["attendu"], sub["predit"]).reindex(index=list(STATUSES), columns=cols, fill_value=0)
+
+
+# --------------------------------------------------------------------------- mémoire
+#: Octets par poids des couches linéaires, selon le format de stockage.
+#: nf4 : 4 bits + une échelle fp32 par bloc de 64 poids ; avec double quantification, l'échelle
+#: est elle-même quantifiée en 8 bits (+ une échelle fp32 par groupe de 256 blocs).
+BYTES_PER_WEIGHT = {
+    "fp32": 4.0,
+    "bf16": 2.0,
+    "int8": 1.0 + 4 / 4096,  # LLM.int8 : une échelle fp32 par ligne (~4 096 poids pour 7B)
+    "nf4": 0.5 + 4 / 64,
+    "nf4 + double quant.": 0.5 + 1 / 64 + 4 / (64 * 256),
+}
+
+
+def parameter_groups(model) -> dict:
+    """Paramètres des couches linéaires quantifiables et des autres (embeddings, normes, tête)."""
+    import torch
+
+    linear = 0
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and not name.endswith("lm_head"):
+            linear += module.weight.numel()
+    total = sum(p.numel() for p in model.parameters())
+    return {"lineaires": linear, "autres": total - linear, "total": total}
+
+
+def theoretical_memory(linear: int, other: int, other_bytes: float = 2.0) -> pd.DataFrame:
+    """Mémoire des poids (Go) par format : couches linéaires au format indiqué, le reste
+    (embeddings, normes, tête) en ``other_bytes`` octets (bf16 par défaut ; 4 pour fp32)."""
+    rows = []
+    for fmt, per in BYTES_PER_WEIGHT.items():
+        rest = 4.0 if fmt == "fp32" else other_bytes
+        rows.append({"format": fmt, "octets_par_poids_lineaire": round(per, 4),
+                     "go": (linear * per + other * rest) / 1e9})
+    return pd.DataFrame(rows)
+
+
+#: Mistral-7B v0.3 : 32 couches, d = 4 096, MLP 14 336, 8 têtes KV de 128, vocabulaire 32 768.
+MISTRAL_7B = {"couches": 32, "d": 4096, "mlp": 14336, "kv": 8 * 128, "vocab": 32768}
+
+
+def mistral_7b_parameters(cfg: dict = MISTRAL_7B) -> dict:
+    """Nombre de paramètres de Mistral-7B calculé depuis son architecture (pas de téléchargement)."""
+    d, L = cfg["d"], cfg["couches"]
+    attention = d * d * 2 + d * cfg["kv"] * 2  # q, o + k, v
+    mlp = 3 * d * cfg["mlp"]  # gate, up, down
+    linear = L * (attention + mlp)
+    other = 2 * cfg["vocab"] * d + (2 * L + 1) * d  # embeddings + tête + normes
+    return {"lineaires": linear, "autres": other, "total": linear + other}
+
+
+def lora_parameters(model_or_cfg, r: int, targets=("q_proj", "k_proj", "v_proj", "o_proj",
+                                                   "gate_proj", "up_proj", "down_proj")) -> int:
+    """Paramètres LoRA ajoutés : r × (entrée + sortie) pour chaque couche ciblée."""
+    import torch
+
+    total = 0
+    for name, module in model_or_cfg.named_modules():
+        if isinstance(module, torch.nn.Linear) and name.split(".")[-1] in targets:
+            total += r * (module.in_features + module.out_features)
+    return total

@@ -138,3 +138,26 @@ def test_score_answers_counts_unparsed_as_wrong(instructions):
     with pytest.raises(ValueError, match="chaîne"):
         llm.parse_statuses(None, L("HB"))
     assert isinstance(scored, pd.DataFrame)
+
+
+# --------------------------------------------------------------------------- mémoire
+def test_mistral_7b_parameter_count_from_architecture():
+    p = llm.mistral_7b_parameters()
+    assert p["total"] == pytest.approx(7.248e9, rel=0.001)  # 7,25 milliards (fiche du modèle)
+    mem = llm.theoretical_memory(p["lineaires"], p["autres"]).set_index("format")["go"]
+    assert mem["fp32"] == pytest.approx(29.0, rel=0.01)
+    assert mem["bf16"] == pytest.approx(14.5, rel=0.01)
+    assert 3.9 < mem["nf4 + double quant."] < mem["nf4"] < 4.6
+    assert list(mem) == sorted(mem, reverse=True)
+
+
+def test_parameter_groups_and_lora_count():
+    import torch
+
+    model = torch.nn.Sequential()
+    model.add_module("q_proj", torch.nn.Linear(8, 8, bias=False))
+    model.add_module("up_proj", torch.nn.Linear(8, 32, bias=False))
+    model.add_module("lm_head", torch.nn.Linear(8, 100, bias=False))
+    groups = llm.parameter_groups(model)
+    assert groups == {"lineaires": 64 + 256, "autres": 800, "total": 1120}
+    assert llm.lora_parameters(model, r=4) == 4 * (8 + 8) + 4 * (8 + 32)
