@@ -101,9 +101,14 @@ def test_trl_1_api():
     params = inspect.signature(SFTConfig).parameters
     assert "max_length" in params and "max_seq_length" not in params
     assert "processing_class" in inspect.signature(SFTTrainer).parameters
-    # trl 1.16 active le gradient checkpointing par défaut : sur CPU, le cours doit le couper
-    # explicitement (plus lent, et il désactive le cache de génération).
-    assert SFTConfig(output_dir="/tmp/x", report_to="none").gradient_checkpointing is True
+    # trl 1.16 active par défaut bf16 (refusé sans GPU : il faut use_cpu=True) et le gradient
+    # checkpointing : sur CPU, le cours doit le couper explicitement (plus lent, cache désactivé).
+    from helpers.runtime import cuda_available
+
+    if not cuda_available():
+        with pytest.raises(ValueError, match="use_cpu"):
+            SFTConfig(output_dir="/tmp/x", report_to="none")
+    assert SFTConfig(output_dir="/tmp/x", report_to="none", use_cpu=True).gradient_checkpointing is True
 
 
 def test_nbval_current_env_kernel():
