@@ -330,3 +330,39 @@ def lora_parameters(model_or_cfg, r: int, targets=("q_proj", "k_proj", "v_proj",
         if isinstance(module, torch.nn.Linear) and name.split(".")[-1] in targets:
             total += r * (module.in_features + module.out_features)
     return total
+
+
+def memory_formats() -> dict:
+    """Arguments ``from_pretrained`` de chaque format comparé par :func:`measure_memory`."""
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    return {
+        "fp32": {"dtype": torch.float32},
+        "bf16": {"dtype": torch.bfloat16},
+        "int8": {"quantization_config": BitsAndBytesConfig(load_in_8bit=True)},
+        "nf4": {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")},
+        "nf4 + double quant.": {"quantization_config": BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)},
+    }
+
+
+def measure_memory(path, formats: dict | None = None, device_map: str = "cpu") -> pd.DataFrame:
+    """Charge le modèle dans chaque format et lit ``get_memory_footprint()`` (Mo, mesuré).
+
+    Renvoie aussi la part des poids restés hors des couches linéaires (embeddings, normes) :
+    sur un petit modèle, elle explique pourquoi 4 bits ne divise pas la mémoire par 8.
+    """
+    import gc
+
+    from transformers import AutoModelForCausalLM
+
+    rows = []
+    for fmt, kwargs in (formats or memory_formats()).items():
+        model = AutoModelForCausalLM.from_pretrained(str(path), device_map=device_map, **kwargs)
+        rows.append({"format": fmt, "mo": model.get_memory_footprint() / 1e6})
+        del model
+        gc.collect()
+    table = pd.DataFrame(rows)
+    table["rapport_fp32"] = table["mo"] / table.loc[table["format"] == "fp32", "mo"].iloc[0]
+    return table.round({"mo": 1, "rapport_fp32": 3})

@@ -164,3 +164,13 @@ def test_parameter_groups_and_lora_count():
     groups = llm.parameter_groups(model)
     assert groups == {"lineaires": 64 + 256, "autres": 800, "total": 1120}
     assert llm.lora_parameters(model, r=4) == 4 * (8 + 8) + 4 * (8 + 32)
+
+
+def test_measure_memory_on_tiny_model():
+    from helpers.models import model_path
+
+    table = llm.measure_memory(model_path("tiny-mistral")).set_index("format")
+    assert list(table.index) == ["fp32", "bf16", "int8", "nf4", "nf4 + double quant."]
+    assert table.loc["fp32", "rapport_fp32"] == 1
+    assert table.loc["bf16", "mo"] == pytest.approx(table.loc["fp32", "mo"] / 2, rel=0.01)
+    assert table.loc["nf4", "mo"] <= table.loc["int8", "mo"] < table.loc["fp32", "mo"]
