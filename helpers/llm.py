@@ -366,3 +366,19 @@ def measure_memory(path, formats: dict | None = None, device_map: str = "cpu") -
     table = pd.DataFrame(rows)
     table["rapport_fp32"] = table["mo"] / table.loc[table["format"] == "fp32", "mo"].iloc[0]
     return table.round({"mo": 1, "rapport_fp32": 3})
+
+
+def generation_tokenizer(tokenizer):
+    """Copie du tokenizer réglée pour générer par lots (remplissage **à gauche**).
+
+    Ne pas modifier ``padding_side`` du tokenizer passé au trainer : dans nos essais sur CPU,
+    générer la référence avant l'entraînement en réglant ce tokenizer partagé à gauche a suffi à
+    empêcher SmolLM2 d'apprendre (perte bloquée vers 5 au lieu de 0,2 en 20 pas). D'où une copie.
+    """
+    import copy
+
+    gen_tok = copy.deepcopy(tokenizer)
+    gen_tok.padding_side = "left"
+    if gen_tok.pad_token is None:
+        gen_tok.pad_token = gen_tok.eos_token
+    return gen_tok

@@ -174,3 +174,16 @@ def test_measure_memory_on_tiny_model():
     assert table.loc["fp32", "rapport_fp32"] == 1
     assert table.loc["bf16", "mo"] == pytest.approx(table.loc["fp32", "mo"] / 2, rel=0.01)
     assert table.loc["nf4", "mo"] <= table.loc["int8", "mo"] < table.loc["fp32", "mo"]
+
+
+def test_generation_tokenizer_leaves_training_tokenizer_alone():
+    from transformers import AutoTokenizer
+
+    from helpers.models import model_path
+
+    tok = AutoTokenizer.from_pretrained(model_path("tiny-mistral"))
+    before = tok.padding_side
+    gen = llm.generation_tokenizer(tok)
+    assert gen.padding_side == "left" and tok.padding_side == before and gen.pad_token is not None
+    batch = gen(["court", "un texte nettement plus long"], padding=True, return_tensors="pt")
+    assert batch["attention_mask"][0, 0] == 0 and batch["attention_mask"][0, -1] == 1
