@@ -163,17 +163,23 @@ def quantized_scores(evaluator, corpus_emb, query_embs: dict, *, rescore_multipl
     return pd.DataFrame(rows)
 
 
-def _bytes_for(precision: str, dim: int, latency: pd.DataFrame) -> float:
-    """Octets par vecteur mesurés (le rescoring garde l'index binaire en mémoire)."""
+def _measured(latency: pd.DataFrame, precision: str, dim: int, column: str):
+    """Valeur mesurée de ``column`` pour (dimension, précision) ; le rescoring binaire garde
+    l'index binaire en mémoire et y cherche ses candidats. ``None`` si non mesuré."""
     base = precision.split(" + ")[0]
     row = latency[(latency["dim"] == dim) & (latency["precision"] == base)]
-    return float(row["octets_par_vecteur"].iloc[0]) if len(row) else float(THEORETICAL_BYTES[base](dim))
+    return float(row[column].iloc[0]) if len(row) else None
+
+
+def _bytes_for(precision: str, dim: int, latency: pd.DataFrame) -> float:
+    """Octets par vecteur mesurés (à défaut, théoriques)."""
+    measured = _measured(latency, precision, dim, "octets_par_vecteur")
+    return measured if measured is not None else float(THEORETICAL_BYTES[precision.split(" + ")[0]](dim))
 
 
 def _latency_for(precision: str, dim: int, latency: pd.DataFrame) -> float:
-    base = precision.split(" + ")[0]
-    row = latency[(latency["dim"] == dim) & (latency["precision"] == base)]
-    return float(row["latence_ms"].iloc[0]) if len(row) else math.nan
+    measured = _measured(latency, precision, dim, "latence_ms")
+    return measured if measured is not None else math.nan
 
 
 def plot_tradeoff(quant: pd.DataFrame, latency: pd.DataFrame, splits=("test_questions", "test_analytes")):
