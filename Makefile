@@ -11,13 +11,14 @@ PIP_EXTRA ?=
 export MPLBACKEND ?= Agg
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup course test unit notebooks models lab clean help bench-embeddings
+.PHONY: setup course test unit notebooks models lab clean help bench-embeddings bench-llm
 
 help:
 	@echo "make course  — exécute tout le cours sur le meilleur profil et écrit outputs/<profil>/"
 	@echo "make test    — tests unitaires puis nbval de tous les notebooks (profil smoke)"
 	@echo "make lab     — ouvre les notebooks dans JupyterLab"
 	@echo "make bench-embeddings — mesure qualité et coût des notebooks 02–03 et imprime le bilan"
+	@echo "make bench-llm        — mesure qualité et coût des notebooks 04–05 et imprime le bilan"
 
 setup: $(STAMP)
 
@@ -40,6 +41,10 @@ course: setup
 # Mesure qualité + coût des notebooks 02–03 sur le meilleur profil, puis imprime le bilan.
 bench-embeddings: setup
 	$(PY) -m helpers.course --only 02 03
+
+# Mesure qualité + coût des notebooks 04–05 (QLoRA puis inférence) et imprime le bilan.
+bench-llm: setup
+	$(PY) -m helpers.course --only 04 05
 
 unit: setup
 	$(PY) -m helpers.models --prepare smoke

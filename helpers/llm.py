@@ -1,10 +1,9 @@
 """Plomberie des notebooks 04–05 : prompt Alpaca français, garde Unsloth, lecture des statuts.
 
 * :data:`ALPACA_PROMPT_FR` / :func:`format_prompt` — le gabarit d'instruction du cours ;
-* :func:`compact_output` / :func:`with_reference_ranges` — la variante courte de la tâche utilisée
-  sur CPU (voir le notebook 04 : le calcul disponible y impose des réponses brèves) ;
-* :func:`sft_dataset` — colonnes ``prompt`` / ``completion`` pour ``trl.SFTTrainer`` (la perte ne
-  porte que sur la complétion), EOS ajouté ;
+* :func:`analyte_cases` / :func:`balance_statuses` — la tâche courte du profil cpu (une valeur
+  par prompt ; voir le notebook 04 : le calcul disponible y impose des réponses brèves) ;
+* :func:`check_lengths` — aucun exemple tronqué (la réponse et son EOS resteraient incomplets) ;
 * :func:`load_unsloth` — importe Unsloth **uniquement** si un GPU CUDA est présent ;
 * :func:`parse_statuses` — lit, dans un texte français généré, le statut (bas / normal / élevé)
   annoncé pour chaque analyte, négations et tournures comprises ; :func:`score_answers` compare
@@ -51,65 +50,71 @@ def _analyte(code: str) -> Analyte:
     return analytes[code]
 
 
-def compact_output(row: dict) -> str:
-    """Réponse courte construite depuis les étiquettes : une ligne par valeur, statut en dernier.
-
-    ``- Hémoglobine : 10,9 g/dL (référence : 12 à 16 g/dL) → bas``. La référence est écrite
-    **avant** le statut : le modèle compare la valeur à un intervalle qu'il vient d'écrire.
-    """
-    lines = []
-    for label in row["labels"]:
-        a = _analyte(label["code"])
-        if label["statut"] not in STATUSES:
-            raise ValueError(f"{row.get('id', '?')} : statut inconnu « {label['statut']} ».")
-        name = a.nom_court[:1].upper() + a.nom_court[1:]
-        lines.append(f"- {name} : {a.fmt(label['valeur'])} {a.unite} "
-                     f"(référence : {a.range_text(row['sexe'])}) → {label['statut']}")
-    return "\n".join(lines)
+ANALYTE_INSTRUCTION = ("Indiquez si ce résultat est bas, normal ou élevé par rapport à son "
+                      "intervalle de référence.")
 
 
-def with_reference_ranges(row: dict) -> str:
-    """L'``input`` du compte rendu, chaque valeur suivie de son intervalle de référence.
+def analyte_cases(split):
+    """Découpe chaque compte rendu en cas d'**un seul analyte** (tâche courte du profil cpu).
 
-    Les comptes rendus réels impriment l'intervalle à côté de chaque résultat ; la variante CPU
-    de la tâche fait de même, pour que le modèle compare au lieu de mémoriser 46 intervalles.
-    """
-    lines = row["input"].split("\n")
-    labels = iter(row["labels"])
-    out = []
-    for line in lines:
-        if line.startswith("- "):
-            label = next(labels, None)
-            if label is None:
-                raise ValueError(f"{row.get('id', '?')} : plus de lignes de résultats que d'étiquettes.")
-            a = _analyte(label["code"])
-            line = f"{line} (référence : {a.range_text(row['sexe'])})"
-        out.append(line)
-    if next(labels, None) is not None:
-        raise ValueError(f"{row.get('id', '?')} : plus d'étiquettes que de lignes de résultats.")
-    return "\n".join(out)
-
-
-def sft_dataset(split, eos_token: str, style: str = "complet"):
-    """``Dataset`` ``prompt`` / ``completion`` pour ``SFTTrainer`` (+ ``labels`` conservées).
-
-    ``style="complet"`` : la réponse rédigée du jeu de données (profil gpu) ; ``"compact"`` :
-    intervalles dans l'entrée et réponse courte (profils cpu et smoke).
+    Même schéma que le jeu d'instructions (``id``, ``instruction``, ``input``, ``output``,
+    ``labels``…) : ``input`` = la valeur suivie de son intervalle de référence, ``output`` =
+    « Nom : statut ». ``case_id`` garde l'identifiant du compte rendu d'origine. Sur 2 cœurs,
+    une réponse de 5 jetons au lieu de 300 rend l'entraînement et l'évaluation possibles.
     """
     from datasets import Dataset
 
-    if not eos_token:
-        raise ValueError("Jeton de fin (EOS) manquant : le modèle n'apprendrait pas à s'arrêter.")
-    if style not in ("complet", "compact"):
-        raise ValueError(f"Style de réponse inconnu « {style} » (attendu : complet ou compact).")
-    prompts, completions = [], []
+    rows = []
     for row in split:
-        input_text = row["input"] if style == "complet" else with_reference_ranges(row)
-        prompts.append(format_prompt(row["instruction"], input_text))
-        output = row["output"] if style == "complet" else compact_output(row)
-        completions.append(output + eos_token)
-    return Dataset.from_dict({"prompt": prompts, "completion": completions,
-                              "id": list(split["id"]), "labels": list(split["labels"])})
+        for i, label in enumerate(row["labels"]):
+            a = _analyte(label["code"])
+            if label["statut"] not in STATUSES:
+                raise ValueError(f"{row.get('id', '?')} : statut inconnu « {label['statut']} ».")
+            name = a.nom_court[:1].upper() + a.nom_court[1:]
+            rows.append({
+                "id": f"{row['id']}-{i + 1}", "case_id": row["id"], "instruction": ANALYTE_INSTRUCTION,
+                "input": f"{name} : {a.fmt(label['valeur'])} {a.unite} "
+                         f"(référence : {a.range_text(row['sexe'])})",
+                "output": f"{name} : {label['statut']}", "sexe": row["sexe"], "age": row["age"],
+                "panel": row["panel"], "labels": [dict(label)]})
+    if not rows:
+        raise ValueError("Aucun résultat à découper : le split est vide.")
+    return Dataset.from_list(rows)
+
+
+def balance_statuses(cases, seed: int = 0):
+    """Sous-échantillonne ``cases`` (cas d'un analyte) pour avoir autant de bas, normal et élevé.
+
+    Sans cela, « normal » (plus de la moitié des valeurs) est la réponse la plus rentable pour un
+    petit modèle peu entraîné : il la donne partout (mesuré sur CPU, voir le notebook 04).
+    """
+    by_status: dict[str, list[int]] = {s: [] for s in STATUSES}
+    for i, labels in enumerate(cases["labels"]):
+        if len(labels) != 1:
+            raise ValueError(f"Cas {cases[i]['id']} : {len(labels)} valeurs ; l'équilibrage attend des "
+                             "cas d'un seul analyte (analyte_cases).")
+        by_status[labels[0]["statut"]].append(i)
+    n = min(len(v) for v in by_status.values())
+    if n == 0:
+        empty = [s for s, v in by_status.items() if not v]
+        raise ValueError(f"Impossible d'équilibrer : aucun exemple « {', '.join(empty)} ».")
+    keep = sorted(i for v in by_status.values() for i in v[:n])
+    return cases.select(keep).shuffle(seed=seed)
+
+
+def check_lengths(dataset, tokenizer, max_length: int) -> pd.Series:
+    """Longueur en jetons de ``prompt + completion`` ; erreur si un exemple dépasse ``max_length``.
+
+    Un exemple tronqué perdrait la fin de sa réponse **et son EOS** : le modèle n'apprendrait pas
+    à s'arrêter. Mieux vaut le dire que tronquer en silence.
+    """
+    lengths = pd.Series([len(tokenizer(p + c, add_special_tokens=False)["input_ids"])
+                         for p, c in zip(dataset["prompt"], dataset["completion"])], name="jetons")
+    too_long = int((lengths > max_length).sum())
+    if too_long:
+        raise ValueError(f"{too_long} exemple(s) dépassent max_length={max_length} jetons (le plus "
+                         f"long : {lengths.max()}) : augmentez max_seq_length dans le profil.")
+    return lengths
 
 
 # --------------------------------------------------------------------------- Unsloth
@@ -239,17 +244,20 @@ def _find_owner(scope: str, codes: list[str], names: dict, with_end: bool = Fals
 def score_answers(answers: list[str], cases, model_label: str) -> pd.DataFrame:
     """Une ligne par valeur : cas, analyte, statut attendu, statut lu, correct.
 
-    ``cases`` est une séquence de lignes du jeu d'instructions (avec ``id`` et ``labels``). Un
-    statut introuvable compte comme faux : rien n'est écarté en silence.
+    ``cases`` est une séquence de lignes du jeu d'instructions (avec ``id`` et ``labels``) ou de
+    cas d'un analyte (:func:`analyte_cases`, regroupés par ``case_id`` = compte rendu d'origine).
+    ``row`` est la position du cas dans ``cases``. Un statut introuvable compte comme faux : rien
+    n'est écarté en silence.
     """
     if len(answers) != len(cases):
         raise ValueError(f"{len(answers)} réponses pour {len(cases)} cas : il en faut autant.")
     rows = []
-    for answer, case in zip(answers, cases):
+    for i, (answer, case) in enumerate(zip(answers, cases)):
         found = parse_statuses(answer, case["labels"])
         for label in case["labels"]:
             pred = found[label["code"]]
-            rows.append({"model": model_label, "case_id": case["id"], "code": label["code"],
+            rows.append({"model": model_label, "row": i, "case_id": case.get("case_id") or case["id"],
+                         "code": label["code"],
                          "attendu": label["statut"], "predit": pred or "introuvable",
                          "correct": pred == label["statut"]})
     return pd.DataFrame(rows)
@@ -320,6 +328,13 @@ def mistral_7b_parameters(cfg: dict = MISTRAL_7B) -> dict:
     return {"lineaires": linear, "autres": other, "total": linear + other}
 
 
+def mistral_7b_lora_parameters(r: int, cfg: dict = MISTRAL_7B) -> int:
+    """Paramètres LoRA ajoutés à Mistral-7B (7 projections ciblées, rang ``r``), par le calcul."""
+    d, m, kv = cfg["d"], cfg["mlp"], cfg["kv"]
+    per_layer = (d + d) * 2 + (d + kv) * 2 + (d + m) * 3  # q, o ; k, v ; gate, up, down
+    return r * per_layer * cfg["couches"]
+
+
 def lora_parameters(model_or_cfg, r: int, targets=("q_proj", "k_proj", "v_proj", "o_proj",
                                                    "gate_proj", "up_proj", "down_proj")) -> int:
     """Paramètres LoRA ajoutés : r × (entrée + sortie) pour chaque couche ciblée."""
@@ -371,9 +386,8 @@ def measure_memory(path, formats: dict | None = None, device_map: str = "cpu") -
 def generation_tokenizer(tokenizer):
     """Copie du tokenizer réglée pour générer par lots (remplissage **à gauche**).
 
-    Ne pas modifier ``padding_side`` du tokenizer passé au trainer : dans nos essais sur CPU,
-    générer la référence avant l'entraînement en réglant ce tokenizer partagé à gauche a suffi à
-    empêcher SmolLM2 d'apprendre (perte bloquée vers 5 au lieu de 0,2 en 20 pas). D'où une copie.
+    Le tokenizer passé au trainer garde son remplissage à droite (celui de l'entraînement) : on
+    ne modifie jamais un objet partagé pour générer, on en fait une copie.
     """
     import copy
 

@@ -73,6 +73,15 @@ class LLMSettings:
     train_examples: int | None
     eval_examples: int | None
     max_new_tokens: int
+    #: "rapport" : le compte rendu entier, réponse rédigée (gpu) ; "analyte" : une valeur par
+    #: prompt, réponse « Nom : statut » (cpu, smoke — voir notebook 04, section 2)
+    task: str = "rapport"
+    precision: str = "fp32"  #: "bf16", "fp16" (GPU) ou "fp32" (CPU)
+    eval_batch_size: int = 8
+    gen_batch_size: int = 8
+    save_merged: bool = False  #: écrire aussi le modèle fusionné (base + LoRA)
+    balance_statuses: bool = False  #: autant d'exemples bas / normal / élevé à l'entraînement
+    val_loss_examples: int | None = None  #: exemples de validation pour la perte (None = tous)
 
 
 @dataclass(frozen=True)
@@ -140,7 +149,9 @@ def _build(name: str) -> Profile:
                 backend="unsloth", load_in_4bit=True, max_seq_length=2048, lora_r=16, lora_alpha=16,
                 lora_dropout=0.0, target_modules=ALPACA_TARGET_MODULES, batch_size=2,
                 gradient_accumulation_steps=4, learning_rate=2e-4, epochs=1, max_steps=-1,
-                optim="adamw_8bit", train_examples=None, eval_examples=None, max_new_tokens=512),
+                optim="adamw_8bit", train_examples=None, eval_examples=120, max_new_tokens=512,
+                task="rapport", precision=_gpu_precision(), eval_batch_size=8, gen_batch_size=16,
+                save_merged=False),
             data=DataSettings(hub_dataset=os.environ.get("COURSE_HUB_DATASET") or None,
                               longitudinal_patients=None),
         )
@@ -156,12 +167,16 @@ def _build(name: str) -> Profile:
                 matryoshka_dims=(384, 256, 128, 64, 32), batch_size=32, epochs=1,
                 learning_rate=1e-4, warmup_ratio=0.1, max_seq_length=128, precision="fp32",
                 train_pairs=None, eval_queries=None, freeze_word_embeddings=True),
+            # Tâche « analyte » (une valeur par prompt) et lr 1e-3 : choisis sur le split de
+            # validation pour tenir ~6 min d'entraînement sur 2 cœurs (notebook 04, section 5).
             llm=LLMSettings(
                 model_id="smollm2-135m-instruct", offline_model="smollm2-135m-instruct",
-                backend="bitsandbytes", load_in_4bit=True, max_seq_length=512, lora_r=16,
-                lora_alpha=16, lora_dropout=0.0, target_modules=ALPACA_TARGET_MODULES, batch_size=2,
-                gradient_accumulation_steps=4, learning_rate=2e-4, epochs=1, max_steps=40,
-                optim="adamw_8bit", train_examples=320, eval_examples=60, max_new_tokens=256),
+                backend="bitsandbytes", load_in_4bit=True, max_seq_length=256, lora_r=16,
+                lora_alpha=16, lora_dropout=0.0, target_modules=ALPACA_TARGET_MODULES, batch_size=4,
+                gradient_accumulation_steps=2, learning_rate=1e-3, epochs=1, max_steps=40,
+                optim="adamw_8bit", train_examples=200, eval_examples=60, max_new_tokens=16,
+                task="analyte", precision="fp32", eval_batch_size=8, gen_batch_size=16,
+                save_merged=True, val_loss_examples=120),
             data=DataSettings(hub_dataset=None, longitudinal_patients=None),
         )
     if name == "smoke":
@@ -179,7 +194,8 @@ def _build(name: str) -> Profile:
                 load_in_4bit=True, max_seq_length=256, lora_r=8, lora_alpha=8, lora_dropout=0.0,
                 target_modules=ALPACA_TARGET_MODULES, batch_size=2, gradient_accumulation_steps=1,
                 learning_rate=2e-4, epochs=1, max_steps=3, optim="adamw_8bit", train_examples=12,
-                eval_examples=4, max_new_tokens=24),
+                eval_examples=3, max_new_tokens=12, task="analyte", precision="fp32",
+                eval_batch_size=8, gen_batch_size=8, save_merged=True),
             data=DataSettings(hub_dataset=None, longitudinal_patients=20),
         )
     raise ProfileError(

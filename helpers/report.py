@@ -15,6 +15,9 @@ from .paths import outputs_root
 
 #: Objectifs de coût des notebooks 02 + 03 sur le profil cpu (2 cœurs).
 EMBEDDING_BUDGET = {"secondes": 8 * 60, "pic_rss_mo": 6 * 1024}
+#: Objectifs des notebooks 04 + 05 sur le profil cpu (2 cœurs).
+LLM_BUDGET = {"secondes": 12 * 60, "pic_rss_mo": 6 * 1024}
+LLM_MIN_ACCURACY = 0.90
 
 
 def _run_summary(profile_name: str) -> dict | None:
@@ -41,21 +44,56 @@ def embedding_report(profile_name: str) -> list[str]:
     for row in check_targets(scores).itertuples():
         state = "atteint" if row.atteint else "NON atteint"
         lines.append(f"  [{state}] {row.split} : {row.critère} — {row.mesure}")
+    return lines + _budget_lines(profile_name, ("02", "03"), EMBEDDING_BUDGET)
+
+
+def _budget_lines(profile_name: str, pair: tuple[str, str], budget: dict) -> list[str]:
+    """Durée cumulée et pic mémoire de deux notebooks, lus dans ``run_summary.json``."""
     summary = _run_summary(profile_name)
     runs = {r["notebook"][:2]: r for r in (summary or {}).get("notebooks", [])}
-    if {"02", "03"} <= set(runs) and all(runs[k]["statut"] == "ok" for k in ("02", "03")):
-        seconds = runs["02"]["secondes"] + runs["03"]["secondes"]
-        peak = max(runs["02"]["pic_rss_noyau_mo"], runs["03"]["pic_rss_noyau_mo"])
-        for label, value, budget, unit in (
-                ("durée 02 + 03", seconds, EMBEDDING_BUDGET["secondes"], "s"),
-                ("pic mémoire (noyau)", peak, EMBEDDING_BUDGET["pic_rss_mo"], "Mo")):
-            state = "atteint" if value <= budget else "NON atteint"
-            lines.append(f"  [{state}] {label} : {value:.0f} {unit} (objectif ≤ {budget} {unit}, "
-                         f"mesuré par make course le {summary['date']})")
-    else:
-        lines.append("  durée et mémoire : pas d'exécution complète de 02 et 03 par make course "
-                     "dans run_summary.json")
+    label = " + ".join(pair)
+    if not (set(pair) <= set(runs) and all(runs[k]["statut"] == "ok" for k in pair)):
+        return [f"  durée et mémoire : pas d'exécution complète de {label} par make course "
+                "dans run_summary.json"]
+    seconds = sum(runs[k]["secondes"] for k in pair)
+    peak = max(runs[k]["pic_rss_noyau_mo"] for k in pair)
+    lines = []
+    for what, value, limit, unit in ((f"durée {label}", seconds, budget["secondes"], "s"),
+                                     ("pic mémoire (noyau)", peak, budget["pic_rss_mo"], "Mo")):
+        state = "atteint" if value <= limit else "NON atteint"
+        lines.append(f"  [{state}] {what} : {value:.0f} {unit} (objectif ≤ {limit} {unit}, "
+                     f"mesuré par make course le {summary['date']})")
     return lines
+
+
+def llm_report(profile_name: str) -> list[str]:
+    """Lignes du bilan des notebooks 04–05 : pertes de validation, exactitude des statuts, coût."""
+    import pandas as pd
+
+    from .qlora import llm_dir, load_training_summary
+
+    lines = [f"QLoRA du modèle de langage — profil {profile_name}"]
+    try:
+        training = load_training_summary(profile_name)
+    except FileNotFoundError as err:
+        return lines + [f"  pas de résultats : {err}"]
+    base, tuned = training["perte_validation_base"], training["perte_validation_finetune"]
+    state = "atteint" if tuned < base else "NON atteint"
+    lines.append(f"  [{state}] perte de validation : base {base:.4f} → fine-tuné {tuned:.4f} "
+                 f"({training['pas']} pas, {training['secondes_entrainement']:.0f} s)")
+    path = llm_dir(profile_name) / "status_accuracy.csv"
+    if path.exists():
+        acc = pd.read_csv(path).set_index("model")
+        for model, row in acc.iterrows():
+            lines.append(f"  exactitude des statuts (test) — {model} : {row['accuracy']:.1%} "
+                         f"({int(row['n_values'])} valeurs, {int(row['n_cases'])} comptes rendus)")
+        if "finetuned" in acc.index:
+            ok = acc.loc["finetuned", "accuracy"] >= LLM_MIN_ACCURACY
+            lines.append(f"  [{'atteint' if ok else 'NON atteint'}] exactitude du fine-tuné ≥ "
+                         f"{LLM_MIN_ACCURACY:.0%} (raison expliquée au notebook 05, section 8)")
+    else:
+        lines.append(f"  exactitude des statuts : {path.name} absent (notebook 05 non exécuté)")
+    return lines + _budget_lines(profile_name, ("04", "05"), LLM_BUDGET)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
         args.profile = detect_profile().name
     print("\n".join(embedding_report(args.profile)))
+    print("\n".join(llm_report(args.profile)))
     return 0
 
 

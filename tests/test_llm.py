@@ -1,4 +1,4 @@
-"""Plomberie des notebooks 04–05 : prompt, variante compacte, garde Unsloth, lecture des statuts."""
+"""Plomberie des notebooks 04–05 : prompt, cas d'un analyte, garde Unsloth, lecture des statuts."""
 import builtins
 import sys
 
@@ -30,39 +30,62 @@ def test_prompt_has_the_alpaca_sections_in_order():
         llm.format_prompt("  ", "x")
 
 
-def test_sft_dataset_adds_eos_and_keeps_labels(instructions):
-    ds = llm.sft_dataset(instructions["validation"].select(range(3)), "<|im_end|>")
-    assert ds.column_names == ["prompt", "completion", "id", "labels"]
-    assert all(c.endswith("<|im_end|>") for c in ds["completion"])
-    assert ds[0]["completion"].startswith(instructions["validation"][0]["output"])
-    assert "### Input:\nPatient :" in ds[0]["prompt"]
-    with pytest.raises(ValueError, match="EOS"):
-        llm.sft_dataset(instructions["validation"].select(range(1)), "")
-    with pytest.raises(ValueError, match="Style de réponse inconnu"):
-        llm.sft_dataset(instructions["validation"].select(range(1)), "</s>", style="court")
+def test_analyte_cases_one_value_per_prompt_with_its_range(instructions):
+    reports = instructions["test"].select(range(5))
+    cases = llm.analyte_cases(reports)
+    assert len(cases) == sum(len(r["labels"]) for r in reports)
+    first = cases[0]
+    label = reports[0]["labels"][0]
+    assert first["case_id"] == reports[0]["id"] and first["labels"] == [label]
+    assert "(référence :" in first["input"] and first["output"].endswith(f": {label['statut']}")
+    # la réponse de référence est lue correctement par le parseur : la boucle est cohérente
+    for case in cases:
+        assert llm.parse_statuses(case["output"], case["labels"]) == {
+            case["labels"][0]["code"]: case["labels"][0]["statut"]}
+    with pytest.raises(ValueError, match="vide"):
+        llm.analyte_cases(reports.select([]))
 
 
-def test_compact_style_puts_reference_before_status(instructions):
-    row = instructions["test"][0]
-    ds = llm.sft_dataset(instructions["test"].select([0]), "</s>", style="compact")
-    lines = ds[0]["completion"].removesuffix("</s>").split("\n")
-    assert len(lines) == len(row["labels"])
-    for line, label in zip(lines, row["labels"]):
-        assert line.index("(référence :") < line.index("→") and line.endswith(f"→ {label['statut']}")
-    assert ds[0]["prompt"].count("(référence :") == len(row["labels"])
-
-
-def test_with_reference_ranges_checks_label_count(instructions):
+def test_analyte_cases_reject_unknown_analyte_and_status(instructions):
     row = dict(instructions["test"][0])
-    row["labels"] = row["labels"][:-1]
-    with pytest.raises(ValueError, match="plus de lignes de résultats"):
-        llm.with_reference_ranges(row)
-    row["labels"] = list(instructions["test"][0]["labels"]) * 2
-    with pytest.raises(ValueError, match="plus d'étiquettes"):
-        llm.with_reference_ranges(row)
-    bad = dict(instructions["test"][0], labels=[{"code": "XYZ", "statut": "bas", "valeur": 1.0}])
     with pytest.raises(ValueError, match="Analyte inconnu"):
-        llm.compact_output(bad)
+        llm.analyte_cases([dict(row, labels=[{"code": "XYZ", "statut": "bas", "valeur": 1.0}])])
+    bad = dict(row["labels"][0], statut="très haut")
+    with pytest.raises(ValueError, match="statut inconnu"):
+        llm.analyte_cases([dict(row, labels=[bad])])
+
+
+def test_balance_statuses_equalises_counts(instructions):
+    cases = llm.analyte_cases(instructions["validation"].select(range(40)))
+    balanced = llm.balance_statuses(cases, seed=1)
+    counts = pd.Series([l[0]["statut"] for l in balanced["labels"]]).value_counts()
+    assert set(counts.index) == set(llm.STATUSES) and counts.nunique() == 1
+    assert counts.iloc[0] == min(pd.Series([l[0]["statut"] for l in cases["labels"]]).value_counts())
+    with pytest.raises(ValueError, match="un seul analyte"):
+        llm.balance_statuses(instructions["validation"].select(range(3)))
+    only_normal = cases.filter(lambda c: c["labels"][0]["statut"] == "normal")
+    with pytest.raises(ValueError, match="aucun exemple"):
+        llm.balance_statuses(only_normal)
+
+
+class _CharTokenizer:
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": list(text)}
+
+
+def test_check_lengths_refuses_truncation():
+    from datasets import Dataset
+
+    ds = Dataset.from_dict({"prompt": ["abc", "abcdef"], "completion": ["x</s>", "y</s>"]})
+    lengths = llm.check_lengths(ds, _CharTokenizer(), max_length=20)
+    assert list(lengths) == [8, 11]
+    with pytest.raises(ValueError, match="1 exemple\\(s\\) dépassent max_length=10"):
+        llm.check_lengths(ds, _CharTokenizer(), max_length=10)
+
+
+def test_mistral_lora_parameters_match_the_usual_figure():
+    # r = 16 sur les 7 projections : 41 943 040 paramètres (le chiffre qu'affiche Unsloth)
+    assert llm.mistral_7b_lora_parameters(16) == 41_943_040
 
 
 # --------------------------------------------------------------------------- Unsloth
@@ -117,12 +140,14 @@ def test_parse_statuses_on_tricky_french(text, codes, expected):
 
 
 def test_parser_reads_every_reference_answer(instructions):
-    """Sur les réponses de référence (complètes et compactes), le lecteur retrouve 100 % des statuts."""
+    """Sur les réponses de référence (rédigées et « Nom : statut »), le lecteur retrouve 100 % des statuts."""
     for split in ("validation", "test"):
         d = instructions[split]
         full = llm.score_answers(list(d["output"]), d, "ref")
-        compact = llm.score_answers([llm.compact_output(r) for r in d], d, "compact")
-        assert full["correct"].all() and compact["correct"].all()
+        cases = llm.analyte_cases(d)
+        short = llm.score_answers(list(cases["output"]), cases, "court")
+        assert full["correct"].all() and short["correct"].all()
+        assert short["case_id"].nunique() == len(d)  # regroupé par compte rendu d'origine
 
 
 def test_score_answers_counts_unparsed_as_wrong(instructions):

@@ -25,3 +25,28 @@ def test_report_reads_scores_and_budget(tmp_path, monkeypatch):
     text = "\n".join(report.embedding_report("cpu"))
     assert "[NON atteint] durée 02 + 03 : 500 s" in text
     assert "[NON atteint] pic mémoire (noyau) : 7000 Mo" in text
+
+
+def test_llm_report_reads_training_accuracy_and_budget(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from helpers.qlora import llm_dir, save_training_summary
+
+    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+    assert "pas de résultats" in report.llm_report("cpu")[1]
+    save_training_summary({"perte_validation_base": 4.0, "perte_validation_finetune": 0.2, "pas": 40,
+                           "secondes_entrainement": 380.0}, "cpu")
+    text = "\n".join(report.llm_report("cpu"))
+    assert "[atteint] perte de validation : base 4.0000 → fine-tuné 0.2000" in text
+    assert "status_accuracy.csv absent" in text
+    pd.DataFrame({"model": ["base", "finetuned"], "n_cases": [60, 60], "n_values": [250, 250],
+                  "accuracy": [0.0, 0.55]}).to_csv(llm_dir("cpu") / "status_accuracy.csv", index=False)
+    summary = {"date": "2026-11-23T10:00:00", "notebooks": [
+        {"notebook": "04_x.ipynb", "statut": "ok", "secondes": 500.0, "pic_rss_noyau_mo": 2000},
+        {"notebook": "05_x.ipynb", "statut": "ok", "secondes": 150.0, "pic_rss_noyau_mo": 1500}]}
+    (tmp_path / "cpu" / "run_summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    text = "\n".join(report.llm_report("cpu"))
+    assert "finetuned : 55.0% (250 valeurs, 60 comptes rendus)" in text
+    assert "[NON atteint] exactitude du fine-tuné ≥ 90%" in text
+    assert "[atteint] durée 04 + 05 : 650 s (objectif ≤ 720 s" in text
+    assert "[atteint] pic mémoire (noyau) : 2000 Mo" in text

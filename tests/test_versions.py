@@ -111,6 +111,46 @@ def test_trl_1_api():
     assert SFTConfig(output_dir="/tmp/x", report_to="none", use_cpu=True).gradient_checkpointing is True
 
 
+def test_sft_arguments_used_by_notebook_04_exist():
+    """Chaque argument de la cellule SFTConfig du notebook 04 existe dans trl / transformers épinglés."""
+    from transformers.training_args import OptimizerNames
+    from trl import SFTConfig
+
+    params = inspect.signature(SFTConfig).parameters
+    used = ("per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
+            "num_train_epochs", "max_steps", "warmup_steps", "lr_scheduler_type", "optim", "max_length",
+            "bf16", "fp16", "use_cpu", "gradient_checkpointing", "per_device_eval_batch_size",
+            "eval_strategy", "eval_steps", "logging_steps", "save_strategy", "report_to", "seed",
+            "completion_only_loss")
+    assert [a for a in used if a not in params] == []
+    assert "adamw_8bit" in {o.value for o in OptimizerNames} and "paged_adamw_8bit" in {o.value for o in OptimizerNames}
+    args = SFTConfig(output_dir="/tmp/x", report_to="none", use_cpu=True, optim="adamw_8bit",
+                     warmup_steps=0.1, eval_strategy="steps", eval_steps=0.5, max_steps=3)
+    assert args.completion_only_loss in (None, True)  # None = perte sur la réponse pour prompt/completion
+
+
+def test_peft_inference_and_merge_api():
+    from peft import PeftModel
+    from transformers import BitsAndBytesConfig, TextStreamer
+
+    assert hasattr(PeftModel, "from_pretrained") and hasattr(PeftModel, "disable_adapter")
+    from peft.tuners.lora import LoraModel
+
+    assert hasattr(LoraModel, "merge_and_unload")  # atteint depuis PeftModel par délégation
+    assert {"skip_prompt"} <= set(inspect.signature(TextStreamer).parameters)
+    assert "bnb_4bit_compute_dtype" in inspect.signature(BitsAndBytesConfig).parameters
+
+
+def test_bitsandbytes_8bit_optimizer_and_nf4_layer():
+    import bitsandbytes as bnb
+
+    assert hasattr(bnb.optim, "AdamW8bit") and hasattr(bnb.optim, "PagedAdamW8bit")
+    assert hasattr(bnb.nn, "Linear4bit")
+    import torch
+
+    assert issubclass(bnb.nn.Linear4bit, torch.nn.Linear)  # helpers.llm.lora_parameters en dépend
+
+
 def test_nbval_current_env_kernel():
     from nbval.kernel import CURRENT_ENV_KERNEL_NAME, NbvalKernelspecManager
 

@@ -1,0 +1,353 @@
+"""Plomberie des notebooks 04–05 autour de l'entraînement QLoRA et de l'évaluation des réponses.
+
+Le code à apprendre (configuration de quantification, LoRA, arguments du trainer, prompt, appel à
+``generate``) reste dans les notebooks ; ici : chemins de sortie, tailles sur disque, estimations
+de mémoire d'entraînement, graphiques, génération par lots avec barre de progression, exemples,
+sauvegarde des résultats et vérification des objectifs.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from .paths import output_dir
+
+STATUS_ACCURACY_COLUMNS = ["model", "n_cases", "n_values", "accuracy"]
+
+
+# --------------------------------------------------------------------------- chemins
+def llm_dir(profile_name: str) -> Path:
+    """``outputs/<profil>/llm/`` (créé au besoin)."""
+    return output_dir(profile_name, "llm")
+
+
+def adapter_dir(profile_name: str) -> Path:
+    """Dossier de l'adaptateur LoRA : ``outputs/<profil>/llm/adapter/``."""
+    return llm_dir(profile_name) / "adapter"
+
+
+def merged_dir(profile_name: str) -> Path:
+    """Dossier du modèle fusionné (base + LoRA) : ``outputs/<profil>/llm/merged/``."""
+    return llm_dir(profile_name) / "merged"
+
+
+def require_adapter(profile_name: str) -> Path:
+    """Chemin de l'adaptateur entraîné par le notebook 04, ou erreur claire s'il manque."""
+    path = adapter_dir(profile_name)
+    if not (path / "adapter_config.json").exists():
+        raise FileNotFoundError(
+            f"Adaptateur LoRA introuvable dans {path} (profil « {profile_name} ») : exécutez d'abord "
+            "le notebook 04 avec le même profil (make course le fait dans l'ordre).")
+    return path
+
+
+def dir_size_mb(path: Path | str) -> float:
+    """Taille totale des fichiers d'un dossier (Mo, 1 Mo = 10⁶ octets)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Dossier introuvable : {path}")
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+
+
+# --------------------------------------------------------------------------- mémoire d'entraînement
+def training_memory(total: int, trainable: int, linear: int) -> pd.DataFrame:
+    """Mémoire d'entraînement **hors activations** (Go), calculée octet par octet.
+
+    * ``total`` : paramètres du modèle ; ``linear`` : ceux des couches linéaires quantifiables ;
+    * ``trainable`` : paramètres entraînés par LoRA (adaptateurs).
+
+    Fine-tuning complet en précision mixte : poids bf16 (2 o) + gradients bf16 (2 o) + copie
+    fp32 des poids (4 o) + deux moments d'Adam (2 × 4 o) = 16 o par paramètre ; avec un AdamW
+    8 bits, les deux moments tiennent en 2 o. En LoRA, seuls les adaptateurs (gardés en fp32) ont
+    gradients et états d'optimiseur ; le modèle de base est figé, en bf16 ou en nf4.
+    """
+    if min(total, trainable, linear) < 0 or linear > total:
+        raise ValueError("Paramètres incohérents : il faut 0 ≤ linear ≤ total et trainable ≥ 0.")
+    other = total - linear
+    nf4 = 0.5 + 1 / 64 + 4 / (64 * 256)  # nf4 + double quantification (voir llm.BYTES_PER_WEIGHT)
+    lora_adam32 = trainable * (4 + 4 + 8)  # poids fp32 + gradient fp32 + 2 moments fp32
+    lora_adam8 = trainable * (4 + 4 + 2)
+    rows = [
+        ("fine-tuning complet", "bf16 + AdamW fp32", total * 16),
+        ("fine-tuning complet", "bf16 + AdamW 8 bits", total * (2 + 2 + 4 + 2)),
+        ("LoRA", "base bf16 figée + AdamW fp32", total * 2 + lora_adam32),
+        ("QLoRA", "base nf4 figée + AdamW fp32", linear * nf4 + other * 2 + lora_adam32),
+        ("QLoRA", "base nf4 figée + AdamW 8 bits", linear * nf4 + other * 2 + lora_adam8),
+    ]
+    table = pd.DataFrame(rows, columns=["méthode", "détail", "octets"])
+    table["go"] = (table.pop("octets") / 1e9).round(2)
+    return table
+
+
+# --------------------------------------------------------------------------- graphiques
+def plot_losses(log_history: list[dict], base_eval_loss: float | None = None):
+    """Perte d'entraînement et de validation au fil des pas (+ la validation du modèle de base)."""
+    import matplotlib.pyplot as plt
+
+    train = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
+    evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h and "step" in h]
+    if not train:
+        raise ValueError("Historique d'entraînement vide : rien à tracer (logging_steps trop grand ?).")
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    ax.plot(*zip(*train), marker=".", color="tab:red", label="entraînement")
+    if evals:
+        ax.plot(*zip(*evals), "o-", color="tab:blue", label="validation")
+    if base_eval_loss is not None:
+        ax.axhline(base_eval_loss, ls="--", color="grey", label="validation, modèle de base")
+    ax.set_xlabel("pas d'optimisation")
+    ax.set_ylabel("perte (entropie croisée sur la réponse)")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(tables: dict[str, pd.DataFrame]):
+    """Matrices de confusion côte à côte (une par modèle), effectifs écrits dans les cases."""
+    import matplotlib.pyplot as plt
+
+    if not tables:
+        raise ValueError("Aucune matrice de confusion à tracer.")
+    fig, axes = plt.subplots(1, len(tables), figsize=(4.6 * len(tables), 3.6), squeeze=False)
+    for ax, (label, table) in zip(axes[0], tables.items()):
+        ax.imshow(table.values, cmap="Blues")
+        ax.set_xticks(range(table.shape[1]), table.columns, rotation=30)
+        ax.set_yticks(range(table.shape[0]), table.index)
+        ax.set_xlabel("statut lu dans la réponse")
+        ax.set_ylabel("statut attendu")
+        ax.set_title(label)
+        high = table.values.max() / 2 if table.values.size else 0
+        for i in range(table.shape[0]):
+            for j in range(table.shape[1]):
+                v = int(table.iat[i, j])
+                ax.text(j, i, str(v), ha="center", va="center", color="white" if v > high else "black")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- génération
+def in_batches(fn: Callable[[list[str]], list[str]], prompts: Sequence[str], batch_size: int,
+               desc: str = "génération") -> list[str]:
+    """Applique ``fn`` (une liste de prompts → une liste de réponses) par lots, avec barre de progression."""
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise ValueError(f"Taille de lot invalide : {batch_size} (il faut au moins 1).")
+    prompts = list(prompts)
+    out: list[str] = []
+    for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="lot"):
+        chunk = prompts[start:start + batch_size]
+        answers = list(fn(chunk))
+        if len(answers) != len(chunk):
+            raise ValueError(f"{len(answers)} réponses pour un lot de {len(chunk)} prompts.")
+        out.extend(answers)
+    return out
+
+
+def examples(scored: pd.DataFrame, answers: dict[str, list[str]], cases, model_label: str,
+             correct: bool, n: int = 3) -> pd.DataFrame:
+    """Quelques cas où ``model_label`` a juste (``correct=True``) ou faux, avec les réponses de chaque modèle."""
+    sub = scored[(scored["model"] == model_label) & (scored["correct"] == correct)]
+    ids = list(dict.fromkeys(sub["row"]))[:n]
+    rows = []
+    for i in ids:
+        row = {"entrée": cases[i]["input"], "attendu": ", ".join(l["statut"] for l in cases[i]["labels"])}
+        for label, texts in answers.items():
+            row[label] = texts[i]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def format_examples(table: pd.DataFrame, disclaimer: str) -> str:
+    """Texte lisible d'exemples (sortie de :func:`examples`), l'avertissement après **chaque** réponse."""
+    blocks = []
+    for i, row in enumerate(table.to_dict("records"), 1):
+        lines = [f"── Exemple {i} ──", f"Entrée : {row['entrée']}", f"Statut(s) attendu(s) : {row['attendu']}"]
+        for key, value in row.items():
+            if key not in ("entrée", "attendu"):
+                lines.append(f"Réponse « {key} » : {value.strip() or '(vide)'}")
+                lines.append(f"  ↳ {disclaimer}")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks) if blocks else "(aucun exemple dans cette catégorie)"
+
+
+def save_inference_summary(summary: dict, profile_name: str) -> Path:
+    """``outputs/<profil>/llm/inference.json`` : temps de génération, réglages (relu par le notebook 06)."""
+    path = llm_dir(profile_name) / "inference.json"
+    path.write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    return path
+
+
+# --------------------------------------------------------------------------- résultats
+def save_training_summary(summary: dict, profile_name: str) -> Path:
+    """``outputs/<profil>/llm/training.json`` : pertes, temps, mémoire, paramètres (relu par 05 et 06)."""
+    path = llm_dir(profile_name) / "training.json"
+    path.write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+    return path
+
+
+def load_training_summary(profile_name: str) -> dict:
+    """Relit le résumé écrit par le notebook 04 (erreur claire s'il manque)."""
+    path = llm_dir(profile_name) / "training.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} introuvable : exécutez d'abord le notebook 04 (profil « {profile_name} »).")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def save_status_results(accuracy: pd.DataFrame, scored: pd.DataFrame, answers: dict[str, list[str]],
+                        cases, profile_name: str) -> dict[str, Path]:
+    """Écrit ``status_accuracy.csv`` (colonnes imposées), le détail par valeur et les réponses."""
+    missing = [c for c in STATUS_ACCURACY_COLUMNS if c not in accuracy.columns]
+    if missing:
+        raise ValueError(f"Colonnes manquantes dans le tableau d'exactitude : {', '.join(missing)}.")
+    out = llm_dir(profile_name)
+    paths = {"accuracy": out / "status_accuracy.csv", "values": out / "status_values.csv",
+             "answers": out / "answers.jsonl"}
+    accuracy[STATUS_ACCURACY_COLUMNS].to_csv(paths["accuracy"], index=False)
+    scored.to_csv(paths["values"], index=False)
+    with paths["answers"].open("w", encoding="utf-8") as f:
+        for i, case in enumerate(cases):
+            record = {"id": case["id"], "prompt_input": case["input"],
+                      **{label: texts[i] for label, texts in answers.items()}}
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return paths
+
+
+def check_targets(rows: list[tuple[str, str, bool]]) -> pd.DataFrame:
+    """Tableau « critère / mesure / atteint » à partir de triplets (aucun assert : on affiche)."""
+    return pd.DataFrame(rows, columns=["critère", "mesure", "atteint"])
+
+
+# --------------------------------------------------------------------------- diagnostic
+def comparison_pairs(n: int = 100, seed: int = 0) -> list[tuple[str, str, bool]]:
+    """``n`` paires de nombres écrits à la française (« 3,81 », « 4 ») et la vérité « a > b ».
+
+    ``b`` est tiré à ±30 % de ``a`` : des nombres proches, comme une valeur et sa borne.
+    Exactement la moitié des paires ont ``a > b``.
+    """
+    import random
+
+    rng = random.Random(seed)
+    pairs = []
+    while len(pairs) < n:
+        a = round(rng.uniform(0.1, 100), rng.choice([0, 1, 2]))
+        b = round(a * rng.uniform(0.7, 1.3), rng.choice([0, 1, 2]))
+        if a == b or (a > b) != (len(pairs) % 2 == 0):
+            continue
+        fr = lambda x: f"{x:g}".replace(".", ",")  # noqa: E731
+        pairs.append((fr(a), fr(b), a > b))
+    return pairs
+
+
+def comparison_probe(model, tokenizer, n: int = 100, seed: int = 0, batch_size: int = 16) -> float:
+    """Exactitude du modèle à dire si a > b (« oui » / « non »), lue sur les logits du 1er jeton.
+
+    Même gabarit Alpaca que l'entraînement. Une exactitude proche de 50 % signifie que le modèle
+    ne sait pas comparer deux nombres : il ne peut alors pas comparer une valeur à sa borne.
+    """
+    import torch
+
+    from .llm import format_prompt, generation_tokenizer
+
+    tok = generation_tokenizer(tokenizer)
+    oui = tok("oui", add_special_tokens=False)["input_ids"][0]
+    non = tok("non", add_special_tokens=False)["input_ids"][0]
+    if oui == non:
+        raise ValueError("« oui » et « non » commencent par le même jeton : sonde inutilisable.")
+    pairs = comparison_pairs(n, seed)
+    prompts = [format_prompt(f"Le nombre {a} est-il strictement supérieur à {b} ? Répondez par oui "
+                             "ou par non.", "") for a, b, _ in pairs]
+    correct = 0
+    device = next(model.parameters()).device
+    for start in range(0, n, batch_size):
+        enc = tok(prompts[start:start + batch_size], return_tensors="pt", padding=True).to(device)
+        with torch.no_grad():
+            logits = model(**enc).logits[:, -1, :]
+        says_yes = (logits[:, oui] > logits[:, non]).tolist()
+        correct += sum(y == truth for y, (_, _, truth) in zip(says_yes, pairs[start:start + batch_size]))
+    return correct / n
+
+
+# --------------------------------------------------------------------------- mesures
+def memory_snapshot(model=None) -> dict:
+    """Mémoire à cet instant : pic RSS du processus, pic GPU réservé (si CUDA), empreinte du modèle."""
+    from .runtime import peak_rss_mb
+
+    snap = {"pic_rss_mo": peak_rss_mb()}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            snap["pic_gpu_reserve_mo"] = round(torch.cuda.max_memory_reserved() / 1e6)
+    except ImportError:
+        pass
+    if model is not None:
+        snap["empreinte_modele_mo"] = round(model.get_memory_footprint() / 1e6, 1)
+    return snap
+
+
+def base_model_size_mb(source: str) -> float | None:
+    """Taille sur disque du modèle de base : dossier local, sinon son dépôt dans le cache du hub.
+
+    ``None`` si le modèle n'est pas trouvé localement (rien n'est deviné).
+    """
+    path = Path(source)
+    if path.exists():
+        return dir_size_mb(path)
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        repos = [r for r in scan_cache_dir().repos if r.repo_id.startswith(source)]
+    except Exception:  # cache absent ou illisible
+        return None
+    return sum(r.size_on_disk for r in repos) / 1e6 if repos else None
+
+
+def answer_profile(scored: pd.DataFrame) -> pd.DataFrame:
+    """Par modèle : réponses lisibles, statut le plus donné et sa part, exactitude, et l'exactitude
+    d'une réponse constante (toujours le statut le plus fréquent des étiquettes)."""
+    rows = []
+    for model, sub in scored.groupby("model", sort=False):
+        readable = sub[sub["predit"] != "introuvable"]
+        top = readable["predit"].value_counts()
+        majority = sub["attendu"].value_counts()
+        rows.append({"model": model, "statut_lisible": len(readable) / len(sub),
+                     "statut_le_plus_donné": top.index[0] if len(top) else "—",
+                     "part_de_ce_statut": top.iloc[0] / len(sub) if len(top) else 0.0,
+                     "exactitude": sub["correct"].mean(),
+                     "exactitude_réponse_constante": majority.iloc[0] / len(sub)})
+    return pd.DataFrame(rows).round(3)
+
+
+# --------------------------------------------------------------------------- piège bitsandbytes CPU
+def disable_cpu_weight_packing(model) -> int:
+    """Empêche bitsandbytes de « réempaqueter » les poids 4 bits pour l'inférence CPU ; annule
+    l'empaquetage déjà fait. Renvoie le nombre de couches ``Linear4bit`` concernées.
+
+    bitsandbytes 0.50 (CPU avec AVX512-BF16) convertit les poids d'une couche 4 bits dans un format
+    propre à l'inférence au premier passage en mode évaluation sans gradient
+    (``trainer.evaluate()``, ``generate``) et ne revient jamais en arrière. Un entraînement lancé
+    ensuite rétropropage à travers ce format avec des gradients faux : mesuré sur SmolLM2, la perte
+    reste vers 4 au lieu de tomber sous 0,3 en 12 pas. Sans effet sur GPU ni sans AVX512-BF16.
+    """
+    try:
+        from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+        from bitsandbytes.nn import Linear4bit
+    except ImportError:  # pas de bitsandbytes : rien à faire
+        return 0
+    count = 0
+    for module in model.modules():
+        if not isinstance(module, Linear4bit):
+            continue
+        module.support_avx512bf16_for_cpu = False
+        weight = module.weight
+        state = getattr(weight, "quant_state", None)
+        if state is not None and getattr(state, "packing_format_for_cpu", False):
+            weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(weight.data, state)
+            module.quant_state = weight.quant_state
+        count += 1
+    return count

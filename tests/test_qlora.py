@@ -1,0 +1,238 @@
+"""Plomberie des notebooks 04–05 : mémoire d'entraînement, génération par lots, exemples, sorties."""
+import json
+
+import pandas as pd
+import pytest
+
+from helpers import MEDICAL_DISCLAIMER, llm, qlora
+from helpers.data import load_instructions
+
+
+@pytest.fixture()
+def outputs(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+    return tmp_path
+
+
+# --------------------------------------------------------------------------- mémoire
+def test_training_memory_counts_bytes_per_parameter():
+    table = qlora.training_memory(total=1_000_000_000, trainable=10_000_000, linear=900_000_000)
+    go = dict(zip(table["détail"], table["go"]))
+    assert go["bf16 + AdamW fp32"] == 16.0  # 2 + 2 + 4 + 8 octets par paramètre
+    assert go["bf16 + AdamW 8 bits"] == 10.0
+    assert go["base bf16 figée + AdamW fp32"] == pytest.approx(2.0 + 0.16)
+    nf4 = 0.9 * (0.5 + 1 / 64 + 4 / (64 * 256)) + 0.1 * 2
+    assert go["base nf4 figée + AdamW fp32"] == pytest.approx(nf4 + 0.16, abs=0.006)
+    assert go["base nf4 figée + AdamW 8 bits"] < go["base nf4 figée + AdamW fp32"]
+    with pytest.raises(ValueError, match="incohérents"):
+        qlora.training_memory(total=10, trainable=1, linear=20)
+
+
+def test_mistral_qlora_fits_a_free_colab_gpu():
+    p = llm.mistral_7b_parameters()
+    table = qlora.training_memory(p["total"], llm.mistral_7b_lora_parameters(16), p["lineaires"])
+    assert table["go"].iloc[0] > 100 and table["go"].iloc[-1] < 6  # 116 Go contre ~4,6 Go
+
+
+# --------------------------------------------------------------------------- chemins et tailles
+def test_adapter_paths_and_clear_error_when_missing(outputs):
+    assert qlora.adapter_dir("cpu") == outputs / "cpu" / "llm" / "adapter"
+    with pytest.raises(FileNotFoundError, match="notebook 04"):
+        qlora.require_adapter("cpu")
+    qlora.adapter_dir("cpu").mkdir(parents=True)
+    (qlora.adapter_dir("cpu") / "adapter_config.json").write_text("{}")
+    (qlora.adapter_dir("cpu") / "poids.bin").write_bytes(b"x" * 2_000_000)
+    assert qlora.require_adapter("cpu") == qlora.adapter_dir("cpu")
+    assert qlora.dir_size_mb(qlora.adapter_dir("cpu")) == pytest.approx(2.0, abs=0.01)
+    assert qlora.base_model_size_mb(str(qlora.adapter_dir("cpu"))) == pytest.approx(2.0, abs=0.01)
+    assert qlora.base_model_size_mb("organisation-inexistante/modele") is None
+    with pytest.raises(FileNotFoundError):
+        qlora.dir_size_mb(outputs / "absent")
+
+
+def test_training_summary_round_trip(outputs):
+    with pytest.raises(FileNotFoundError, match="notebook 04"):
+        qlora.load_training_summary("smoke")
+    qlora.save_training_summary({"pas": 3, "perte": 0.5}, "smoke")
+    assert qlora.load_training_summary("smoke") == {"pas": 3, "perte": 0.5}
+
+
+# --------------------------------------------------------------------------- génération
+def test_in_batches_keeps_order_and_checks_counts():
+    calls = []
+
+    def fake(batch):
+        calls.append(len(batch))
+        return [p.upper() for p in batch]
+
+    assert qlora.in_batches(fake, ["a", "b", "c", "d", "e"], 2) == ["A", "B", "C", "D", "E"]
+    assert calls == [2, 2, 1]
+    with pytest.raises(ValueError, match="2 réponses pour un lot de 1"):
+        qlora.in_batches(lambda b: ["x", "y"], ["a"], 4)
+    with pytest.raises(ValueError, match="Taille de lot invalide"):
+        qlora.in_batches(fake, ["a"], 0)
+
+
+@pytest.fixture(scope="module")
+def cases():
+    return llm.analyte_cases(load_instructions()["test"].select(range(3)))
+
+
+def test_examples_show_every_answer_with_the_disclaimer(cases):
+    right = list(cases["output"])
+    wrong = ["Rien à dire."] * len(cases)
+    scored = pd.concat([llm.score_answers(right, cases, "finetuned"), llm.score_answers(wrong, cases, "base")])
+    good = qlora.examples(scored, {"base": wrong, "finetuned": right}, cases, "finetuned", correct=True, n=2)
+    assert len(good) == 2 and list(good.columns) == ["entrée", "attendu", "base", "finetuned"]
+    text = qlora.format_examples(good, MEDICAL_DISCLAIMER)
+    assert text.count(MEDICAL_DISCLAIMER) == 4  # 2 exemples × 2 réponses
+    bad = qlora.examples(scored, {"finetuned": right}, cases, "finetuned", correct=False)
+    assert "aucun exemple" in qlora.format_examples(bad, MEDICAL_DISCLAIMER)
+
+
+def test_answer_profile_detects_a_constant_answer(cases):
+    constant = [f"{c['output'].split(' : ')[0]} : normal" for c in cases]
+    scored = llm.score_answers(constant, cases, "finetuned")
+    row = qlora.answer_profile(scored).iloc[0]
+    assert row["statut_le_plus_donné"] == "normal" and row["part_de_ce_statut"] == 1.0
+    assert row["statut_lisible"] == 1.0
+    share_normal = (scored["attendu"] == "normal").mean()
+    assert row["exactitude"] == pytest.approx(share_normal, abs=1e-3)
+
+
+def test_save_status_results_writes_the_required_columns(outputs, cases):
+    answers = {"base": ["?"] * len(cases), "finetuned": list(cases["output"])}
+    scored = pd.concat([llm.score_answers(a, cases, m) for m, a in answers.items()])
+    accuracy = llm.accuracy_table(scored)
+    paths = qlora.save_status_results(accuracy, scored, answers, cases, "smoke")
+    csv = pd.read_csv(paths["accuracy"])
+    assert list(csv.columns) == ["model", "n_cases", "n_values", "accuracy"]
+    assert csv.set_index("model").loc["finetuned", "accuracy"] == 1.0
+    assert csv.set_index("model").loc["finetuned", "n_cases"] == 3  # comptes rendus, pas prompts
+    lines = paths["answers"].read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(cases) and json.loads(lines[0])["finetuned"] == cases[0]["output"]
+    with pytest.raises(ValueError, match="Colonnes manquantes"):
+        qlora.save_status_results(accuracy.drop(columns="n_cases"), scored, answers, cases, "smoke")
+
+
+# --------------------------------------------------------------------------- diagnostic
+def test_comparison_pairs_are_balanced_and_close():
+    pairs = qlora.comparison_pairs(40, seed=3)
+    assert len(pairs) == 40 and sum(truth for _, _, truth in pairs) == 20
+    for a, b, truth in pairs:
+        x, y = float(a.replace(",", ".")), float(b.replace(",", "."))
+        assert (x > y) == truth and x != y and 0.6 < y / x < 1.4
+    assert qlora.comparison_pairs(10, seed=3) == pairs[:10]
+
+
+class _AlwaysYes:
+    """Faux modèle : préfère toujours le premier jeton de « oui »."""
+
+    def __init__(self, yes_id):
+        import torch
+
+        self.yes_id, self.weight = yes_id, torch.nn.Parameter(torch.zeros(1))
+
+    def parameters(self):
+        return iter([self.weight])
+
+    def __call__(self, input_ids, attention_mask=None):
+        import torch
+        from types import SimpleNamespace
+
+        logits = torch.zeros(input_ids.shape[0], input_ids.shape[1], 10_000)
+        logits[:, -1, self.yes_id] = 1.0
+        return SimpleNamespace(logits=logits)
+
+
+def test_comparison_probe_gives_chance_for_a_constant_answer():
+    from transformers import AutoTokenizer
+
+    from helpers.models import model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path("tiny-mistral"))
+    yes = tokenizer("oui", add_special_tokens=False)["input_ids"][0]
+    assert qlora.comparison_probe(_AlwaysYes(yes), tokenizer, n=20, batch_size=8) == 0.5
+
+
+# --------------------------------------------------------------------------- piège bitsandbytes CPU
+def _lora_grads(model, batch):
+    import torch
+
+    model.zero_grad(set_to_none=True)
+    model.train()
+    model(**batch, labels=batch["input_ids"]).loss.backward()
+    # un gradient absent (None) = le graphe est coupé : on le note par des zéros
+    return {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+            for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _tiny_qlora(guard: bool):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    from helpers.models import model_path
+
+    path = model_path("tiny-mistral")
+    torch.manual_seed(0)
+    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                             bnb_4bit_compute_dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(path, quantization_config=bnb, device_map="cpu")
+    if guard:
+        assert qlora.disable_cpu_weight_packing(model) > 0
+    lora = LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj", "down_proj"], task_type="CAUSAL_LM",
+                      init_lora_weights=False)  # B ≠ 0 : les gradients traversent les poids 4 bits
+    model = get_peft_model(model, lora)
+    batch = AutoTokenizer.from_pretrained(path)(["Hémoglobine : 10,9 g/dL"], return_tensors="pt")
+    return model, batch
+
+
+def _eval_forward(model, batch):
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        model(**batch)
+
+
+def test_evaluation_does_not_corrupt_qlora_gradients_once_guarded():
+    import torch
+
+    model, batch = _tiny_qlora(guard=True)
+    fresh = _lora_grads(model, batch)
+    _eval_forward(model, batch)  # comme trainer.evaluate() ou generate avant l'entraînement
+    after = _lora_grads(model, batch)
+    assert fresh.keys() == after.keys()
+    assert all(torch.allclose(fresh[k], after[k], atol=1e-6) for k in fresh)
+
+
+def _has_avx512_bf16() -> bool:
+    from pathlib import Path
+
+    cpuinfo = Path("/proc/cpuinfo")
+    return cpuinfo.exists() and "avx512_bf16" in cpuinfo.read_text()
+
+
+@pytest.mark.skipif(not _has_avx512_bf16(), reason="l'empaquetage CPU de bitsandbytes exige AVX512-BF16")
+def test_without_guard_bitsandbytes_packing_changes_gradients():
+    """Le piège existe bien dans la version épinglée : s'il disparaît, ce test le signalera."""
+    import torch
+
+    model, batch = _tiny_qlora(guard=False)
+    fresh = _lora_grads(model, batch)
+    _eval_forward(model, batch)
+    after = _lora_grads(model, batch)
+    assert _relative_error(fresh, after) > 0.5  # gradients faux (ou absents)
+    assert qlora.disable_cpu_weight_packing(model) > 0  # l'empaquetage est annulé…
+    restored = _lora_grads(model, batch)
+    # … et les gradients redeviennent justes, à l'arrondi près (l'inverse de bitsandbytes garde
+    # les échelles déquantifiées au lieu de leur double quantification)
+    assert _relative_error(fresh, restored) < 1e-2
+
+
+def _relative_error(a: dict, b: dict) -> float:
+    import torch
+
+    num = torch.sqrt(sum(((a[k] - b[k]) ** 2).sum() for k in a))
+    return float(num / torch.sqrt(sum((a[k] ** 2).sum() for k in a)))
