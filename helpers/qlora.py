@@ -83,8 +83,10 @@ def training_memory(total: int, trainable: int, linear: int) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- graphiques
-def plot_losses(log_history: list[dict], base_eval_loss: float | None = None):
-    """Perte d'entraînement et de validation au fil des pas (+ la validation du modèle de base)."""
+def plot_losses(log_history: list[dict], base_eval_loss: float | None = None,
+                final_eval_loss: float | None = None):
+    """Perte d'entraînement au fil des pas, validations intermédiaires s'il y en a, et les pertes de
+    validation du modèle de base (ligne) et du modèle final (point au dernier pas)."""
     import matplotlib.pyplot as plt
 
     train = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
@@ -95,6 +97,9 @@ def plot_losses(log_history: list[dict], base_eval_loss: float | None = None):
     ax.plot(*zip(*train), marker=".", color="tab:red", label="entraînement")
     if evals:
         ax.plot(*zip(*evals), "o-", color="tab:blue", label="validation")
+    if final_eval_loss is not None:
+        ax.plot([train[-1][0]], [final_eval_loss], "D", color="tab:blue", ms=8,
+                label="validation, modèle fine-tuné")
     if base_eval_loss is not None:
         ax.axhline(base_eval_loss, ls="--", color="grey", label="validation, modèle de base")
     ax.set_xlabel("pas d'optimisation")

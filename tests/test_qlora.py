@@ -236,3 +236,15 @@ def _relative_error(a: dict, b: dict) -> float:
 
     num = torch.sqrt(sum(((a[k] - b[k]) ** 2).sum() for k in a))
     return float(num / torch.sqrt(sum((a[k] ** 2).sum() for k in a)))
+
+
+def test_plot_losses_draws_train_base_and_final():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    history = [{"step": i, "loss": 5.0 / i} for i in range(1, 6)] + [{"step": 5, "eval_loss": 0.9}]
+    fig = qlora.plot_losses(history, base_eval_loss=4.8, final_eval_loss=0.8)
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert labels == ["entraînement", "validation", "validation, modèle fine-tuné", "validation, modèle de base"]
+    with pytest.raises(ValueError, match="Historique"):
+        qlora.plot_losses([{"step": 1, "eval_loss": 1.0}])
