@@ -109,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     profile = setup_course("exécution complète du cours")
     # Les noyaux lancés héritent du profil choisi ici : tous les notebooks tournent sur le même.
     os.environ["COURSE_PROFILE"] = profile.name
-    os.environ.setdefault("MPLBACKEND", "Agg")
+    # Backend « inline » dans les noyaux : les figures sont enregistrées dans les copies exécutées
+    # (rendues par la documentation) ; il dessine avec Agg, sans écran.
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     if profile.name != "gpu":
         for name in models_for_profile(profile.name):
             print(f"Modèle hors ligne prêt : {name} → {model_path(name)}")

@@ -93,6 +93,8 @@ def plot_losses(log_history: list[dict], base_eval_loss: float | None = None,
     evals = [(h["step"], h["eval_loss"]) for h in log_history if "eval_loss" in h and "step" in h]
     if not train:
         raise ValueError("Historique d'entraînement vide : rien à tracer (logging_steps trop grand ?).")
+    if final_eval_loss is not None:  # l'évaluation finale est déjà le losange : pas de doublon
+        evals = [(step, loss) for step, loss in evals if step != train[-1][0]]
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     ax.plot(*zip(*train), marker=".", color="tab:red", label="entraînement")
     if evals:

@@ -242,8 +242,10 @@ def test_plot_losses_draws_train_base_and_final():
     import matplotlib
 
     matplotlib.use("Agg")
-    history = [{"step": i, "loss": 5.0 / i} for i in range(1, 6)] + [{"step": 5, "eval_loss": 0.9}]
+    history = ([{"step": i, "loss": 5.0 / i} for i in range(1, 6)]
+               + [{"step": 3, "eval_loss": 0.9}, {"step": 5, "eval_loss": 0.8}])
     fig = qlora.plot_losses(history, base_eval_loss=4.8, final_eval_loss=0.8)
+    assert list(fig.axes[0].get_lines()[1].get_xdata()) == [3]  # la finale n'est pas dessinée deux fois
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
     assert labels == ["entraînement", "validation", "validation, modèle fine-tuné", "validation, modèle de base"]
     with pytest.raises(ValueError, match="Historique"):
