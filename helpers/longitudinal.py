@@ -1,0 +1,144 @@
+"""Suivi longitudinal (notebook 07) : anomalies, tendances, prévision de la visite suivante.
+
+Toutes les fonctions prennent un ``DataFrame`` au format de ``longitudinal.csv`` (une ligne par
+patient, visite et analyte : ``patient_id``, ``visite``, ``date``, ``code``, ``valeur``, ``statut``…)
+et renvoient des tableaux ; rien n'est tracé ni écrit ici.
+
+* :func:`flag_changes` — variation significative entre visites, au sens de la valeur de référence
+  du changement (RCV) : par rapport à la visite précédente, ou à la médiane des visites passées ;
+* :func:`precision_recall` — détections comparées aux anomalies étiquetées ;
+* :func:`series_slopes` — pente relative annuelle de chaque série (régression sur le logarithme) ;
+* :func:`forecast_last_visit` — trois prévisions simples de la dernière visite (dernière valeur,
+  tendance linéaire, lissage exponentiel) et leur erreur absolue.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+REQUIRED = ("patient_id", "visite", "date", "code", "valeur")
+
+
+def _check(df: pd.DataFrame, extra: tuple[str, ...] = ()) -> pd.DataFrame:
+    missing = [c for c in (*REQUIRED, *extra) if c not in df.columns]
+    if missing:
+        raise ValueError(f"Colonnes manquantes dans le tableau longitudinal : {', '.join(missing)}.")
+    bad = df[~(pd.to_numeric(df["valeur"], errors="coerce") > 0)]
+    if len(bad):
+        row = bad.iloc[0]
+        raise ValueError(f"Valeur non strictement positive ou non numérique : patient {row['patient_id']}, "
+                         f"visite {row['visite']}, analyte {row['code']} (« {row['valeur']} »).")
+    out = df.copy()
+    out["date"] = pd.to_datetime(out["date"])
+    return out.sort_values(["patient_id", "code", "visite"]).reset_index(drop=True)
+
+
+def reference_change_values(cv: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """RCV (fraction) de chaque analyte : 1,96 × √2 × √(CVi² + CVa²), CV donnés en %."""
+    return {code: 1.96 * math.sqrt(2) * math.hypot(cvi, cva) / 100 for code, (cvi, cva) in cv.items()}
+
+
+def flag_changes(df: pd.DataFrame, rcv: dict[str, float], baseline: str = "previous") -> pd.DataFrame:
+    """Ajoute ``variation`` (écart relatif en log) et ``change_significatif`` à chaque ligne.
+
+    ``baseline="previous"`` compare à la visite précédente ; ``"median"`` à la médiane des visites
+    précédentes (plus robuste : la visite qui suit un pic n'est pas signalée à son tour). Le seuil
+    est ``ln(1 + RCV)`` de l'analyte, symétrique en échelle logarithmique. La première visite n'a
+    pas de référence : jamais signalée.
+    """
+    if baseline not in ("previous", "median"):
+        raise ValueError(f"Référence inconnue « {baseline} » (attendu : previous ou median).")
+    out = _check(df)
+    unknown = sorted(set(out["code"]) - set(rcv))
+    if unknown:
+        raise ValueError(f"RCV manquante pour : {', '.join(unknown)}.")
+    logv = np.log(out["valeur"].astype(float))
+    groups = logv.groupby([out["patient_id"], out["code"]])
+    if baseline == "previous":
+        ref = groups.shift(1)
+    else:
+        ref = groups.transform(lambda s: s.expanding().median().shift(1))
+    out["variation"] = logv - ref
+    threshold = np.log1p(out["code"].map(rcv))
+    out["change_significatif"] = (out["variation"].abs() > threshold).fillna(False).astype(bool)
+    return out
+
+
+def precision_recall(flags: pd.Series, labels: pd.Series) -> dict:
+    """Précision, rappel et F1 de détections booléennes contre des étiquettes booléennes."""
+    flags, labels = flags.astype(bool), labels.astype(bool)
+    if len(flags) != len(labels):
+        raise ValueError(f"{len(flags)} détections pour {len(labels)} étiquettes.")
+    tp = int((flags & labels).sum())
+    fp = int((flags & ~labels).sum())
+    fn = int((~flags & labels).sum())
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
+    return {"vrais_positifs": tp, "faux_positifs": fp, "manques": fn,
+            "precision": precision, "rappel": recall, "f1": f1}
+
+
+def series_slopes(df: pd.DataFrame, min_visits: int = 3) -> pd.DataFrame:
+    """Pente relative annuelle de chaque série (patient, analyte), par moindres carrés sur ln(valeur).
+
+    ``pente_relative_par_an`` = exp(b) − 1, où b est la pente de ln(valeur) en fonction des années
+    écoulées : +0,10 = +10 % par an. Les séries de moins de ``min_visits`` visites sont refusées.
+    """
+    out = _check(df)
+    rows = []
+    for (pid, code), s in out.groupby(["patient_id", "code"], sort=True):
+        if len(s) < min_visits:
+            raise ValueError(f"Série {pid} / {code} : {len(s)} visite(s), il en faut au moins {min_visits}.")
+        years = (s["date"] - s["date"].iloc[0]).dt.days.to_numpy() / 365.25
+        b, _ = np.polyfit(years, np.log(s["valeur"].to_numpy(dtype=float)), 1)
+        rows.append({"patient_id": pid, "code": code, "visites": len(s),
+                     "pente_relative_par_an": math.expm1(b)})
+    return pd.DataFrame(rows)
+
+
+def forecast_last_visit(df: pd.DataFrame, alpha: float = 0.5) -> pd.DataFrame:
+    """Prévoit la **dernière** visite de chaque série à partir des précédentes, de trois façons.
+
+    * ``derniere_valeur`` : la valeur de l'avant-dernière visite ;
+    * ``tendance_lineaire`` : droite des moindres carrés (valeur en fonction de la date)
+      prolongée jusqu'à la date de la dernière visite ;
+    * ``lissage_exponentiel`` : moyenne exponentielle des visites passées
+      (``pandas.Series.ewm(alpha=alpha)``).
+
+    Renvoie une ligne par série : valeur observée, prévisions et erreurs absolues (``ae_*``).
+    """
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha doit être dans ]0, 1] (reçu : {alpha}).")
+    out = _check(df)
+    rows = []
+    for (pid, code), s in out.groupby(["patient_id", "code"], sort=True):
+        if len(s) < 3:
+            raise ValueError(f"Série {pid} / {code} : {len(s)} visite(s), il en faut au moins 3 pour prévoir.")
+        past, last = s.iloc[:-1], s.iloc[-1]
+        days = (past["date"] - past["date"].iloc[0]).dt.days.to_numpy(dtype=float)
+        slope, intercept = np.polyfit(days, past["valeur"].to_numpy(dtype=float), 1)
+        horizon = (last["date"] - past["date"].iloc[0]).days
+        preds = {"derniere_valeur": float(past["valeur"].iloc[-1]),
+                 "tendance_lineaire": float(intercept + slope * horizon),
+                 "lissage_exponentiel": float(past["valeur"].ewm(alpha=alpha).mean().iloc[-1])}
+        row = {"patient_id": pid, "code": code, "observe": float(last["valeur"]), **preds}
+        row.update({f"ae_{k}": abs(v - row["observe"]) for k, v in preds.items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def forecast_mae(forecasts: pd.DataFrame, relative: bool = True) -> pd.DataFrame:
+    """Erreur absolue moyenne de chaque méthode, par analyte ; relative à la valeur observée
+    (en %) par défaut, pour comparer des analytes d'unités différentes."""
+    methods = [c.removeprefix("ae_") for c in forecasts.columns if c.startswith("ae_")]
+    if not methods:
+        raise ValueError("Aucune colonne ae_* : passez la sortie de forecast_last_visit.")
+    table = forecasts.copy()
+    if relative:
+        for m in methods:
+            table[f"ae_{m}"] = 100 * table[f"ae_{m}"] / table["observe"]
+    return table.groupby("code")[[f"ae_{m}" for m in methods]].mean().rename(
+        columns={f"ae_{m}": m for m in methods})

@@ -1,0 +1,97 @@
+"""Anomalies, tendances et prévisions (notebook 07) sur des séries synthétiques aux réponses connues."""
+import datetime as dt
+import math
+
+import pandas as pd
+import pytest
+
+from helpers import longitudinal as lg
+from helpers.generate import BIOLOGICAL_VARIATION, reference_change_value
+
+
+def series(values, code="HB", pid="P1", step_days=365.25 / 4, start=dt.date(2020, 1, 1)):
+    rows = []
+    for i, v in enumerate(values):
+        date = start + dt.timedelta(days=round(i * step_days))
+        rows.append({"patient_id": pid, "visite": i + 1, "date": date.isoformat(), "code": code, "valeur": v})
+    return pd.DataFrame(rows)
+
+
+def test_rcv_matches_the_generator():
+    rcv = lg.reference_change_values(BIOLOGICAL_VARIATION)
+    for code in BIOLOGICAL_VARIATION:
+        assert rcv[code] == pytest.approx(reference_change_value(code))
+
+
+def test_previous_baseline_flags_the_peak_and_the_return():
+    df = series([100, 101, 150, 100, 99])
+    flagged = lg.flag_changes(df, {"HB": 0.2}, baseline="previous")
+    assert list(flagged["change_significatif"]) == [False, False, True, True, False]
+    assert flagged["variation"].iloc[2] == pytest.approx(math.log(150 / 101))
+
+
+def test_median_baseline_flags_only_the_peak_and_a_lasting_shift_once_then_adapts():
+    peak = lg.flag_changes(series([100, 101, 150, 100, 99]), {"HB": 0.2}, baseline="median")
+    assert list(peak["change_significatif"]) == [False, False, True, False, False]
+    shift = lg.flag_changes(series([100, 100, 100, 160, 160, 160, 160, 160]), {"HB": 0.2}, baseline="median")
+    flags = list(shift["change_significatif"])
+    assert flags[3] and flags[-1] is False  # la médiane finit par rejoindre le nouveau niveau
+
+
+def test_flag_changes_is_per_patient_and_analyte_and_validates():
+    df = pd.concat([series([100, 100, 100], pid="P1"), series([150, 150, 150], pid="P2")])
+    assert not lg.flag_changes(df, {"HB": 0.2})["change_significatif"].any()  # pas de saut P1 → P2
+    with pytest.raises(ValueError, match="RCV manquante pour : HB"):
+        lg.flag_changes(df, {"TSH": 0.5})
+    with pytest.raises(ValueError, match="Référence inconnue"):
+        lg.flag_changes(df, {"HB": 0.2}, baseline="moyenne")
+    with pytest.raises(ValueError, match="Colonnes manquantes.*valeur"):
+        lg.flag_changes(df.drop(columns="valeur"), {"HB": 0.2})
+    bad = series([100, -1, 100], pid="P9")
+    with pytest.raises(ValueError, match="patient P9, visite 2, analyte HB"):
+        lg.flag_changes(bad, {"HB": 0.2})
+
+
+def test_precision_recall_counts():
+    flags = pd.Series([True, True, False, False, True])
+    labels = pd.Series([True, False, True, False, True])
+    pr = lg.precision_recall(flags, labels)
+    assert (pr["vrais_positifs"], pr["faux_positifs"], pr["manques"]) == (2, 1, 1)
+    assert pr["precision"] == pytest.approx(2 / 3) and pr["rappel"] == pytest.approx(2 / 3)
+    assert pr["f1"] == pytest.approx(2 / 3)
+    assert lg.precision_recall(pd.Series([False]), pd.Series([True]))["f1"] == 0.0
+    with pytest.raises(ValueError, match="2 détections pour 1"):
+        lg.precision_recall(pd.Series([True, False]), pd.Series([True]))
+
+
+def test_slopes_recover_a_known_exponential_trend():
+    up = series([100 * 1.10 ** (i / 4) for i in range(8)])  # +10 % par an, une visite par trimestre
+    down = series([50 * 0.92 ** (i / 4) for i in range(8)], pid="P2")
+    slopes = lg.series_slopes(pd.concat([up, down])).set_index("patient_id")["pente_relative_par_an"]
+    assert slopes["P1"] == pytest.approx(0.10, abs=2e-3)
+    assert slopes["P2"] == pytest.approx(-0.08, abs=2e-3)
+    with pytest.raises(ValueError, match="il en faut au moins 3"):
+        lg.series_slopes(series([1.0, 2.0]))
+
+
+def test_forecasts_on_known_series():
+    linear = series([10.0, 12.0, 14.0, 16.0, 18.0], step_days=100)
+    f = lg.forecast_last_visit(linear, alpha=0.5).iloc[0]
+    assert f["observe"] == 18.0 and f["derniere_valeur"] == 16.0
+    assert f["tendance_lineaire"] == pytest.approx(18.0) and f["ae_tendance_lineaire"] == pytest.approx(0.0, abs=1e-9)
+    expected_ewm = pd.Series([10.0, 12.0, 14.0, 16.0]).ewm(alpha=0.5).mean().iloc[-1]
+    assert f["lissage_exponentiel"] == pytest.approx(expected_ewm)
+    assert f["ae_derniere_valeur"] == pytest.approx(2.0)
+    flat = lg.forecast_last_visit(series([5.0] * 6, pid="P2")).iloc[0]
+    assert flat[["ae_derniere_valeur", "ae_tendance_lineaire", "ae_lissage_exponentiel"]].max() == pytest.approx(0, abs=1e-9)
+    with pytest.raises(ValueError, match="alpha"):
+        lg.forecast_last_visit(linear, alpha=0)
+
+
+def test_forecast_mae_is_relative_by_default():
+    f = lg.forecast_last_visit(series([10.0, 12.0, 14.0, 16.0, 18.0], step_days=100))
+    mae = lg.forecast_mae(f)
+    assert mae.loc["HB", "derniere_valeur"] == pytest.approx(100 * 2 / 18)
+    assert lg.forecast_mae(f, relative=False).loc["HB", "derniere_valeur"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="ae_"):
+        lg.forecast_mae(f.drop(columns=[c for c in f.columns if c.startswith("ae_")]))
