@@ -142,3 +142,52 @@ def forecast_mae(forecasts: pd.DataFrame, relative: bool = True) -> pd.DataFrame
             table[f"ae_{m}"] = 100 * table[f"ae_{m}"] / table["observe"]
     return table.groupby("code")[[f"ae_{m}" for m in methods]].mean().rename(
         columns={f"ae_{m}": m for m in methods})
+
+
+# --------------------------------------------------------------------------- graphiques
+def plot_series(flagged: pd.DataFrame, patient_id: str, code: str, bounds: tuple | None = None):
+    """Une série (patient, analyte) : valeurs, intervalle de référence, changements signalés
+    (cercles rouges) et anomalies étiquetées (croix), pour juger un détecteur à l'œil."""
+    import matplotlib.pyplot as plt
+
+    s = flagged[(flagged["patient_id"] == patient_id) & (flagged["code"] == code)]
+    if s.empty:
+        raise ValueError(f"Aucune mesure pour le patient {patient_id} et l'analyte {code}.")
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    ax.plot(s["date"], s["valeur"], marker="o", color="tab:blue", label="valeur")
+    if bounds is not None:
+        lo, hi = bounds
+        if lo is not None:
+            ax.axhline(lo, ls="--", color="grey", lw=1)
+        if hi is not None:
+            ax.axhline(hi, ls="--", color="grey", lw=1, label="bornes de référence")
+    if "change_significatif" in s:
+        hit = s[s["change_significatif"]]
+        ax.scatter(hit["date"], hit["valeur"], s=160, facecolors="none", edgecolors="tab:red",
+                   label="changement > RCV")
+    if "anomalie" in s:
+        lab = s[s["anomalie"].fillna("").astype(str) != ""]
+        ax.scatter(lab["date"], lab["valeur"], marker="x", s=80, color="black", label="anomalie étiquetée")
+    ax.set_title(f"{patient_id} — {code}")
+    ax.set_ylabel(str(s["unite"].iloc[0]) if "unite" in s else "valeur")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    return fig
+
+
+def plot_forecast_mae(mae: pd.DataFrame):
+    """Barres groupées : erreur absolue moyenne (%) de chaque méthode de prévision, par analyte."""
+    import matplotlib.pyplot as plt
+
+    if mae.empty:
+        raise ValueError("Tableau d'erreurs vide : rien à tracer.")
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    mae.plot.bar(ax=ax, rot=0)
+    ax.set_xlabel("analyte")
+    ax.set_ylabel("erreur absolue moyenne (%)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, title="méthode")
+    fig.tight_layout()
+    return fig

@@ -95,3 +95,23 @@ def test_forecast_mae_is_relative_by_default():
     assert lg.forecast_mae(f, relative=False).loc["HB", "derniere_valeur"] == pytest.approx(2.0)
     with pytest.raises(ValueError, match="ae_"):
         lg.forecast_mae(f.drop(columns=[c for c in f.columns if c.startswith("ae_")]))
+
+
+def test_plots_show_flags_labels_and_methods():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    df = series([100, 101, 150, 100, 99])
+    df["anomalie"] = ["", "", "pic", "", ""]
+    df["unite"] = "g/dL"
+    flagged = lg.flag_changes(df, {"HB": 0.2}, baseline="median")
+    fig = lg.plot_series(flagged, "P1", "HB", bounds=(90, 140))
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels == ["valeur", "bornes de référence", "changement > RCV", "anomalie étiquetée"]
+    assert len(ax.collections[0].get_offsets()) == 1  # un seul changement signalé
+    with pytest.raises(ValueError, match="patient P2 et l'analyte HB"):
+        lg.plot_series(flagged, "P2", "HB")
+    mae = lg.forecast_mae(lg.forecast_last_visit(pd.concat([df, series([5.0, 6, 7, 8], code="TSH")])))
+    fig = lg.plot_forecast_mae(mae)
+    assert len(fig.axes[0].patches) == mae.size
