@@ -1,0 +1,73 @@
+"""Recherche de passages pour les résultats anormaux d'un patient (RAG, notebook 07).
+
+* :func:`abnormal_queries` — une question par valeur anormale (« Que signifie une ferritine
+  basse ? ») et le passage qui y répond (``<code>-haute`` ou ``<code>-basse`` du corpus) ;
+* :func:`hit_rates` — taux de succès à k (le bon passage est-il parmi les k premiers ?) d'un
+  modèle d'embeddings, calculé avec ``sentence_transformers.util.semantic_search`` ;
+* :func:`with_context` — l'entrée du prompt Alpaca enrichie des passages retrouvés.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+import pandas as pd
+
+from .analytes import load_analytes
+
+ASPECT = {"élevé": "haute", "bas": "basse"}
+
+
+def abnormal_queries(cases: Iterable[dict], corpus: Iterable[dict]) -> pd.DataFrame:
+    """Questions sur les valeurs anormales de ``cases`` (lignes du jeu d'instructions).
+
+    Colonnes : ``case_id``, ``code``, ``statut``, ``query``, ``relevant`` (identifiant du passage
+    attendu). Une valeur normale ne produit pas de question. Erreur claire si le passage attendu
+    manque au corpus.
+    """
+    analytes = load_analytes()
+    passage_ids = {p["passage_id"] for p in corpus}
+    rows = []
+    for case in cases:
+        for label in case["labels"]:
+            if label["statut"] == "normal":
+                continue
+            if label["statut"] not in ASPECT:
+                raise ValueError(f"{case['id']} : statut inconnu « {label['statut']} ».")
+            a = analytes[label["code"]]
+            relevant = f"{a.code}-{ASPECT[label['statut']]}"
+            if relevant not in passage_ids:
+                raise ValueError(f"Passage « {relevant} » absent du corpus (cas {case['id']}).")
+            adjective = a.accord("élevé" if label["statut"] == "élevé" else "bas")
+            verb = "signifient" if a.nombre == "p" else "signifie"
+            rows.append({"case_id": case["id"], "code": a.code, "statut": label["statut"],
+                         "query": f"Que {verb} {a.un} {adjective} ?", "relevant": relevant})
+    return pd.DataFrame(rows, columns=["case_id", "code", "statut", "query", "relevant"])
+
+
+def hit_rates(model, queries: pd.DataFrame, corpus: list[dict], ks: tuple[int, ...] = (1, 3),
+              batch_size: int = 64) -> dict:
+    """Part des questions dont le passage attendu est parmi les ``k`` premiers, pour chaque k.
+
+    Requêtes encodées avec le prompt « query » du modèle, passages avec « document » (prompts e5).
+    """
+    from sentence_transformers import util
+
+    if queries.empty:
+        raise ValueError("Aucune question : pas de valeur anormale dans ces cas.")
+    q = model.encode_query(list(queries["query"]), batch_size=batch_size, convert_to_tensor=True,
+                           normalize_embeddings=True)
+    d = model.encode_document([p["text"] for p in corpus], batch_size=batch_size,
+                              convert_to_tensor=True, normalize_embeddings=True)
+    results = util.semantic_search(q, d, top_k=max(ks))
+    ids = [p["passage_id"] for p in corpus]
+    ranked = [[ids[hit["corpus_id"]] for hit in hits] for hits in results]
+    return {f"hit@{k}": sum(rel in r[:k] for rel, r in zip(queries["relevant"], ranked)) / len(queries)
+            for k in ks} | {"questions": len(queries)}
+
+
+def with_context(input_text: str, passages: list[str]) -> str:
+    """Ajoute les passages retrouvés à l'entrée du prompt, sous un titre « Contexte »."""
+    if not passages:
+        return input_text
+    context = "\n".join(f"[{i}] {p.strip()}" for i, p in enumerate(passages, 1))
+    return f"{input_text.rstrip()}\n\nContexte (extraits de référence) :\n{context}"
