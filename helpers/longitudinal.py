@@ -191,3 +191,27 @@ def plot_forecast_mae(mae: pd.DataFrame):
     ax.legend(fontsize=8, title="méthode")
     fig.tight_layout()
     return fig
+
+
+def plot_slopes(slopes: pd.DataFrame, truth_column: str = "pente_vraie", group_column: str = "tendance"):
+    """Pente estimée contre pente vraie (%/an), un point par série, couleur = tendance étiquetée.
+
+    La diagonale est l'estimation parfaite ; l'écart vient du bruit biologique et analytique,
+    d'autant plus grand que la série est courte.
+    """
+    import matplotlib.pyplot as plt
+
+    missing = [c for c in ("pente_relative_par_an", truth_column, group_column) if c not in slopes]
+    if missing:
+        raise ValueError(f"Colonnes manquantes pour le graphique des pentes : {', '.join(missing)}.")
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    for name, g in slopes.groupby(group_column):
+        ax.scatter(100 * g[truth_column], 100 * g["pente_relative_par_an"], s=12, alpha=0.6, label=str(name))
+    lim = 100 * max(slopes[truth_column].abs().max(), slopes["pente_relative_par_an"].abs().max())
+    ax.plot([-lim, lim], [-lim, lim], color="grey", lw=1, ls="--")
+    ax.set_xlabel("pente vraie (% par an)")
+    ax.set_ylabel("pente estimée (% par an)")
+    ax.grid(alpha=0.3)
+    ax.legend(title="tendance", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -115,3 +115,18 @@ def test_plots_show_flags_labels_and_methods():
     mae = lg.forecast_mae(lg.forecast_last_visit(pd.concat([df, series([5.0, 6, 7, 8], code="TSH")])))
     fig = lg.plot_forecast_mae(mae)
     assert len(fig.axes[0].patches) == mae.size
+
+
+def test_plot_slopes_draws_one_group_per_trend():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    up = series([100 * 1.10 ** (i / 4) for i in range(8)])
+    flat = series([100.0] * 8, pid="P2")
+    slopes = lg.series_slopes(pd.concat([up, flat]))
+    slopes["pente_vraie"] = [0.10, 0.0]
+    slopes["tendance"] = ["hausse", "stable"]
+    fig = lg.plot_slopes(slopes)
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["hausse", "stable"]
+    with pytest.raises(ValueError, match="pente_vraie"):
+        lg.plot_slopes(slopes.drop(columns="pente_vraie"))
