@@ -66,6 +66,13 @@ def flag_changes(df: pd.DataFrame, rcv: dict[str, float], baseline: str = "previ
     return out
 
 
+def labelled_anomalies(df: pd.DataFrame) -> pd.Series:
+    """Booléen par ligne : une anomalie (``pic`` ou ``rupture``) est étiquetée (vide ou NaN = non)."""
+    if "anomalie" not in df.columns:
+        raise ValueError("Colonne « anomalie » absente : pas d'étiquettes à comparer.")
+    return df["anomalie"].fillna("").astype(str).str.strip() != ""
+
+
 def precision_recall(flags: pd.Series, labels: pd.Series) -> dict:
     """Précision, rappel et F1 de détections booléennes contre des étiquettes booléennes."""
     flags, labels = flags.astype(bool), labels.astype(bool)

@@ -130,3 +130,10 @@ def test_plot_slopes_draws_one_group_per_trend():
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["hausse", "stable"]
     with pytest.raises(ValueError, match="pente_vraie"):
         lg.plot_slopes(slopes.drop(columns="pente_vraie"))
+
+
+def test_labelled_anomalies_accepts_empty_strings_and_nan():
+    df = pd.DataFrame({"anomalie": ["", None, "pic", float("nan"), "rupture", " "]})
+    assert list(lg.labelled_anomalies(df)) == [False, False, True, False, True, False]
+    with pytest.raises(ValueError, match="anomalie"):
+        lg.labelled_anomalies(pd.DataFrame({"x": [1]}))
