@@ -275,6 +275,16 @@ def model_dir(profile_name: str) -> Path:
     return output_dir(profile_name, "embeddings") / "model"
 
 
+def require_model(profile_name: str) -> Path:
+    """Dossier du modèle fine-tuné par le notebook 02, ou erreur claire s'il n'existe pas."""
+    path = model_dir(profile_name)
+    if not (path / "config_sentence_transformers.json").exists():
+        raise MissingResultsError(
+            f"Modèle d'embeddings fine-tuné introuvable dans {path} (profil « {profile_name} ») : "
+            "exécutez d'abord le notebook 02 avec le même profil.")
+    return path
+
+
 def checkpoint_dir(profile_name: str) -> Path:
     return output_dir(profile_name, "embeddings") / "checkpoints"
 

@@ -17,13 +17,20 @@ from .analytes import load_analytes
 ASPECT = {"élevé": "haute", "bas": "basse"}
 
 
-def abnormal_queries(cases: Iterable[dict], corpus: Iterable[dict]) -> pd.DataFrame:
+def abnormal_queries(cases: Iterable[dict], corpus: Iterable[dict], style: str = "question") -> pd.DataFrame:
     """Questions sur les valeurs anormales de ``cases`` (lignes du jeu d'instructions).
+
+    ``style="question"`` : « Que signifie une ferritine basse ? » (question de patient, facile) ;
+    ``style="ligne"`` : la ligne du compte rendu suivie du statut, « Ferritine : 8 µg/L — bas »
+    (ce dont dispose un assistant qui vient de lire le bilan ; plus difficile : le nom de
+    l'analyte est souvent abrégé et le sens doit venir du seul mot « bas » ou « élevé »).
 
     Colonnes : ``case_id``, ``code``, ``statut``, ``query``, ``relevant`` (identifiant du passage
     attendu). Une valeur normale ne produit pas de question. Erreur claire si le passage attendu
     manque au corpus.
     """
+    if style not in ("question", "ligne"):
+        raise ValueError(f"Style de requête inconnu « {style} » (attendu : question ou ligne).")
     analytes = load_analytes()
     passage_ids = {p["passage_id"] for p in corpus}
     rows = []
@@ -38,9 +45,14 @@ def abnormal_queries(cases: Iterable[dict], corpus: Iterable[dict]) -> pd.DataFr
             if relevant not in passage_ids:
                 raise ValueError(f"Passage « {relevant} » absent du corpus (cas {case['id']}).")
             adjective = a.accord("élevé" if label["statut"] == "élevé" else "bas")
-            verb = "signifient" if a.nombre == "p" else "signifie"
+            if style == "question":
+                verb = "signifient" if a.nombre == "p" else "signifie"
+                query = f"Que {verb} {a.un} {adjective} ?"
+            else:
+                name = a.nom_court[:1].upper() + a.nom_court[1:]
+                query = f"{name} : {a.fmt(label['valeur'])} {a.unite} — {label['statut']}"
             rows.append({"case_id": case["id"], "code": a.code, "statut": label["statut"],
-                         "query": f"Que {verb} {a.un} {adjective} ?", "relevant": relevant})
+                         "query": query, "relevant": relevant})
     return pd.DataFrame(rows, columns=["case_id", "code", "statut", "query", "relevant"])
 
 

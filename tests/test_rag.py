@@ -22,6 +22,14 @@ def test_one_grammatical_question_per_abnormal_value(corpus):
     assert rag.abnormal_queries([case(("HB", "normal"))], corpus).empty
 
 
+def test_report_line_style(corpus):
+    c = {"id": "c1", "labels": [{"code": "FERRITINE", "statut": "bas", "valeur": 8.0}]}
+    q = rag.abnormal_queries([c], corpus, style="ligne")
+    assert q["query"].item().startswith("Ferritine : 8") and q["query"].item().endswith("µg/L — bas")
+    with pytest.raises(ValueError, match="Style de requête inconnu"):
+        rag.abnormal_queries([c], corpus, style="libre")
+
+
 def test_every_abnormal_test_value_has_its_passage(corpus):
     reports = load_instructions()["test"]
     q = rag.abnormal_queries(reports, corpus)
@@ -56,3 +64,14 @@ def test_with_context_numbers_the_passages():
     out = rag.with_context("Résultats :\n- Ferritine : 8 µg/L", ["La ferritine reflète les réserves. ", "Autre."])
     assert out.endswith("Contexte (extraits de référence) :\n[1] La ferritine reflète les réserves.\n[2] Autre.")
     assert rag.with_context("x", []) == "x"
+
+
+def test_require_model_names_the_missing_notebook(tmp_path, monkeypatch):
+    from helpers.embeddings import MissingResultsError, model_dir, require_model
+
+    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+    with pytest.raises(MissingResultsError, match="notebook 02"):
+        require_model("cpu")
+    model_dir("cpu").mkdir(parents=True)
+    (model_dir("cpu") / "config_sentence_transformers.json").write_text("{}")
+    assert require_model("cpu") == model_dir("cpu")
