@@ -358,3 +358,39 @@ def disable_cpu_weight_packing(model) -> int:
             module.quant_state = weight.quant_state
         count += 1
     return count
+
+
+def load_finetuned_llm(profile):
+    """Recharge le modèle de base en 4 bits et l'adaptateur du notebook 04 (même code que le 05).
+
+    GPU : Unsloth (``FastLanguageModel`` depuis le dossier de l'adaptateur, mode inférence) ;
+    CPU : bitsandbytes nf4 + peft. Renvoie ``(model, tokenizer)``, modèle en mode évaluation.
+    """
+    import torch
+
+    from .models import resolve_model
+
+    cfg = profile.llm
+    adapter_path = require_adapter(profile.name)
+    if cfg.backend == "unsloth":
+        from .llm import load_unsloth
+
+        load_unsloth()
+        from unsloth import FastLanguageModel
+
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name=str(adapter_path), max_seq_length=cfg.max_seq_length, dtype=None, load_in_4bit=True)
+        FastLanguageModel.for_inference(model)
+    else:
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+        source, _ = resolve_model(cfg.model_id, cfg.offline_model, what="modèle de langage")
+        bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                 bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.float32)
+        base = AutoModelForCausalLM.from_pretrained(source, quantization_config=bnb, dtype=torch.float32,
+                                                    device_map="cpu")
+        model = PeftModel.from_pretrained(base, str(adapter_path))
+        tokenizer = AutoTokenizer.from_pretrained(str(adapter_path))
+    model.eval()
+    return model, tokenizer

@@ -83,3 +83,39 @@ def with_context(input_text: str, passages: list[str]) -> str:
         return input_text
     context = "\n".join(f"[{i}] {p.strip()}" for i, p in enumerate(passages, 1))
     return f"{input_text.rstrip()}\n\nContexte (extraits de référence) :\n{context}"
+
+
+def result_queries(case: dict) -> list[str]:
+    """Une requête par valeur du cas, **sans** le statut (c'est ce que le modèle doit trouver) :
+    « Ferritine : 8 µg/L »."""
+    analytes = load_analytes()
+    out = []
+    for label in case["labels"]:
+        a = analytes[label["code"]]
+        out.append(f"{a.nom_court[:1].upper() + a.nom_court[1:]} : {a.fmt(label['valeur'])} {a.unite}")
+    return out
+
+
+def retrieve_contexts(embedder, cases, corpus: list[dict], k: int = 1, batch_size: int = 64) -> list[list[str]]:
+    """Pour chaque cas, les ``k`` meilleurs passages de chacune de ses valeurs (sans doublon)."""
+    from sentence_transformers import util
+
+    cases = list(cases)
+    per_case = [result_queries(c) for c in cases]
+    flat = [q for qs in per_case for q in qs]
+    if not flat:
+        raise ValueError("Aucune valeur dans ces cas : rien à rechercher.")
+    q = embedder.encode_query(flat, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True)
+    d = embedder.encode_document([p["text"] for p in corpus], batch_size=batch_size,
+                                 convert_to_tensor=True, normalize_embeddings=True)
+    hits = iter(util.semantic_search(q, d, top_k=k))
+    contexts = []
+    for qs in per_case:
+        texts: list[str] = []
+        for _ in qs:
+            for hit in next(hits):
+                text = corpus[hit["corpus_id"]]["text"]
+                if text not in texts:
+                    texts.append(text)
+        contexts.append(texts)
+    return contexts

@@ -75,3 +75,32 @@ def test_require_model_names_the_missing_notebook(tmp_path, monkeypatch):
     model_dir("cpu").mkdir(parents=True)
     (model_dir("cpu") / "config_sentence_transformers.json").write_text("{}")
     assert require_model("cpu") == model_dir("cpu")
+
+
+def test_result_queries_hide_the_status_and_contexts_follow_cases(corpus):
+    c = {"id": "c1", "labels": [{"code": "FERRITINE", "statut": "bas", "valeur": 8.0},
+                                {"code": "HB", "statut": "normal", "valeur": 14.2}]}
+    queries = rag.result_queries(c)
+    assert queries[0].startswith("Ferritine : 8") and "bas" not in queries[0]
+
+    class Keyword:
+        """Faux modèle : un vecteur par analyte, selon le premier mot."""
+
+        def _vec(self, texts):
+            import torch
+
+            keys = ["ferritine", "hémoglobine"]
+            return torch.tensor([[float(k in t.lower()) for k in keys] + [0.1] for t in texts])
+
+        def encode_query(self, texts, **_):
+            return self._vec(texts)
+
+        def encode_document(self, texts, **_):
+            return self._vec(texts)
+
+    small = [p for p in corpus if p["passage_id"] in ("FERRITINE-basse", "HB-role")]
+    contexts = rag.retrieve_contexts(Keyword(), [c], small, k=1)
+    assert len(contexts) == 1 and len(contexts[0]) == 2
+    assert "erritine" in contexts[0][0] and "moglobine" in contexts[0][1]
+    with pytest.raises(ValueError, match="Aucune valeur"):
+        rag.retrieve_contexts(Keyword(), [{"id": "x", "labels": []}], small)
