@@ -94,6 +94,15 @@ class Analyte:
 
     # ------------------------------------------------------------------ grammaire
     @property
+    def titre(self) -> str:
+        """Nom court avec une majuscule initiale : « Hémoglobine », « TSH »."""
+        return self.nom_court[:1].upper() + self.nom_court[1:]
+
+    def result_line(self, value: float) -> str:
+        """Une ligne de compte rendu, sans statut : « Ferritine : 8 µg/L »."""
+        return f"{self.titre} : {self.fmt(value)} {self.unite}"
+
+    @property
     def le(self) -> str:
         """« l'hémoglobine », « le sodium », « les plaquettes »."""
         return f"{self.article}{self.nom_court}" if self.article == "l'" else f"{self.article} {self.nom_court}"

@@ -387,7 +387,7 @@ def _severity(a: Analyte, value: float, sexe: str) -> float:
 
 
 def _value_line(a: Analyte, value: float, sexe: str, status: str, rng: random.Random) -> str:
-    head = f"- {_cap(a.nom_court)} : {a.fmt(value)} {a.unite} — {status} (référence : {a.range_text(sexe)})."
+    head = f"- {a.result_line(value)} — {status} (référence : {a.range_text(sexe)})."
     if status == "normal":
         tail = rng.choice(["Valeur dans l'intervalle de référence.", "Résultat dans les normes.",
                            "Pas d'anomalie sur ce paramètre."])

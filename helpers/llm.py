@@ -70,12 +70,10 @@ def analyte_cases(split):
             a = _analyte(label["code"])
             if label["statut"] not in STATUSES:
                 raise ValueError(f"{row.get('id', '?')} : statut inconnu « {label['statut']} ».")
-            name = a.nom_court[:1].upper() + a.nom_court[1:]
             rows.append({
                 "id": f"{row['id']}-{i + 1}", "case_id": row["id"], "instruction": ANALYTE_INSTRUCTION,
-                "input": f"{name} : {a.fmt(label['valeur'])} {a.unite} "
-                         f"(référence : {a.range_text(row['sexe'])})",
-                "output": f"{name} : {label['statut']}", "sexe": row["sexe"], "age": row["age"],
+                "input": f"{a.result_line(label['valeur'])} (référence : {a.range_text(row['sexe'])})",
+                "output": f"{a.titre} : {label['statut']}", "sexe": row["sexe"], "age": row["age"],
                 "panel": row["panel"], "labels": [dict(label)]})
     if not rows:
         raise ValueError("Aucun résultat à découper : le split est vide.")

@@ -49,8 +49,7 @@ def abnormal_queries(cases: Iterable[dict], corpus: Iterable[dict], style: str =
                 verb = "signifient" if a.nombre == "p" else "signifie"
                 query = f"Que {verb} {a.un} {adjective} ?"
             else:
-                name = a.nom_court[:1].upper() + a.nom_court[1:]
-                query = f"{name} : {a.fmt(label['valeur'])} {a.unite} — {label['statut']}"
+                query = f"{a.result_line(label['valeur'])} — {label['statut']}"
             rows.append({"case_id": case["id"], "code": a.code, "statut": label["statut"],
                          "query": query, "relevant": relevant})
     return pd.DataFrame(rows, columns=["case_id", "code", "statut", "query", "relevant"])
@@ -89,11 +88,7 @@ def result_queries(case: dict) -> list[str]:
     """Une requête par valeur du cas, **sans** le statut (c'est ce que le modèle doit trouver) :
     « Ferritine : 8 µg/L »."""
     analytes = load_analytes()
-    out = []
-    for label in case["labels"]:
-        a = analytes[label["code"]]
-        out.append(f"{a.nom_court[:1].upper() + a.nom_court[1:]} : {a.fmt(label['valeur'])} {a.unite}")
-    return out
+    return [analytes[label["code"]].result_line(label["valeur"]) for label in case["labels"]]
 
 
 def retrieve_contexts(embedder, cases, corpus: list[dict], k: int = 1, batch_size: int = 64) -> list[list[str]]:

@@ -77,3 +77,11 @@ def test_reference_missing_detail_row(tmp_path):
     with pytest.raises(ReferenceDataError, match="aucune ligne pour l'analyte « CRP »"):
         load_analytes(d)
     load_analytes.cache_clear()
+
+
+def test_title_and_result_line():
+    from helpers.analytes import load_analytes
+
+    a = load_analytes()["FERRITINE"]
+    assert a.titre == "Ferritine" and a.result_line(8.0).startswith("Ferritine : 8")
+    assert a.result_line(8.0).endswith(f" {a.unite}")
