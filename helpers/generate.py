@@ -467,10 +467,14 @@ def build_instructions(analytes: dict[str, Analyte], seed: int = SEED) -> dict[s
 
 
 # ---------------------------------------------------------------------------- longitudinal
-def reference_change_value(code: str) -> float:
-    """Valeur de référence du changement (RCV, en fraction) : 1,96 × √2 × √(CVa² + CVi²)."""
-    cvi, cva = BIOLOGICAL_VARIATION[code]
+def rcv_from_cv(cvi: float, cva: float) -> float:
+    """Valeur de référence du changement (RCV, en fraction) : 1,96 × √2 × √(CVa² + CVi²), CV en %."""
     return 1.96 * math.sqrt(2) * math.hypot(cvi, cva) / 100
+
+
+def reference_change_value(code: str) -> float:
+    """RCV (fraction) d'un analyte de la vue longitudinale, depuis ses CV biologique et analytique."""
+    return rcv_from_cv(*BIOLOGICAL_VARIATION[code])
 
 
 def build_longitudinal(analytes: dict[str, Analyte], seed: int = SEED) -> list[dict]:

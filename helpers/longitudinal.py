@@ -21,8 +21,8 @@ import pandas as pd
 REQUIRED = ("patient_id", "visite", "date", "code", "valeur")
 
 
-def _check(df: pd.DataFrame, extra: tuple[str, ...] = ()) -> pd.DataFrame:
-    missing = [c for c in (*REQUIRED, *extra) if c not in df.columns]
+def _check(df: pd.DataFrame) -> pd.DataFrame:
+    missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise ValueError(f"Colonnes manquantes dans le tableau longitudinal : {', '.join(missing)}.")
     bad = df[~(pd.to_numeric(df["valeur"], errors="coerce") > 0)]
@@ -37,7 +37,9 @@ def _check(df: pd.DataFrame, extra: tuple[str, ...] = ()) -> pd.DataFrame:
 
 def reference_change_values(cv: dict[str, tuple[float, float]]) -> dict[str, float]:
     """RCV (fraction) de chaque analyte : 1,96 × √2 × √(CVi² + CVa²), CV donnés en %."""
-    return {code: 1.96 * math.sqrt(2) * math.hypot(cvi, cva) / 100 for code, (cvi, cva) in cv.items()}
+    from .generate import rcv_from_cv
+
+    return {code: rcv_from_cv(cvi, cva) for code, (cvi, cva) in cv.items()}
 
 
 def flag_changes(df: pd.DataFrame, rcv: dict[str, float], baseline: str = "previous") -> pd.DataFrame:
