@@ -4,7 +4,9 @@
   basse ? ») et le passage qui y répond (``<code>-haute`` ou ``<code>-basse`` du corpus) ;
 * :func:`hit_rates` — taux de succès à k (le bon passage est-il parmi les k premiers ?) d'un
   modèle d'embeddings, calculé avec ``sentence_transformers.util.semantic_search`` ;
-* :func:`with_context` — l'entrée du prompt Alpaca enrichie des passages retrouvés.
+* :func:`encode_corpus` — les passages encodés une fois par modèle, réutilisés par les recherches ;
+* :func:`retrieve_contexts` / :func:`with_context` — les passages retrouvés pour chaque valeur, et
+  l'entrée du prompt Alpaca enrichie de ces passages.
 """
 from __future__ import annotations
 
@@ -55,21 +57,33 @@ def abnormal_queries(cases: Iterable[dict], corpus: Iterable[dict], style: str =
     return pd.DataFrame(rows, columns=["case_id", "code", "statut", "query", "relevant"])
 
 
-def hit_rates(model, queries: pd.DataFrame, corpus: list[dict], ks: tuple[int, ...] = (1, 3),
-              batch_size: int = 64) -> dict:
-    """Part des questions dont le passage attendu est parmi les ``k`` premiers, pour chaque k.
+def encode_corpus(embedder, corpus: list[dict], batch_size: int = 64):
+    """Embeddings normalisés des passages (prompt « document »), à calculer une fois par modèle."""
+    return embedder.encode_document([p["text"] for p in corpus], batch_size=batch_size,
+                                    convert_to_tensor=True, normalize_embeddings=True)
 
-    Requêtes encodées avec le prompt « query » du modèle, passages avec « document » (prompts e5).
-    """
+
+def _search(embedder, queries: list[str], corpus, corpus_embeddings, k: int, batch_size: int):
+    """``semantic_search`` des requêtes (prompt « query ») dans le corpus ; encode le corpus s'il
+    n'est pas fourni."""
     from sentence_transformers import util
 
+    if corpus_embeddings is None:
+        corpus_embeddings = encode_corpus(embedder, corpus, batch_size)
+    q = embedder.encode_query(queries, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True)
+    return util.semantic_search(q, corpus_embeddings, top_k=k)
+
+
+def hit_rates(model, queries: pd.DataFrame, corpus: list[dict], ks: tuple[int, ...] = (1, 3),
+              batch_size: int = 64, corpus_embeddings=None) -> dict:
+    """Part des questions dont le passage attendu est parmi les ``k`` premiers, pour chaque k.
+
+    Requêtes encodées avec le prompt « query » du modèle, passages avec « document » (prompts e5) ;
+    ``corpus_embeddings`` (:func:`encode_corpus`) évite de réencoder le corpus à chaque appel.
+    """
     if queries.empty:
         raise ValueError("Aucune question : pas de valeur anormale dans ces cas.")
-    q = model.encode_query(list(queries["query"]), batch_size=batch_size, convert_to_tensor=True,
-                           normalize_embeddings=True)
-    d = model.encode_document([p["text"] for p in corpus], batch_size=batch_size,
-                              convert_to_tensor=True, normalize_embeddings=True)
-    results = util.semantic_search(q, d, top_k=max(ks))
+    results = _search(model, list(queries["query"]), corpus, corpus_embeddings, max(ks), batch_size)
     ids = [p["passage_id"] for p in corpus]
     ranked = [[ids[hit["corpus_id"]] for hit in hits] for hits in results]
     return {f"hit@{k}": sum(rel in r[:k] for rel, r in zip(queries["relevant"], ranked)) / len(queries)
@@ -91,19 +105,15 @@ def result_queries(case: dict) -> list[str]:
     return [analytes[label["code"]].result_line(label["valeur"]) for label in case["labels"]]
 
 
-def retrieve_contexts(embedder, cases, corpus: list[dict], k: int = 1, batch_size: int = 64) -> list[list[str]]:
+def retrieve_contexts(embedder, cases, corpus: list[dict], k: int = 1, batch_size: int = 64,
+                      corpus_embeddings=None) -> list[list[str]]:
     """Pour chaque cas, les ``k`` meilleurs passages de chacune de ses valeurs (sans doublon)."""
-    from sentence_transformers import util
-
     cases = list(cases)
     per_case = [result_queries(c) for c in cases]
     flat = [q for qs in per_case for q in qs]
     if not flat:
         raise ValueError("Aucune valeur dans ces cas : rien à rechercher.")
-    q = embedder.encode_query(flat, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True)
-    d = embedder.encode_document([p["text"] for p in corpus], batch_size=batch_size,
-                                 convert_to_tensor=True, normalize_embeddings=True)
-    hits = iter(util.semantic_search(q, d, top_k=k))
+    hits = iter(_search(embedder, flat, corpus, corpus_embeddings, k, batch_size))
     contexts = []
     for qs in per_case:
         texts: list[str] = []

@@ -104,3 +104,13 @@ def test_result_queries_hide_the_status_and_contexts_follow_cases(corpus):
     assert "erritine" in contexts[0][0] and "moglobine" in contexts[0][1]
     with pytest.raises(ValueError, match="Aucune valeur"):
         rag.retrieve_contexts(Keyword(), [{"id": "x", "labels": []}], small)
+
+
+def test_precomputed_corpus_embeddings_give_the_same_hits(corpus):
+    from helpers.models import load_sentence_transformer
+
+    model = load_sentence_transformer("multilingual-e5-small", "multilingual-e5-small")
+    small = [p for p in corpus if p["code"] in ("FERRITINE", "HB", "TSH")]
+    q = rag.abnormal_queries([case(("FERRITINE", "bas"), ("HB", "élevé"), ("TSH", "bas"))], small)
+    assert rag.hit_rates(model, q, small) == rag.hit_rates(
+        model, q, small, corpus_embeddings=rag.encode_corpus(model, small))
