@@ -28,7 +28,7 @@ from sentence_transformers.sentence_transformer.evaluation import (
     InformationRetrievalEvaluator, SentenceEvaluator)
 
 from .data import ir_inputs
-from .paths import output_dir
+from .paths import output_dir, require_output
 
 SCORE_COLUMNS = ["split", "model", "dim", "ndcg_at_10", "mrr_at_10", "recall_at_10"]
 PER_QUERY_COLUMNS = ["split", "model", "dim", "pair_id", "rank", "ndcg_at_10"]
@@ -278,10 +278,8 @@ def model_dir(profile_name: str) -> Path:
 def require_model(profile_name: str) -> Path:
     """Dossier du modèle fine-tuné par le notebook 02, ou erreur claire s'il n'existe pas."""
     path = model_dir(profile_name)
-    if not (path / "config_sentence_transformers.json").exists():
-        raise MissingResultsError(
-            f"Modèle d'embeddings fine-tuné introuvable dans {path} (profil « {profile_name} ») : "
-            "exécutez d'abord le notebook 02 avec le même profil.")
+    require_output(path / "config_sentence_transformers.json", "Modèle d'embeddings fine-tuné", "02",
+                   profile_name, MissingResultsError)
     return path
 
 

@@ -361,11 +361,9 @@ def memory_formats() -> dict:
 
 
 def measure_memory(path, formats: dict | None = None, device_map: str = "cpu") -> pd.DataFrame:
-    """Charge le modèle dans chaque format et lit ``get_memory_footprint()`` (Mo, mesuré).
-
-    Renvoie aussi la part des poids restés hors des couches linéaires (embeddings, normes) :
-    sur un petit modèle, elle explique pourquoi 4 bits ne divise pas la mémoire par 8.
-    """
+    """Charge le modèle dans chaque format et lit ``get_memory_footprint()`` (Mo, mesuré), avec
+    le rapport à fp32. (:func:`parameter_groups` dit quelle part des poids reste hors des couches
+    linéaires quantifiées, et donc pourquoi 4 bits ne divise pas la mémoire par 8.)"""
     import gc
 
     from transformers import AutoModelForCausalLM

@@ -42,3 +42,12 @@ def output_dir(profile_name: str, topic: str) -> Path:
     path = outputs_root() / profile_name / topic
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def require_output(path: Path, what: str, notebook: str, profile_name: str,
+                   error: type[Exception] = FileNotFoundError) -> Path:
+    """``path`` s'il existe ; sinon ``error`` en français, nommant le notebook qui le produit."""
+    if not Path(path).exists():
+        raise error(f"{what} introuvable : {path} (profil « {profile_name} ») : exécutez d'abord le "
+                    f"notebook {notebook} avec le même profil (make course les exécute dans l'ordre).")
+    return Path(path)

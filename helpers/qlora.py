@@ -13,7 +13,8 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from .paths import output_dir
+from .explore import save_json, save_table
+from .paths import output_dir, require_output
 
 STATUS_ACCURACY_COLUMNS = ["model", "n_cases", "n_values", "accuracy"]
 
@@ -37,10 +38,7 @@ def merged_dir(profile_name: str) -> Path:
 def require_adapter(profile_name: str) -> Path:
     """Chemin de l'adaptateur entraîné par le notebook 04, ou erreur claire s'il manque."""
     path = adapter_dir(profile_name)
-    if not (path / "adapter_config.json").exists():
-        raise FileNotFoundError(
-            f"Adaptateur LoRA introuvable dans {path} (profil « {profile_name} ») : exécutez d'abord "
-            "le notebook 04 avec le même profil (make course le fait dans l'ordre).")
+    require_output(path / "adapter_config.json", "Adaptateur LoRA", "04", profile_name)
     return path
 
 
@@ -184,24 +182,18 @@ def format_examples(table: pd.DataFrame, disclaimer: str) -> str:
 
 def save_inference_summary(summary: dict, profile_name: str) -> Path:
     """``outputs/<profil>/llm/inference.json`` : temps de génération, réglages (relu par le notebook 06)."""
-    path = llm_dir(profile_name) / "inference.json"
-    path.write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-    return path
+    return save_json(summary, profile_name, "inference", topic="llm")
 
 
 # --------------------------------------------------------------------------- résultats
 def save_training_summary(summary: dict, profile_name: str) -> Path:
     """``outputs/<profil>/llm/training.json`` : pertes, temps, mémoire, paramètres (relu par 05 et 06)."""
-    path = llm_dir(profile_name) / "training.json"
-    path.write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-    return path
+    return save_json(summary, profile_name, "training", topic="llm")
 
 
 def load_training_summary(profile_name: str) -> dict:
     """Relit le résumé écrit par le notebook 04 (erreur claire s'il manque)."""
-    path = llm_dir(profile_name) / "training.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} introuvable : exécutez d'abord le notebook 04 (profil « {profile_name} »).")
+    path = require_output(llm_dir(profile_name) / "training.json", "Résumé d'entraînement", "04", profile_name)
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -211,11 +203,9 @@ def save_status_results(accuracy: pd.DataFrame, scored: pd.DataFrame, answers: d
     missing = [c for c in STATUS_ACCURACY_COLUMNS if c not in accuracy.columns]
     if missing:
         raise ValueError(f"Colonnes manquantes dans le tableau d'exactitude : {', '.join(missing)}.")
-    out = llm_dir(profile_name)
-    paths = {"accuracy": out / "status_accuracy.csv", "values": out / "status_values.csv",
-             "answers": out / "answers.jsonl"}
-    accuracy[STATUS_ACCURACY_COLUMNS].to_csv(paths["accuracy"], index=False)
-    scored.to_csv(paths["values"], index=False)
+    paths = {"accuracy": save_table(accuracy[STATUS_ACCURACY_COLUMNS], profile_name, "status_accuracy", topic="llm"),
+             "values": save_table(scored, profile_name, "status_values", topic="llm"),
+             "answers": llm_dir(profile_name) / "answers.jsonl"}
     with paths["answers"].open("w", encoding="utf-8") as f:
         for i, case in enumerate(cases):
             record = {"id": case["id"], "prompt_input": case["input"],

@@ -6,6 +6,14 @@ from helpers.embeddings import save_results
 from test_embeddings import _fake_per_query, _fake_scores
 
 
+def _write_run_summary(root, runs: dict, profile: str = "cpu") -> None:
+    """``run_summary.json`` comme l'écrit make course : {préfixe: (secondes, pic Mo)}, tous « ok »."""
+    notebooks = [{"notebook": f"{k}_x.ipynb", "statut": "ok", "secondes": sec, "pic_rss_noyau_mo": peak}
+                 for k, (sec, peak) in runs.items()]
+    summary = {"date": "2026-11-23T10:00:00", "notebooks": notebooks}
+    (root / profile / "run_summary.json").write_text(json.dumps(summary), encoding="utf-8")
+
+
 def test_report_without_results(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     lines = report.embedding_report("cpu")
@@ -18,10 +26,7 @@ def test_report_reads_scores_and_budget(tmp_path, monkeypatch):
     text = "\n".join(report.embedding_report("cpu"))
     assert "[atteint] test_questions : fine-tuné > base à chaque dimension" in text
     assert "pas d'exécution complète" in text
-    summary = {"date": "2026-11-23T10:00:00", "notebooks": [
-        {"notebook": "02_x.ipynb", "statut": "ok", "secondes": 300.0, "pic_rss_noyau_mo": 4000},
-        {"notebook": "03_x.ipynb", "statut": "ok", "secondes": 200.0, "pic_rss_noyau_mo": 7000}]}
-    (tmp_path / "cpu" / "run_summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    _write_run_summary(tmp_path, {"02": (300.0, 4000), "03": (200.0, 7000)})
     text = "\n".join(report.embedding_report("cpu"))
     assert "[NON atteint] durée 02 + 03 : 500 s" in text
     assert "[NON atteint] pic mémoire (noyau) : 7000 Mo" in text
@@ -41,10 +46,7 @@ def test_llm_report_reads_training_accuracy_and_budget(tmp_path, monkeypatch):
     assert "status_accuracy.csv absent" in text
     pd.DataFrame({"model": ["base", "finetuned"], "n_cases": [60, 60], "n_values": [250, 250],
                   "accuracy": [0.0, 0.55]}).to_csv(llm_dir("cpu") / "status_accuracy.csv", index=False)
-    summary = {"date": "2026-11-23T10:00:00", "notebooks": [
-        {"notebook": "04_x.ipynb", "statut": "ok", "secondes": 500.0, "pic_rss_noyau_mo": 2000},
-        {"notebook": "05_x.ipynb", "statut": "ok", "secondes": 150.0, "pic_rss_noyau_mo": 1500}]}
-    (tmp_path / "cpu" / "run_summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    _write_run_summary(tmp_path, {"04": (500.0, 2000), "05": (150.0, 1500)})
     text = "\n".join(report.llm_report("cpu"))
     assert "finetuned : 55.0% (250 valeurs, 60 comptes rendus)" in text
     assert "[NON atteint] exactitude du fine-tuné ≥ 90%" in text
