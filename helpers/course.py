@@ -75,10 +75,14 @@ def execute_notebook(path: Path, out_path: Path, timeout: int = 3600) -> dict:
     from jupyter_client import KernelManager
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
-    from nbval.kernel import CURRENT_ENV_KERNEL_NAME, NbvalKernelspecManager
 
     nb = nbformat.read(path, as_version=4)
-    km = KernelManager(kernel_name=CURRENT_ENV_KERNEL_NAME, kernel_spec_manager=NbvalKernelspecManager())
+    try:  # noyau de l'environnement courant (celui de make) ; sinon le noyau python3 (Colab)
+        from nbval.kernel import CURRENT_ENV_KERNEL_NAME, NbvalKernelspecManager
+
+        km = KernelManager(kernel_name=CURRENT_ENV_KERNEL_NAME, kernel_spec_manager=NbvalKernelspecManager())
+    except ImportError:
+        km = KernelManager(kernel_name="python3")
     client = NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     status, error = "ok", ""
@@ -95,6 +99,66 @@ def execute_notebook(path: Path, out_path: Path, timeout: int = 3600) -> dict:
         km.shutdown_kernel(now=False)
     return {"notebook": path.name, "statut": status, "secondes": round(time.perf_counter() - start, 1),
             "pic_rss_noyau_mo": memory.peak_mb, "erreur": error, "copie_executee": str(out_path)}
+
+
+def produced_outputs(profile_name: str) -> dict[str, list[Path]]:
+    """Ce que les notebooks suivants relisent de chaque notebook qui entraîne ou évalue."""
+    from .embeddings import model_dir
+    from .qlora import adapter_dir, llm_dir
+
+    return {"02": [model_dir(profile_name) / "modules.json",
+                   model_dir(profile_name).parent / "training_summary.json"],
+            "04": [adapter_dir(profile_name) / "adapter_config.json", llm_dir(profile_name) / "training.json"],
+            "05": [llm_dir(profile_name) / "status_accuracy.csv"]}
+
+
+#: Un notebook relancé rend périmées les sorties de ceux qui en dépendent.
+DEPENDENTS = {"04": ("05",)}
+
+
+def missing_notebooks(profile_name: str, needed: list[str]) -> list[str]:
+    """Notebooks de ``needed`` à (re)lancer, dans l'ordre : sorties absentes, ou dépendance relancée."""
+    produced = produced_outputs(profile_name)
+    unknown = [n for n in needed if n not in produced]
+    if unknown:
+        raise ValueError(f"Notebook(s) sans sorties connues : {', '.join(unknown)} "
+                         f"(possibles : {', '.join(produced)}).")
+    to_run: set[str] = set()
+    for nb in sorted(needed):
+        if nb in to_run or any(not p.exists() for p in produced[nb]):
+            to_run.add(nb)
+            to_run.update(d for d in DEPENDENTS.get(nb, ()) if d in needed)
+    return sorted(to_run)
+
+
+def ensure_outputs(profile, needed: list[str], runner=None) -> list[dict]:
+    """Réutilise les modèles et résultats des notebooks ``needed`` s'ils existent pour ce profil ;
+    sinon exécute ces notebooks (dans l'ordre, même profil) pour les produire.
+
+    Un notebook ouvert seul (par exemple le 07 sur Colab) n'exige donc pas d'avoir exécuté les
+    précédents à la main. Renvoie le résumé de chaque exécution ; un échec lève une erreur
+    française qui nomme la copie exécutée (avec la trace).
+    """
+    runner = runner or execute_notebook
+    to_run = missing_notebooks(profile.name, needed)
+    if not to_run:
+        print(f"Sorties des notebooks {', '.join(sorted(needed))} présentes (profil « {profile.name} ») : "
+              "réutilisées.")
+        return []
+    os.environ["COURSE_PROFILE"] = profile.name  # le noyau lancé tourne sur le même profil
+    out_dir = output_dir(profile.name, "notebooks")
+    results = []
+    for prefix in to_run:
+        nb = list_notebooks([prefix])[0]
+        print(f"Sorties du notebook {prefix} absentes : exécution de {nb.name} (profil « {profile.name} »)…",
+              flush=True)
+        res = runner(nb, out_dir / nb.name)
+        results.append(res)
+        if res["statut"] != "ok":
+            raise RuntimeError(f"Échec du notebook {nb.name} : {res['erreur']}. "
+                               f"Copie exécutée (avec la trace) : {res['copie_executee']}")
+        print(f"  terminé en {res['secondes']} s.")
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -213,7 +213,7 @@ def models_for_profile(profile_name: str) -> list[str]:
     from .profiles import get_profile
 
     p = get_profile(profile_name)
-    return sorted({p.embedding.offline_model, p.llm.offline_model})
+    return sorted({p.embedding.offline_model, p.llm.offline_model, p.comparison.full_offline_model})
 
 
 # --------------------------------------------------------------------------- chargement

@@ -93,6 +93,26 @@ class DataSettings:
 
 
 @dataclass(frozen=True)
+class ComparisonSettings:
+    """Réglages du notebook 06 : fine-tuning complet (bras C), courbe d'apprentissage, mesures."""
+
+    full_model_id: str  #: petit modèle de langage dont on entraîne **tous** les paramètres
+    full_offline_model: str  #: son repli hors ligne (voir ``helpers.models``)
+    full_max_steps: int  #: pas d'optimisation du bras C (un entraînement court)
+    full_batch_size: int
+    full_learning_rate: float
+    full_gradient_accumulation_steps: int = 1
+    full_optim: str = "adamw_torch"
+    full_precision: str = "fp32"  #: "bf16" / "fp16" sur GPU
+    #: tailles (paires) des entraînements d'embeddings de la courbe d'apprentissage ; le modèle
+    #: du notebook 02 (toutes les paires) et le modèle de base (0 paire) complètent la courbe
+    curve_sizes: tuple[int, ...] = (100, 300)
+    latency_queries: int = 20  #: questions chronométrées une par une (bras A)
+    latency_prompts: int = 5  #: prompts générés un par un (bras B et C)
+    forgetting_max_new_tokens: int = 24  #: longueur des réponses aux questions générales
+
+
+@dataclass(frozen=True)
 class Profile:
     """Un profil complet. ``print(profile.describe())`` affiche tous les réglages."""
 
@@ -101,6 +121,7 @@ class Profile:
     embedding: EmbeddingSettings
     llm: LLMSettings
     data: DataSettings
+    comparison: ComparisonSettings
     seed: int = 42
     reason: str = field(default="", compare=False)
 
@@ -110,7 +131,7 @@ class Profile:
         if self.reason:
             lines.append(f"Pourquoi : {self.reason}")
         lines.append(f"  graine aléatoire : {self.seed}")
-        for section in ("embedding", "llm", "data"):
+        for section in ("embedding", "llm", "data", "comparison"):
             lines.append(f"[{section}]")
             for key, value in asdict(getattr(self, section)).items():
                 lines.append(f"  {key:<28} {value}")
@@ -154,6 +175,14 @@ def _build(name: str) -> Profile:
                 save_merged=False),
             data=DataSettings(hub_dataset=os.environ.get("COURSE_HUB_DATASET") or None,
                               longitudinal_patients=None),
+            # Bras C : le fine-tuning complet de Mistral-7B ne tient pas sur un GPU de Colab
+            # (notebook 06, tableau mémoire) ; on mesure celui d'un petit modèle de la même famille
+            # d'architecture, sur la même tâche que le bras B.
+            comparison=ComparisonSettings(
+                full_model_id="HuggingFaceTB/SmolLM2-135M-Instruct",
+                full_offline_model="smollm2-135m-instruct", full_max_steps=300, full_batch_size=8,
+                full_learning_rate=5e-5, full_precision=_gpu_precision(), curve_sizes=(100, 300, 1000),
+                latency_queries=50, latency_prompts=10, forgetting_max_new_tokens=32),
         )
     if name == "cpu":
         return Profile(
@@ -178,6 +207,11 @@ def _build(name: str) -> Profile:
                 task="analyte", precision="fp32", eval_batch_size=8, gen_batch_size=16,
                 save_merged=True, val_loss_examples=120),
             data=DataSettings(hub_dataset=None, longitudinal_patients=None),
+            # Bras C sur 2 cœurs : ~4 s par pas de 4 exemples ; 30 pas tiennent le budget de
+            # 10 min des notebooks 06 + 07. lr 1e-4 : non réglé (un seul essai, noté au notebook 06).
+            comparison=ComparisonSettings(
+                full_model_id="smollm2-135m-instruct", full_offline_model="smollm2-135m-instruct",
+                full_max_steps=30, full_batch_size=4, full_learning_rate=1e-4, curve_sizes=(100, 300)),
         )
     if name == "smoke":
         return Profile(
@@ -197,6 +231,10 @@ def _build(name: str) -> Profile:
                 eval_examples=3, max_new_tokens=12, task="analyte", precision="fp32",
                 eval_batch_size=8, gen_batch_size=8, save_merged=True),
             data=DataSettings(hub_dataset=None, longitudinal_patients=20),
+            comparison=ComparisonSettings(
+                full_model_id="tiny-mistral", full_offline_model="tiny-mistral", full_max_steps=2,
+                full_batch_size=2, full_learning_rate=1e-3, curve_sizes=(8, 16), latency_queries=3,
+                latency_prompts=2, forgetting_max_new_tokens=8),
         )
     raise ProfileError(
         f"Profil inconnu : « {name} ». Profils possibles : {', '.join(PROFILE_NAMES)} "

@@ -5,6 +5,7 @@ import functools
 import os
 import socket
 import sys
+from pathlib import Path
 from urllib.parse import urlparse
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -101,9 +102,48 @@ def go_offline() -> None:
         datasets_config.HF_HUB_OFFLINE = True
 
 
+def _vm_hwm_kb() -> int | None:
+    """VmHWM (pic de mémoire résidente, Linux) en Ko, ou ``None`` hors Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 def peak_rss_mb() -> int:
-    """Pic de mémoire résidente de ce processus depuis son démarrage (Mo)."""
+    """Pic de mémoire résidente de ce processus (Mo), depuis son démarrage ou le dernier
+    :func:`reset_peak_rss`.
+
+    Linux : ``VmHWM`` de ``/proc/self/status`` ; ailleurs : ``ru_maxrss`` (depuis le démarrage).
+    """
+    kb = _vm_hwm_kb()
+    if kb is not None:
+        return int(kb / 1024)
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Ko sous Linux, octets sous macOS
     return int(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024)
+
+
+def reset_peak_rss() -> bool:
+    """Ramène le pic de mémoire résidente à la mémoire actuelle (Linux ≥ 4.0, ``clear_refs``).
+
+    Sert à mesurer le pic d'**une** étape (un entraînement) dans un noyau qui a déjà fait
+    autre chose. Remet aussi à zéro le pic GPU si CUDA est présent. Renvoie ``False`` si le
+    système ne le permet pas : le pic mesuré ensuite court alors depuis le démarrage.
+    """
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+    except ImportError:
+        pass
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return _vm_hwm_kb() is not None

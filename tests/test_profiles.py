@@ -11,7 +11,7 @@ from helpers.profiles import PROFILE_NAMES, ProfileError, detect_profile, get_pr
 def test_every_profile_holds_every_knob(name):
     p = get_profile(name)
     assert p.name == name
-    for section in (p.embedding, p.llm, p.data):
+    for section in (p.embedding, p.llm, p.data, p.comparison):
         for f in fields(section):
             assert hasattr(section, f.name)
     dims = p.embedding.matryoshka_dims
@@ -88,3 +88,17 @@ def test_embedding_settings_are_consistent():
     assert 64 in get_profile("gpu").embedding.matryoshka_dims and 64 in get_profile("cpu").embedding.matryoshka_dims
     assert not get_profile("gpu").embedding.freeze_word_embeddings  # la recette d'origine, intacte
     assert get_profile("cpu").embedding.freeze_word_embeddings
+
+
+def test_comparison_settings_are_consistent():
+    """Bras C : le même petit modèle hors ligne sur cpu/smoke ; courbe croissante, sous le jeu complet."""
+    from helpers.models import OFFLINE_MODELS
+
+    for name in PROFILE_NAMES:
+        c = get_profile(name).comparison
+        assert c.full_offline_model in OFFLINE_MODELS
+        assert list(c.curve_sizes) == sorted(set(c.curve_sizes)) and len(c.curve_sizes) >= 2
+        assert c.full_max_steps > 0 and c.latency_queries > 0 and c.latency_prompts > 0
+    assert get_profile("cpu").comparison.full_model_id == get_profile("cpu").llm.offline_model
+    assert get_profile("gpu").comparison.full_model_id.startswith("HuggingFaceTB/SmolLM2")
+    assert "full_max_steps" in get_profile("cpu").describe()

@@ -42,3 +42,22 @@ def test_output_dir_layout(tmp_path, monkeypatch):
     assert path == tmp_path / "cpu" / "embeddings" and path.is_dir()
     with pytest.raises(ValueError, match="Thème de sortie inconnu"):
         output_dir("cpu", "divers")
+
+
+def test_reset_peak_rss_measures_one_step():
+    """Après reset, le pic suit la mémoire d'une étape et non celle du passé du processus."""
+    import numpy as np
+
+    from helpers.runtime import peak_rss_mb, reset_peak_rss
+
+    big = np.ones(400_000_000 // 8)  # 400 Mo touchés
+    big_peak = peak_rss_mb()
+    del big
+    if not reset_peak_rss():
+        import pytest
+
+        pytest.skip("clear_refs indisponible sur ce système")
+    assert peak_rss_mb() < big_peak - 300
+    small = np.ones(100_000_000 // 8)
+    assert peak_rss_mb() < big_peak - 200, "le pic après reset ne doit compter que la nouvelle étape"
+    del small

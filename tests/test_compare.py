@@ -1,0 +1,240 @@
+"""Comparaison des trois approches (notebook 06) et reprise des sorties manquantes (06, 07)."""
+import math
+
+import pandas as pd
+import pytest
+
+from helpers import compare
+
+
+# --------------------------------------------------------------------------- courbe d'apprentissage
+def test_curve_subsets_are_nested_and_checked():
+    from datasets import Dataset
+
+    split = Dataset.from_dict({"question": [f"q{i}" for i in range(50)], "passage_id": ["p"] * 50})
+    small, large = compare.curve_subset(split, 10, seed=1), compare.curve_subset(split, 30, seed=1)
+    assert len(small) == 10 and len(large) == 30
+    assert set(small["question"]) <= set(large["question"])
+    assert set(compare.curve_subset(split, 10, seed=2)["question"]) != set(small["question"])
+    with pytest.raises(ValueError, match="n'en a que 50"):
+        compare.curve_subset(split, 51, seed=1)
+    with pytest.raises(ValueError, match="au moins 1"):
+        compare.curve_subset(split, 0, seed=1)
+
+
+def test_train_embedder_follows_the_profile_recipe(tmp_path):
+    """Deux pas sur 16 paires (profil smoke ; le premier, en échauffement, a un taux nul) :
+    poids modifiés, vocabulaire gelé, pic mesuré."""
+    import torch
+
+    from helpers.data import load_retrieval
+    from helpers.embeddings import training_pairs
+    from helpers.models import load_sentence_transformer
+    from helpers.profiles import get_profile
+
+    profile = get_profile("smoke")
+    retrieval = load_retrieval(profile)
+    pairs = training_pairs(compare.curve_subset(retrieval["train"], 16, profile.seed), retrieval["corpus"])
+    base = load_sentence_transformer(profile.embedding.model_id, profile.embedding.offline_model)
+    out = compare.train_embedder(profile, pairs, tmp_path / "run")
+    assert out["pas"] == 2 and out["secondes"] > 0 and out["pic_rss_mo"] > 0
+    trained = dict(out["model"].named_parameters())
+    changed = [n for n, p in base.named_parameters() if not torch.equal(p, trained[n])]
+    assert changed and not any("word_embeddings" in n for n in changed)
+    with pytest.raises(ValueError, match="anchor"):
+        compare.train_embedder(profile, pairs.rename_column("anchor", "question"), tmp_path / "bad")
+
+
+def test_accuracy_at_1_counts_first_ranks():
+    pq = pd.DataFrame({"split": ["t"] * 4 + ["u"], "dim": [64] * 5, "model": ["m"] * 5,
+                       "rank": [1, 2, None, 1, 1]})
+    assert compare.accuracy_at_1(pq, "t", 64) == 0.5
+    assert compare.accuracy_at_1(pq, "u", 64, model="m") == 1.0
+    with pytest.raises(ValueError, match="Aucune requête"):
+        compare.accuracy_at_1(pq, "t", 128)
+
+
+def test_learning_curve_plot_has_one_line_per_split_and_dim():
+    curve = pd.DataFrame({"paires": [0, 100, 0, 100], "split": ["a", "a", "b", "b"], "dim": [64] * 4,
+                          "ndcg_at_10": [0.4, 0.6, 0.3, 0.5]})
+    fig = compare.plot_learning_curve(curve)
+    assert len(fig.axes[0].lines) == 2
+    with pytest.raises(ValueError, match="paires"):
+        compare.plot_learning_curve(curve.drop(columns="paires"))
+
+
+# --------------------------------------------------------------------------- latence
+def test_time_per_call_skips_warmup_and_orders_percentiles():
+    calls = []
+    stats = compare.time_per_call(calls.append, range(6), warmup=2)
+    assert calls == list(range(6)) and stats["appels"] == 4
+    assert 0 <= stats["latence_mediane_ms"] <= stats["latence_p90_ms"]
+    with pytest.raises(ValueError, match="plus de 1"):
+        compare.time_per_call(calls.append, [1], warmup=1)
+
+
+# --------------------------------------------------------------------------- oubli
+def test_keyword_hits_whole_words_without_accents():
+    questions = [("fr", "Combien ?", ("7", "sept")), ("fr", "Couleur ?", ("bleu",)), ("en", "Bees?", ("honey",))]
+    hits = compare.keyword_hits(["Il y en a 17.", "BLEU clair", "Honey, of course"], questions, label="m")
+    assert list(hits["correct"]) == [False, True, True]
+    accented = compare.keyword_hits(["Le ciel est bléu"], [("fr", "?", ("bleu",))])
+    assert accented["correct"].item()
+    with pytest.raises(ValueError, match="2 réponses pour 3"):
+        compare.keyword_hits(["a", "b"], questions)
+
+
+def test_general_questions_are_parallel_in_both_languages():
+    langs = [q[0] for q in compare.GENERAL_QUESTIONS]
+    assert langs.count("fr") == langs.count("en") >= 10
+    assert all(q[2] for q in compare.GENERAL_QUESTIONS) and len(compare.GENERAL_TEXT_FR) >= 10
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from helpers.models import model_path
+
+    path = model_path("tiny-mistral")
+    return AutoModelForCausalLM.from_pretrained(str(path)).eval(), AutoTokenizer.from_pretrained(str(path))
+
+
+def test_text_loss_is_a_token_weighted_mean(tiny_lm):
+    """La perte d'un lot complété (padding) = moyenne des pertes de chaque texte, pondérée par jetons."""
+    model, tokenizer = tiny_lm
+    texts = ["Le train part à huit heures.", "Il pleut, les enfants jouent aux cartes dans la cuisine ce soir."]
+    single = [compare.text_loss(model, tokenizer, [t]) for t in texts]
+    counts = [len(tokenizer(t)["input_ids"]) - 1 for t in texts]
+    expected = sum(l * n for l, n in zip(single, counts)) / sum(counts)
+    assert compare.text_loss(model, tokenizer, texts, batch_size=2) == pytest.approx(expected, rel=1e-4)
+    assert tokenizer.padding_side == tokenizer.padding_side  # restauré (pas d'exception)
+    with pytest.raises(ValueError, match="Aucun texte"):
+        compare.text_loss(model, tokenizer, [])
+
+
+def test_forgetting_table_needs_every_loss():
+    hits = pd.concat([compare.keyword_hits(["Paris", "non"], [("fr", "a", ("paris",)), ("en", "b", ("paris",))],
+                                           label=name) for name in ("base fp32", "C")])
+    table = compare.forgetting_table(hits, {"base fp32": 3.0, "C": 4.5})
+    assert table.loc["base fp32", "questions_fr"] == 1.0 and table.loc["C", "questions_en"] == 0.0
+    assert table.loc["C", "perte_francais_courant"] == 4.5
+    with pytest.raises(ValueError, match="manquante pour : C"):
+        compare.forgetting_table(hits, {"base fp32": 3.0})
+
+
+# --------------------------------------------------------------------------- tableau
+def rows():
+    common = {"parametres_total": 100.0, "pic_rss_mo": 4000, "provenance": "test"}
+    return [
+        {"bras": "A", "approche": "embeddings", "parametres_entraines": 20, "exemples_vus": 1000,
+         "secondes_entrainement": 200, "taille_artefact_mo": 470, "latence_ms": 20,
+         "ndcg_at_10": 0.85, "accuracy_at_1": 0.75, **common},
+        {"bras": "B", "approche": "QLoRA", "parametres_entraines": 5, "exemples_vus": 320,
+         "secondes_entrainement": 360, "taille_artefact_mo": 13.4, "latence_ms": 400,
+         "exactitude_statuts": 0.5, "perte_validation": 0.14, **common},
+        {"bras": "C", "approche": "complet", "parametres_entraines": 120, "exemples_vus": 120,
+         "secondes_entrainement": 120, "taille_artefact_mo": 540, "latence_ms": 300,
+         "exactitude_statuts": 0.34, "perte_validation": 0.139, **common},
+    ]
+
+
+def test_comparison_table_fills_and_checks():
+    table = compare.comparison_table(rows())
+    assert list(table.columns) == list(compare.COMPARISON_COLUMNS)
+    assert math.isnan(table.loc[0, "exactitude_statuts"]) and math.isnan(table.loc[1, "ndcg_at_10"])
+    with pytest.raises(ValueError, match="colonne\\(s\\) inconnue\\(s\\) \\['vitesse'\\]"):
+        compare.comparison_table([{**rows()[0], "vitesse": 1}])
+    with pytest.raises(ValueError, match="« latence_ms » doit être un nombre"):
+        compare.comparison_table([{**rows()[0], "latence_ms": "rapide"}])
+    with pytest.raises(ValueError, match="« provenance » est obligatoire"):
+        compare.comparison_table([{**rows()[0], "provenance": ""}])
+    with pytest.raises(ValueError, match="vide"):
+        compare.comparison_table([])
+
+
+def test_save_comparison_writes_the_csv(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+    path = compare.save_comparison(compare.comparison_table(rows()), "smoke")
+    assert path == tmp_path / "smoke" / "comparison" / "comparison.csv"
+    back = pd.read_csv(path)
+    assert list(back.columns) == list(compare.COMPARISON_COLUMNS) and list(back["bras"]) == ["A", "B", "C"]
+    with pytest.raises(ValueError, match="comparison_table"):
+        compare.save_comparison(back.drop(columns="provenance"), "smoke")
+
+
+def test_cost_plot_has_four_panels():
+    fig = compare.plot_costs(compare.comparison_table(rows()))
+    assert len(fig.axes) == 4 and all(len(ax.patches) == 3 for ax in fig.axes)
+
+
+def test_decision_guide_is_computed_from_the_table():
+    table = compare.comparison_table(rows())
+    forgetting = pd.DataFrame({"questions_en": [0.7, 0.6, 0.7, 0.1], "perte_francais_courant": [3.1, 3.3, 3.0, 4.2]},
+                              index=["base nf4", "B", "base fp32", "C"])
+    text = "\n".join(compare.decision_guide(table, forgetting))
+    assert "C entraîne 6.0 × plus de poids que A" in text
+    assert "A 0.20 s, B 1.12 s, C 1.00 s" in text  # secondes / exemples vus
+    assert "la plus rapide : A" in text and "meilleur : B" in text
+    assert "3.00 (base fp32) → 4.20 (C)" in text and "70% → 10%" in text
+    changed = table.copy()
+    changed.loc[2, "exactitude_statuts"] = 0.9
+    assert "meilleur : C" in "\n".join(compare.decision_guide(changed))
+    with pytest.raises(ValueError, match="Bras « C » absent"):
+        compare.decision_guide(table[table["bras"] != "C"])
+
+
+# --------------------------------------------------------------------------- sorties manquantes
+def fake_runner(calls, fail=None):
+    def run(nb, out_path):
+        prefix = nb.name[:2]
+        calls.append(prefix)
+        if prefix == fail:
+            return {"notebook": nb.name, "statut": "échec", "erreur": "boom", "copie_executee": str(out_path),
+                    "secondes": 1}
+        from helpers.course import produced_outputs
+
+        for path in produced_outputs("smoke")[prefix]:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("{}")
+        return {"notebook": nb.name, "statut": "ok", "erreur": "", "copie_executee": str(out_path), "secondes": 1}
+    return run
+
+
+def test_ensure_outputs_runs_only_what_is_missing(tmp_path, monkeypatch):
+    from helpers.course import ensure_outputs, missing_notebooks
+    from helpers.profiles import get_profile
+
+    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+    profile = get_profile("smoke")
+    assert missing_notebooks("smoke", ["05", "02", "04"]) == ["02", "04", "05"]
+    calls = []
+    ensure_outputs(profile, ["04", "02"], runner=fake_runner(calls))
+    assert calls == ["02", "04"]
+    calls.clear()
+    ensure_outputs(profile, ["02", "04"], runner=fake_runner(calls))
+    assert calls == []  # tout est là : réutilisé
+
+
+def test_rerunning_04_reruns_05(tmp_path, monkeypatch):
+    from helpers.course import ensure_outputs, produced_outputs
+    from helpers.profiles import get_profile
+
+    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+    calls = []
+    ensure_outputs(get_profile("smoke"), ["02", "04", "05"], runner=fake_runner(calls))
+    produced_outputs("smoke")["04"][0].unlink()  # adaptateur supprimé : les statuts du 05 sont périmés
+    calls.clear()
+    ensure_outputs(get_profile("smoke"), ["02", "04", "05"], runner=fake_runner(calls))
+    assert calls == ["04", "05"]
+
+
+def test_ensure_outputs_failure_names_the_executed_copy(tmp_path, monkeypatch):
+    from helpers.course import ensure_outputs, missing_notebooks
+    from helpers.profiles import get_profile
+
+    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+    with pytest.raises(RuntimeError, match="Échec du notebook 02_.*boom.*Copie exécutée"):
+        ensure_outputs(get_profile("smoke"), ["02"], runner=fake_runner([], fail="02"))
+    with pytest.raises(ValueError, match="sans sorties connues : 03"):
+        missing_notebooks("smoke", ["03"])
