@@ -68,11 +68,11 @@ GENERAL_TEXT_FR: tuple[str, ...] = (
 #: Colonnes de ``comparison.csv`` (une ligne par bras).
 COMPARISON_COLUMNS = (
     "bras", "approche", "modele", "parametres_entraines", "parametres_total", "exemples_vus",
-    "secondes_entrainement", "pic_rss_mo", "taille_artefact_mo", "latence_ms", "ndcg_at_10",
+    "secondes_entrainement", "pic_rss_mo", "pic_gpu_mo", "taille_artefact_mo", "latence_ms", "ndcg_at_10",
     "accuracy_at_1", "exactitude_statuts", "perte_validation", "provenance",
 )
 _NUMERIC = ("parametres_entraines", "parametres_total", "exemples_vus", "secondes_entrainement",
-            "pic_rss_mo", "taille_artefact_mo", "latence_ms", "ndcg_at_10", "accuracy_at_1",
+            "pic_rss_mo", "pic_gpu_mo", "taille_artefact_mo", "latence_ms", "ndcg_at_10", "accuracy_at_1",
             "exactitude_statuts", "perte_validation")
 
 
@@ -146,6 +146,25 @@ def accuracy_at_1(per_query: pd.DataFrame, split: str, dim: int, model: str | No
         raise ValueError(f"Aucune requête pour split={split!r}, dim={dim}"
                          + (f", modèle={model!r}" if model else "") + ".")
     return float((sub["rank"] == 1).mean())
+
+
+def gain_share(curve: pd.DataFrame, metric: str = "ndcg_at_10") -> pd.DataFrame:
+    """Part (%) du gain du plus grand entraînement déjà atteinte à chaque taille.
+
+    Pour chaque (split, dimension) : 100 × (score(n) − score(0)) / (score(max) − score(0)), où 0
+    est le modèle de base. C'est la mesure directe de l'affirmation « quelques centaines
+    d'exemples suffisent ». NaN si le plus grand entraînement ne gagne rien.
+    """
+    for col in ("paires", "split", "dim", metric):
+        if col not in curve.columns:
+            raise ValueError(f"Courbe d'apprentissage : colonne « {col} » manquante.")
+    if 0 not in set(curve["paires"]):
+        raise ValueError("Courbe d'apprentissage : il faut le modèle de base (paires = 0).")
+    table = curve.pivot_table(index=["split", "dim"], columns="paires", values=metric)
+    base, top = table[0], table[table.columns.max()]
+    span = (top - base).where((top - base) > 0)
+    share = table.sub(base, axis=0).div(span, axis=0).mul(100)
+    return share.drop(columns=0)
 
 
 def plot_learning_curve(curve: pd.DataFrame, metric: str = "ndcg_at_10"):
@@ -311,10 +330,15 @@ def plot_costs(table: pd.DataFrame):
         ax.set_title(title, fontsize=10)
         for x, v in enumerate(values):
             if not math.isnan(v):
-                ax.annotate(f"{v:,.0f}".replace(",", " "), (x, v), ha="center", va="bottom", fontsize=8)
+                ax.annotate(_thousands(v), (x, v), ha="center", va="bottom", fontsize=8)
     fig.suptitle("Coûts mesurés des trois approches (échelle logarithmique)")
     fig.tight_layout()
     return fig
+
+
+def _thousands(n: float) -> str:
+    """12345678 → « 12 345 678 » (espace insécable fine, usage français)."""
+    return f"{n:,.0f}".replace(",", "\u202f")
 
 
 def _row(table: pd.DataFrame, bras: str) -> pd.Series:
@@ -334,9 +358,9 @@ def decision_guide(table: pd.DataFrame, forgetting: pd.DataFrame | None = None) 
     a, b, c = (_row(table, x) for x in ("A", "B", "C"))
     lines = []
     ratio = c["parametres_entraines"] / a["parametres_entraines"]
-    lines.append(f"Paramètres entraînés : A {a['parametres_entraines']:,.0f}, B {b['parametres_entraines']:,.0f}, "
-                 f"C {c['parametres_entraines']:,.0f} (C entraîne {ratio:.1f} × plus de poids que A)."
-                 .replace(",", " "))
+    lines.append(f"Paramètres entraînés : A {_thousands(a['parametres_entraines'])}, "
+                 f"B {_thousands(b['parametres_entraines'])}, C {_thousands(c['parametres_entraines'])} "
+                 f"(C entraîne {ratio:.1f} × plus de poids que A).")
     lines.append(f"Artefact à livrer : A {a['taille_artefact_mo']:.0f} Mo (le modèle d'embeddings entier), "
                  f"B {b['taille_artefact_mo']:.1f} Mo (l'adaptateur seul, la base restant partagée), "
                  f"C {c['taille_artefact_mo']:.0f} Mo (un modèle complet par tâche).")

@@ -302,6 +302,15 @@ def save_results(scores: pd.DataFrame, per_query: pd.DataFrame, profile_name: st
     return path
 
 
+def load_training_summary(profile_name: str) -> dict:
+    """Relit ``training_summary.json`` du notebook 02 (paires, pas, temps, mémoire, paramètres)."""
+    from .paths import require_output
+
+    path = require_output(scores_path(profile_name).parent / "training_summary.json",
+                          "Résumé d'entraînement des embeddings", "02", profile_name, error=MissingResultsError)
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def _check_columns(df: pd.DataFrame, columns: list[str], what: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:

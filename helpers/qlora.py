@@ -8,6 +8,7 @@ sauvegarde des résultats et vérification des objectifs.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -197,6 +198,17 @@ def load_training_summary(profile_name: str) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def load_status_accuracy(profile_name: str) -> pd.DataFrame:
+    """Relit ``status_accuracy.csv`` du notebook 05 (colonnes vérifiées)."""
+    path = require_output(llm_dir(profile_name) / "status_accuracy.csv", "Exactitude des statuts", "05",
+                          profile_name)
+    table = pd.read_csv(path)
+    missing = [c for c in STATUS_ACCURACY_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path} : colonnes manquantes {missing} ; réexécutez le notebook 05.")
+    return table
+
+
 def save_status_results(accuracy: pd.DataFrame, scored: pd.DataFrame, answers: dict[str, list[str]],
                         cases, profile_name: str) -> dict[str, Path]:
     """Écrit ``status_accuracy.csv`` (colonnes imposées), le détail par valeur et les réponses."""
@@ -285,6 +297,19 @@ def memory_snapshot(model=None) -> dict:
     if model is not None:
         snap["empreinte_modele_mo"] = round(model.get_memory_footprint() / 1e6, 1)
     return snap
+
+
+def parameter_count(model) -> int:
+    """Nombre **réel** de paramètres, y compris ceux des couches quantifiées en 4 bits.
+
+    bitsandbytes range deux poids 4 bits par octet (``Params4bit`` aplati) : ``numel()`` compte
+    alors moitié moins de paramètres ; la forme d'origine est dans ``quant_state.shape``.
+    """
+    total = 0
+    for p in model.parameters():
+        state = getattr(p, "quant_state", None)
+        total += math.prod(state.shape) if state is not None else p.numel()
+    return total
 
 
 def base_model_size_mb(source: str) -> float | None:

@@ -173,7 +173,8 @@ def test_decision_guide_is_computed_from_the_table():
     forgetting = pd.DataFrame({"questions_en": [0.7, 0.6, 0.7, 0.1], "perte_francais_courant": [3.1, 3.3, 3.0, 4.2]},
                               index=["base nf4", "B", "base fp32", "C"])
     text = "\n".join(compare.decision_guide(table, forgetting))
-    assert "C entraîne 6.0 × plus de poids que A" in text
+    assert "A 20, B 5, C 120 (C entraîne 6.0 × plus de poids que A)" in text
+    assert compare._thousands(21639552) == "21\u202f639\u202f552"
     assert "A 0.20 s, B 1.12 s, C 1.00 s" in text  # secondes / exemples vus
     assert "la plus rapide : A" in text and "meilleur : B" in text
     assert "3.00 (base fp32) → 4.20 (C)" in text and "70% → 10%" in text
@@ -238,3 +239,43 @@ def test_ensure_outputs_failure_names_the_executed_copy(tmp_path, monkeypatch):
         ensure_outputs(get_profile("smoke"), ["02"], runner=fake_runner([], fail="02"))
     with pytest.raises(ValueError, match="sans sorties connues : 03"):
         missing_notebooks("smoke", ["03"])
+
+
+def test_gain_share_measures_the_claim():
+    curve = pd.DataFrame({"paires": [0, 100, 300, 1000] * 2, "split": ["q"] * 4 + ["a"] * 4, "dim": [64] * 8,
+                          "ndcg_at_10": [0.4, 0.6, 0.8, 0.9, 0.5, 0.5, 0.5, 0.5]})
+    share = compare.gain_share(curve)
+    assert share.loc[("q", 64), 100] == pytest.approx(40.0) and share.loc[("q", 64), 1000] == pytest.approx(100.0)
+    assert share.loc[("a", 64)].isna().all()  # aucun gain : pas de part à calculer
+    with pytest.raises(ValueError, match="modèle de base"):
+        compare.gain_share(curve[curve["paires"] > 0])
+
+
+def test_parameter_count_sees_through_4bit_packing():
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from helpers.models import model_path
+    from helpers.qlora import parameter_count
+
+    path = str(model_path("tiny-mistral"))
+    full = AutoModelForCausalLM.from_pretrained(path)
+    nf4 = AutoModelForCausalLM.from_pretrained(path, device_map="cpu", quantization_config=BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32))
+    expected = sum(p.numel() for p in full.parameters())
+    assert sum(p.numel() for p in nf4.parameters()) < expected  # numel() compte les octets rangés
+    assert parameter_count(nf4) == parameter_count(full) == expected
+
+
+def test_summaries_of_earlier_notebooks_are_required(tmp_path, monkeypatch):
+    from helpers.embeddings import MissingResultsError, load_training_summary
+    from helpers.qlora import llm_dir, load_status_accuracy
+
+    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+    with pytest.raises(MissingResultsError, match="notebook 02"):
+        load_training_summary("smoke")
+    with pytest.raises(FileNotFoundError, match="notebook 05"):
+        load_status_accuracy("smoke")
+    (llm_dir("smoke") / "status_accuracy.csv").write_text("model,accuracy\nB,0.5\n")
+    with pytest.raises(ValueError, match="colonnes manquantes"):
+        load_status_accuracy("smoke")
