@@ -203,6 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         from .report import llm_report
 
         print("\n" + "\n".join(llm_report(profile.name)))
+    if any(r["notebook"].startswith(("06", "07")) for r in results):
+        from .report import comparison_report
+
+        print("\n" + "\n".join(comparison_report(profile.name)))
     print(f"Résultats : {outputs_root() / profile.name}")
     return 0 if all(r["statut"] == "ok" for r in results) else 1
 

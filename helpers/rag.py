@@ -124,3 +124,102 @@ def retrieve_contexts(embedder, cases, corpus: list[dict], k: int = 1, batch_siz
                     texts.append(text)
         contexts.append(texts)
     return contexts
+
+
+# --------------------------------------------------------------------------- résumé prudent
+READ_AS = {"bas": "lue comme basse", "élevé": "lue comme élevée", "normal": "lue comme normale"}
+_UNSAFE = (
+    (r"\bvous (avez|souffrez|etes atteinte?)\b", "affirme un diagnostic (« vous avez… »)"),
+    (r"\b(prenez|arretez|augmentez|diminuez|commencez) ", "donne une consigne de traitement"),
+    (r"\b(certainement|sans aucun doute|a coup sur|forcement)\b", "prend un ton affirmatif"),
+    (r"\b(pas besoin|inutile) de (consulter|voir)\b", "déconseille de consulter"),
+)
+
+
+def first_sentence(text: str) -> str:
+    """La première phrase d'un passage (jusqu'au premier point suivi d'un espace)."""
+    import re
+
+    parts = re.split(r"(?<=\.)\s+", text.strip(), maxsplit=1)
+    return parts[0] if parts else ""
+
+
+def summary_items(cases, answers: list[str], contexts: list[list[str]], case_id: str) -> list[dict]:
+    """Les valeurs d'un compte rendu, avec le statut **lu dans la réponse du modèle**, le statut
+    du laboratoire et le premier passage retrouvé.
+
+    ``cases`` : cas d'un analyte (``case_id`` = compte rendu d'origine) ou comptes rendus entiers ;
+    ``answers`` / ``contexts`` : une réponse et une liste de passages par cas, dans le même ordre.
+    """
+    from .llm import parse_statuses
+
+    analytes = load_analytes()
+    cases = list(cases)
+    if not (len(cases) == len(answers) == len(contexts)):
+        raise ValueError(f"{len(cases)} cas, {len(answers)} réponses et {len(contexts)} contextes : "
+                         "il en faut autant.")
+    items = []
+    for case, answer, passages in zip(cases, answers, contexts):
+        if case.get("case_id", case["id"]) != case_id:
+            continue
+        read = parse_statuses(answer, case["labels"])
+        for label in case["labels"]:
+            a = analytes[label["code"]]
+            items.append({"code": a.code, "titre": a.titre, "valeur": a.result_line(label["valeur"]),
+                          "statut_labo": label["statut"], "statut_modele": read[label["code"]],
+                          "passage": passages[0] if passages else ""})
+    if not items:
+        raise ValueError(f"Compte rendu « {case_id} » introuvable parmi les cas.")
+    return items
+
+
+def prudent_summary(items: list[dict], case_id: str) -> str:
+    """Résumé en français, prudent, des valeurs d'un compte rendu (:func:`summary_items`).
+
+    Les statuts sont ceux **lus dans les réponses du modèle de langage** (pas ceux du
+    laboratoire) ; pour chaque valeur lue comme anormale, la première phrase du passage retrouvé
+    donne le repère. Le texte ne pose aucun diagnostic et renvoie vers un professionnel de santé.
+    """
+    if not items:
+        raise ValueError("Aucune valeur à résumer.")
+    abnormal = [i for i in items if i["statut_modele"] in ("bas", "élevé")]
+    normal = [i for i in items if i["statut_modele"] == "normal"]
+    unread = [i for i in items if i["statut_modele"] not in READ_AS]
+    lines = [f"Résumé prudent du compte rendu {case_id} (patient fictif), à partir des statuts donnés "
+             "par le modèle de langage fine-tuné et des passages de référence retrouvés :"]
+    if abnormal:
+        lines.append(f"{len(abnormal)} valeur(s) sur {len(items)} lue(s) hors de l'intervalle de référence :")
+        for i in abnormal:
+            lines.append(f"  • {i['valeur']} — {READ_AS[i['statut_modele']]}. Ce que dit le passage "
+                         f"de référence : « {first_sentence(i['passage'])} »")
+    elif normal:
+        lines.append(f"Aucune des {len(normal)} valeur(s) au statut lisible n'est lue hors de l'intervalle "
+                     "de référence.")
+    if normal:
+        lines.append("Valeur(s) lue(s) comme normale(s) : " + ", ".join(i["titre"] for i in normal) + ".")
+    if unread:
+        lines.append("Statut non lisible dans la réponse du modèle pour : "
+                     + ", ".join(i["titre"] for i in unread) + ".")
+    lines.append("Un résultat isolé hors des bornes n'est pas une maladie : il se lit avec les autres "
+                 "résultats, les résultats antérieurs et l'histoire clinique. Ce résumé automatique ne "
+                 "pose aucun diagnostic ; seul un médecin ou un autre professionnel de santé peut "
+                 "interpréter ces analyses.")
+    return "\n".join(lines)
+
+
+def prudence_issues(text: str) -> list[str]:
+    """Ce qui manque de prudence dans un texte généré (liste vide = rien détecté).
+
+    Vérifie la présence d'un renvoi vers un professionnel de santé et l'absence de formulations
+    qui affirment un diagnostic, prescrivent ou découragent de consulter. Un garde-fou simple,
+    par expressions régulières : il attrape les dérives évidentes, pas toutes.
+    """
+    import re
+
+    from .llm import _norm
+
+    norm = _norm(text)
+    issues = [why for pattern, why in _UNSAFE if re.search(pattern, norm)]
+    if not re.search(r"medecin|professionnel de sante", norm):
+        issues.append("ne renvoie pas vers un médecin ou un professionnel de santé")
+    return issues

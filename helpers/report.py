@@ -18,6 +18,8 @@ EMBEDDING_BUDGET = {"secondes": 8 * 60, "pic_rss_mo": 6 * 1024}
 #: Objectifs des notebooks 04 + 05 sur le profil cpu (2 cœurs).
 LLM_BUDGET = {"secondes": 12 * 60, "pic_rss_mo": 6 * 1024}
 LLM_MIN_ACCURACY = 0.90
+#: Objectifs des notebooks 06 + 07 sur le profil cpu (2 cœurs).
+COMPARISON_BUDGET = {"secondes": 10 * 60, "pic_rss_mo": 6 * 1024}
 
 
 def _run_summary(profile_name: str) -> dict | None:
@@ -96,6 +98,36 @@ def llm_report(profile_name: str) -> list[str]:
     return lines + _budget_lines(profile_name, ("04", "05"), LLM_BUDGET)
 
 
+def comparison_report(profile_name: str) -> list[str]:
+    """Lignes du bilan des notebooks 06–07 : le tableau des trois bras, le RAG, le coût."""
+    import pandas as pd
+
+    from .compare import _thousands
+
+    lines = [f"Comparaison des approches et étude de cas — profil {profile_name}"]
+    path = outputs_root() / profile_name / "comparison" / "comparison.csv"
+    if not path.exists():
+        lines.append(f"  comparaison : {path} absent (notebook 06 non exécuté)")
+    else:
+        table = pd.read_csv(path)
+        for row in table.itertuples():
+            quality = (f"NDCG@10 {row.ndcg_at_10:.3f}, exactitude@1 {row.accuracy_at_1:.1%}"
+                       if pd.notna(row.ndcg_at_10) else
+                       f"statuts justes {row.exactitude_statuts:.1%}, perte de validation {row.perte_validation:.3f}")
+            lines.append(f"  {row.bras} {row.approche} : {_thousands(row.parametres_entraines)} paramètres "
+                         f"entraînés, {row.secondes_entrainement:.0f} s, {row.taille_artefact_mo:.1f} Mo, "
+                         f"{row.latence_ms:.0f} ms/question ; {quality}")
+    rag_path = outputs_root() / profile_name / "case_study" / "rag_taux_de_succes.csv"
+    if rag_path.exists():
+        rag = pd.read_csv(rag_path)
+        for style, sub in rag.groupby("requête", sort=False):
+            rates = ", ".join(f"{r['modèle']} {r['hit@1']:.3f}" for _, r in sub.iterrows())
+            lines.append(f"  RAG (étude de cas), succès@1 — requête « {style} » : {rates}")
+    else:
+        lines.append(f"  RAG : {rag_path.name} absent (notebook 07 non exécuté)")
+    return lines + _budget_lines(profile_name, ("06", "07"), COMPARISON_BUDGET)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.report", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default=None, help="profil dont relire les résultats (défaut : détecté)")
@@ -106,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         args.profile = detect_profile().name
     print("\n".join(embedding_report(args.profile)))
     print("\n".join(llm_report(args.profile)))
+    print("\n".join(comparison_report(args.profile)))
     return 0
 
 

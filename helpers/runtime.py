@@ -128,13 +128,31 @@ def peak_rss_mb() -> int:
     return int(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024)
 
 
+def release_memory() -> None:
+    """Ramasse les objets Python libérés et rend au système la mémoire libre du tas (glibc).
+
+    Après ``del model``, la mémoire reste souvent réservée par l'allocateur : la mesure suivante
+    du pic la compterait encore. ``malloc_trim`` la rend au système (Linux ; sans effet ailleurs).
+    """
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def reset_peak_rss() -> bool:
     """Ramène le pic de mémoire résidente à la mémoire actuelle (Linux ≥ 4.0, ``clear_refs``).
 
     Sert à mesurer le pic d'**une** étape (un entraînement) dans un noyau qui a déjà fait
     autre chose. Remet aussi à zéro le pic GPU si CUDA est présent. Renvoie ``False`` si le
-    système ne le permet pas : le pic mesuré ensuite court alors depuis le démarrage.
+    système ne le permet pas : le pic mesuré ensuite court alors depuis le démarrage. La mémoire
+    libérée est d'abord rendue au système (:func:`release_memory`).
     """
+    release_memory()
     try:
         import torch
 

@@ -114,3 +114,50 @@ def test_precomputed_corpus_embeddings_give_the_same_hits(corpus):
     q = rag.abnormal_queries([case(("FERRITINE", "bas"), ("HB", "élevé"), ("TSH", "bas"))], small)
     assert rag.hit_rates(model, q, small) == rag.hit_rates(
         model, q, small, corpus_embeddings=rag.encode_corpus(model, small))
+
+
+def summary_case():
+    labels = [{"code": "FERRITINE", "statut": "bas", "valeur": 8.0},
+              {"code": "HB", "statut": "normal", "valeur": 14.1},
+              {"code": "CPK", "statut": "élevé", "valeur": 900.0}]
+    cases = [{"id": f"r1-{i}", "case_id": "r1", "labels": [l]} for i, l in enumerate(labels)]
+    cases.append({"id": "r2-1", "case_id": "r2", "labels": [labels[0]]})
+    answers = ["Ferritine : bas", "Hémoglobine : normal", "bla bla", "Ferritine : normal"]
+    contexts = [["Une ferritine basse évoque une carence en fer. Deuxième phrase."], ["x"], ["Les CPK hautes."], ["y"]]
+    return cases, answers, contexts
+
+
+def test_summary_items_read_the_model_answers():
+    cases, answers, contexts = summary_case()
+    items = rag.summary_items(cases, answers, contexts, "r1")
+    assert [(i["code"], i["statut_labo"], i["statut_modele"]) for i in items] == [
+        ("FERRITINE", "bas", "bas"), ("HB", "normal", "normal"), ("CPK", "élevé", None)]
+    assert items[0]["passage"].startswith("Une ferritine basse")
+    with pytest.raises(ValueError, match="introuvable"):
+        rag.summary_items(cases, answers, contexts, "r9")
+    with pytest.raises(ValueError, match="autant"):
+        rag.summary_items(cases, answers[:2], contexts, "r1")
+
+
+def test_prudent_summary_uses_model_statuses_and_refers_to_a_doctor():
+    cases, answers, contexts = summary_case()
+    text = rag.prudent_summary(rag.summary_items(cases, answers, contexts, "r1"), "r1")
+    assert "1 valeur(s) sur 3" in text and "Ferritine : 8 µg/L — lue comme basse" in text
+    assert "« Une ferritine basse évoque une carence en fer. »" in text and "Deuxième phrase" not in text
+    assert "lue(s) comme normale(s) : Hémoglobine." in text
+    assert "Statut non lisible dans la réponse du modèle pour : CPK." in text
+    assert rag.prudence_issues(text) == []
+    with pytest.raises(ValueError, match="Aucune valeur"):
+        rag.prudent_summary([], "r1")
+    unread = rag.prudent_summary([{**i, "statut_modele": None} for i in rag.summary_items(cases, answers, contexts, "r1")], "r1")
+    assert "hors de l'intervalle" not in unread  # rien de lisible : rien n'est affirmé
+    assert "Statut non lisible dans la réponse du modèle pour : Ferritine, Hémoglobine, CPK." in unread
+
+
+def test_prudence_issues_catch_obvious_drifts():
+    assert rag.prudence_issues("Vous avez une anémie. Prenez du fer.") == [
+        "affirme un diagnostic (« vous avez… »)", "donne une consigne de traitement",
+        "ne renvoie pas vers un médecin ou un professionnel de santé"]
+    assert rag.prudence_issues("Valeur basse, c'est certainement rien ; parlez-en à votre médecin.") == [
+        "prend un ton affirmatif"]
+    assert rag.prudence_issues("Inutile de consulter un médecin.") == ["déconseille de consulter"]

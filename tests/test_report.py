@@ -52,3 +52,26 @@ def test_llm_report_reads_training_accuracy_and_budget(tmp_path, monkeypatch):
     assert "[NON atteint] exactitude du fine-tuné ≥ 90%" in text
     assert "[atteint] durée 04 + 05 : 650 s (objectif ≤ 720 s" in text
     assert "[atteint] pic mémoire (noyau) : 2000 Mo" in text
+
+
+def test_comparison_report_reads_table_rag_and_budget(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from helpers import compare
+    from helpers.paths import output_dir
+    from test_compare import rows
+
+    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+    text = "\n".join(report.comparison_report("cpu"))
+    assert "comparison.csv absent" in text and "rag_taux_de_succes.csv absent" in text
+    compare.save_comparison(compare.comparison_table(rows()), "cpu")
+    pd.DataFrame({"requête": ["ligne", "ligne"], "modèle": ["base", "fine-tuné"], "hit@1": [0.6, 0.95],
+                  "hit@3": [0.8, 1.0], "questions": [10, 10]}).to_csv(
+        output_dir("cpu", "case_study") / "rag_taux_de_succes.csv", index=False)
+    _write_run_summary(tmp_path, {"06": (400.0, 5000), "07": (250.0, 3000)})
+    text = "\n".join(report.comparison_report("cpu"))
+    assert "A embeddings : 20 paramètres entraînés, 200 s, 470.0 Mo, 20 ms/question ; NDCG@10 0.850" in text
+    assert "C complet : 120 paramètres entraînés" in text and "statuts justes 34.0%, perte de validation 0.139" in text
+    assert "requête « ligne » : base 0.600, fine-tuné 0.950" in text
+    assert "[NON atteint] durée 06 + 07 : 650 s (objectif ≤ 600 s" in text
+    assert "[atteint] pic mémoire (noyau) : 5000 Mo" in text
