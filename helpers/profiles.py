@@ -207,11 +207,11 @@ def _build(name: str) -> Profile:
                 task="analyte", precision="fp32", eval_batch_size=8, gen_batch_size=16,
                 save_merged=True, val_loss_examples=120),
             data=DataSettings(hub_dataset=None, longitudinal_patients=None),
-            # Bras C sur 2 cœurs : ~4 à 5 s par pas de 4 exemples ; 25 pas tiennent le budget de
+            # Bras C sur 2 cœurs : ~4 à 5 s par pas de 4 exemples ; 20 pas tiennent le budget de
             # 10 min des notebooks 06 + 07. lr 1e-4 : non réglé (un seul essai, noté au notebook 06).
             comparison=ComparisonSettings(
                 full_model_id="smollm2-135m-instruct", full_offline_model="smollm2-135m-instruct",
-                full_max_steps=25, full_batch_size=4, full_learning_rate=1e-4, curve_sizes=(100, 300)),
+                full_max_steps=20, full_batch_size=4, full_learning_rate=1e-4, curve_sizes=(100, 300)),
         )
     if name == "smoke":
         return Profile(

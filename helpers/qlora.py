@@ -209,6 +209,28 @@ def load_status_accuracy(profile_name: str) -> pd.DataFrame:
     return table
 
 
+def load_answers(profile_name: str, cases, label: str = "finetuned") -> list[str]:
+    """Relit les réponses ``label`` du notebook 05 (``answers.jsonl``), dans l'ordre de ``cases``.
+
+    Vérifie qu'elles répondent bien à ces cas (même identifiant, même entrée) : sinon, erreur
+    française qui demande de réexécuter le notebook 05 (profil ou données changés depuis).
+    """
+    path = require_output(llm_dir(profile_name) / "answers.jsonl", "Réponses du modèle", "05", profile_name)
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    cases = list(cases)
+    if len(records) != len(cases):
+        raise ValueError(f"{path} : {len(records)} réponses pour {len(cases)} cas ; réexécutez le notebook 05 "
+                         f"(profil « {profile_name} »).")
+    for i, (record, case) in enumerate(zip(records, cases), 1):
+        if record.get("id") != case["id"] or record.get("prompt_input") != case["input"]:
+            raise ValueError(f"{path}, ligne {i} : la réponse ne correspond pas au cas « {case['id']} » ; "
+                             "réexécutez le notebook 05.")
+        if label not in record:
+            raise ValueError(f"{path}, ligne {i} : pas de réponse « {label} » (présentes : "
+                             f"{', '.join(k for k in record if k not in ('id', 'prompt_input'))}).")
+    return [r[label] for r in records]
+
+
 def save_status_results(accuracy: pd.DataFrame, scored: pd.DataFrame, answers: dict[str, list[str]],
                         cases, profile_name: str) -> dict[str, Path]:
     """Écrit ``status_accuracy.csv`` (colonnes imposées), le détail par valeur et les réponses."""

@@ -279,3 +279,18 @@ def test_summaries_of_earlier_notebooks_are_required(tmp_path, monkeypatch):
     (llm_dir("smoke") / "status_accuracy.csv").write_text("model,accuracy\nB,0.5\n")
     with pytest.raises(ValueError, match="colonnes manquantes"):
         load_status_accuracy("smoke")
+
+
+def test_ensure_outputs_really_executes_a_missing_notebook(tmp_path, monkeypatch):
+    """Bout en bout, profil smoke : sans sorties, le notebook 02 est exécuté dans un noyau et
+    produit le modèle que 06 et 07 relisent ; un second appel le réutilise."""
+    from helpers.course import ensure_outputs, produced_outputs
+    from helpers.profiles import get_profile
+
+    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    results = ensure_outputs(get_profile("smoke"), ["02"])
+    assert [r["statut"] for r in results] == ["ok"]
+    assert all(p.exists() for p in produced_outputs("smoke")["02"])
+    assert (tmp_path / "smoke" / "notebooks" / "02_finetuning_embeddings_matryoshka.ipynb").exists()
+    assert ensure_outputs(get_profile("smoke"), ["02"]) == []

@@ -250,3 +250,25 @@ def test_plot_losses_draws_train_base_and_final():
     assert labels == ["entraînement", "validation", "validation, modèle fine-tuné", "validation, modèle de base"]
     with pytest.raises(ValueError, match="Historique"):
         qlora.plot_losses([{"step": 1, "eval_loss": 1.0}])
+
+
+def test_load_answers_checks_they_answer_these_cases(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from helpers.qlora import load_answers, save_status_results
+
+    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+    cases = [{"id": "a", "input": "Sodium : 140"}, {"id": "b", "input": "Potassium : 6"}]
+    with pytest.raises(FileNotFoundError, match="notebook 05"):
+        load_answers("smoke", cases)
+    accuracy = pd.DataFrame({"model": ["finetuned"], "n_cases": [2], "n_values": [2], "accuracy": [0.5]})
+    save_status_results(accuracy, pd.DataFrame(), {"base": ["x", "y"], "finetuned": ["Sodium : normal", "?"]},
+                        cases, "smoke")
+    assert load_answers("smoke", cases) == ["Sodium : normal", "?"]
+    assert load_answers("smoke", cases, label="base") == ["x", "y"]
+    with pytest.raises(ValueError, match="ne correspond pas au cas « b »"):
+        load_answers("smoke", [cases[0], {"id": "b", "input": "Potassium : 7"}])
+    with pytest.raises(ValueError, match="2 réponses pour 1 cas"):
+        load_answers("smoke", cases[:1])
+    with pytest.raises(ValueError, match="pas de réponse « autre »"):
+        load_answers("smoke", cases, label="autre")
