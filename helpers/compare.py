@@ -314,8 +314,9 @@ def save_comparison(table: pd.DataFrame, profile_name: str) -> Path:
 
 
 def plot_costs(table: pd.DataFrame):
-    """Quatre coûts par bras (échelle log) : temps d'entraînement, pic mémoire, taille de
-    l'artefact, latence par question."""
+    """Quatre coûts par bras : temps d'entraînement, pic mémoire, taille de l'artefact, latence
+    par question. Barres partant de zéro (échelle linéaire, un axe par coût) : une échelle log
+    ferait paraître énormes des écarts de quelques pour cent ; la valeur est écrite sur chaque barre."""
     import matplotlib.pyplot as plt
 
     panels = [("secondes_entrainement", "entraînement (s)"), ("pic_rss_mo", "pic mémoire (Mo)"),
@@ -326,12 +327,12 @@ def plot_costs(table: pd.DataFrame):
     for ax, (col, title) in zip(axes, panels):
         values = table[col].astype(float)
         ax.bar(labels, values.fillna(0), color=colors)
-        ax.set_yscale("log")
+        ax.set_ylim(0, 1.15 * max(values.max(), 1e-9))
         ax.set_title(title, fontsize=10)
         for x, v in enumerate(values):
             if not math.isnan(v):
                 ax.annotate(_thousands(v), (x, v), ha="center", va="bottom", fontsize=8)
-    fig.suptitle("Coûts mesurés des trois approches (échelle logarithmique)")
+    fig.suptitle("Coûts mesurés des trois approches")
     fig.tight_layout()
     return fig
 

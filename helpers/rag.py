@@ -176,9 +176,10 @@ def summary_items(cases, answers: list[str], contexts: list[list[str]], case_id:
 def prudent_summary(items: list[dict], case_id: str) -> str:
     """Résumé en français, prudent, des valeurs d'un compte rendu (:func:`summary_items`).
 
-    Les statuts sont ceux **lus dans les réponses du modèle de langage** (pas ceux du
-    laboratoire) ; pour chaque valeur lue comme anormale, la première phrase du passage retrouvé
-    donne le repère. Le texte ne pose aucun diagnostic et renvoie vers un professionnel de santé.
+    Les statuts sont ceux **lus dans les réponses du modèle de langage** ; pour chaque valeur lue
+    comme anormale, la première phrase du passage retrouvé donne le repère. Toute valeur dont le
+    statut lu diffère de celui du laboratoire est signalée (le compte rendu fait foi). Le texte ne
+    pose aucun diagnostic et renvoie vers un professionnel de santé.
     """
     if not items:
         raise ValueError("Aucune valeur à résumer.")
@@ -200,6 +201,12 @@ def prudent_summary(items: list[dict], case_id: str) -> str:
     if unread:
         lines.append("Statut non lisible dans la réponse du modèle pour : "
                      + ", ".join(i["titre"] for i in unread) + ".")
+    disagree = [i for i in items if i["statut_modele"] in READ_AS and i["statut_modele"] != i["statut_labo"]]
+    if disagree:
+        lines.append(f"Attention : pour {len(disagree)} valeur(s), le statut lu par le modèle diffère de celui "
+                     "du laboratoire, dont le compte rendu fait foi : " + "; ".join(
+                         f"{i['titre']} (laboratoire : {i['statut_labo']} ; modèle : {i['statut_modele']})"
+                         for i in disagree) + ".")
     lines.append("Un résultat isolé hors des bornes n'est pas une maladie : il se lit avec les autres "
                  "résultats, les résultats antérieurs et l'histoire clinique. Ce résumé automatique ne "
                  "pose aucun diagnostic ; seul un médecin ou un autre professionnel de santé peut "

@@ -147,6 +147,12 @@ def test_prudent_summary_uses_model_statuses_and_refers_to_a_doctor():
     assert "lue(s) comme normale(s) : Hémoglobine." in text
     assert "Statut non lisible dans la réponse du modèle pour : CPK." in text
     assert rag.prudence_issues(text) == []
+    assert "Attention" not in text  # les statuts lisibles sont ceux du laboratoire
+    wrong = rag.summary_items(cases, ["Ferritine : normal", "Hémoglobine : élevé", "?", "?"], contexts, "r1")
+    warned = rag.prudent_summary(wrong, "r1")
+    assert ("pour 2 valeur(s), le statut lu par le modèle diffère de celui du laboratoire, dont le compte rendu "
+            "fait foi : Ferritine (laboratoire : bas ; modèle : normal); Hémoglobine (laboratoire : normal ; "
+            "modèle : élevé).") in warned
     with pytest.raises(ValueError, match="Aucune valeur"):
         rag.prudent_summary([], "r1")
     unread = rag.prudent_summary([{**i, "statut_modele": None} for i in rag.summary_items(cases, answers, contexts, "r1")], "r1")
