@@ -1,6 +1,7 @@
 # Cours « Fine-tuning pour l'analyse de bilans biologiques » — commandes principales.
 #   make course   installe, prépare les modèles hors ligne, exécute tous les notebooks (meilleur profil)
-#   make test     installe, puis tests unitaires + nbval sur tous les notebooks (profil smoke)
+#   make test     installe, puis tests unitaires + nbval sur tous les notebooks (profil smoke) + documentation
+#   make docs     construit la documentation (docs/_build/html), sans exécuter les notebooks
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,11 +12,12 @@ PIP_EXTRA ?=
 export MPLBACKEND ?= Agg
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup course test unit notebooks models lab clean help bench-embeddings bench-llm
+.PHONY: setup course test unit notebooks models lab clean help bench-embeddings bench-llm docs docs-check
 
 help:
 	@echo "make course  — exécute tout le cours sur le meilleur profil et écrit outputs/<profil>/"
-	@echo "make test    — tests unitaires puis nbval de tous les notebooks (profil smoke)"
+	@echo "make test    — tests unitaires, nbval de tous les notebooks (profil smoke), documentation"
+	@echo "make docs    — construit la documentation française dans docs/_build/html"
 	@echo "make lab     — ouvre les notebooks dans JupyterLab"
 	@echo "make bench-embeddings — mesure qualité et coût des notebooks 02–03 et imprime le bilan"
 	@echo "make bench-llm        — mesure qualité et coût des notebooks 04–05 et imprime le bilan"
@@ -54,11 +56,21 @@ notebooks: setup
 	$(PY) -m helpers.models --prepare smoke
 	COURSE_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
 
-test: unit notebooks
+# Documentation : rend les notebooks exécutés par make course s'ils existent (jamais d'exécution ici).
+docs: setup
+	$(PY) -m sphinx -b html -q docs docs/_build/html
+	@echo "Documentation : docs/_build/html/index.html"
+
+# Même construction, avertissements = erreurs, puis vérification des liens internes.
+docs-check: setup
+	$(PY) -m sphinx -b html -q -W --keep-going -E docs docs/_build/html
+	$(PY) -m helpers.docs --check docs/_build/html
+
+test: unit notebooks docs-check
 
 lab: setup
 	$(PY) -m pip install -q jupyterlab==4.6.6
 	$(VENV)/bin/jupyter lab notebooks
 
 clean:
-	rm -rf outputs .pytest_cache
+	rm -rf outputs .pytest_cache docs/_build docs/_generated docs/notebooks

@@ -155,3 +155,12 @@ def test_nbval_current_env_kernel():
     from nbval.kernel import CURRENT_ENV_KERNEL_NAME, NbvalKernelspecManager
 
     assert NbvalKernelspecManager().get_kernel_spec(CURRENT_ENV_KERNEL_NAME).argv
+
+
+def test_multi_gpu_docs_rely_on_gather_across_devices():
+    """docs/multi_gpu.rst cite l'option de la perte qui rassemble les négatifs de tous les GPU."""
+    import inspect
+
+    from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+    assert "gather_across_devices" in inspect.signature(MultipleNegativesRankingLoss.__init__).parameters

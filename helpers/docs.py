@@ -1,0 +1,270 @@
+"""Préparation de la documentation Sphinx (``make docs``), appelée par ``docs/conf.py``.
+
+* :func:`prepare_notebooks` — copie dans ``docs/notebooks/`` la version **exécutée** de chaque
+  notebook quand ``make course`` l'a produite (et qu'elle correspond au notebook du dépôt),
+  sinon la version du dépôt, sans sorties ; une note en tête dit laquelle, avec le profil et la
+  date. La documentation n'exécute jamais rien.
+* :func:`write_results_page` — ``docs/_generated/resultats.rst`` : tableaux et figures lus dans
+  ``outputs/<profil>/``, avec le profil et la date de l'exécution qui les a produits.
+* :func:`check_links` — liens internes du site construit (fichiers et ancres).
+
+    python -m helpers.docs                  # prépare (ce que fait conf.py)
+    python -m helpers.docs --check docs/_build/html
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import html.parser
+import json
+import shutil
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pandas as pd
+
+from .paths import NOTEBOOKS_DIR, REPO_ROOT, outputs_root
+
+DOCS_DIR = REPO_ROOT / "docs"
+GENERATED_DIR = DOCS_DIR / "_generated"
+#: Profil dont on préfère montrer les résultats : le plus proche de la recette d'origine d'abord.
+PROFILE_ORDER = ("gpu", "cpu", "smoke")
+
+
+def _cells(path: Path) -> list[tuple[str, str]]:
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    return [(c.cell_type, c.source) for c in nb.cells]
+
+
+def _date(path: Path) -> str:
+    return dt.datetime.fromtimestamp(path.stat().st_mtime).strftime("%Y-%m-%d %H:%M")
+
+
+def executed_copy(notebook: Path) -> tuple[Path, str] | None:
+    """Copie exécutée à rendre pour ``notebook`` : ``(chemin, profil)``, ou ``None``.
+
+    On prend le premier profil de :data:`PROFILE_ORDER` dont ``outputs/<profil>/notebooks/``
+    contient une copie **aux cellules identiques** à celles du dépôt (sinon la copie est
+    périmée : le notebook a changé depuis son exécution).
+    """
+    source = _cells(notebook)
+    for profile in PROFILE_ORDER:
+        copy = outputs_root() / profile / "notebooks" / notebook.name
+        if copy.exists() and _cells(copy) == source:
+            return copy, profile
+    return None
+
+
+def prepare_notebooks(dest: Path | None = None) -> list[dict]:
+    """Copie les notebooks à rendre dans ``dest`` (``docs/notebooks/``) ; renvoie leur provenance."""
+    import nbformat
+
+    dest = dest or DOCS_DIR / "notebooks"
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    records = []
+    for notebook in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
+        found = executed_copy(notebook)
+        nb = nbformat.read(found[0] if found else notebook, as_version=4)
+        if found:
+            note = (f"*Version exécutée* par `make course`, profil **{found[1]}**, le {_date(found[0])} : "
+                    "les sorties ci-dessous viennent de cette exécution.")
+        else:
+            note = ("*Version sans sorties* (celle du dépôt) : exécutez `make course`, puis `make docs`, "
+                    "pour voir ici les résultats de votre machine.")
+        cell = nbformat.v4.new_markdown_cell(f"```{{note}}\n{note}\n```")
+        cell.id = "docs-provenance"
+        nb.cells.insert(1, cell)
+        # Cellules avec « !pip » / « %cd » : coloration IPython, pas Python pur.
+        nb.metadata.setdefault("language_info", {})["pygments_lexer"] = "ipython3"
+        nbformat.write(nb, dest / notebook.name)
+        records.append({"notebook": notebook.stem, "profil": found[1] if found else None,
+                        "date": _date(found[0]) if found else None})
+    return records
+
+
+# --------------------------------------------------------------------------- page des résultats
+def rst_table(df: pd.DataFrame, title: str = "", decimals: int = 3) -> str:
+    """Tableau reStructuredText (``list-table``) ; les flottants arrondis à ``decimals``."""
+    if df.empty:
+        raise ValueError(f"Tableau vide : {title or 'sans titre'}.")
+
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return "" if pd.isna(v) else f"{v:.{decimals}f}"
+        return str(v).replace("\n", " ")
+
+    lines = [f".. list-table:: {title}".rstrip(), "   :header-rows: 1", ""]
+    for row in [list(df.columns), *df.itertuples(index=False)]:
+        lines.append("   * - " + cell(row[0]))
+        lines.extend("     - " + cell(v) for v in row[1:])
+    return "\n".join(lines) + "\n"
+
+
+#: (thème, fichier, titre, colonnes gardées ou None) — tableaux montrés s'ils existent.
+RESULT_TABLES = (
+    ("embeddings", "ndcg.csv", "NDCG@10, MRR@10 et rappel@10 par dimension (notebook 02)", None),
+    ("embeddings", "bootstrap_gains.csv", "Gains du fine-tuning et intervalles bootstrap (notebook 03)", None),
+    ("llm", "status_accuracy.csv", "Exactitude des statuts sur les cas de test (notebook 05)", None),
+    ("comparison", "comparison.csv", "Les trois approches côte à côte (notebook 06)",
+     ["bras", "approche", "parametres_entraines", "exemples_vus", "secondes_entrainement", "pic_rss_mo",
+      "taille_artefact_mo", "latence_ms", "ndcg_at_10", "accuracy_at_1", "exactitude_statuts", "perte_validation"]),
+    ("comparison", "oubli.csv", "Oubli : questions générales et perte sur du français courant (notebook 06)", None),
+    ("case_study", "rag_taux_de_succes.csv", "Recherche des passages : taux de succès (notebook 07)", None),
+    ("case_study", "statuts_avec_sans_contexte.csv", "Statuts avec et sans contexte (notebook 07)", None),
+    ("case_study", "detection_changements.csv", "Changements significatifs : précision et rappel (notebook 07)", None),
+)
+#: (thème, figure, légende)
+RESULT_FIGURES = (
+    ("embeddings", "ndcg_par_dimension.png", "NDCG@10 par dimension Matryoshka, base et fine-tuné"),
+    ("embeddings", "compromis_octets_ndcg.png", "Compromis taille d'index / qualité"),
+    ("llm", "pertes_entrainement.png", "Pertes d'entraînement et de validation du QLoRA"),
+    ("llm", "confusion_statuts.png", "Statuts attendus et lus, base et fine-tuné"),
+    ("comparison", "couts_des_trois_bras.png", "Coûts mesurés des trois approches"),
+    ("comparison", "courbe_apprentissage.png", "Courbe d'apprentissage des embeddings"),
+    ("case_study", "erreurs_prevision.png", "Erreur de prévision de la dernière visite"),
+)
+
+
+def results_profile() -> str | None:
+    """Premier profil de :data:`PROFILE_ORDER` qui a des résultats dans ``outputs/``."""
+    for profile in PROFILE_ORDER:
+        root = outputs_root() / profile
+        if any((root / topic / name).exists() for topic, name, *_ in RESULT_TABLES):
+            return profile
+    return None
+
+
+def write_results_page(dest: Path | None = None) -> Path:
+    """Écrit ``_generated/resultats.rst`` (inclus par ``resultats.rst``) et y copie les figures."""
+    dest = dest or GENERATED_DIR / "resultats.rst"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    profile = results_profile()
+    if profile is None:
+        dest.write_text(".. note::\n\n   Aucun résultat dans ``outputs/`` : exécutez ``make course`` puis "
+                        "``make docs`` pour remplir cette page avec les mesures de votre machine.\n",
+                        encoding="utf-8")
+        return dest
+    root = outputs_root() / profile
+    figures = dest.parent / "figures"
+    if figures.exists():
+        shutil.rmtree(figures)
+    figures.mkdir()
+    parts = [f".. note::\n\n   Résultats du profil **{profile}**, lus dans ``outputs/{profile}/`` ; chaque tableau "
+             "et chaque figure indique la date de l'exécution qui l'a produit.\n"]
+    for topic, name, title, columns in RESULT_TABLES:
+        path = root / topic / name
+        if not path.exists():
+            continue
+        df = pd.read_csv(path)
+        if columns:
+            df = df[[c for c in columns if c in df.columns]]
+        parts.append(rst_table(df, title) + f"\n*Source : ``outputs/{profile}/{topic}/{name}``, écrit le "
+                     f"{_date(path)}.*\n")
+    for topic, name, caption in RESULT_FIGURES:
+        path = root / topic / name
+        if not path.exists():
+            continue
+        shutil.copy2(path, figures / f"{topic}_{name}")
+        parts.append(f".. figure:: /_generated/figures/{topic}_{name}\n   :width: 100%\n\n   {caption} — profil {profile}, "
+                     f"{_date(path)}.\n")
+    dest.write_text("\n".join(parts), encoding="utf-8")
+    return dest
+
+
+def prepare() -> dict:
+    """Tout ce que la construction attend : notebooks à rendre et page des résultats."""
+    GENERATED_DIR.mkdir(parents=True, exist_ok=True)
+    records = prepare_notebooks()
+    write_results_page()
+    (GENERATED_DIR / "provenance.json").write_text(json.dumps(records, ensure_ascii=False, indent=2),
+                                                   encoding="utf-8")
+    return {"notebooks": records, "profil_resultats": results_profile()}
+
+
+# --------------------------------------------------------------------------- liens internes
+class _Links(html.parser.HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[str] = []
+        self.ids: set[str] = set()
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if attrs.get("id"):
+            self.ids.add(attrs["id"])
+        if tag == "a" and attrs.get("name"):
+            self.ids.add(attrs["name"])
+        for key in ("href", "src"):
+            if attrs.get(key):
+                self.links.append(attrs[key])
+
+
+def _parse(path: Path) -> _Links:
+    parser = _Links()
+    parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+    return parser
+
+
+def check_links(html_dir: Path | str) -> list[str]:
+    """Liens internes cassés du site construit : ``fichier.html → cible (raison)``.
+
+    Les liens externes (http, mailto…) ne sont pas suivis : ce contrôle tient hors ligne.
+    """
+    html_dir = Path(html_dir)
+    # _static/ contient des gabarits du thème (macros Jinja), pas des pages du site.
+    pages = sorted(p for p in html_dir.rglob("*.html") if "_static" not in p.relative_to(html_dir).parts)
+    if not pages:
+        raise FileNotFoundError(f"Aucune page HTML dans {html_dir} : construisez d'abord la documentation.")
+    parsed: dict[Path, _Links] = {}
+
+    def parse(path: Path) -> _Links:  # chaque page n'est lue qu'une fois
+        if path not in parsed:
+            parsed[path] = _parse(path)
+        return parsed[path]
+
+    problems = []
+    for page in pages:
+        info = parse(page)
+        for link in info.links:
+            url = urlparse(link)
+            if url.scheme or link.startswith("//") or link.startswith("javascript:"):
+                continue
+            target = page if not url.path else (page.parent / unquote(url.path)).resolve()
+            if target.is_dir():
+                target = target / "index.html"
+            rel = page.relative_to(html_dir)
+            if not target.exists():
+                problems.append(f"{rel} → {link} (fichier absent)")
+                continue
+            if url.fragment and target.suffix == ".html":
+                ids = parse(target).ids
+                if unquote(url.fragment) not in ids:
+                    problems.append(f"{rel} → {link} (ancre absente)")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.docs", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", metavar="HTML_DIR", help="vérifie les liens internes du site construit")
+    args = parser.parse_args(argv)
+    if args.check:
+        problems = check_links(args.check)
+        for p in problems:
+            print("Lien cassé :", p, file=sys.stderr)
+        print(f"Liens internes vérifiés dans {args.check} : {len(problems)} problème(s).")
+        return 1 if problems else 0
+    info = prepare()
+    for r in info["notebooks"]:
+        state = f"exécuté ({r['profil']}, {r['date']})" if r["profil"] else "sans sorties"
+        print(f"{r['notebook']} : {state}")
+    print("Résultats :", info["profil_resultats"] or "aucun")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
