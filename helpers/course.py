@@ -101,6 +101,24 @@ def execute_notebook(path: Path, out_path: Path, timeout: int = 3600) -> dict:
             "pic_rss_noyau_mo": memory.peak_mb, "erreur": error, "copie_executee": str(out_path)}
 
 
+def write_run_summary(profile, results: list[dict], now: str | None = None) -> Path:
+    """Écrit ``outputs/<profil>/run_summary.json`` en **fusionnant** avec l'exécution précédente.
+
+    Une exécution partielle (``--only 06 07``) remplace les entrées de ses notebooks et garde
+    celles des autres ; chaque entrée porte la date de sa propre exécution.
+    """
+    now = now or dt.datetime.now().isoformat(timespec="seconds")
+    path = outputs_root() / profile.name / "run_summary.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    ran = {r["notebook"] for r in results}
+    kept = [{"date": previous.get("date"), **r} for r in previous.get("notebooks", []) if r["notebook"] not in ran]
+    notebooks = sorted(kept + [{**r, "date": now} for r in results], key=lambda r: r["notebook"])
+    summary = {"profil": profile.name, "raison": profile.reason, "date": now, "notebooks": notebooks}
+    path.write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    return path
+
+
 def produced_outputs(profile_name: str) -> dict[str, list[Path]]:
     """Ce que les notebooks suivants relisent de chaque notebook qui entraîne ou évalue."""
     from .embeddings import model_dir
@@ -190,10 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  Erreur : {res['erreur']}\n  Copie exécutée (avec la trace) : {res['copie_executee']}",
                   file=sys.stderr)
             break
-    summary = {"profil": profile.name, "raison": profile.reason,
-               "date": dt.datetime.now().isoformat(timespec="seconds"), "notebooks": results}
-    summary_path = outputs_root() / profile.name / "run_summary.json"
-    summary_path.write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    summary_path = write_run_summary(profile, results)
     print(f"\nRésumé : {summary_path}")
     if any(r["notebook"].startswith(("02", "03")) for r in results):
         from .report import embedding_report

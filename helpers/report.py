@@ -63,8 +63,9 @@ def _budget_lines(profile_name: str, pair: tuple[str, str], budget: dict) -> lis
     for what, value, limit, unit in ((f"durée {label}", seconds, budget["secondes"], "s"),
                                      ("pic mémoire (noyau)", peak, budget["pic_rss_mo"], "Mo")):
         state = "atteint" if value <= limit else "NON atteint"
+        when = max(runs[k].get("date") or summary["date"] for k in pair)
         lines.append(f"  [{state}] {what} : {value:.0f} {unit} (objectif ≤ {limit} {unit}, "
-                     f"mesuré par make course le {summary['date']})")
+                     f"mesuré par make course le {when})")
     return lines
 
 

@@ -40,3 +40,20 @@ def test_peak_memory_of_current_process():
     with course.PeakMemory(os.getpid, interval=0.05) as mem:
         pass
     assert mem.peak_mb > 10
+
+
+def test_run_summary_merges_partial_runs(tmp_path, monkeypatch):
+    import json
+
+    from helpers.course import write_run_summary
+    from helpers.profiles import get_profile
+
+    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+    profile = get_profile("smoke")
+    run = lambda name, s: {"notebook": name, "statut": "ok", "secondes": s, "pic_rss_noyau_mo": 100}
+    write_run_summary(profile, [run("01_a.ipynb", 1), run("02_b.ipynb", 2)], now="2026-01-01T00:00:00")
+    path = write_run_summary(profile, [run("02_b.ipynb", 5)], now="2026-01-02T00:00:00")
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    assert [(r["notebook"], r["secondes"], r["date"]) for r in summary["notebooks"]] == [
+        ("01_a.ipynb", 1, "2026-01-01T00:00:00"), ("02_b.ipynb", 5, "2026-01-02T00:00:00")]
+    assert summary["date"] == "2026-01-02T00:00:00"
