@@ -93,15 +93,23 @@ def rst_table(df: pd.DataFrame, title: str = "", decimals: int = 3) -> str:
     if df.empty:
         raise ValueError(f"Tableau vide : {title or 'sans titre'}.")
 
-    def cell(v) -> str:
+    # Colonnes flottantes aux valeurs toutes entières (comptes lus avec des NaN) : sans décimales.
+    whole = {c for c in df.columns if pd.api.types.is_float_dtype(df[c])
+             and df[c].dropna().map(float.is_integer).all()}
+
+    def cell(v, column) -> str:
         if isinstance(v, float):
-            return "" if pd.isna(v) else f"{v:.{decimals}f}"
+            if pd.isna(v):
+                return ""
+            return f"{v:.0f}" if column in whole else f"{v:.{decimals}f}"
         return str(v).replace("\n", " ")
 
     lines = [f".. list-table:: {title}".rstrip(), "   :header-rows: 1", ""]
-    for row in [list(df.columns), *df.itertuples(index=False)]:
-        lines.append("   * - " + cell(row[0]))
-        lines.extend("     - " + cell(v) for v in row[1:])
+    columns = list(df.columns)
+    for row in [columns, *df.itertuples(index=False)]:
+        cells = [cell(v, c) if row is not columns else str(v) for v, c in zip(row, columns)]
+        lines.append("   * - " + cells[0])
+        lines.extend("     - " + c for c in cells[1:])
     return "\n".join(lines) + "\n"
 
 
@@ -163,8 +171,8 @@ def write_results_page(dest: Path | None = None) -> Path:
         df = pd.read_csv(path)
         if columns:
             df = df[[c for c in columns if c in df.columns]]
-        parts.append(rst_table(df, title) + f"\n*Source : ``outputs/{profile}/{topic}/{name}``, écrit le "
-                     f"{_date(path)}.*\n")
+        parts.append(rst_table(df, title) + f"\nSource : ``outputs/{profile}/{topic}/{name}``, écrit le "
+                     f"{_date(path)}.\n")
     for topic, name, caption in RESULT_FIGURES:
         path = root / topic / name
         if not path.exists():

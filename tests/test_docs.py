@@ -71,8 +71,10 @@ def test_prepare_notebooks_prefers_a_matching_executed_copy(tmp_path, monkeypatc
 
 
 def test_rst_table_rounds_and_rejects_empty():
-    text = docs.rst_table(pd.DataFrame({"bras": ["A"], "ndcg": [0.123456], "vide": [float("nan")]}), "T")
-    assert ".. list-table:: T" in text and "     - 0.123" in text and text.count("   * - ") == 2
+    text = docs.rst_table(pd.DataFrame({"bras": ["A", "B"], "ndcg": [0.123456, 0.5], "vide": [float("nan")] * 2,
+                                        "parametres": [21639552.0, float("nan")]}), "T")
+    assert ".. list-table:: T" in text and "     - 0.123" in text and "     - 0.500" in text
+    assert "     - 21639552\n" in text and text.count("   * - ") == 3
     with pytest.raises(ValueError, match="Tableau vide"):
         docs.rst_table(pd.DataFrame(), "T")
 
