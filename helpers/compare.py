@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import statistics
 import time
-import unicodedata
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -214,17 +213,14 @@ def time_per_call(fn: Callable[[object], object], inputs: Sequence, warmup: int 
 
 
 # --------------------------------------------------------------------------- oubli
-def _norm(text: str) -> str:
-    text = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in text if not unicodedata.combining(c))
-
-
 def keyword_hits(answers: Sequence[str], questions=GENERAL_QUESTIONS, label: str = "modèle") -> pd.DataFrame:
     """Une ligne par question : la réponse contient-elle un des mots attendus ?
 
     Comparaison sans casse ni accents, sur des mots entiers (« 7 » ne valide pas « 17 »).
     """
     import re
+
+    from .llm import _norm
 
     questions = list(questions)
     if len(answers) != len(questions):

@@ -41,15 +41,12 @@ class PeakMemory:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _read(self) -> None:
+        from .runtime import vm_hwm_kb
+
         pid = self.get_pid()
-        if not pid:
-            return
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    self.peak_kb = max(self.peak_kb, int(line.split()[1]))
-        except OSError:
-            pass
+        kb = vm_hwm_kb(pid) if pid else None
+        if kb is not None:
+            self.peak_kb = max(self.peak_kb, kb)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -121,13 +118,11 @@ def write_run_summary(profile, results: list[dict], now: str | None = None) -> P
 
 def produced_outputs(profile_name: str) -> dict[str, list[Path]]:
     """Ce que les notebooks suivants relisent de chaque notebook qui entraîne ou évalue."""
-    from .embeddings import model_dir
-    from .qlora import adapter_dir, llm_dir
+    from . import embeddings, qlora
 
-    return {"02": [model_dir(profile_name) / "modules.json",
-                   model_dir(profile_name).parent / "training_summary.json"],
-            "04": [adapter_dir(profile_name) / "adapter_config.json", llm_dir(profile_name) / "training.json"],
-            "05": [llm_dir(profile_name) / "status_accuracy.csv"]}
+    return {"02": [embeddings.model_marker(profile_name), embeddings.training_summary_path(profile_name)],
+            "04": [qlora.adapter_marker(profile_name), qlora.training_summary_path(profile_name)],
+            "05": [qlora.status_accuracy_path(profile_name)]}
 
 
 #: Un notebook relancé rend périmées les sorties de ceux qui en dépendent.

@@ -275,12 +275,21 @@ def model_dir(profile_name: str) -> Path:
     return output_dir(profile_name, "embeddings") / "model"
 
 
+def model_marker(profile_name: str) -> Path:
+    """Fichier dont la présence dit que le modèle du notebook 02 a été enregistré en entier."""
+    return model_dir(profile_name) / "config_sentence_transformers.json"
+
+
+def training_summary_path(profile_name: str) -> Path:
+    """``outputs/<profil>/embeddings/training_summary.json`` (écrit par :func:`save_results`)."""
+    return output_dir(profile_name, "embeddings") / "training_summary.json"
+
+
 def require_model(profile_name: str) -> Path:
     """Dossier du modèle fine-tuné par le notebook 02, ou erreur claire s'il n'existe pas."""
-    path = model_dir(profile_name)
-    require_output(path / "config_sentence_transformers.json", "Modèle d'embeddings fine-tuné", "02",
-                   profile_name, MissingResultsError)
-    return path
+    require_output(model_marker(profile_name), "Modèle d'embeddings fine-tuné", "02", profile_name,
+                   MissingResultsError)
+    return model_dir(profile_name)
 
 
 def checkpoint_dir(profile_name: str) -> Path:
@@ -297,17 +306,14 @@ def save_results(scores: pd.DataFrame, per_query: pd.DataFrame, profile_name: st
         .to_csv(path, index=False, float_format="%.6f")
     per_query[PER_QUERY_COLUMNS].to_csv(per_query_path(profile_name), index=False, float_format="%.6f")
     if extra is not None:
-        (path.parent / "training_summary.json").write_text(
+        training_summary_path(profile_name).write_text(
             json.dumps(extra, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
     return path
 
 
 def load_training_summary(profile_name: str) -> dict:
     """Relit ``training_summary.json`` du notebook 02 (paires, pas, temps, mémoire, paramètres)."""
-    from .paths import require_output
-
-    path = require_output(scores_path(profile_name).parent / "training_summary.json",
-                          "Résumé d'entraînement des embeddings", "02", profile_name, error=MissingResultsError)
+    path = require_output(training_summary_path(profile_name), "Résumé d'entraînement des embeddings", "02", profile_name, error=MissingResultsError)
     return json.loads(path.read_text(encoding="utf-8"))
 
 

@@ -36,11 +36,25 @@ def merged_dir(profile_name: str) -> Path:
     return llm_dir(profile_name) / "merged"
 
 
+def adapter_marker(profile_name: str) -> Path:
+    """Fichier dont la présence dit que l'adaptateur du notebook 04 a été enregistré."""
+    return adapter_dir(profile_name) / "adapter_config.json"
+
+
+def training_summary_path(profile_name: str) -> Path:
+    """``outputs/<profil>/llm/training.json`` (notebook 04)."""
+    return llm_dir(profile_name) / "training.json"
+
+
+def status_accuracy_path(profile_name: str) -> Path:
+    """``outputs/<profil>/llm/status_accuracy.csv`` (notebook 05)."""
+    return llm_dir(profile_name) / "status_accuracy.csv"
+
+
 def require_adapter(profile_name: str) -> Path:
     """Chemin de l'adaptateur entraîné par le notebook 04, ou erreur claire s'il manque."""
-    path = adapter_dir(profile_name)
-    require_output(path / "adapter_config.json", "Adaptateur LoRA", "04", profile_name)
-    return path
+    require_output(adapter_marker(profile_name), "Adaptateur LoRA", "04", profile_name)
+    return adapter_dir(profile_name)
 
 
 def dir_size_mb(path: Path | str) -> float:
@@ -194,13 +208,13 @@ def save_training_summary(summary: dict, profile_name: str) -> Path:
 
 def load_training_summary(profile_name: str) -> dict:
     """Relit le résumé écrit par le notebook 04 (erreur claire s'il manque)."""
-    path = require_output(llm_dir(profile_name) / "training.json", "Résumé d'entraînement", "04", profile_name)
+    path = require_output(training_summary_path(profile_name), "Résumé d'entraînement", "04", profile_name)
     return json.loads(path.read_text(encoding="utf-8"))
 
 
 def load_status_accuracy(profile_name: str) -> pd.DataFrame:
     """Relit ``status_accuracy.csv`` du notebook 05 (colonnes vérifiées)."""
-    path = require_output(llm_dir(profile_name) / "status_accuracy.csv", "Exactitude des statuts", "05",
+    path = require_output(status_accuracy_path(profile_name), "Exactitude des statuts", "05",
                           profile_name)
     table = pd.read_csv(path)
     missing = [c for c in STATUS_ACCURACY_COLUMNS if c not in table.columns]

@@ -73,7 +73,7 @@ def llm_report(profile_name: str) -> list[str]:
     """Lignes du bilan des notebooks 04–05 : pertes de validation, exactitude des statuts, coût."""
     import pandas as pd
 
-    from .qlora import llm_dir, load_training_summary
+    from .qlora import load_training_summary, status_accuracy_path
 
     lines = [f"QLoRA du modèle de langage — profil {profile_name}"]
     try:
@@ -84,7 +84,7 @@ def llm_report(profile_name: str) -> list[str]:
     state = "atteint" if tuned < base else "NON atteint"
     lines.append(f"  [{state}] perte de validation : base {base:.4f} → fine-tuné {tuned:.4f} "
                  f"({training['pas']} pas, {training['secondes_entrainement']:.0f} s)")
-    path = llm_dir(profile_name) / "status_accuracy.csv"
+    path = status_accuracy_path(profile_name)
     if path.exists():
         acc = pd.read_csv(path).set_index("model")
         for model, row in acc.iterrows():

@@ -102,10 +102,11 @@ def go_offline() -> None:
         datasets_config.HF_HUB_OFFLINE = True
 
 
-def _vm_hwm_kb() -> int | None:
-    """VmHWM (pic de mémoire résidente, Linux) en Ko, ou ``None`` hors Linux."""
+def vm_hwm_kb(pid: int | str = "self") -> int | None:
+    """VmHWM (pic de mémoire résidente, Linux) du processus ``pid`` en Ko, ou ``None`` s'il est
+    illisible (hors Linux, processus terminé)."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1])
     except OSError:
@@ -119,7 +120,7 @@ def peak_rss_mb() -> int:
 
     Linux : ``VmHWM`` de ``/proc/self/status`` ; ailleurs : ``ru_maxrss`` (depuis le démarrage).
     """
-    kb = _vm_hwm_kb()
+    kb = vm_hwm_kb()
     if kb is not None:
         return int(kb / 1024)
     import resource
@@ -164,4 +165,4 @@ def reset_peak_rss() -> bool:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
         return False
-    return _vm_hwm_kb() is not None
+    return vm_hwm_kb() is not None
