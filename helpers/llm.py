@@ -120,7 +120,9 @@ def load_unsloth():
     """Importe et renvoie ``unsloth`` — seulement si un GPU CUDA est visible.
 
     Unsloth doit être importé **avant** transformers pour appliquer ses optimisations. Sans GPU,
-    aucun import n'est tenté (il échouerait ou tirerait des paquets CUDA) : erreur claire.
+    aucun import n'est tenté (il échouerait ou tirerait des paquets CUDA) : erreur claire. Un
+    Unsloth absent ou qui échoue à l'import (versions de torch, triton ou CUDA incompatibles)
+    lève aussi :class:`UnslothUnavailableError`, avec l'erreur d'origine.
     """
     if not runtime.cuda_available():
         raise UnslothUnavailableError(
@@ -130,9 +132,41 @@ def load_unsloth():
     if "transformers" in sys.modules and "unsloth" not in sys.modules:
         print("Attention : transformers est déjà importé ; Unsloth devrait l'être avant "
               "(redémarrez le noyau si ses optimisations manquent).", file=sys.stderr)
-    import unsloth  # noqa: F401  (import volontairement tardif)
-
+    try:
+        import unsloth  # noqa: F401  (import volontairement tardif)
+    except ImportError as err:
+        raise UnslothUnavailableError(
+            f"Unsloth n'est pas installé ({err}). Sur Colab : %pip install -r requirements-gpu.txt, "
+            "puis redémarrez la session.") from err
+    except Exception as err:  # noqa: BLE001 — Unsloth échoue à l'import de bien des façons
+        raise UnslothUnavailableError(
+            f"Unsloth est installé mais échoue à l'import ({type(err).__name__} : {err}). Cause "
+            "habituelle : versions de torch / triton / CUDA incompatibles (voir la page Dépannage).") from err
     return unsloth
+
+
+def select_backend(cfg, force: bool = False):
+    """Moteur du QLoRA pour les réglages ``cfg`` (``profile.llm``) : ``(cfg, unsloth ou None)``.
+
+    Profil gpu : Unsloth si possible ; s'il manque ou échoue à l'import, le message en français
+    est affiché et ``cfg`` est renvoyé avec ``backend="bitsandbytes"`` — même QLoRA (nf4 +
+    LoRA), avec bitsandbytes et peft, plus lent et plus gourmand mais complet. ``force=True`` :
+    pas de repli, l'erreur remonte.
+    """
+    from dataclasses import replace
+
+    if cfg.backend != "unsloth" and not force:
+        print(f"Moteur : bitsandbytes (nf4) + peft sur « {cfg.model_id} » ; Unsloth n'est pas importé.")
+        return cfg, None
+    try:
+        module = load_unsloth()
+    except UnslothUnavailableError as err:
+        if force:
+            raise
+        print(f"{err}\nRepli : bitsandbytes (nf4) + peft, sans Unsloth.", file=sys.stderr)
+        return replace(cfg, backend="bitsandbytes"), None
+    print("Moteur : Unsloth (GPU).")
+    return replace(cfg, backend="unsloth"), module
 
 
 # --------------------------------------------------------------------------- lecture des statuts

@@ -1,0 +1,379 @@
+"""Les deux entraînements du cours hors notebook : scripts, reprise, plusieurs processus.
+
+Les notebooks 02 et 04 montrent chaque ligne de l'entraînement (c'est la leçon). Ce module
+reprend **la même recette** (même perte, mêmes arguments, mêmes réglages du profil) pour :
+
+* les scripts ``scripts/train_embeddings.py`` et ``scripts/train_qlora.py`` (voir
+  :mod:`helpers.cli`), lançables avec ``python``, ``accelerate launch`` ou ``torchrun`` ;
+* la reprise après interruption (``resume=True`` : dernier checkpoint du dossier de sortie) ;
+* le notebook 06 (courbe d'apprentissage, :func:`train_embeddings` sans checkpoint).
+
+Sur plusieurs processus, chacun reçoit une part différente de chaque lot global : les gradients
+sont moyennés par ``DistributedDataParallel`` (NCCL sur GPU, gloo sur CPU), et les poids restent
+identiques d'un processus à l'autre.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+
+
+class TrainingInterrupted(RuntimeError):
+    """Interruption volontaire (démonstration ou test de la reprise) après un checkpoint."""
+
+
+def interrupt_after(step: int):
+    """Rappel du ``Trainer`` qui interrompt l'entraînement juste **après** le checkpoint du pas
+    ``step`` (:class:`TrainingInterrupted`).
+
+    Simule une session Colab perdue : le processus s'arrête, le checkpoint reste sur disque, et
+    un nouvel appel avec ``resume=True`` repart de là. (transformers n'est importé qu'ici : le
+    moteur Unsloth doit l'être avant lui.)
+    """
+    from transformers import TrainerCallback
+
+    if step < 1:
+        raise ValueError(f"Pas d'interruption invalide : {step} (au moins 1).")
+
+    class InterruptAfterStep(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step >= step:
+                raise TrainingInterrupted(f"Entraînement interrompu volontairement après le pas "
+                                          f"{state.global_step} (checkpoint dans {args.output_dir}).")
+            return control
+
+    return InterruptAfterStep()
+
+
+# --------------------------------------------------------------------------- processus
+def world() -> dict:
+    """Rang, rang local et nombre de processus (variables posées par torchrun / accelerate)."""
+    env = os.environ
+    return {"rank": int(env.get("RANK", 0)), "local_rank": int(env.get("LOCAL_RANK", 0)),
+            "world_size": int(env.get("WORLD_SIZE", 1)),
+            "local_world_size": int(env.get("LOCAL_WORLD_SIZE", env.get("WORLD_SIZE", 1)))}
+
+
+def is_main_process() -> bool:
+    """Vrai pour le processus de rang 0 (celui qui écrit les résultats)."""
+    return world()["rank"] == 0
+
+
+def threads_per_process() -> int:
+    """Threads de calcul par processus : les cœurs répartis entre les processus de la machine
+    (2 cœurs et 2 processus : 1 thread chacun ; sinon la sur-souscription ralentit tout)."""
+    from .runtime import available_cores
+
+    return max(1, available_cores() // max(1, world()["local_world_size"]))
+
+
+def device_args() -> dict:
+    """Arguments d'appareil communs : CPU sans GPU, avec gloo si plusieurs processus."""
+    from .runtime import cuda_available
+
+    if cuda_available():
+        return {}
+    args = {"use_cpu": True}
+    if world()["world_size"] > 1:
+        args["ddp_backend"] = "gloo"
+    return args
+
+
+def weights_digest(model) -> str:
+    """Empreinte SHA-256 des paramètres entraînables (égale d'un processus à l'autre en DDP)."""
+    h = hashlib.sha256()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            h.update(name.encode())
+            h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def gather_digests(model) -> list[str]:
+    """Les empreintes des poids de **tous** les processus (une seule s'il n'y en a qu'un)."""
+    digest = weights_digest(model)
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            out: list = [None] * dist.get_world_size()
+            dist.all_gather_object(out, digest)
+            return out
+    except ImportError:
+        pass
+    return [digest]
+
+
+def set_seed(seed: int) -> None:
+    """Graine de Python, NumPy et torch, posée juste avant ``trainer.train()``."""
+    from transformers import set_seed as hf_set_seed
+
+    hf_set_seed(seed)
+
+
+def _resume_from(output_dir: Path, resume: bool) -> str | None:
+    from .embeddings import last_checkpoint
+
+    checkpoint = last_checkpoint(output_dir) if resume else None
+    if is_main_process():
+        print(f"Reprise depuis {checkpoint}" if checkpoint else "Nouvel entraînement (aucun checkpoint).")
+    return checkpoint
+
+
+# --------------------------------------------------------------------------- embeddings
+def embedding_trainer(profile, pairs, output_dir: Path | str, *, evaluator=None, max_steps: int = -1,
+                      save_steps: int | None = None, log: bool = False, callbacks=(),
+                      gather_across_devices: bool = False):
+    """Le ``SentenceTransformerTrainer`` du notebook 02 : même modèle de départ, même perte
+    (``MatryoshkaLoss`` autour de ``MultipleNegativesRankingLoss``), mêmes arguments.
+
+    ``save_steps`` : un checkpoint tous les ``save_steps`` pas (``None`` : aucun) ;
+    ``gather_across_devices`` : en multi-processus, les passages des autres processus servent
+    aussi de négatifs (le lot effectif de la perte est alors le lot global).
+    """
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+
+    from .embeddings import check_dims, freeze_word_embeddings, model_dimension
+    from .models import load_sentence_transformer
+
+    cfg = profile.embedding
+    if list(pairs.column_names[:2]) != ["anchor", "positive"]:
+        raise ValueError(f"Paires d'entraînement : colonnes « anchor », « positive » attendues en tête, "
+                         f"trouvé {pairs.column_names}.")
+    model = load_sentence_transformer(cfg.model_id, cfg.offline_model)
+    model.max_seq_length = cfg.max_seq_length
+    dims = check_dims(cfg.matryoshka_dims, model_dimension(model))
+    if cfg.freeze_word_embeddings:
+        freeze_word_embeddings(model)
+    base = MultipleNegativesRankingLoss(model, gather_across_devices=gather_across_devices)
+    loss = MatryoshkaLoss(model, base, matryoshka_dims=list(dims))
+    checkpoints = {"save_strategy": "no"} if not save_steps else {
+        "save_strategy": "steps", "save_steps": save_steps, "save_total_limit": 1}
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(output_dir), num_train_epochs=cfg.epochs, max_steps=max_steps,
+        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_ratio, bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16",
+        batch_sampler=BatchSamplers.NO_DUPLICATES,
+        prompts={"anchor": model.prompts["query"], "positive": model.prompts["document"]},
+        logging_steps=1 if log else 10_000, report_to="none", seed=profile.seed,
+        disable_tqdm=not log, **checkpoints, **device_args())
+    return SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs, loss=loss,
+                                      evaluator=evaluator, callbacks=list(callbacks))
+
+
+def train_embeddings(profile, pairs, output_dir: Path | str, *, resume: bool = False, **kwargs) -> dict:
+    """Entraîne (ou reprend, ``resume=True``) le modèle d'embeddings ; voir :func:`embedding_trainer`.
+
+    Renvoie ``{"model", "trainer", "secondes", "pas", "pic_rss_mo", "reprise"}`` ; le pic est
+    celui de l'entraînement seul si le système le permet.
+    """
+    from .runtime import peak_rss_mb, reset_peak_rss
+
+    trainer = embedding_trainer(profile, pairs, output_dir, **kwargs)
+    checkpoint = _resume_from(Path(output_dir), resume)
+    reset_peak_rss()
+    start = time.perf_counter()
+    set_seed(profile.seed)  # même ordre des exemples, qu'on reprenne ou non
+    output = trainer.train(resume_from_checkpoint=checkpoint)
+    return {"model": trainer.model, "trainer": trainer, "secondes": time.perf_counter() - start,
+            "pas": output.global_step, "pic_rss_mo": peak_rss_mb(), "reprise": checkpoint}
+
+
+# --------------------------------------------------------------------------- QLoRA
+def choose_backend(profile, requested: str = "auto") -> tuple[str, str]:
+    """Moteur du QLoRA : ``("unsloth" | "bitsandbytes", explication)``.
+
+    ``auto`` : celui du profil, sauf en multi-processus (bitsandbytes + peft, dont la prise en
+    charge de DDP est documentée ; celle d'Unsloth dépend de sa version) ou si Unsloth ne
+    s'importe pas (:func:`helpers.llm.select_backend`).
+    """
+    from .llm import select_backend
+
+    if requested not in ("auto", "unsloth", "bitsandbytes"):
+        raise ValueError(f"Moteur inconnu « {requested} » : auto, unsloth ou bitsandbytes.")
+    if requested == "bitsandbytes":
+        return "bitsandbytes", "bitsandbytes + peft (demandé)."
+    if requested == "auto" and world()["world_size"] > 1 and profile.llm.backend == "unsloth":
+        return "bitsandbytes", ("plusieurs processus : bitsandbytes + peft sous DDP (l'Unsloth libre "
+                                "vise un seul GPU ; --moteur unsloth pour essayer quand même).")
+    cfg, _ = select_backend(profile.llm, force=requested == "unsloth")
+    return cfg.backend, ("Unsloth (GPU)." if cfg.backend == "unsloth" else "bitsandbytes + peft.")
+
+
+def load_qlora_model(profile, backend: str):
+    """Modèle de base en 4 bits (nf4) + adaptateurs LoRA, comme aux cellules des sections 4 et 6
+    du notebook 04. Renvoie ``(model, tokenizer, source)``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    from .models import resolve_model
+    from .qlora import disable_cpu_weight_packing
+    from .runtime import cuda_available
+
+    cfg = profile.llm
+    source, why = resolve_model(cfg.model_id, cfg.offline_model, what="modèle de langage")
+    if backend == "unsloth":
+        from unsloth import FastLanguageModel
+
+        model, tokenizer = FastLanguageModel.from_pretrained(
+            model_name=source, max_seq_length=cfg.max_seq_length, dtype=None, load_in_4bit=True)
+        model = FastLanguageModel.get_peft_model(
+            model, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.target_modules), bias="none",
+            use_gradient_checkpointing="unsloth", random_state=profile.seed)
+        return model, tokenizer, why
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    compute_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision, torch.float32)
+    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                             bnb_4bit_compute_dtype=compute_dtype)
+    device_map = {"": world()["local_rank"]} if cuda_available() else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(source, quantization_config=bnb, dtype=compute_dtype,
+                                                 device_map=device_map)
+    disable_cpu_weight_packing(model)
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    set_seed(profile.seed)  # initialisation aléatoire des matrices A de LoRA
+    model = get_peft_model(model, LoraConfig(
+        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+        target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM"))
+    return model, AutoTokenizer.from_pretrained(source), why
+
+
+def qlora_datasets(profile, tokenizer, instructions=None, task: str | None = None):
+    """``(train, validation)`` au format prompt / completion du notebook 04 (section 7).
+
+    ``instructions`` : un ``DatasetDict`` ``train`` / ``validation`` (par défaut MedAnalyzer-FR
+    réduit par le profil) ; ``task`` : ``"analyte"`` (une valeur par prompt) ou ``"rapport"``.
+    """
+    from .data import load_instructions
+    from .llm import analyte_cases, balance_statuses, check_lengths, format_prompt
+
+    cfg = profile.llm
+    task = task or cfg.task
+    instructions = instructions if instructions is not None else load_instructions(profile)
+    splits = {name: instructions[name] for name in ("train", "validation")}
+    if task == "analyte":
+        splits = {name: analyte_cases(split) for name, split in splits.items()}
+        if cfg.balance_statuses:
+            splits["train"] = balance_statuses(splits["train"], seed=profile.seed)
+    eos = tokenizer.eos_token
+
+    def to_prompt_completion(example):
+        return {"prompt": format_prompt(example["instruction"], example["input"]),
+                "completion": example["output"] + eos}
+
+    validation = splits["validation"]
+    if cfg.val_loss_examples:
+        validation = validation.select(range(min(cfg.val_loss_examples, len(validation))))
+    out = [split.map(to_prompt_completion, remove_columns=split.column_names)
+           for split in (splits["train"], validation)]
+    check_lengths(out[0], tokenizer, cfg.max_seq_length)
+    return out[0], out[1]
+
+
+def _saved_state_dtypes(checkpoint: str | Path | None) -> dict:
+    """``{(indice du paramètre, clé): dtype}`` des états de l'optimiseur d'un checkpoint."""
+    import torch
+
+    path = Path(checkpoint) / "optimizer.pt" if checkpoint else None
+    if path is None or not path.is_file():
+        return {}
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    return {(i, key): value.dtype for i, st in saved.get("state", {}).items()
+            for key, value in st.items() if torch.is_tensor(value)}
+
+
+def keep_adapter_dtype(trainer, checkpoint: str | Path | None = None):
+    """Rappel qui rend une reprise de QLoRA exacte : poids LoRA et états de l'optimiseur
+    retrouvent, au début de l'entraînement, le type qu'ils avaient avant l'interruption.
+
+    ``SFTTrainer`` (TRL 1.x) passe les adaptateurs d'un modèle quantifié en bf16 (recommandation
+    de l'article QLoRA). À la reprise, ``Trainer`` recharge l'adaptateur avec peft, qui le remet
+    en fp32, puis l'optimiseur convertit ses états au type des poids : la suite ne serait pas
+    celle d'un entraînement sans interruption (mesuré : gradients différents de 0,3 %). Le rappel
+    remet chaque poids entraînable dans son type à la création du trainer, et chaque état de
+    l'optimiseur dans son type enregistré dans ``checkpoint/optimizer.pt``.
+    """
+    from transformers import TrainerCallback
+
+    dtypes = {name: p.dtype for name, p in trainer.model.named_parameters() if p.requires_grad}
+
+    class KeepAdapterDtype(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            for name, p in trainer.model.named_parameters():
+                if name in dtypes and p.dtype != dtypes[name]:
+                    p.data = p.data.to(dtypes[name])
+            optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)
+            saved = _saved_state_dtypes(checkpoint)
+            if optimizer is None or not saved:
+                return control
+            ordered = [p for group in optimizer.param_groups for p in group["params"]]
+            for i, p in enumerate(ordered):
+                for key, value in list(optimizer.state.get(p, {}).items()):
+                    want = saved.get((i, key))
+                    if want is not None and value.dtype != want:
+                        optimizer.state[p][key] = value.to(want)
+            return control
+
+    return KeepAdapterDtype()
+
+
+def qlora_trainer(profile, model, tokenizer, train_dataset, eval_dataset, output_dir: Path | str, *,
+                  backend: str, max_steps: int | None = None, save_steps: int | None = None,
+                  callbacks=(), log: bool = False):
+    """Le ``SFTTrainer`` du notebook 04 (mêmes ``SFTConfig``), avec checkpoints si ``save_steps``."""
+    from trl import SFTConfig, SFTTrainer
+
+    cfg = profile.llm
+    checkpoints = {"save_strategy": "no"} if not save_steps else {
+        "save_strategy": "steps", "save_steps": save_steps, "save_total_limit": 1}
+    args = SFTConfig(
+        output_dir=str(output_dir), per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps if max_steps is None else max_steps,
+        warmup_steps=0.1, lr_scheduler_type="linear", optim=cfg.optim, max_length=cfg.max_seq_length,
+        bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16", gradient_checkpointing=False,
+        per_device_eval_batch_size=cfg.eval_batch_size, eval_strategy="no",
+        logging_steps=1 if log else 10, disable_tqdm=not log, report_to="none", seed=profile.seed,
+        **checkpoints, **device_args())
+    trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                         processing_class=tokenizer, callbacks=list(callbacks))
+    return trainer
+
+
+def train_qlora(profile, output_dir: Path | str, *, backend: str = "bitsandbytes", instructions=None,
+                task: str | None = None, resume: bool = False, evaluate: bool = True, **kwargs) -> dict:
+    """Charge, entraîne (ou reprend) et évalue le QLoRA ; voir :func:`qlora_trainer`.
+
+    Renvoie ``{"model", "tokenizer", "trainer", "secondes", "pas", "pic_rss_mo", "reprise",
+    "perte_validation_base", "perte_validation_finetune", "source", "exemples_entrainement"}``.
+    La perte de base n'est mesurée que pour un nouvel entraînement (une reprise part d'un modèle
+    déjà modifié).
+    """
+    from .runtime import peak_rss_mb, reset_peak_rss
+
+    reset_peak_rss()
+    model, tokenizer, source = load_qlora_model(profile, backend)
+    train_dataset, eval_dataset = qlora_datasets(profile, tokenizer, instructions, task)
+    trainer = qlora_trainer(profile, model, tokenizer, train_dataset, eval_dataset, output_dir,
+                            backend=backend, **kwargs)
+    checkpoint = _resume_from(Path(output_dir), resume)
+    trainer.add_callback(keep_adapter_dtype(trainer, checkpoint))
+    base_loss = trainer.evaluate()["eval_loss"] if evaluate and checkpoint is None else None
+    # L'évaluation a consommé le générateur aléatoire (un tirage par DataLoader parcouru) : sans
+    # cette ligne, l'ordre des exemples dépendrait de ce qui précède l'entraînement, et une reprise
+    # ne retrouverait pas le même ordre que l'entraînement interrompu.
+    set_seed(profile.seed)
+    start = time.perf_counter()
+    output = trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.perf_counter() - start
+    final_loss = trainer.evaluate()["eval_loss"] if evaluate else None
+    return {"model": trainer.model, "tokenizer": tokenizer, "trainer": trainer, "secondes": seconds,
+            "pas": output.global_step, "pic_rss_mo": peak_rss_mb(), "reprise": checkpoint,
+            "perte_validation_base": base_loss, "perte_validation_finetune": final_loss, "source": source,
+            "exemples_entrainement": len(train_dataset)}
