@@ -11,7 +11,7 @@ REFERENCE_DIR = DATA_DIR / "reference"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
 #: Sous-dossiers autorisés de ``outputs/<profil>/`` (un par thème du cours).
-OUTPUT_TOPICS = ("data", "embeddings", "llm", "comparison", "case_study", "notebooks")
+OUTPUT_TOPICS = ("data", "embeddings", "llm", "comparison", "case_study", "notebooks", "scripts")
 
 
 def cache_dir() -> Path:

@@ -114,10 +114,11 @@ def set_seed(seed: int) -> None:
     hf_set_seed(seed)
 
 
-def _resume_from(output_dir: Path, resume: bool) -> str | None:
+def resume_checkpoint(output_dir: Path | str, resume: bool) -> str | None:
+    """Dernier checkpoint de ``output_dir`` si ``resume``, sinon ``None`` ; le dit en français."""
     from .embeddings import last_checkpoint
 
-    checkpoint = last_checkpoint(output_dir) if resume else None
+    checkpoint = last_checkpoint(Path(output_dir)) if resume else None
     if is_main_process():
         print(f"Reprise depuis {checkpoint}" if checkpoint else "Nouvel entraînement (aucun checkpoint).")
     return checkpoint
@@ -166,16 +167,18 @@ def embedding_trainer(profile, pairs, output_dir: Path | str, *, evaluator=None,
                                       evaluator=evaluator, callbacks=list(callbacks))
 
 
-def train_embeddings(profile, pairs, output_dir: Path | str, *, resume: bool = False, **kwargs) -> dict:
-    """Entraîne (ou reprend, ``resume=True``) le modèle d'embeddings ; voir :func:`embedding_trainer`.
+def train_embeddings(profile, pairs, output_dir: Path | str, *, resume: bool = False, trainer=None,
+                     **kwargs) -> dict:
+    """Entraîne (ou reprend, ``resume=True``) le modèle d'embeddings ; voir :func:`embedding_trainer`
+    (``trainer`` : un trainer déjà construit par elle, par exemple pour évaluer la base avant).
 
     Renvoie ``{"model", "trainer", "secondes", "pas", "pic_rss_mo", "reprise"}`` ; le pic est
     celui de l'entraînement seul si le système le permet.
     """
     from .runtime import peak_rss_mb, reset_peak_rss
 
-    trainer = embedding_trainer(profile, pairs, output_dir, **kwargs)
-    checkpoint = _resume_from(Path(output_dir), resume)
+    trainer = trainer or embedding_trainer(profile, pairs, output_dir, **kwargs)
+    checkpoint = resume_checkpoint(Path(output_dir), resume)
     reset_peak_rss()
     start = time.perf_counter()
     set_seed(profile.seed)  # même ordre des exemples, qu'on reprenne ou non
@@ -352,8 +355,8 @@ def train_qlora(profile, output_dir: Path | str, *, backend: str = "bitsandbytes
 
     Renvoie ``{"model", "tokenizer", "trainer", "secondes", "pas", "pic_rss_mo", "reprise",
     "perte_validation_base", "perte_validation_finetune", "source", "exemples_entrainement"}``.
-    La perte de base n'est mesurée que pour un nouvel entraînement (une reprise part d'un modèle
-    déjà modifié).
+    Les deux pertes de validation sont mesurées après l'entraînement, celle de la base avec
+    l'adaptateur désactivé (même valeur qu'avant, les matrices B de LoRA partant de zéro).
     """
     from .runtime import peak_rss_mb, reset_peak_rss
 
@@ -362,17 +365,22 @@ def train_qlora(profile, output_dir: Path | str, *, backend: str = "bitsandbytes
     train_dataset, eval_dataset = qlora_datasets(profile, tokenizer, instructions, task)
     trainer = qlora_trainer(profile, model, tokenizer, train_dataset, eval_dataset, output_dir,
                             backend=backend, **kwargs)
-    checkpoint = _resume_from(Path(output_dir), resume)
+    checkpoint = resume_checkpoint(Path(output_dir), resume)
     trainer.add_callback(keep_adapter_dtype(trainer, checkpoint))
-    base_loss = trainer.evaluate()["eval_loss"] if evaluate and checkpoint is None else None
-    # L'évaluation a consommé le générateur aléatoire (un tirage par DataLoader parcouru) : sans
-    # cette ligne, l'ordre des exemples dépendrait de ce qui précède l'entraînement, et une reprise
-    # ne retrouverait pas le même ordre que l'entraînement interrompu.
+    # Graine posée juste avant train() : l'ordre des exemples ne dépend pas de ce qui précède,
+    # et une reprise retrouve l'ordre de l'entraînement interrompu.
     set_seed(profile.seed)
     start = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
-    final_loss = trainer.evaluate()["eval_loss"] if evaluate else None
+    base_loss = final_loss = None
+    if evaluate:
+        # La perte du modèle de base est mesurée *après* l'entraînement, adaptateur désactivé :
+        # sous DDP, un trainer.evaluate() avant train() laisse le modèle hors de
+        # DistributedDataParallel et chaque processus entraîne alors sa propre copie (mesuré).
+        final_loss = trainer.evaluate()["eval_loss"]
+        with trainer.model.disable_adapter():
+            base_loss = trainer.evaluate()["eval_loss"]
     return {"model": trainer.model, "tokenizer": tokenizer, "trainer": trainer, "secondes": seconds,
             "pas": output.global_step, "pic_rss_mo": peak_rss_mb(), "reprise": checkpoint,
             "perte_validation_base": base_loss, "perte_validation_finetune": final_loss, "source": source,
