@@ -4,7 +4,8 @@
 * :func:`analyte_cases` / :func:`balance_statuses` — la tâche courte du profil cpu (une valeur
   par prompt ; voir le notebook 04 : le calcul disponible y impose des réponses brèves) ;
 * :func:`check_lengths` — aucun exemple tronqué (la réponse et son EOS resteraient incomplets) ;
-* :func:`load_unsloth` — importe Unsloth **uniquement** si un GPU CUDA est présent ;
+* :func:`load_unsloth` / :func:`select_backend` — Unsloth **uniquement** sur GPU, repli expliqué sur
+  bitsandbytes + peft s'il manque ou échoue à l'import ;
 * :func:`parse_statuses` — lit, dans un texte français généré, le statut (bas / normal / élevé)
   annoncé pour chaque analyte, négations et tournures comprises ; :func:`score_answers` compare
   aux étiquettes.
@@ -365,6 +366,37 @@ def mistral_7b_lora_parameters(r: int, cfg: dict = MISTRAL_7B) -> int:
     d, m, kv = cfg["d"], cfg["mlp"], cfg["kv"]
     per_layer = (d + d) * 2 + (d + kv) * 2 + (d + m) * 3  # q, o ; k, v ; gate, up, down
     return r * per_layer * cfg["couches"]
+
+
+def qlora_gpu_memory_gb(r: int, batch_size: int, seq_len: int, cfg: dict = MISTRAL_7B) -> dict:
+    """Mémoire GPU **estimée** (Go) d'un entraînement QLoRA de Mistral-7B, poste par poste.
+
+    Estimation grossière, par le calcul, à comparer à la mémoire du GPU *avant* de charger quoi
+    que ce soit :
+
+    * poids : couches linéaires en nf4 avec double quantification (4,127 bits par poids), le reste
+      (embeddings, tête, normes) en 16 bits ;
+    * LoRA : poids 16 bits + gradients 16 bits + Adam 8 bits (2 octets) + copie fp32 (4 octets) ;
+    * activations avec gradient checkpointing : l'entrée de chaque couche (16 bits), plus une
+      couche recalculée entière (≈ 34 octets par position et par dimension, sans le terme en
+      seq² que FlashAttention évite) ;
+    * logits : lot × longueur × vocabulaire, en 16 bits, en fp32 et leur gradient (10 octets) ;
+    * contexte CUDA et fragmentation : 1 Go forfaitaire.
+
+    ``seq_len`` = ``max_seq_length`` : un majorant, les exemples réels sont souvent plus courts.
+    """
+    n = mistral_7b_parameters(cfg)
+    tokens = batch_size * seq_len
+    parts = {
+        "poids_4bits": n["lineaires"] * 4.127 / 8 + n["autres"] * 2,
+        "lora_et_optimiseur": mistral_7b_lora_parameters(r, cfg) * 10,
+        "activations": tokens * cfg["d"] * (2 * cfg["couches"] + 34),
+        "logits": tokens * cfg["vocab"] * 10,
+        "contexte_cuda": 1e9,
+    }
+    out = {k: round(v / 1e9, 2) for k, v in parts.items()}
+    out["total"] = round(sum(parts.values()) / 1e9, 2)
+    return out
 
 
 def lora_parameters(model_or_cfg, r: int, targets=("q_proj", "k_proj", "v_proj", "o_proj",

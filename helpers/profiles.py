@@ -16,6 +16,7 @@ La variable d'environnement ``COURSE_PROFILE`` impose un profil.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import asdict, dataclass, field, replace
 
 from . import runtime
@@ -142,16 +143,65 @@ class Profile:
         return asdict(self)
 
 
-def _gpu_precision() -> str:
-    """bf16 si le GPU le gère (Ampere et plus récents), sinon fp16 (T4, V100)."""
-    try:
-        import torch
+PRECISIONS = ("bf16", "fp16", "fp32")
 
-        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return "bf16"
-    except ImportError:
-        pass
-    return "fp16"
+
+def choose_precision(requested: str | None, cuda: bool, bf16_ok: bool) -> tuple[str, str | None]:
+    """Précision de calcul : ``(précision, avertissement ou None)``.
+
+    Sans demande : bf16 si le GPU le gère (Ampere et plus récents), sinon fp16 (T4, V100) ;
+    fp32 sans GPU. bf16 demandé sur un GPU qui ne le gère pas : repli sur fp16, avec un
+    avertissement (sinon l'entraînement échouerait au premier pas). Sans GPU, le cours calcule
+    en fp32.
+    """
+    if requested is not None and requested not in PRECISIONS:
+        raise ProfileError(f"Précision inconnue « {requested} » (COURSE_PRECISION) : "
+                           f"{', '.join(PRECISIONS)}.")
+    if not cuda:
+        if requested in ("bf16", "fp16"):
+            return "fp32", (f"{requested} demandé sans GPU CUDA : le cours calcule en fp32 sur CPU "
+                            "(bitsandbytes et l'entraînement y sont validés en fp32).")
+        return "fp32", None
+    if requested is None:
+        return ("bf16" if bf16_ok else "fp16"), None
+    if requested == "bf16" and not bf16_ok:
+        return "fp16", ("bf16 demandé, mais ce GPU ne le gère pas (bf16 exige un GPU Ampere ou plus "
+                        "récent ; un T4 ou un V100 n'en a pas) : repli sur fp16.")
+    return requested, None
+
+
+def _gpu_precision() -> str:
+    """Précision du profil gpu : ``COURSE_PRECISION`` si défini et possible (voir
+    :func:`choose_precision`), sinon bf16 ou fp16 selon le GPU."""
+    requested = os.environ.get("COURSE_PRECISION", "").strip().lower() or None
+    precision, warning = choose_precision(requested, runtime.cuda_available(), runtime.bf16_supported())
+    if warning:
+        print(warning, file=sys.stderr)
+    return precision
+
+
+def gpu_fit_warning(profile: "Profile", gpu_gb: float | None) -> str | None:
+    """Avertissement si la mémoire ``gpu_gb`` du GPU (Go) est sous l'estimation du QLoRA du
+    profil gpu (:func:`helpers.llm.qlora_gpu_memory_gb`), calculée avant tout chargement."""
+    from .llm import qlora_gpu_memory_gb
+
+    if profile.name != "gpu" or gpu_gb is None:
+        return None
+    cfg = profile.llm
+    need = qlora_gpu_memory_gb(cfg.lora_r, cfg.batch_size, cfg.max_seq_length)["total"]
+    if need <= gpu_gb:
+        return None
+    small = qlora_gpu_memory_gb(cfg.lora_r, 1, 512)["total"]
+    def fr(x: float) -> str:
+        return f"{x:.1f}".replace(".", ",")
+
+    message = (f"GPU de {fr(gpu_gb)} Go : le QLoRA de Mistral-7B du profil gpu en demande environ "
+               f"{fr(need)} (estimation par le calcul, lot de {cfg.batch_size} × {cfg.max_seq_length} jetons). ")
+    if small <= gpu_gb:
+        message += f"Avec un lot de 1 et 512 jetons (≈ {fr(small)} Go), il pourrait tenir ; sinon, c"
+    else:
+        message += "C"
+    return message + "hoisissez le profil cpu, qui tient partout : COURSE_PROFILE=cpu."
 
 
 def _build(name: str) -> Profile:
@@ -269,6 +319,10 @@ def detect_profile() -> Profile:
             profile = get_profile(requested, f"imposé par COURSE_PROFILE={requested}.")
     elif cuda and runtime.hub_reachable():
         profile = get_profile("gpu", "GPU CUDA détecté et hub Hugging Face joignable.")
+        warning = gpu_fit_warning(profile, runtime.gpu_memory_gb())
+        if warning:
+            print(warning, file=sys.stderr)
+            profile = replace(profile, reason=f"{profile.reason} Attention : {warning}")
     elif cuda:
         profile = get_profile(
             "cpu", "GPU CUDA détecté mais hub Hugging Face injoignable : profil cpu "

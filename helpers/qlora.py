@@ -421,12 +421,11 @@ def load_finetuned_llm(profile):
 
     from .models import resolve_model
 
-    cfg = profile.llm
-    adapter_path = require_adapter(profile.name)
-    if cfg.backend == "unsloth":
-        from .llm import load_unsloth
+    from .llm import select_backend
 
-        load_unsloth()
+    adapter_path = require_adapter(profile.name)
+    cfg, _ = select_backend(profile.llm)  # repli sur bitsandbytes + peft si Unsloth manque
+    if cfg.backend == "unsloth":
         from unsloth import FastLanguageModel
 
         model, tokenizer = FastLanguageModel.from_pretrained(
@@ -439,8 +438,9 @@ def load_finetuned_llm(profile):
         source, _ = resolve_model(cfg.model_id, cfg.offline_model, what="modèle de langage")
         bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
                                  bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.float32)
-        base = AutoModelForCausalLM.from_pretrained(source, quantization_config=bnb, dtype=torch.float32,
-                                                    device_map="cpu")
+        base = AutoModelForCausalLM.from_pretrained(
+            source, quantization_config=bnb, dtype=torch.float32,
+            device_map={"": 0} if torch.cuda.is_available() else "cpu")
         model = PeftModel.from_pretrained(base, str(adapter_path))
         tokenizer = AutoTokenizer.from_pretrained(str(adapter_path))
     model.eval()

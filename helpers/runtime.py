@@ -53,6 +53,28 @@ def cuda_available() -> bool:
         return False
 
 
+def bf16_supported() -> bool:
+    """Vrai si le GPU CUDA visible calcule en bf16 (Ampere et plus récents)."""
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    except ImportError:
+        return False
+
+
+def gpu_memory_gb() -> float | None:
+    """Mémoire totale du premier GPU CUDA (Go), ou ``None`` sans GPU."""
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_properties(0).total_memory / 1e9
+    except ImportError:
+        pass
+    return None
+
+
 def _env_true(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in _TRUE
 
