@@ -206,6 +206,7 @@ def gpu_fit_warning(profile: "Profile", gpu_gb: float | None) -> str | None:
 
 def _build(name: str) -> Profile:
     if name == "gpu":
+        precision = _gpu_precision()
         return Profile(
             name="gpu",
             description="GPU CUDA + hub Hugging Face : multilingual-e5-large et Mistral-7B en 4 bits (Unsloth)",
@@ -213,7 +214,7 @@ def _build(name: str) -> Profile:
                 model_id="intfloat/multilingual-e5-large", offline_model="multilingual-e5-small",
                 matryoshka_dims=(1024, 768, 512, 256, 128, 64), batch_size=32, epochs=1,
                 learning_rate=2e-5, warmup_ratio=0.1, max_seq_length=256,
-                precision=_gpu_precision(), train_pairs=None, eval_queries=None,
+                precision=precision, train_pairs=None, eval_queries=None,
                 eval_batch_size=128),
             llm=LLMSettings(
                 model_id="unsloth/mistral-7b-v0.3", offline_model="smollm2-135m-instruct",
@@ -221,7 +222,7 @@ def _build(name: str) -> Profile:
                 lora_dropout=0.0, target_modules=ALPACA_TARGET_MODULES, batch_size=2,
                 gradient_accumulation_steps=4, learning_rate=2e-4, epochs=1, max_steps=-1,
                 optim="adamw_8bit", train_examples=None, eval_examples=120, max_new_tokens=512,
-                task="rapport", precision=_gpu_precision(), eval_batch_size=8, gen_batch_size=16,
+                task="rapport", precision=precision, eval_batch_size=8, gen_batch_size=16,
                 save_merged=False),
             data=DataSettings(hub_dataset=os.environ.get("COURSE_HUB_DATASET") or None,
                               longitudinal_patients=None),
@@ -231,7 +232,7 @@ def _build(name: str) -> Profile:
             comparison=ComparisonSettings(
                 full_model_id="HuggingFaceTB/SmolLM2-135M-Instruct",
                 full_offline_model="smollm2-135m-instruct", full_max_steps=300, full_batch_size=8,
-                full_learning_rate=5e-5, full_precision=_gpu_precision(), curve_sizes=(100, 300, 1000),
+                full_learning_rate=5e-5, full_precision=precision, curve_sizes=(100, 300, 1000),
                 latency_queries=50, latency_prompts=10, forgetting_max_new_tokens=32),
         )
     if name == "cpu":

@@ -212,3 +212,49 @@ def test_generation_tokenizer_leaves_training_tokenizer_alone():
     assert gen.padding_side == "left" and tok.padding_side == before and gen.pad_token is not None
     batch = gen(["court", "un texte nettement plus long"], padding=True, return_tensors="pt")
     assert batch["attention_mask"][0, 0] == 0 and batch["attention_mask"][0, -1] == 1
+
+
+# --------------------------------------------------------------------------- repli sans Unsloth
+def test_gpu_without_unsloth_falls_back_to_bitsandbytes(monkeypatch, capsys):
+    from helpers import runtime
+    from helpers.profiles import get_profile
+
+    monkeypatch.setattr(runtime, "cuda_available", lambda: True)
+    monkeypatch.setitem(sys.modules, "unsloth", None)  # « pas installé » : import → ImportError
+    cfg, module = llm.select_backend(get_profile("gpu").llm)
+    assert cfg.backend == "bitsandbytes" and module is None
+    err = capsys.readouterr().err
+    assert "Unsloth n'est pas installé" in err and "Repli : bitsandbytes" in err
+    with pytest.raises(llm.UnslothUnavailableError, match="pas installé"):
+        llm.select_backend(get_profile("gpu").llm, force=True)
+
+
+def test_unsloth_failing_at_import_falls_back(monkeypatch, tmp_path, capsys):
+    from helpers import runtime
+    from helpers.profiles import get_profile
+
+    (tmp_path / "unsloth.py").write_text("raise RuntimeError('triton incompatible avec ce CUDA')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "unsloth", raising=False)
+    monkeypatch.setattr(runtime, "cuda_available", lambda: True)
+    cfg, _ = llm.select_backend(get_profile("gpu").llm)
+    assert cfg.backend == "bitsandbytes"
+    err = capsys.readouterr().err
+    assert "échoue à l'import (RuntimeError : triton incompatible" in err and "Dépannage" in err
+
+
+def test_cpu_profile_never_tries_unsloth(monkeypatch, capsys):
+    from helpers.profiles import get_profile
+
+    monkeypatch.setitem(sys.modules, "unsloth", None)
+    cfg, module = llm.select_backend(get_profile("cpu").llm)
+    assert cfg.backend == "bitsandbytes" and module is None
+    assert "Unsloth n'est pas importé" in capsys.readouterr().out
+
+
+def test_qlora_gpu_memory_estimate_adds_up():
+    est = llm.qlora_gpu_memory_gb(16, 2, 2048)
+    assert est["poids_4bits"] == pytest.approx(4.14, abs=0.01)  # même chiffre que le notebook 04
+    parts = sum(v for k, v in est.items() if k != "total")
+    assert est["total"] == pytest.approx(parts, abs=0.02)
+    assert llm.qlora_gpu_memory_gb(16, 1, 512)["total"] < est["total"]

@@ -102,3 +102,53 @@ def test_comparison_settings_are_consistent():
     assert get_profile("cpu").comparison.full_model_id == get_profile("cpu").llm.offline_model
     assert get_profile("gpu").comparison.full_model_id.startswith("HuggingFaceTB/SmolLM2")
     assert "full_max_steps" in get_profile("cpu").describe()
+
+
+# --------------------------------------------------------------------------- replis matériels
+from helpers.profiles import choose_precision, gpu_fit_warning  # noqa: E402
+
+
+@pytest.mark.parametrize("requested,cuda,bf16_ok,expected,warns", [
+    (None, True, True, "bf16", False), (None, True, False, "fp16", False), (None, False, False, "fp32", False),
+    ("bf16", True, True, "bf16", False), ("bf16", True, False, "fp16", True), ("fp16", True, False, "fp16", False),
+    ("bf16", False, False, "fp32", True), ("fp32", True, True, "fp32", False)])
+def test_precision_choice_and_bf16_fallback(requested, cuda, bf16_ok, expected, warns):
+    precision, warning = choose_precision(requested, cuda, bf16_ok)
+    assert precision == expected
+    assert (warning is not None) == warns
+    if requested == "bf16" and cuda and not bf16_ok:
+        assert "ne le gère pas" in warning and "fp16" in warning
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(ProfileError, match="Précision inconnue « fp8 »"):
+        choose_precision("fp8", True, True)
+
+
+def test_bf16_requested_on_a_t4_gives_fp16_profile(clean_env, capsys):
+    clean_env.setenv("COURSE_PRECISION", "bf16")
+    clean_env.setattr(runtime, "cuda_available", lambda: True)
+    clean_env.setattr(runtime, "bf16_supported", lambda: False)
+    p = get_profile("gpu")
+    assert p.embedding.precision == p.llm.precision == "fp16"
+    assert "repli sur fp16" in capsys.readouterr().err
+
+
+def test_gpu_fit_warning_is_computed_before_loading():
+    gpu = get_profile("gpu")
+    assert gpu_fit_warning(gpu, 15.0) is None  # un T4 de Colab suffit d'après l'estimation
+    small = gpu_fit_warning(gpu, 7.0)
+    assert "GPU de 7,0 Go" in small and "lot de 1 et 512 jetons" in small and "COURSE_PROFILE=cpu" in small
+    tiny = gpu_fit_warning(gpu, 4.0)
+    assert "lot de 1" not in tiny and "Choisissez le profil cpu" in tiny
+    assert gpu_fit_warning(get_profile("cpu"), 1.0) is None  # le profil cpu ne charge pas Mistral
+    assert gpu_fit_warning(gpu, None) is None
+
+
+def test_small_gpu_warning_reaches_the_profile_reason(clean_env, capsys):
+    clean_env.setattr(runtime, "cuda_available", lambda: True)
+    clean_env.setattr(runtime, "hub_reachable", lambda timeout=2.0: True)
+    clean_env.setattr(runtime, "gpu_memory_gb", lambda: 6.0)
+    p = detect_profile()
+    assert p.name == "gpu" and "Attention : GPU de 6,0 Go" in p.reason
+    assert "COURSE_PROFILE=cpu" in capsys.readouterr().err

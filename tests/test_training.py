@@ -1,0 +1,189 @@
+"""Entraînements hors notebook (helpers.training, helpers.cli) : reprise exacte après interruption,
+deux processus gloo avec torchrun, replis du moteur QLoRA. Profil smoke."""
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from helpers import training
+from helpers.paths import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def smoke():
+    from helpers import runtime
+    from helpers.profiles import get_profile
+
+    runtime.configure_threads()
+    runtime.go_offline()
+    return get_profile("smoke")
+
+
+class StepCounter:
+    """Compte les pas réellement exécutés dans *cet* appel à train()."""
+
+    def __new__(cls):
+        from transformers import TrainerCallback
+
+        class _Counter(TrainerCallback):
+            steps = 0
+
+            def on_step_end(self, args, state, control, **kwargs):
+                self.steps += 1
+
+        return _Counter()
+
+
+# --------------------------------------------------------------------------- reprise : embeddings
+def test_embedding_resume_gives_the_uninterrupted_weights(smoke, tmp_path):
+    from helpers.data import load_retrieval
+    from helpers.embeddings import training_pairs
+
+    retrieval = load_retrieval(smoke)
+    pairs = training_pairs(retrieval["train"], retrieval["corpus"])
+    straight = training.train_embeddings(smoke, pairs, tmp_path / "a", save_steps=2)
+    assert straight["pas"] == 4
+
+    with pytest.raises(training.TrainingInterrupted, match="après le pas 2"):
+        training.train_embeddings(smoke, pairs, tmp_path / "b", save_steps=2,
+                                  callbacks=[training.interrupt_after(2)])
+    assert (tmp_path / "b" / "checkpoint-2").is_dir()
+    counter = StepCounter()
+    resumed = training.train_embeddings(smoke, pairs, tmp_path / "b", save_steps=2, resume=True,
+                                        callbacks=[counter])
+    assert resumed["reprise"].endswith("checkpoint-2")
+    assert counter.steps == 2, "la reprise doit exécuter les 2 pas restants, pas tout refaire"
+    assert resumed["pas"] == 4
+    assert training.weights_digest(resumed["model"]) == training.weights_digest(straight["model"])
+
+
+# --------------------------------------------------------------------------- reprise : QLoRA
+def _qlora(profile, out, **kwargs):
+    return training.train_qlora(profile, out, max_steps=4, save_steps=2, **kwargs)
+
+
+def test_qlora_resume_gives_the_uninterrupted_adapter(smoke, tmp_path):
+    assert smoke.llm.optim == "adamw_8bit"  # l'optimiseur 8 bits de la recette
+    straight = _qlora(smoke, tmp_path / "a")
+    with pytest.raises(training.TrainingInterrupted):
+        _qlora(smoke, tmp_path / "b", callbacks=[training.interrupt_after(2)], evaluate=False)
+    counter = StepCounter()
+    resumed = _qlora(smoke, tmp_path / "b", resume=True, callbacks=[counter])
+    assert counter.steps == 2 and resumed["pas"] == 4
+    assert training.weights_digest(resumed["model"]) == training.weights_digest(straight["model"])
+    assert resumed["perte_validation_finetune"] == pytest.approx(straight["perte_validation_finetune"], abs=1e-6)
+    # la perte de base, mesurée adaptateur désactivé, est la même pour les deux
+    assert resumed["perte_validation_base"] == pytest.approx(straight["perte_validation_base"], abs=1e-6)
+
+
+def test_qlora_resume_differs_without_the_dtype_callback(smoke, tmp_path, monkeypatch):
+    """Preuve que le test précédent peut échouer : sans keep_adapter_dtype, l'adaptateur rechargé
+    en fp32 par peft ne suit plus le même chemin que l'entraînement d'une traite (bf16)."""
+    from transformers import TrainerCallback
+
+    straight = _qlora(smoke, tmp_path / "a", evaluate=False)
+    monkeypatch.setattr(training, "keep_adapter_dtype", lambda trainer, checkpoint=None: TrainerCallback())
+    with pytest.raises(training.TrainingInterrupted):
+        _qlora(smoke, tmp_path / "b", callbacks=[training.interrupt_after(2)], evaluate=False)
+    resumed = _qlora(smoke, tmp_path / "b", resume=True, evaluate=False)
+    assert training.weights_digest(resumed["model"]) != training.weights_digest(straight["model"])
+
+
+def test_interrupt_after_refuses_step_zero():
+    with pytest.raises(ValueError, match="au moins 1"):
+        training.interrupt_after(0)
+
+
+# --------------------------------------------------------------------------- CLI
+def test_qlora_cli_interrupt_then_resume_on_your_own_results(smoke, tmp_path, capsys):
+    """Le script QLoRA sur un fichier de résultats utilisateur : coupure (code 3, checkpoint
+    gardé), puis --reprendre (adaptateur en safetensors, résumé, checkpoints effacés)."""
+    from helpers import cli
+
+    results = tmp_path / "mes_resultats.csv"
+    lines = ["patient_id,sexe,age,analyte,valeur,unite"]
+    for i in range(6):
+        lines += [f"P{i},femme,{30 + i},Hémoglobine,\"{10.5 + i * 0.8:.1f}\",g/dL",
+                  f"P{i},femme,{30 + i},TSH,{0.2 + i * 1.1:.1f},mUI/L"]
+    results.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "sortie"
+    base = ["--profil", "smoke", "--sortie", str(out), "--donnees", str(results), "--pas-max", "3",
+            "--sauver-tous", "1"]
+    assert cli.qlora_main(base + ["--interrompre-apres", "2"]) == cli.EXIT_INTERRUPTED
+    assert "--reprendre" in capsys.readouterr().err
+    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    assert cli.qlora_main(base + ["--reprendre"]) == 0
+    summary = json.loads((out / "resume_entrainement.json").read_text(encoding="utf-8"))
+    assert summary["reprise_depuis"].endswith("checkpoint-2") and summary["pas"] == 3
+    assert summary["tache"] == "analyte" and summary["donnees"] == str(results)
+    assert summary["exemples_entrainement"] > 0 and "pas un avis médical" in summary["avertissement"]
+    assert (out / "adaptateur" / "adapter_model.safetensors").is_file()
+    assert not (out / "checkpoints").exists()
+
+
+def test_embeddings_cli_with_two_gloo_processes(tmp_path):
+    """torchrun lance 2 processus CPU (gloo) : chacun voit la moitié de chaque lot global, les
+    gradients sont moyennés, et les poids finaux sont identiques d'un processus à l'autre."""
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COURSE_PROFILE": "smoke", "PYTHONPATH": str(REPO_ROOT)}
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(REPO_ROOT / "scripts" / "train_embeddings.py"),
+         "--profil", "smoke", "--sortie", str(out)],
+        env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((out / "resume_entrainement.json").read_text(encoding="utf-8"))
+    assert summary["processus"] == 2 and summary["lot_global"] == 2 * summary["lot_par_processus"]
+    # 32 paires, lots globaux de 16 : 2 pas (un seul processus en ferait 4)
+    assert summary["pas"] == -(-summary["paires_entrainement"] // summary["lot_global"]) == 2
+    digests = summary["empreintes_poids_par_processus"]
+    assert len(digests) == 2 and digests[0] == digests[1], "poids différents entre processus : pas de DDP"
+    assert digests[0] != summary["empreinte_poids_depart"], "l'entraînement n'a rien changé"
+    for scores in (summary["validation_base"], summary["validation_finetune"]):
+        assert 0.0 < scores["validation_dim384_ndcg@10"] <= 1.0
+    assert (out / "modele" / "model.safetensors").is_file()
+    assert not (out / "checkpoints").exists()
+
+
+# --------------------------------------------------------------------------- moteur du QLoRA
+def test_multi_process_auto_backend_is_bitsandbytes(monkeypatch):
+    from helpers.profiles import get_profile
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    backend, why = training.choose_backend(get_profile("gpu"), "auto")
+    assert backend == "bitsandbytes" and "plusieurs processus" in why
+    with pytest.raises(ValueError, match="Moteur inconnu"):
+        training.choose_backend(get_profile("gpu"), "deepspeed")
+
+
+def test_world_and_threads_follow_torchrun_variables(monkeypatch):
+    from helpers import runtime
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert training.world() == {"rank": 1, "local_rank": 1, "world_size": 2, "local_world_size": 2}
+    assert not training.is_main_process()
+    assert training.threads_per_process() == max(1, runtime.available_cores() // 2)
+    monkeypatch.setattr(runtime, "cuda_available", lambda: False)
+    assert training.device_args() == {"use_cpu": True, "ddp_backend": "gloo"}
+
+
+def test_qlora_datasets_keep_the_notebook_format(smoke):
+    from transformers import AutoTokenizer
+
+    from helpers.models import model_path
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path(smoke.llm.offline_model))
+    train, val = training.qlora_datasets(smoke, tokenizer)
+    assert train.column_names == ["prompt", "completion"] == val.column_names
+    assert train[0]["completion"].endswith(tokenizer.eos_token)
+    assert train[0]["prompt"].endswith("### Response:\n")
+    too_short = replace(smoke, llm=replace(smoke.llm, max_seq_length=8))
+    with pytest.raises(ValueError, match="max_length"):
+        training.qlora_datasets(too_short, tokenizer)
