@@ -94,43 +94,15 @@ def train_embedder(profile, pairs, output_dir: Path | str, log: bool = False) ->
     """Entraîne un modèle d'embeddings neuf avec **la recette du notebook 02** sur ``pairs``.
 
     Même modèle de départ, même perte (``MatryoshkaLoss`` autour de
-    ``MultipleNegativesRankingLoss``), mêmes arguments (taille de lot, époques, taux
-    d'apprentissage, échauffement, lots sans doublon, prompts e5) ; sans évaluation ni
-    checkpoint pendant l'entraînement (le 02 les montre). ``pairs`` : colonnes ``anchor`` /
-    ``positive`` (``embeddings.training_pairs``). Renvoie ``{"model", "secondes", "pas",
-    "pic_rss_mo"}`` ; le pic est celui de l'entraînement seul si le système le permet.
+    ``MultipleNegativesRankingLoss``), mêmes arguments (:func:`helpers.training.embedding_trainer`),
+    sans évaluation ni checkpoint pendant l'entraînement (le 02 les montre). ``pairs`` : colonnes
+    ``anchor`` / ``positive`` (``embeddings.training_pairs``). Renvoie ``{"model", "secondes",
+    "pas", "pic_rss_mo"}`` ; le pic est celui de l'entraînement seul si le système le permet.
     """
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
-    from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+    from .training import train_embeddings
 
-    from .embeddings import check_dims, freeze_word_embeddings, model_dimension
-    from .models import load_sentence_transformer
-    from .runtime import peak_rss_mb, reset_peak_rss
-
-    cfg = profile.embedding
-    if list(pairs.column_names[:2]) != ["anchor", "positive"]:
-        raise ValueError(f"Paires d'entraînement : colonnes « anchor », « positive » attendues en tête, "
-                         f"trouvé {pairs.column_names}.")
-    model = load_sentence_transformer(cfg.model_id, cfg.offline_model)
-    model.max_seq_length = cfg.max_seq_length
-    dims = check_dims(cfg.matryoshka_dims, model_dimension(model))
-    if cfg.freeze_word_embeddings:
-        freeze_word_embeddings(model)
-    loss = MatryoshkaLoss(model, MultipleNegativesRankingLoss(model), matryoshka_dims=list(dims))
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(output_dir), num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-        warmup_steps=cfg.warmup_ratio, bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16",
-        batch_sampler=BatchSamplers.NO_DUPLICATES,
-        prompts={"anchor": model.prompts["query"], "positive": model.prompts["document"]},
-        save_strategy="no", logging_steps=10 if log else 10_000, report_to="none", seed=profile.seed,
-        disable_tqdm=not log)
-    reset_peak_rss()
-    start = time.perf_counter()
-    output = SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs, loss=loss).train()
-    return {"model": model, "secondes": time.perf_counter() - start, "pas": output.global_step,
-            "pic_rss_mo": peak_rss_mb()}
+    result = train_embeddings(profile, pairs, output_dir, log=log)
+    return {k: result[k] for k in ("model", "secondes", "pas", "pic_rss_mo")}
 
 
 def accuracy_at_1(per_query: pd.DataFrame, split: str, dim: int, model: str | None = None) -> float:
