@@ -345,10 +345,11 @@ USER_FORMATS = {
 
 
 def _key(text: str) -> str:
-    import unicodedata
+    """Clé de comparaison d'un nom ou d'une unité : sans accents ni casse (``llm._norm``), sans
+    espaces, « µ » écrit « u » (« µg/L », « μg/L » et « ug/L » se valent)."""
+    from .llm import _norm
 
-    text = unicodedata.normalize("NFKD", text.replace("μ", "µ").replace("µ", "u"))
-    return "".join(c for c in text if not unicodedata.combining(c)).lower().replace(" ", "")
+    return _norm(text).replace("μ", "u").replace(" ", "")
 
 
 def find_analyte(name: str):
