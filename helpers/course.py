@@ -66,8 +66,11 @@ class PeakMemory:
         return round(self.peak_kb / 1024)
 
 
-def execute_notebook(path: Path, out_path: Path, timeout: int = 3600) -> dict:
-    """Exécute un notebook dans un noyau de l'environnement courant et écrit la copie exécutée."""
+def execute_notebook(path: Path, out_path: Path, timeout: int = 3600, progress: bool = False) -> dict:
+    """Exécute un notebook dans un noyau de l'environnement courant et écrit la copie exécutée.
+
+    ``progress`` : barre de progression (tqdm) des cellules de code exécutées.
+    """
     import nbformat
     from jupyter_client import KernelManager
     from nbclient import NotebookClient
@@ -81,6 +84,12 @@ def execute_notebook(path: Path, out_path: Path, timeout: int = 3600) -> dict:
     except ImportError:
         km = KernelManager(kernel_name="python3")
     client = NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(path.parent)}})
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(c.cell_type == "code" for c in nb.cells), desc=path.stem, unit="cellule")
+        client.on_cell_executed = lambda **kwargs: bar.update(1)
     start = time.perf_counter()
     status, error = "ok", ""
     with PeakMemory(lambda: getattr(km.provisioner, "pid", None) if km.has_kernel else None) as memory:
@@ -92,6 +101,8 @@ def execute_notebook(path: Path, out_path: Path, timeout: int = 3600) -> dict:
             status, error = "échec", f"{type(err).__name__}: {err}"
         finally:
             nbformat.write(nb, out_path)
+            if bar is not None:
+                bar.close()
     if km.has_kernel:  # nbclient n'arrête pas un noyau qu'il n'a pas créé lui-même
         km.shutdown_kernel(now=False)
     return {"notebook": path.name, "statut": status, "secondes": round(time.perf_counter() - start, 1),
@@ -144,27 +155,81 @@ def missing_notebooks(profile_name: str, needed: list[str]) -> list[str]:
     return sorted(to_run)
 
 
-def ensure_outputs(profile, needed: list[str], runner=None) -> list[dict]:
+class MissingOutputsError(RuntimeError):
+    """Les sorties d'un notebook long (QLoRA de Mistral-7B) manquent et leur production n'a pas été
+    demandée explicitement."""
+
+
+#: Notebooks qu'``ensure_outputs`` n'exécute jamais sans demande explicite, par profil : sur GPU,
+#: le 04 entraîne Mistral-7B (des dizaines de minutes sur un T4).
+LONG_NOTEBOOKS = {"gpu": ("04",)}
+
+#: Référence mesurée pour annoncer une durée quand ce profil n'a jamais exécuté le notebook ici :
+#: (secondes, provenance). Le QLoRA à taille réelle (Mistral-7B, 4 bits, lot 2 × 4, 240 pas) a été
+#: chronométré par le contrôle GPU (``shared/gpu-check/checks/big7b.py``).
+REFERENCE_SECONDS = {("gpu", "04"): (2.5 * 240, "≈ 2,5 s par pas × 240 pas, mesuré sur NVIDIA H200 le "
+                                               "2026-11-26 ; un T4 est plusieurs fois plus lent")}
+
+
+def expected_duration(profile_name: str, prefix: str) -> str:
+    """Durée attendue d'un notebook, en français, avec sa provenance : la dernière exécution de ce
+    profil (``run_summary.json``) si elle existe, sinon la référence mesurée, sinon « inconnue »."""
+    path = outputs_root() / profile_name / "run_summary.json"
+    if path.exists():
+        try:
+            runs = json.loads(path.read_text(encoding="utf-8")).get("notebooks", [])
+        except (OSError, ValueError):
+            runs = []
+        for run in runs:
+            if run.get("notebook", "").startswith(prefix) and run.get("statut") == "ok":
+                return f"≈ {_minutes(run['secondes'])} (dernière exécution ici, le {run.get('date', '?')})"
+    if (profile_name, prefix) in REFERENCE_SECONDS:
+        seconds, source = REFERENCE_SECONDS[(profile_name, prefix)]
+        return f"≈ {_minutes(seconds)} d'entraînement ({source})"
+    return "durée inconnue (jamais exécuté avec ce profil ici)"
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def ensure_outputs(profile, needed: list[str], runner=None, *, allow_long: bool = False) -> list[dict]:
     """Réutilise les modèles et résultats des notebooks ``needed`` s'ils existent pour ce profil ;
-    sinon exécute ces notebooks (dans l'ordre, même profil) pour les produire.
+    sinon exécute ces notebooks (dans l'ordre, même profil) pour les produire, avec une barre de
+    progression et la durée attendue.
 
     Un notebook ouvert seul (par exemple le 07 sur Colab) n'exige donc pas d'avoir exécuté les
-    précédents à la main. Renvoie le résumé de chaque exécution ; un échec lève une erreur
-    française qui nomme la copie exécutée (avec la trace).
+    précédents à la main. Exception : un notebook long (:data:`LONG_NOTEBOOKS`, le QLoRA de
+    Mistral-7B sur GPU) n'est exécuté que si ``allow_long=True`` ; sinon
+    :class:`MissingOutputsError` explique les options (Drive, notebook 04, ``allow_long``).
+    Renvoie le résumé de chaque exécution ; un échec lève une erreur française qui nomme la copie
+    exécutée (avec la trace).
     """
-    runner = runner or execute_notebook
+    runner = runner or (lambda nb, out: execute_notebook(nb, out, progress=True))
     to_run = missing_notebooks(profile.name, needed)
     if not to_run:
         print(f"Sorties des notebooks {', '.join(sorted(needed))} présentes (profil « {profile.name} ») : "
               "réutilisées.")
         return []
+    long = [nb for nb in to_run if nb in LONG_NOTEBOOKS.get(profile.name, ())]
+    if long and not allow_long:
+        raise MissingOutputsError(
+            f"Sorties du notebook {', '.join(long)} introuvables dans {outputs_root() / profile.name} "
+            f"(profil « {profile.name} »). Le produire ici réentraînerait Mistral-7B : "
+            f"{expected_duration(profile.name, long[0])}. Trois possibilités :\n"
+            "  1. si vous l'avez déjà exécuté avec vos résultats sur Google Drive, relancez la cellule "
+            "d'installation en acceptant Drive (COURSE_OUTPUTS_DIR) ;\n"
+            f"  2. ouvrez et exécutez le notebook {long[0]} (puis revenez ici) ;\n"
+            "  3. ou passez allow_long=True à ensure_outputs pour l'exécuter ici, en connaissance de cause.")
     os.environ["COURSE_PROFILE"] = profile.name  # le noyau lancé tourne sur le même profil
     out_dir = output_dir(profile.name, "notebooks")
+    print(f"Sorties absentes (profil « {profile.name} ») : exécution des notebooks {', '.join(to_run)}.")
+    for prefix in to_run:
+        print(f"  {prefix} : {expected_duration(profile.name, prefix)}")
     results = []
     for prefix in to_run:
         nb = list_notebooks([prefix])[0]
-        print(f"Sorties du notebook {prefix} absentes : exécution de {nb.name} (profil « {profile.name} »)…",
-              flush=True)
+        print(f"▶ {nb.name} (profil « {profile.name} »)…", flush=True)
         res = runner(nb, out_dir / nb.name)
         results.append(res)
         if res["statut"] != "ok":

@@ -78,6 +78,55 @@ def check_dims(dims: Iterable, model_dim: int, where: str = "matryoshka_dims") -
     return tuple(sorted((int(d) for d in dims), reverse=True))
 
 
+def matryoshka_dims(cfg, model) -> tuple[int, ...]:
+    """Les dimensions Matryoshka à utiliser avec ``model`` : celles du profil (``cfg``), validées.
+
+    Exception : si le modèle chargé est un modèle **de repli** hors ligne (hub coupé pendant le
+    chargement), il apporte ses propres dimensions (``OFFLINE_MODELS[...].matryoshka_dims``) — on
+    ne tronque pas un embedding de 384 composantes à 1 024. Le changement est affiché.
+    """
+    from .models import OFFLINE_MODELS
+
+    dimension = model_dimension(model)
+    offline = getattr(model, "course_offline_name", None)
+    if offline and max(cfg.matryoshka_dims) > dimension and OFFLINE_MODELS[offline].matryoshka_dims:
+        own = OFFLINE_MODELS[offline].matryoshka_dims
+        print(f"Modèle de repli « {offline} » ({dimension} dimensions) : dimensions Matryoshka {own} "
+              f"au lieu de {tuple(cfg.matryoshka_dims)}.")
+        return check_dims(own, dimension, where=f"dimensions de « {offline} »")
+    return check_dims(cfg.matryoshka_dims, dimension)
+
+
+# --------------------------------------------------------------------------- sauvegarde
+def same_weights(model, reloaded) -> bool:
+    """Vrai si ``reloaded`` a exactement les poids de ``model`` (mêmes noms, valeurs identiques,
+    comparées dans le type de ``model``) : la sauvegarde n'a rien perdu."""
+    import torch
+
+    saved, loaded = model.state_dict(), reloaded.state_dict()
+    if saved.keys() != loaded.keys():
+        return False
+    return all(torch.equal(saved[k].detach().cpu(), loaded[k].detach().cpu().to(saved[k].dtype)) for k in saved)
+
+
+def reload_tolerance(precision: str) -> float:
+    """Écart admis entre les embeddings du modèle en mémoire et ceux du modèle rechargé.
+
+    Après un entraînement en précision mixte (``bf16`` ou ``fp16``), le modèle en mémoire calcule
+    encore sous *autocast* (le trainer a enveloppé son ``forward``), alors que le modèle rechargé
+    calcule en fp32 : mêmes poids, arrondis différents. Les composantes d'un embedding normalisé
+    sont inférieures à 1 en valeur absolue ; on admet l'epsilon du format de calcul
+    (``torch.finfo``) : 2⁻⁷ ≈ 7,8e-3 en bf16, 2⁻¹⁰ ≈ 9,8e-4 en fp16, et 1e-5 en fp32 (ordre des
+    additions). Mesuré : 1,9e-4 (bf16) et 2,5e-5 (fp16) sur GPU, 8,8e-4 (bf16) sur CPU.
+    """
+    import torch
+
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if precision not in dtypes:
+        raise ValueError(f"Précision inconnue « {precision} » : {', '.join(dtypes)}.")
+    return max(1e-5, float(torch.finfo(dtypes[precision]).eps)) if precision != "fp32" else 1e-5
+
+
 # --------------------------------------------------------------------------- entraînement
 def training_pairs(split, corpus):
     """``Dataset`` à deux colonnes ``anchor`` (question) / ``positive`` (passage pertinent).

