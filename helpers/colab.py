@@ -179,27 +179,28 @@ def _has(dist: str) -> bool:
         return False
 
 
-def mount_drive(mount: Callable[[str], None] | None = None) -> Path | None:
-    """Monte Google Drive et y dirige les résultats (``COURSE_OUTPUTS_DIR``) ; ``None`` si
-    l'étudiant refuse l'autorisation ou si le montage échoue (le cours écrit alors dans
+def mount_drive(mount: Callable[[str], None] | None = None, root: Path = DRIVE_MOUNT) -> Path | None:
+    """Monte Google Drive en ``root`` et y dirige les résultats (``COURSE_OUTPUTS_DIR``) ; ``None``
+    si l'étudiant refuse l'autorisation ou si le montage échoue (le cours écrit alors dans
     ``/content/cours/outputs``, effacé à la fin de la session)."""
     if mount is None:
         from google.colab import drive  # type: ignore[import-not-found]
 
         mount = drive.mount
     try:
-        mount(str(DRIVE_MOUNT))
+        mount(str(root))
     except Exception as err:  # noqa: BLE001 — refus de l'autorisation, délai dépassé…
         print(f"Google Drive non monté ({type(err).__name__} : {err}). Les résultats resteront dans "
               "cette session et seront perdus à sa fin.")
         return None
-    DRIVE_OUTPUTS.mkdir(parents=True, exist_ok=True)
-    os.environ["COURSE_OUTPUTS_DIR"] = str(DRIVE_OUTPUTS)
-    return DRIVE_OUTPUTS
+    outputs = root / DRIVE_OUTPUTS.relative_to(DRIVE_MOUNT)
+    outputs.mkdir(parents=True, exist_ok=True)
+    os.environ["COURSE_OUTPUTS_DIR"] = str(outputs)
+    return outputs
 
 
 def prepare_colab(use_drive: bool = True, *, repo: Path = REPO_ROOT, run: Runner = _run,
-                  mount: Callable[[str], None] | None = None) -> dict:
+                  mount: Callable[[str], None] | None = None, drive_root: Path = DRIVE_MOUNT) -> dict:
     """Tout ce que fait la cellule d'installation sur Colab (voir le haut du module)."""
     gpu = require_gpu(run)
     print(f"GPU : {gpu}")
@@ -211,7 +212,7 @@ def prepare_colab(use_drive: bool = True, *, repo: Path = REPO_ROOT, run: Runner
         print(f"Déjà installé dans cette session (conservés : {kept}).")
     else:
         print(f"Installé en {summary['secondes'] / 60:.1f} min ; conservés : {kept}.")
-    summary["drive"] = mount_drive(mount) if use_drive else None
+    summary["drive"] = mount_drive(mount, drive_root) if use_drive else None
     if summary["drive"]:
         print(f"Résultats sur Google Drive : {summary['drive']} (retrouvés dans une nouvelle session).")
     elif not use_drive:

@@ -57,7 +57,7 @@ class Step:
     expect_rc: int = 0
     notebook: str | None = None  #: préfixe du notebook exécuté (pour relire sa copie)
     needs: str | None = None  #: étape de la même voie qui doit avoir réussi
-    timeout: int = 300
+    timeout: int = 240
 
 
 def _py(*args: str) -> list[str]:
