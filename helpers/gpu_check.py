@@ -57,6 +57,7 @@ class Step:
     expect_rc: int = 0
     notebook: str | None = None  #: préfixe du notebook exécuté (pour relire sa copie)
     needs: str | None = None  #: étape de la même voie qui doit avoir réussi
+    outputs: str | None = None  #: sous-dossier des résultats (par défaut : celui de la voie)
     timeout: int = 240
 
 
@@ -73,15 +74,25 @@ def steps(work: Path) -> list[Step]:
         Step("env", "import d'Unsloth avant transformers, CUDA, précision choisie, noyaux 4 bits",
              "env", _py("-c", env_probe)),
         Step("doublures", "construction de la doublure de Mistral-7B-v0.3 (poids aléatoires)",
-             "env", _py("-m", "helpers.models", "--path", "tiny-mistral-7b"), timeout=180),
+             "prep", _py("-m", "helpers.models", "--path", "tiny-mistral-7b"), timeout=180),
         Step("doublure_e5", "construction de la doublure d'e5-large (1 024 dimensions)",
-             "env", _py("-m", "helpers.models", "--path", "tiny-e5-large"), timeout=180),
+             "prep", _py("-m", "helpers.models", "--path", "tiny-e5-large"), timeout=180),
         Step("nb02", "notebook 02 (Matryoshka, précision du profil, sauvegarde et rechargement)",
-             "emb", _py("-m", "helpers.gpu_check", "--executer", "02"), notebook="02"),
+             "emb", _py("-m", "helpers.gpu_check", "--executer", "02"), notebook="02", outputs="nb"),
         Step("nb04", "notebook 04 (QLoRA Unsloth, tâche « rapport », checkpoints, adaptateur)",
              "nb", _py("-m", "helpers.gpu_check", "--executer", "04"), notebook="04"),
         Step("nb05", "notebook 05 (rechargement Unsloth, génération, lecture des statuts)",
              "nb", _py("-m", "helpers.gpu_check", "--executer", "05"), notebook="05", needs="nb04"),
+        Step("nb03", "notebook 03 (dimensions, intervalles, faiss) sur les sorties du 02",
+             "emb", _py("-m", "helpers.gpu_check", "--executer", "03"), notebook="03", needs="nb02",
+             outputs="nb"),
+        Step("session_neuve", "session neuve sans sorties : le 05 s'arrête et explique, sans réentraîner",
+             "neuf", _py("-m", "helpers.gpu_check", "--executer", "05", "--attendu", "MissingOutputsError"),
+             notebook="05", env={"GPU_CHECK_TAG": "_neuf"}),
+        Step("nb06", "notebook 06 (trois bras, courbe d'apprentissage, oubli) sur les sorties du 02, 04, 05",
+             "nb", _py("-m", "helpers.gpu_check", "--executer", "06"), notebook="06", needs="nb05", timeout=420),
+        Step("nb07", "notebook 07 (étude de cas, RAG, statuts avec contexte)",
+             "nb", _py("-m", "helpers.gpu_check", "--executer", "07"), notebook="07", needs="nb05"),
         Step("qlora_coupe", "script QLoRA (Unsloth) coupé après le checkpoint du pas 2",
              "scripts", _py("scripts/train_qlora.py", "--profil", "gpu", "--pas-max", "4", "--sauver-tous", "2",
                             "--interrompre-apres", "2", "--sortie", str(q / "qlora")), expect_rc=3),
@@ -155,23 +166,30 @@ def probe_environment() -> None:
         raise SystemExit(f"Échec : {', '.join(problems)}")
 
 
-def notebook_copy(work: Path, prefix: str, fp16: bool = False) -> Path:
+def notebook_copy(work: Path, prefix: str, tag: str = "") -> Path:
     """Chemin de la copie exécutée d'un notebook dans le dossier du contrôle."""
     from .course import list_notebooks
 
     stem = list_notebooks([prefix])[0].stem
-    return work / "notebooks" / f"{stem}{'_fp16' if fp16 else ''}.ipynb"
+    return work / "notebooks" / f"{stem}{tag}.ipynb"
 
 
-def execute(prefix: str, work: Path) -> int:
+def _tag(env) -> str:
+    return env.get("GPU_CHECK_TAG") or ("_fp16" if env.get("COURSE_PRECISION") == "fp16" else "")
+
+
+def execute(prefix: str, work: Path, expected_error: str | None = None) -> int:
     """Exécute un notebook (préfixe) avec le profil de l'environnement ; copie dans ``work/notebooks``."""
     from .course import execute_notebook, list_notebooks
 
-    out = notebook_copy(work, prefix, os.environ.get("COURSE_PRECISION") == "fp16")
+    out = notebook_copy(work, prefix, _tag(os.environ))
     nb = list_notebooks([prefix])[0]
     out.parent.mkdir(parents=True, exist_ok=True)
     res = execute_notebook(nb, out, timeout=600)
     print(json.dumps({k: res[k] for k in ("statut", "secondes", "erreur")}, ensure_ascii=False))
+    if expected_error:  # l'échec attendu, et lui seul
+        error = scan_notebook(out)["erreur"]
+        return 0 if error and error["nom"] == expected_error else 1
     return 0 if res["statut"] == "ok" else 1
 
 
@@ -202,7 +220,7 @@ def run_step(step: Step, work: Path, env: dict) -> dict:
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     lane_env = {**env, **step.env,
-                "COURSE_OUTPUTS_DIR": str(work / "outputs" / step.lane),
+                "COURSE_OUTPUTS_DIR": str(work / "outputs" / (step.outputs or step.lane)),
                 "UNSLOTH_COMPILE_LOCATION": str(work / "unsloth_cache" / step.lane),
                 "GPU_CHECK_WORK": str(work)}
     start = time.perf_counter()
@@ -217,14 +235,14 @@ def run_step(step: Step, work: Path, env: dict) -> dict:
     result = {"etape": step.key, "verifie": step.what, "secondes": seconds, "code": rc}
     ok = rc == step.expect_rc
     detail = ""
-    copy = notebook_copy(work, step.notebook, step.env.get("COURSE_PRECISION") == "fp16") if step.notebook else None
+    copy = notebook_copy(work, step.notebook, _tag(step.env)) if step.notebook else None
     if copy is not None and copy.exists():
         scan = scan_notebook(copy)
         result.update(scan)
         if scan["avertissements"]:
             ok = False
             detail = "avertissements : " + ", ".join(f"{k} ×{v}" for k, v in scan["avertissements"].items())
-        if scan["erreur"]:
+        if scan["erreur"] and "--attendu" not in step.command:
             detail = f"{scan['erreur']['nom']} : {scan['erreur']['message'][:200]}"
     if not ok and not detail:
         tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
@@ -239,8 +257,8 @@ def run_step(step: Step, work: Path, env: dict) -> dict:
 
 
 def run_all(selected: list[Step], work: Path, env: dict) -> list[dict]:
-    """Voie « env » d'abord (doublures), puis les autres voies en parallèle, chacune dans l'ordre.
-    Dans une voie, une étape dont la précédente a échoué est sautée (SKIP)."""
+    """Les doublures d'abord (en parallèle), puis les voies en parallèle, chacune dans l'ordre.
+    Une étape dont l'étape requise (``needs``) n'a pas réussi est sautée (SKIP)."""
     lanes: dict[str, list[Step]] = {}
     for step in selected:
         lanes.setdefault(step.lane, []).append(step)
@@ -249,7 +267,7 @@ def run_all(selected: list[Step], work: Path, env: dict) -> list[dict]:
         results = []
         for step in lane_steps:
             done = {r["etape"]: r["statut"] for r in results}
-            if step.needs and done.get(step.needs) != "PASS":
+            if step.needs in {s.key for s in lane_steps} and done.get(step.needs) != "PASS":
                 results.append({"etape": step.key, "verifie": step.what, "statut": "SKIP", "secondes": 0,
                                 "detail": f"l'étape {step.needs} n'a pas réussi"})
             else:
@@ -259,10 +277,12 @@ def run_all(selected: list[Step], work: Path, env: dict) -> list[dict]:
                   + (f"\n      {r['detail']}" if r.get("detail") else ""), flush=True)
         return results
 
-    results = run_lane(lanes.pop("env", []))
-    with futures.ThreadPoolExecutor(max_workers=max(1, len(lanes))) as pool:
-        for lane_results in pool.map(run_lane, lanes.values()):
-            results.extend(lane_results)
+    prep = [[s] for s in lanes.pop("prep", [])]  # les doublures, chacune dans son processus
+    results = []
+    for group in (prep, list(lanes.values())):
+        with futures.ThreadPoolExecutor(max_workers=max(1, len(group))) as pool:
+            for lane_results in pool.map(run_lane, group):
+                results.extend(lane_results)
     order = {s.key: i for i, s in enumerate(selected)}
     return sorted(results, key=lambda r: order[r["etape"]])
 
@@ -284,9 +304,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="dossier de travail et des résultats (défaut : outputs/gpu_check)")
     parser.add_argument("--liste", action="store_true", help="liste les étapes")
     parser.add_argument("--executer", metavar="NN", help=argparse.SUPPRESS)  # interne : un notebook
+    parser.add_argument("--attendu", metavar="ERREUR", help=argparse.SUPPRESS)  # interne : échec attendu
     args = parser.parse_args(argv)
     if args.executer:
-        return execute(args.executer, Path(os.environ.get("GPU_CHECK_WORK", REPO_ROOT / "outputs" / "gpu_check")))
+        work = Path(os.environ.get("GPU_CHECK_WORK", REPO_ROOT / "outputs" / "gpu_check"))
+        return execute(args.executer, work, args.attendu)
     from .paths import outputs_root
 
     work = (args.sortie or outputs_root() / "gpu_check").resolve()

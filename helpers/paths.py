@@ -51,3 +51,27 @@ def require_output(path: Path, what: str, notebook: str, profile_name: str,
         raise error(f"{what} introuvable : {path} (profil « {profile_name} ») : exécutez d'abord le "
                     f"notebook {notebook} avec le même profil (make course les exécute dans l'ordre).")
     return Path(path)
+
+
+def shown(value):
+    """Un chemin tel qu'on l'affiche dans un notebook : relatif à la racine des résultats
+    (« outputs/cpu/llm/adapter ») ou au dépôt, jamais le chemin de la machine (``/home/…``).
+    Accepte aussi une liste, un tuple ou un dictionnaire de chemins (même forme en retour).
+
+    >>> shown(REPO_ROOT / "data" / "reference")
+    'data/reference'
+    """
+    if isinstance(value, dict):
+        return {k: shown(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(shown(v) for v in value)
+    if not isinstance(value, (str, Path)):
+        return value
+    path = Path(value)
+    for base, label in ((outputs_root(), "outputs"), (REPO_ROOT, None)):
+        try:
+            rel = path.resolve().relative_to(Path(base).resolve())
+        except ValueError:
+            continue
+        return str(Path(label) / rel) if label else str(rel)
+    return path.name

@@ -376,6 +376,9 @@ def apply_environment(profile: Profile) -> Profile:
         llm = replace(llm, train_examples=_cap(llm.train_examples, train),
                       eval_examples=_cap(llm.eval_examples, evaluation),
                       val_loss_examples=_cap(llm.val_loss_examples, evaluation))
+        if train:  # courbe d'apprentissage du 06 : des tailles sous le plafond
+            sizes = tuple(n for n in cmp_.curve_sizes if n < train) or (max(1, train // 4), max(2, train // 2))
+            cmp_ = replace(cmp_, curve_sizes=sizes)
         notes.append(f"échantillons plafonnés (entraînement {train or '—'}, évaluation {evaluation or '—'})")
     if not notes:
         return profile
