@@ -121,10 +121,10 @@ def reload_tolerance(precision: str) -> float:
     """
     import torch
 
-    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
-    if precision not in dtypes:
-        raise ValueError(f"Précision inconnue « {precision} » : {', '.join(dtypes)}.")
-    return max(1e-5, float(torch.finfo(dtypes[precision]).eps)) if precision != "fp32" else 1e-5
+    from .llm import torch_dtype
+
+    dtype = torch_dtype(precision)  # erreur française si la précision est inconnue
+    return 1e-5 if dtype == torch.float32 else max(1e-5, float(torch.finfo(dtype).eps))
 
 
 # --------------------------------------------------------------------------- entraînement
