@@ -1,0 +1,174 @@
+"""Comparer une valeur à ses bornes **pas à pas**, en texte : la tâche « analyte » d'un petit modèle.
+
+Décider « bas / normal / élevé », c'est comparer un nombre à deux bornes. Un modèle de 135 M de
+paramètres ne sait pas le faire en un seul jeton (notebook 05, section 8). On écrit donc dans la
+réponse attendue une comparaison courte **et vérifiable**, chiffre par chiffre, avant le statut :
+
+* les nombres sont écrits **alignés** (même nombre de chiffres avant et après la virgule, zéros en
+  tête) : la comparaison devient une simple lecture de gauche à droite, sans rien calculer. Aligner
+  l'entrée facilite la tâche sans donner la réponse ;
+* chaque paire de chiffres s'écrit ``xy`` suivi du signe (``=``, ``<`` ou ``>``), jusqu'au premier
+  chiffre qui diffère ; le signe final suit ``→`` ;
+* une ligne par borne (``min`` puis ``max``), puis la ligne « Nom : statut » que lit le lecteur du
+  cours (:func:`helpers.llm.parse_statuses`) — les lignes de raisonnement ne nomment aucun analyte.
+
+Exemple, « Volume globulaire moyen : 091 fL (référence : 080 à 100 fL) » ::
+
+    min 091 / 080 : 00= 98> → >
+    max 091 / 100 : 01< → <
+    Volume globulaire moyen : normal
+
+:func:`check_reasoning` relit une réponse générée et dit si chaque ligne est juste et si le statut
+suit le raisonnement ; :func:`drills` fabrique des exercices de comparaison seuls (nombres
+aléatoires), pour un échauffement avant la tâche.
+"""
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass
+
+from .analytes import Analyte
+
+SIGNS = ("<", "=", ">")
+_LINE = re.compile(r"^(min|max) (\S+) / (\S+) : ((?:\d\d[<=>] ?)+)→ ([<=>])\s*$")
+
+
+def decimals_of(value: float) -> int:
+    """Nombre de décimales d'un nombre tel qu'on l'écrit (« 3,5 » → 1, « 100 » → 0)."""
+    text = f"{value:g}"
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def aligned(values: list[float], decimals: int) -> list[str]:
+    """Les nombres écrits avec ``decimals`` décimales (virgule française) et la même largeur de
+    partie entière, complétée de zéros : ``aligned([91, 80, 100], 0)`` → ``["091", "080", "100"]``."""
+    if any(v < 0 for v in values):
+        raise ValueError(f"Valeurs négatives non prises en charge : {values}.")
+    texts = [f"{v:.{decimals}f}" for v in values]
+    width = max(len(t.split(".")[0]) for t in texts)
+    return [t.split(".")[0].zfill(width) + ("," + t.split(".")[1] if decimals else "") for t in texts]
+
+
+def digit_steps(a: str, b: str) -> tuple[str, str]:
+    """Compare deux nombres **alignés** chiffre par chiffre : ``("00= 98>", ">")``.
+
+    S'arrête au premier chiffre qui diffère ; si tous sont égaux, le signe est ``=``.
+    """
+    da, db = a.replace(",", ""), b.replace(",", "")
+    if len(da) != len(db) or len(a) != len(b) or not (da.isdigit() and db.isdigit()):
+        raise ValueError(f"Nombres non alignés : « {a} » et « {b} ».")
+    steps = []
+    for x, y in zip(da, db):
+        sign = "<" if x < y else ">" if x > y else "="
+        steps.append(f"{x}{y}{sign}")
+        if sign != "=":
+            return " ".join(steps), sign
+    return " ".join(steps), "="
+
+
+def comparison_line(kind: str, value: str, bound: str) -> str:
+    """Une ligne de raisonnement : ``min 091 / 080 : 00= 98> → >``."""
+    steps, sign = digit_steps(value, bound)
+    return f"{kind} {value} / {bound} : {steps} → {sign}"
+
+
+@dataclass(frozen=True)
+class StepwiseCase:
+    """Un cas de la tâche pas à pas : l'entrée (valeur et intervalle alignés) et la réponse."""
+
+    input: str
+    output: str
+    status: str
+
+
+def stepwise_case(analyte: Analyte, value: float, sexe: str) -> StepwiseCase:
+    """Entrée alignée et réponse pas à pas d'une valeur ; le statut est celui de
+    :meth:`Analyte.status` (les bornes elles-mêmes sont normales)."""
+    lo, hi = analyte.bounds(sexe)
+    bounds = [b for b in (lo, hi) if b is not None]
+    decimals = max([analyte.decimales] + [decimals_of(b) for b in bounds])
+    texts = aligned([value] + bounds, decimals)
+    v, rest = texts[0], dict(zip([k for k, b in (("min", lo), ("max", hi)) if b is not None], texts[1:]))
+    if lo is not None and hi is not None:
+        reference = f"{rest['min']} à {rest['max']}"
+    elif hi is not None:
+        reference = f"≤ {rest['max']}"
+    elif lo is not None:
+        reference = f"≥ {rest['min']}"
+    else:
+        raise ValueError(f"{analyte.code} : aucune borne de référence pour « {sexe} ».")
+    lines = [comparison_line(kind, v, bound) for kind, bound in rest.items()]
+    status = analyte.status(value, sexe)
+    lines.append(f"{analyte.titre} : {status}")
+    return StepwiseCase(input=f"{analyte.titre} : {v} {analyte.unite} (référence : {reference} {analyte.unite})",
+                        output="\n".join(lines), status=status)
+
+
+def status_from_signs(signs: dict[str, str]) -> str:
+    """Le statut qu'impose le raisonnement : sous la borne basse → bas, au-dessus de la haute →
+    élevé, sinon normal (une valeur égale à une borne est normale)."""
+    if signs.get("min") == "<":
+        return "bas"
+    if signs.get("max") == ">":
+        return "élevé"
+    return "normal"
+
+
+def check_reasoning(text: str) -> dict:
+    """Relit une réponse pas à pas générée.
+
+    Renvoie ``{"lignes": n, "justes": k, "signes": {"min": s, "max": s}, "statut_du_raisonnement":
+    …}`` : une ligne est juste si ses chiffres recopiés et chacun de ses signes sont exacts (elle est
+    recalculée à partir des deux nombres qu'elle cite). ``statut_du_raisonnement`` est ``None`` si
+    aucune ligne n'est lisible.
+    """
+    lines = justes = 0
+    signs: dict[str, str] = {}
+    for raw in text.splitlines():
+        m = _LINE.match(raw.strip())
+        if not m:
+            continue
+        lines += 1
+        kind, value, bound, _, sign = m.groups()
+        signs[kind] = sign
+        try:
+            justes += comparison_line(kind, value, bound) == raw.strip()
+        except ValueError:
+            pass
+    return {"lignes": lines, "justes": justes, "signes": signs,
+            "statut_du_raisonnement": status_from_signs(signs) if signs else None}
+
+
+def drill_pair(rng: random.Random) -> tuple[str, str]:
+    """Deux nombres alignés à comparer : 1 à 4 chiffres avant la virgule, 0 à 2 après, le premier
+    chiffre différent à une position tirée au hasard ; égaux une fois sur dix."""
+    int_digits, decimals = rng.randint(1, 4), rng.randint(0, 2)
+    n = int_digits + decimals
+    a = [rng.randint(0, 9) for _ in range(n)]
+    b = list(a)
+    if rng.random() >= 0.1:
+        pos = rng.randrange(n)
+        b[pos] = rng.choice([d for d in range(10) if d != a[pos]])
+        b[pos + 1:] = [rng.randint(0, 9) for _ in range(n - pos - 1)]
+
+    def text(digits: list[int]) -> str:
+        s = "".join(map(str, digits))
+        return s[:int_digits] + ("," + s[int_digits:] if decimals else "")
+
+    return text(a), text(b)
+
+
+def drills(n: int, seed: int = 0) -> list[dict]:
+    """``n`` exercices de comparaison seuls, au format du cours (``input`` / ``output``) : l'entrée
+    donne deux nombres alignés, la réponse est la ligne de raisonnement (``min`` ou ``max`` tiré au
+    hasard)."""
+    if n < 0:
+        raise ValueError(f"Nombre d'exercices invalide : {n}.")
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        a, b = drill_pair(rng)
+        kind = rng.choice(("min", "max"))
+        rows.append({"input": f"Comparez {a} et {b}.", "output": comparison_line(kind, a, b)})
+    return rows

@@ -1,0 +1,75 @@
+"""La comparaison pas à pas (helpers.stepwise) : exacte sur tous les cas du jeu, relue par le lecteur."""
+import random
+
+import pytest
+
+from helpers import stepwise
+from helpers.analytes import load_analytes
+from helpers.data import load_instructions
+from helpers.llm import parse_statuses
+
+
+def test_aligned_numbers_share_width_and_decimals():
+    assert stepwise.aligned([91, 80, 100], 0) == ["091", "080", "100"]
+    assert stepwise.aligned([4.2, 3.5, 5.1], 1) == ["4,2", "3,5", "5,1"]
+    assert stepwise.aligned([0.45, 12], 2) == ["00,45", "12,00"]
+    with pytest.raises(ValueError, match="négatives"):
+        stepwise.aligned([-1, 2], 0)
+
+
+def test_example_of_the_lesson():
+    assert stepwise.comparison_line("min", "091", "080") == "min 091 / 080 : 00= 98> → >"
+    assert stepwise.comparison_line("max", "091", "100") == "max 091 / 100 : 01< → <"
+    assert stepwise.digit_steps("5,10", "5,10") == ("55= 11= 00=", "=")
+    with pytest.raises(ValueError, match="non alignés"):
+        stepwise.digit_steps("91", "080")
+
+
+def test_digit_steps_agree_with_arithmetic_on_random_pairs():
+    rng = random.Random(0)
+    for _ in range(2000):
+        a, b = stepwise.drill_pair(rng)
+        _, sign = stepwise.digit_steps(a, b)
+        x, y = float(a.replace(",", ".")), float(b.replace(",", "."))
+        assert sign == ("<" if x < y else ">" if x > y else "="), (a, b)
+
+
+def test_every_test_value_gets_the_status_of_its_reference_range():
+    analytes = load_analytes()
+    reports = load_instructions()["test"]
+    n = 0
+    for report in reports:
+        for label in report["labels"]:
+            case = stepwise.stepwise_case(analytes[label["code"]], label["valeur"], report["sexe"])
+            assert case.status == label["statut"], (label, case)
+            check = stepwise.check_reasoning(case.output)
+            assert check["justes"] == check["lignes"] >= 1
+            assert check["statut_du_raisonnement"] == label["statut"]
+            n += 1
+    assert n > 200
+
+
+def test_the_course_reader_reads_only_the_status_line():
+    analytes = load_analytes()
+    na = analytes["NA"]
+    case = stepwise.stepwise_case(na, 134, "homme")
+    assert case.input == "Sodium : 134 mmol/L (référence : 136 à 145 mmol/L)"
+    assert case.output.splitlines()[-1] == "Sodium : bas"
+    assert parse_statuses(case.output, [{"code": "NA", "analyte": "Sodium"}]) == {"NA": "bas"}
+
+
+def test_check_reasoning_sees_a_wrong_sign_and_a_status_that_does_not_follow():
+    text = "min 091 / 080 : 00= 98< → <\nmax 091 / 100 : 01< → <\nVolume globulaire moyen : normal"
+    check = stepwise.check_reasoning(text)
+    assert (check["lignes"], check["justes"]) == (2, 1)
+    assert check["statut_du_raisonnement"] == "bas"  # le raisonnement (faux) dit bas, la réponse normal
+    assert stepwise.check_reasoning("Sodium : bas")["statut_du_raisonnement"] is None
+
+
+def test_drills_are_reproducible_and_right():
+    rows = stepwise.drills(50, seed=3)
+    assert rows == stepwise.drills(50, seed=3) and len(rows) == 50
+    for row in rows:
+        assert stepwise.check_reasoning(row["output"])["justes"] == 1
+    equal = sum(row["output"].endswith("→ =") for row in stepwise.drills(1000, seed=1))
+    assert 50 <= equal <= 160  # environ une fois sur dix
