@@ -30,6 +30,12 @@ ALPACA_PROMPT_FR = (
     "### Response:\n"
 )
 STATUSES = ("bas", "normal", "élevé")
+#: Gabarit court (profil cpu, tâche « analyte ») : sans la phrase de rôle, le prompt passe d'environ
+#: 158 jetons (dont 130 de texte fixe) à une cinquantaine ; entraînement et génération sur CPU sont
+#: dominés par ce préfixe.
+SHORT_PROMPT_FR = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+PROMPT_STYLES = {"alpaca": ALPACA_PROMPT_FR, "court": SHORT_PROMPT_FR}
+ANSWER_FORMATS = ("statut", "pas_a_pas")
 
 
 def torch_dtype(precision: str):
@@ -72,11 +78,14 @@ class UnslothUnavailableError(RuntimeError):
 
 
 # --------------------------------------------------------------------------- prompts
-def format_prompt(instruction: str, input_text: str) -> str:
-    """Le prompt complet jusqu'à « ### Response: » (ce que le modèle reçoit)."""
+def format_prompt(instruction: str, input_text: str, style: str = "alpaca") -> str:
+    """Le prompt complet jusqu'à « ### Response: » (ce que le modèle reçoit) ; ``style`` :
+    ``alpaca`` (gabarit des documents d'origine) ou ``court`` (:data:`SHORT_PROMPT_FR`)."""
     if not instruction or not instruction.strip():
         raise ValueError("Instruction vide : impossible de construire le prompt.")
-    return ALPACA_PROMPT_FR.format(instruction=instruction.strip(), input=(input_text or "").strip())
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"Style de prompt inconnu « {style} » : {', '.join(PROMPT_STYLES)}.")
+    return PROMPT_STYLES[style].format(instruction=instruction.strip(), input=(input_text or "").strip())
 
 
 def _analyte(code: str) -> Analyte:
@@ -90,26 +99,44 @@ ANALYTE_INSTRUCTION = ("Indiquez si ce résultat est bas, normal ou élevé par 
                       "intervalle de référence.")
 
 
-def analyte_cases(split):
+def analyte_cases(split, answer_format: str = "statut"):
     """Découpe chaque compte rendu en cas d'**un seul analyte** (tâche courte du profil cpu).
 
     Même schéma que le jeu d'instructions (``id``, ``instruction``, ``input``, ``output``,
-    ``labels``…) : ``input`` = la valeur suivie de son intervalle de référence, ``output`` =
-    « Nom : statut ». ``case_id`` garde l'identifiant du compte rendu d'origine. Sur 2 cœurs,
-    une réponse de 5 jetons au lieu de 300 rend l'entraînement et l'évaluation possibles.
+    ``labels``…). ``answer_format`` :
+
+    * ``statut`` : ``input`` = la valeur suivie de son intervalle de référence, ``output`` =
+      « Nom : statut » ;
+    * ``pas_a_pas`` : valeur et bornes **alignées** dans ``input``, et ``output`` = la comparaison
+      chiffre par chiffre avec chaque borne, puis « Nom : statut » (:mod:`helpers.stepwise`).
+
+    ``case_id`` garde l'identifiant du compte rendu d'origine. Sur 2 cœurs, une réponse de
+    quelques dizaines de jetons au lieu de 300 rend l'entraînement et l'évaluation possibles.
     """
     from datasets import Dataset
 
+    from .stepwise import stepwise_case
+
+    if answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"Format de réponse inconnu « {answer_format} » : {', '.join(ANSWER_FORMATS)}.")
     rows = []
     for row in split:
         for i, label in enumerate(row["labels"]):
             a = _analyte(label["code"])
             if label["statut"] not in STATUSES:
                 raise ValueError(f"{row.get('id', '?')} : statut inconnu « {label['statut']} ».")
+            if answer_format == "pas_a_pas":
+                case = stepwise_case(a, label["valeur"], row["sexe"])
+                if case.status != label["statut"]:
+                    raise ValueError(f"{row.get('id', '?')} : statut « {label['statut']} » contraire aux bornes "
+                                     f"({case.input}).")
+                text_in, text_out = case.input, case.output
+            else:
+                text_in = f"{a.result_line(label['valeur'])} (référence : {a.range_text(row['sexe'])})"
+                text_out = f"{a.titre} : {label['statut']}"
             rows.append({
                 "id": f"{row['id']}-{i + 1}", "case_id": row["id"], "instruction": ANALYTE_INSTRUCTION,
-                "input": f"{a.result_line(label['valeur'])} (référence : {a.range_text(row['sexe'])})",
-                "output": f"{a.titre} : {label['statut']}", "sexe": row["sexe"], "age": row["age"],
+                "input": text_in, "output": text_out, "sexe": row["sexe"], "age": row["age"],
                 "panel": row["panel"], "labels": [dict(label)]})
     if not rows:
         raise ValueError("Aucun résultat à découper : le split est vide.")

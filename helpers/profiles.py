@@ -94,6 +94,10 @@ class LLMSettings:
     save_merged: bool = False  #: écrire aussi le modèle fusionné (base + LoRA)
     balance_statuses: bool = False  #: autant d'exemples bas / normal / élevé à l'entraînement
     val_loss_examples: int | None = None  #: exemples de validation pour la perte (None = tous)
+    #: tâche « analyte » : "statut" (« Nom : statut ») ou "pas_a_pas" (comparaison chiffre par
+    #: chiffre avec chaque borne, puis le statut ; voir helpers.stepwise)
+    answer_format: str = "statut"
+    prompt_style: str = "alpaca"  #: "alpaca" (gabarit d'origine) ou "court" (sans phrase de rôle)
 
 
 @dataclass(frozen=True)

@@ -269,13 +269,13 @@ def qlora_datasets(profile, tokenizer, instructions=None, task: str | None = Non
         splits["train"], source = with_hub_examples(splits["train"], profile)  # comme au notebook 04
         print(source)
     if task == "analyte":
-        splits = {name: analyte_cases(split) for name, split in splits.items()}
+        splits = {name: analyte_cases(split, cfg.answer_format) for name, split in splits.items()}
         if cfg.balance_statuses:
             splits["train"] = balance_statuses(splits["train"], seed=profile.seed)
     eos = tokenizer.eos_token
 
     def to_prompt_completion(example):
-        return {"prompt": format_prompt(example["instruction"], example["input"]),
+        return {"prompt": format_prompt(example["instruction"], example["input"], cfg.prompt_style),
                 "completion": example["output"] + eos}
 
     validation = splits["validation"]

@@ -73,3 +73,23 @@ def test_drills_are_reproducible_and_right():
         assert stepwise.check_reasoning(row["output"])["justes"] == 1
     equal = sum(row["output"].endswith("→ =") for row in stepwise.drills(1000, seed=1))
     assert 50 <= equal <= 160  # environ une fois sur dix
+
+
+def test_analyte_cases_in_the_stepwise_format_and_the_short_prompt():
+    from helpers.llm import SHORT_PROMPT_FR, analyte_cases, format_prompt
+    from helpers.profiles import get_profile
+
+    reports = load_instructions(get_profile("smoke"))["validation"]
+    plain, steps = analyte_cases(reports), analyte_cases(reports, "pas_a_pas")
+    assert len(plain) == len(steps) and plain["labels"] == steps["labels"]
+    for case in steps:
+        label = case["labels"][0]
+        assert stepwise.check_reasoning(case["output"])["statut_du_raisonnement"] == label["statut"]
+        assert parse_statuses(case["output"], case["labels"]) == {label["code"]: label["statut"]}
+    short = format_prompt("Consigne.", steps[0]["input"], style="court")
+    assert short == SHORT_PROMPT_FR.format(instruction="Consigne.", input=steps[0]["input"])
+    assert len(short) < len(format_prompt("Consigne.", steps[0]["input"])) / 2
+    with pytest.raises(ValueError, match="Format de réponse inconnu"):
+        analyte_cases(reports, "raisonnement")
+    with pytest.raises(ValueError, match="Style de prompt inconnu"):
+        format_prompt("Consigne.", "", style="long")
