@@ -93,3 +93,23 @@ def test_analyte_cases_in_the_stepwise_format_and_the_short_prompt():
         analyte_cases(reports, "raisonnement")
     with pytest.raises(ValueError, match="Style de prompt inconnu"):
         format_prompt("Consigne.", "", style="long")
+
+
+def test_study_scores_reasoning_and_keeps_one_row_per_variant(tmp_path, monkeypatch):
+    from helpers import llm_study
+    from helpers.llm import analyte_cases
+    from helpers.profiles import get_profile
+
+    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+    cases = analyte_cases(load_instructions(get_profile("smoke"))["validation"], "pas_a_pas")
+    gold = list(cases["output"])
+    assert llm_study.reasoning_scores(gold, cases) == {"raisonnement_juste": 1.0, "statut_suit_raisonnement": 1.0}
+    wrong = [text.replace("→ <", "→ >", 1) for text in gold]  # un signe faux, statut inchangé
+    scores = llm_study.reasoning_scores(wrong, cases)
+    assert scores["raisonnement_juste"] < 1.0 and scores["statut_suit_raisonnement"] < 1.0
+    row = {c: 0 for c in llm_study.STUDY_COLUMNS} | {"variante": "a"}
+    llm_study.save_row(row)
+    llm_study.save_row(row | {"exactitude": 0.5})
+    table = llm_study.save_row(row | {"variante": "b"})
+    assert list(table["variante"]) == ["a", "b"] and table.set_index("variante").loc["a", "exactitude"] == 0.5
+    assert llm_study.main(["inconnue"]) == 2
