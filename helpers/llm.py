@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import random
 import re
 import sys
 import unicodedata
@@ -97,6 +98,37 @@ def _analyte(code: str) -> Analyte:
 
 ANALYTE_INSTRUCTION = ("Indiquez si ce résultat est bas, normal ou élevé par rapport à son "
                       "intervalle de référence.")
+
+
+def chat_prompt(tokenizer, instruction: str, input_text: str, examples=()) -> str:
+    """Le cas dans le **gabarit de conversation du modèle** (``apply_chat_template``), pour une
+    comparaison loyale avec un modèle Instruct : c'est ainsi qu'il a appris à répondre.
+
+    ``examples`` : des cas résolus (``instruction``, ``input``, ``output``) placés avant, en tours
+    utilisateur / assistant (*few-shot*). Erreur française si le tokenizer n'a pas de gabarit.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("Ce tokenizer n'a pas de gabarit de conversation (chat_template) : le modèle n'est "
+                         "pas un modèle Instruct ; utilisez format_prompt.")
+    messages = []
+    for ex in examples:
+        messages += [{"role": "user", "content": f"{ex['instruction']}\n\n{ex['input']}".strip()},
+                     {"role": "assistant", "content": ex["output"]}]
+    messages.append({"role": "user", "content": f"{instruction}\n\n{input_text}".strip()})
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def few_shot_examples(cases, seed: int = 0) -> list[dict]:
+    """Un cas résolu par statut (bas, normal, élevé), tirés au hasard de ``cases`` (entraînement)."""
+    rng = random.Random(seed)
+    out = []
+    for status in STATUSES:
+        pool = [c for c in cases if c["labels"][0]["statut"] == status]
+        if not pool:
+            raise ValueError(f"Aucun exemple « {status} » pour le few-shot.")
+        out.append(rng.choice(pool))
+    rng.shuffle(out)
+    return out
 
 
 def analyte_cases(split, answer_format: str = "statut"):

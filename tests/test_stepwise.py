@@ -113,3 +113,23 @@ def test_study_scores_reasoning_and_keeps_one_row_per_variant(tmp_path, monkeypa
     table = llm_study.save_row(row | {"variante": "b"})
     assert list(table["variante"]) == ["a", "b"] and table.set_index("variante").loc["a", "exactitude"] == 0.5
     assert llm_study.main(["inconnue"]) == 2
+
+
+def test_chat_prompt_uses_the_model_template_and_few_shot_turns():
+    from transformers import AutoTokenizer
+
+    from helpers.llm import analyte_cases, chat_prompt, few_shot_examples
+    from helpers.models import model_path
+    from helpers.profiles import get_profile
+
+    tok = AutoTokenizer.from_pretrained(model_path("tiny-mistral"))
+    with pytest.raises(ValueError, match="gabarit de conversation"):
+        chat_prompt(tok, "Consigne.", "Sodium : 134 mmol/L")
+    tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    cases = analyte_cases(load_instructions(get_profile("cpu"))["train"])
+    shots = few_shot_examples(cases, seed=1)
+    assert sorted(c["labels"][0]["statut"] for c in shots) == ["bas", "normal", "élevé"]
+    text = chat_prompt(tok, "Consigne.", "Sodium : 134 mmol/L", shots)
+    assert text.count("<|user|>") == 4 and text.count("<|assistant|>") == 4 and text.endswith("<|assistant|>")
+    assert shots[0]["output"] in text
