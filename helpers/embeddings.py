@@ -447,7 +447,7 @@ def bootstrap_gains(per_query: pd.DataFrame, *, n_resamples: int = 2000, seed: i
     Bootstrap apparié : on rééchantillonne les **requêtes** avec remise (la même requête pour
     les deux modèles), via ``scipy.stats.bootstrap`` (méthode BCa).
     """
-    from scipy.stats import bootstrap
+    from .stats import mean_interval
 
     rows = []
     for (split, dim), grp in per_query.groupby(["split", "dim"], sort=False):
@@ -458,14 +458,9 @@ def bootstrap_gains(per_query: pd.DataFrame, *, n_resamples: int = 2000, seed: i
         if wide.isna().any().any():
             raise ValueError(f"{split}, dimension {dim} : requêtes évaluées pour un seul des modèles.")
         diff = (wide["finetuned"] - wide["base"]).to_numpy()
-        if len(diff) < 2 or np.all(diff == diff[0]):
-            low = high = float(diff.mean()) if len(diff) else math.nan
-        else:
-            res = bootstrap((diff,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
-                            method="BCa", rng=np.random.default_rng(seed))
-            low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+        gain, low, high = mean_interval(diff, n_resamples=n_resamples, seed=seed, confidence=confidence)
         rows.append({"split": split, "dim": int(dim), "requetes": len(diff),
-                     "gain": float(diff.mean()), "ic_bas": low, "ic_haut": high,
+                     "gain": gain, "ic_bas": low, "ic_haut": high,
                      "significatif": bool(low > 0 or high < 0)})
     return pd.DataFrame(rows).sort_values(["split", "dim"], ascending=[True, False]).reset_index(drop=True)
 

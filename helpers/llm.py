@@ -398,6 +398,37 @@ def accuracy_table(scored: pd.DataFrame) -> pd.DataFrame:
     return out[["model", "n_cases", "n_values", "accuracy"]]
 
 
+def accuracy_gain(scored: pd.DataFrame, model: str, reference: str, *, n_resamples: int = 2000,
+                  seed: int = 0) -> dict:
+    """Gain d'exactitude de ``model`` sur ``reference`` (même valeurs de test, appariées) et son
+    intervalle de confiance à 95 % (bootstrap BCa sur les valeurs, :func:`helpers.stats.mean_interval`).
+
+    ``reference`` peut aussi être ``"constante"`` : la réponse constante la plus fréquente du test.
+    """
+    from .stats import mean_interval
+
+    mine = scored[scored["model"] == model].set_index(["row", "code"])["correct"].astype(float)
+    if mine.empty:
+        raise ValueError(f"Aucune réponse notée pour « {model} ».")
+    if reference == "constante":
+        expected = scored[scored["model"] == model].set_index(["row", "code"])["attendu"]
+        other = (expected == expected.mode().iloc[0]).astype(float)
+    else:
+        other = scored[scored["model"] == reference].set_index(["row", "code"])["correct"].astype(float)
+        if not mine.index.equals(other.index):
+            raise ValueError(f"« {model} » et « {reference} » n'ont pas été notés sur les mêmes valeurs.")
+    gain, low, high = mean_interval((mine - other).to_numpy(), n_resamples=n_resamples, seed=seed)
+    return {"modele": model, "reference": reference, "valeurs": len(mine), "gain": gain, "ic_bas": low,
+            "ic_haut": high}
+
+
+def status_recall(scored: pd.DataFrame, model_label: str) -> pd.Series:
+    """Rappel par statut attendu : part des valeurs « bas » (« normal », « élevé ») lues comme telles."""
+    table = confusion(scored, model_label)
+    return pd.Series({s: table.loc[s, s] / table.loc[s].sum() if table.loc[s].sum() else float("nan")
+                      for s in STATUSES}, name=model_label)
+
+
 def confusion(scored: pd.DataFrame, model_label: str) -> pd.DataFrame:
     """Matrice de confusion attendu × lu (avec la colonne « introuvable »)."""
     sub = scored[scored["model"] == model_label]

@@ -80,7 +80,7 @@ def run_variant(name: str, profile=None) -> dict:
 
     from . import training
     from .data import load_instructions
-    from .llm import STATUSES, analyte_cases, confusion, format_prompt, generation_tokenizer, score_answers
+    from .llm import analyte_cases, confusion, format_prompt, generation_tokenizer, score_answers, status_recall
     from .llm import upcast_adapters
     from .profiles import get_profile
     from .qlora import in_batches
@@ -131,7 +131,7 @@ def run_variant(name: str, profile=None) -> dict:
         answers[i] = text
     scored = score_answers(answers, cases, name)
     table = confusion(scored, name)
-    recall = {s: table.loc[s, s] / table.loc[s].sum() if table.loc[s].sum() else None for s in STATUSES}
+    recall = status_recall(scored, name)
     row = {"variante": name, "exactitude": scored["correct"].mean(), "rappel_bas": recall["bas"],
            "rappel_normal": recall["normal"], "rappel_eleve": recall["élevé"],
            "introuvables": int(table["introuvable"].sum()), "valeurs": len(scored), "pas": output.global_step,

@@ -133,3 +133,25 @@ def test_chat_prompt_uses_the_model_template_and_few_shot_turns():
     text = chat_prompt(tok, "Consigne.", "Sodium : 134 mmol/L", shots)
     assert text.count("<|user|>") == 4 and text.count("<|assistant|>") == 4 and text.endswith("<|assistant|>")
     assert shots[0]["output"] in text
+
+
+def test_accuracy_gain_is_paired_and_has_an_interval():
+    import pandas as pd
+
+    from helpers.llm import accuracy_gain, status_recall
+
+    rows = []
+    for i in range(60):
+        expected = ("bas", "normal", "normal", "élevé")[i % 4]
+        rows.append({"model": "finetuned", "row": i, "code": "NA", "attendu": expected,
+                     "predit": expected if i % 10 else "normal", "correct": bool(i % 10)})
+        rows.append({"model": "base", "row": i, "code": "NA", "attendu": expected, "predit": "normal",
+                     "correct": expected == "normal"})
+    scored = pd.DataFrame(rows)
+    gain = accuracy_gain(scored, "finetuned", "base")
+    assert gain["gain"] == pytest.approx(54 / 60 - 30 / 60)
+    assert gain["ic_bas"] < gain["gain"] < gain["ic_haut"] and gain["ic_bas"] > 0
+    constant = accuracy_gain(scored, "finetuned", "constante")
+    assert constant["gain"] == pytest.approx(54 / 60 - 30 / 60)  # « normal » partout : la moitié
+    recall = status_recall(scored, "base")
+    assert recall["normal"] == 1.0 and recall["bas"] == recall["élevé"] == 0.0
