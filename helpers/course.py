@@ -165,8 +165,9 @@ class MissingOutputsError(RuntimeError):
 LONG_NOTEBOOKS = {"gpu": ("04",)}
 
 #: Référence mesurée pour annoncer une durée quand ce profil n'a jamais exécuté le notebook ici :
-#: (secondes, provenance). Le QLoRA à taille réelle (Mistral-7B, 4 bits, lot 2 × 4, 240 pas) a été
-#: chronométré par le contrôle GPU (``shared/gpu-check/checks/big7b.py``).
+#: (secondes, provenance). Le QLoRA à taille réelle (modèle de la taille de Mistral-7B à poids
+#: aléatoires, 4 bits, lot 2 × 4) a été chronométré par les auteurs avec un banc d'essai hors du
+#: dépôt (12 pas, 29,5 s) : ce n'est pas une mesure de ``helpers.gpu_check``.
 REFERENCE_SECONDS = {("gpu", "04"): (2.5 * 240, "≈ 2,5 s par pas × 240 pas, mesuré sur NVIDIA H200 le "
                                                "2026-11-26 ; un T4 est plusieurs fois plus lent")}
 

@@ -124,7 +124,7 @@ def reload_tolerance(precision: str) -> float:
     from .llm import torch_dtype
 
     dtype = torch_dtype(precision)  # erreur française si la précision est inconnue
-    return 1e-5 if dtype == torch.float32 else max(1e-5, float(torch.finfo(dtype).eps))
+    return 1e-5 if dtype == torch.float32 else float(torch.finfo(dtype).eps)
 
 
 # --------------------------------------------------------------------------- entraînement

@@ -360,7 +360,7 @@ def apply_environment(profile: Profile) -> Profile:
     """
     from .models import OFFLINE_MODELS, ModelUnavailableError, embedding_dimension, local_model_dir
 
-    changes, notes = {}, []
+    notes = []
     emb, llm, cmp_, data = profile.embedding, profile.llm, profile.comparison, profile.data
     for var, section in ENV_MODELS.items():
         value = os.environ.get(var, "").strip()
@@ -399,8 +399,7 @@ def apply_environment(profile: Profile) -> Profile:
         notes.append(f"échantillons plafonnés (entraînement {train or '—'}, évaluation {evaluation or '—'})")
     if not notes:
         return profile
-    changes = dict(embedding=emb, llm=llm, comparison=cmp_, data=data)
-    return replace(profile, **changes, reason=f"{profile.reason} Réglages modifiés : {' ; '.join(notes)}.")
+    return replace(profile, embedding=emb, llm=llm, comparison=cmp_, data=data, reason=f"{profile.reason} Réglages modifiés : {' ; '.join(notes)}.")
 
 
 def _is_hub_id(model_id: str) -> bool:
@@ -412,7 +411,7 @@ def _is_hub_id(model_id: str) -> bool:
 def without_hub(profile: Profile) -> Profile:
     """Le profil gpu quand le hub est injoignable : chaque modèle du hub est remplacé par son modèle
     hors ligne, qui apporte ses propres réglages (dimensions Matryoshka). La raison le dit."""
-    from .models import OFFLINE_MODELS, local_model_dir
+    from .models import OFFLINE_MODELS
 
     emb, llm, cmp_ = profile.embedding, profile.llm, profile.comparison
     notes = []
@@ -476,8 +475,9 @@ def detect_profile() -> Profile:
         profile = get_profile(
             "cpu", "aucun GPU CUDA : profil cpu (modèles hors ligne livrés dans les paquets PyPI).")
     profile = apply_environment(profile)
-    if profile.name == "gpu" and not runtime.hub_reachable():
+    offline = profile.name != "gpu" or not runtime.hub_reachable()
+    if profile.name == "gpu" and offline:
         profile = without_hub(profile)
-    if profile.name != "gpu" or not runtime.hub_reachable():
+    if offline:
         runtime.go_offline()
     return profile

@@ -78,18 +78,6 @@ def bf16_supported() -> bool:
         return True
 
 
-def gpu_name() -> str | None:
-    """Nom du premier GPU CUDA (« Tesla T4 », « NVIDIA H200 »…), ou ``None`` sans GPU."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    return None
-
-
 def gpu_memory_gb() -> float | None:
     """Mémoire totale du premier GPU CUDA (Go), ou ``None`` sans GPU."""
     try:
