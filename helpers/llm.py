@@ -36,7 +36,7 @@ STATUSES = ("bas", "normal", "élevé")
 #: dominés par ce préfixe.
 SHORT_PROMPT_FR = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
 PROMPT_STYLES = {"alpaca": ALPACA_PROMPT_FR, "court": SHORT_PROMPT_FR}
-ANSWER_FORMATS = ("statut", "pas_a_pas")
+ANSWER_FORMATS = ("statut", "pas_a_pas", "pas_a_pas_arret")
 
 
 def torch_dtype(precision: str):
@@ -118,6 +118,17 @@ def chat_prompt(tokenizer, instruction: str, input_text: str, examples=()) -> st
     return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
+def base_prompt(tokenizer, instruction: str, input_text: str, examples=(), style: str = "court") -> str:
+    """Le prompt **loyal** du modèle de base : son gabarit de conversation s'il en a un
+    (:func:`chat_prompt`, modèle Instruct), sinon (modèle de base pur, comme Mistral-7B v0.3, ou le
+    modèle miniature du profil smoke) les ``examples`` résolus puis le cas, écrits l'un après
+    l'autre au format :func:`format_prompt` — la suite de texte qu'un modèle pré-entraîné continue."""
+    if getattr(tokenizer, "chat_template", None):
+        return chat_prompt(tokenizer, instruction, input_text, examples)
+    shots = "".join(format_prompt(ex["instruction"], ex["input"], style) + ex["output"] + "\n\n" for ex in examples)
+    return shots + format_prompt(instruction, input_text, style)
+
+
 def few_shot_examples(cases, seed: int = 0) -> list[dict]:
     """Un cas résolu par statut (bas, normal, élevé), tirés au hasard de ``cases`` (entraînement)."""
     rng = random.Random(seed)
@@ -140,7 +151,9 @@ def analyte_cases(split, answer_format: str = "statut"):
     * ``statut`` : ``input`` = la valeur suivie de son intervalle de référence, ``output`` =
       « Nom : statut » ;
     * ``pas_a_pas`` : valeur et bornes **alignées** dans ``input``, et ``output`` = la comparaison
-      chiffre par chiffre avec chaque borne, puis « Nom : statut » (:mod:`helpers.stepwise`).
+      chiffre par chiffre avec chaque borne, puis « Nom : statut » (:mod:`helpers.stepwise`) ;
+    * ``pas_a_pas_arret`` : le même, arrêté dès que le statut est décidé (une valeur sous la borne
+      basse n'est pas comparée à la borne haute).
 
     ``case_id`` garde l'identifiant du compte rendu d'origine. Sur 2 cœurs, une réponse de
     quelques dizaines de jetons au lieu de 300 rend l'entraînement et l'évaluation possibles.
@@ -157,8 +170,8 @@ def analyte_cases(split, answer_format: str = "statut"):
             a = _analyte(label["code"])
             if label["statut"] not in STATUSES:
                 raise ValueError(f"{row.get('id', '?')} : statut inconnu « {label['statut']} ».")
-            if answer_format == "pas_a_pas":
-                case = stepwise_case(a, label["valeur"], row["sexe"])
+            if answer_format.startswith("pas_a_pas"):
+                case = stepwise_case(a, label["valeur"], row["sexe"], stop_early=answer_format == "pas_a_pas_arret")
                 if case.status != label["statut"]:
                     raise ValueError(f"{row.get('id', '?')} : statut « {label['statut']} » contraire aux bornes "
                                      f"({case.input}).")
@@ -342,6 +355,10 @@ def parse_statuses(text: str, labels: list[dict]) -> dict[str, str | None]:
                 if result[owner] is None:
                     result[owner] = _status_in(tail)
                 owner = None
+    if len(codes) == 1 and result[codes[0]] is None:
+        # Une seule valeur : une réponse qui ne nomme pas l'analyte (« Le résultat est bas. ») ne peut
+        # parler que d'elle ; on lit son premier statut non nié (lecture loyale du modèle de base).
+        result[codes[0]] = _status_in(_strip_parentheses(" ".join(segments)))
     return result
 
 

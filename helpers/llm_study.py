@@ -8,9 +8,10 @@ Chaque variante part du profil ``cpu`` (même modèle, même LoRA, même optimis
 (format de la réponse, prompt, équilibre des statuts, pas, taux d'apprentissage, exercices de
 comparaison avant la tâche), entraîne, puis génère et lit les statuts des valeurs de **validation**
 — jamais du test, qui sert à la mesure finale du notebook 05. Chaque variante ajoute (ou remplace)
-sa ligne dans ``outputs/cpu/llm/etude_formats.csv`` : exactitude, rappel par statut, part des
-lignes de raisonnement justes, durée d'entraînement et de génération, pic de mémoire. Le notebook 04
-affiche ce tableau et en tire le réglage du profil.
+sa ligne dans ``docs/mesures/etude_formats_cpu.csv`` (versionné, avec commit, date et threads) :
+exactitude, rappel par statut, part des lignes de raisonnement justes, durées d'entraînement et de
+génération, pic de mémoire. Le notebook 04 affiche ce tableau et en tire le réglage du profil.
+Pour mesurer des durées comparables, lancez les variantes une à une, machine au repos.
 """
 from __future__ import annotations
 
@@ -21,26 +22,48 @@ from dataclasses import replace
 
 import pandas as pd
 
-from .paths import output_dir
+from .stepwise import reasoning_scores
 
-#: Les variantes : réglages du profil cpu modifiés, et pas d'exercices de comparaison avant la tâche.
+_STEPWISE = {"prompt_style": "court", "balance_statuses": True, "batch_size": 4, "gradient_accumulation_steps": 1,
+             "max_steps": 140, "max_new_tokens": 72}
+#: Les variantes : réglages du profil cpu modifiés, exercices de comparaison passés **avant** la tâche
+#: (un premier entraînement, lots de 16), et une phrase qui dit ce qui change.
 VARIANTS: dict[str, dict] = {
-    "statut": {"llm": {}, "exercices": 0},
-    "pas_a_pas_court": {"llm": {"answer_format": "pas_a_pas", "prompt_style": "court", "balance_statuses": True,
-                                "batch_size": 4, "gradient_accumulation_steps": 1, "max_steps": 140,
-                                "max_new_tokens": 72}, "exercices": 0},
-    "exercices_30": {"llm": {"answer_format": "pas_a_pas", "prompt_style": "court", "balance_statuses": True,
-                             "batch_size": 4, "gradient_accumulation_steps": 1, "max_steps": 140,
-                             "max_new_tokens": 72}, "exercices": 30},
+    "statut": {"llm": {}, "exercices": 0,
+               "description": "réponse « Nom : statut », prompt Alpaca, 40 pas de 8 (le cours avant l'étude)"},
+    "pas_a_pas_court": {"llm": {"answer_format": "pas_a_pas", **_STEPWISE}, "exercices": 0,
+                        "description": "nombres alignés, comparaison chiffre par chiffre avec les deux bornes, "
+                                       "prompt court, statuts équilibrés, 140 pas de 4"},
+    "exercices_30": {"llm": {"answer_format": "pas_a_pas", **_STEPWISE}, "exercices": 30,
+                     "description": "le même, après 30 pas (lots de 16) d'exercices de comparaison seuls"},
+    "arret": {"llm": {"answer_format": "pas_a_pas_arret", **_STEPWISE}, "exercices": 0,
+              "description": "pas à pas arrêté dès que le statut est décidé (le statut suit son signe)"},
+    "arret_exercices": {"llm": {"answer_format": "pas_a_pas_arret", **_STEPWISE, "max_steps": 170,
+                                "drill_examples": 120, "drill_pairs": 4}, "exercices": 0,
+                        "description": "le même, 120 exercices de 4 comparaisons mêlés à la tâche, 170 pas de 4"},
 }
-STUDY_COLUMNS = ["variante", "exactitude", "rappel_bas", "rappel_normal", "rappel_eleve", "introuvables",
-                 "raisonnement_juste", "statut_suit_raisonnement", "valeurs", "pas", "exercices",
-                 "secondes_entrainement", "secondes_generation", "pic_rss_mo"]
+STUDY_COLUMNS = ["variante", "description", "exactitude", "rappel_bas", "rappel_normal", "rappel_eleve",
+                 "introuvables", "raisonnement_juste", "statut_suit_raisonnement", "valeurs", "pas", "exercices",
+                 "secondes_entrainement", "secondes_generation", "pic_rss_mo", "threads", "commit", "date"]
 
 
-def study_path(profile_name: str = "cpu"):
-    """``outputs/<profil>/llm/etude_formats.csv``."""
-    return output_dir(profile_name, "llm") / "etude_formats.csv"
+def study_path():
+    """``docs/mesures/etude_formats_cpu.csv`` : l'étude est une **mesure versionnée** (comme le
+    contrôle GPU), affichée par le notebook 04 avec sa provenance (commit, date, threads)."""
+    from .docs import MEASURES_DIR
+
+    return MEASURES_DIR / "etude_formats_cpu.csv"
+
+
+def study_table():
+    """Le tableau de l'étude pour le notebook 04 (exactitudes en %, colonnes lisibles), ou ``None``."""
+    path = study_path()
+    if not path.exists():
+        return None
+    table = pd.read_csv(path)
+    return table[["variante", "description", "exactitude", "rappel_bas", "rappel_normal", "rappel_eleve",
+                  "raisonnement_juste", "pas", "secondes_entrainement", "pic_rss_mo", "threads", "commit",
+                  "date"]]
 
 
 def _drill_dataset(n_steps: int, batch: int, style: str, eos: str, seed: int):
@@ -50,28 +73,8 @@ def _drill_dataset(n_steps: int, batch: int, style: str, eos: str, seed: int):
     from .stepwise import drills
 
     rows = drills(n_steps * batch, seed=seed)
-    return Dataset.from_list([{"prompt": format_prompt("Comparez les deux nombres chiffre par chiffre.",
-                                                       r["input"], style), "completion": r["output"] + eos}
-                              for r in rows])
-
-
-def reasoning_scores(answers: list[str], cases) -> dict:
-    """Part des lignes de raisonnement justes, et part des réponses dont le statut lu suit le
-    raisonnement (:func:`helpers.stepwise.check_reasoning`)."""
-    from .llm import parse_statuses
-    from .stepwise import check_reasoning
-
-    lines = right = follows = readable = 0
-    for text, case in zip(answers, cases):
-        check = check_reasoning(text)
-        lines += check["lignes"]
-        right += check["justes"]
-        status = parse_statuses(text, case["labels"]).get(case["labels"][0]["code"])
-        if check["statut_du_raisonnement"] is not None and status is not None:
-            readable += 1
-            follows += status == check["statut_du_raisonnement"]
-    return {"raisonnement_juste": right / lines if lines else None,
-            "statut_suit_raisonnement": follows / readable if readable else None}
+    return Dataset.from_list([{"prompt": format_prompt(r["instruction"], r["input"], style),
+                               "completion": r["output"] + eos} for r in rows])
 
 
 def run_variant(name: str, profile=None) -> dict:
@@ -90,7 +93,7 @@ def run_variant(name: str, profile=None) -> dict:
     base = profile or get_profile("cpu")
     profile = replace(base, llm=replace(base.llm, **spec["llm"]))
     cfg = profile.llm
-    configure_threads()
+    threads = configure_threads()
     reset_peak_rss()
     model, tokenizer, _ = training.load_qlora_model(profile, "bitsandbytes")
     train, val_loss = training.qlora_datasets(profile, tokenizer)
@@ -112,7 +115,6 @@ def run_variant(name: str, profile=None) -> dict:
 
     cases = analyte_cases(load_instructions(profile)["validation"], cfg.answer_format)
     prompts = [format_prompt(c["instruction"], c["input"], cfg.prompt_style) for c in cases]
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # lots de longueurs proches
     gen_tok = generation_tokenizer(tokenizer)
     model.eval()
 
@@ -124,31 +126,39 @@ def run_variant(name: str, profile=None) -> dict:
         return gen_tok.batch_decode(out[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
 
     start = time.perf_counter()
-    sorted_answers = in_batches(generate, [prompts[i] for i in order], 48, desc=name)
+    answers = in_batches(generate, prompts, 48, desc=name, by_length=True)
     gen_seconds = time.perf_counter() - start
-    answers = [""] * len(prompts)
-    for i, text in zip(order, sorted_answers):
-        answers[i] = text
     scored = score_answers(answers, cases, name)
     table = confusion(scored, name)
     recall = status_recall(scored, name)
-    row = {"variante": name, "exactitude": scored["correct"].mean(), "rappel_bas": recall["bas"],
+    row = {"variante": name, "description": spec["description"], "exactitude": scored["correct"].mean(), "rappel_bas": recall["bas"],
            "rappel_normal": recall["normal"], "rappel_eleve": recall["élevé"],
            "introuvables": int(table["introuvable"].sum()), "valeurs": len(scored), "pas": output.global_step,
            "exercices": spec["exercices"], "secondes_entrainement": round(train_seconds, 1),
            "secondes_generation": round(gen_seconds, 1), "pic_rss_mo": peak_rss_mb(),
-           **(reasoning_scores(answers, cases) if cfg.answer_format == "pas_a_pas"
+           "threads": threads, "commit": _commit(), "date": time.strftime("%Y-%m-%d"),
+           **(reasoning_scores(answers, cases) if cfg.answer_format.startswith("pas_a_pas")
               else {"raisonnement_juste": None, "statut_suit_raisonnement": None})}
     save_row(row)
     return row
 
 
-def save_row(row: dict, profile_name: str = "cpu") -> pd.DataFrame:
-    """Ajoute (ou remplace) la ligne d'une variante dans ``etude_formats.csv``."""
-    path = study_path(profile_name)
+def _commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "inconnu"
+
+
+def save_row(row: dict, path=None) -> pd.DataFrame:
+    """Ajoute (ou remplace) la ligne d'une variante dans l'étude (:func:`study_path`)."""
+    path = path or study_path()
     table = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=STUDY_COLUMNS)
     table = pd.concat([table[table["variante"] != row["variante"]], pd.DataFrame([row])], ignore_index=True)
-    table[STUDY_COLUMNS].to_csv(path, index=False)
+    table.reindex(columns=STUDY_COLUMNS).to_csv(path, index=False)
     return table
 
 
@@ -159,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.liste:
         for name, spec in VARIANTS.items():
-            print(f"{name:<18} {spec}")
+            print(f"{name:<18} {spec['description']}")
         return 0
     unknown = set(args.variantes) - set(VARIANTS)
     if unknown:

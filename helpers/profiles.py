@@ -98,6 +98,10 @@ class LLMSettings:
     #: chiffre avec chaque borne, puis le statut ; voir helpers.stepwise)
     answer_format: str = "statut"
     prompt_style: str = "alpaca"  #: "alpaca" (gabarit d'origine) ou "court" (sans phrase de rôle)
+    #: exercices de comparaison de nombres (helpers.stepwise.drills) mêlés aux exemples
+    #: d'entraînement de la tâche pas à pas, et paires de nombres par exercice
+    drill_examples: int = 0
+    drill_pairs: int = 4
 
 
 @dataclass(frozen=True)
@@ -307,7 +311,8 @@ def _build(name: str) -> Profile:
                 target_modules=ALPACA_TARGET_MODULES, batch_size=2, gradient_accumulation_steps=1,
                 learning_rate=2e-4, epochs=1, max_steps=3, optim="adamw_8bit", train_examples=12,
                 eval_examples=3, max_new_tokens=12, task="analyte", precision="fp32",
-                eval_batch_size=8, gen_batch_size=8, save_merged=True),
+                eval_batch_size=8, gen_batch_size=8, save_merged=True, answer_format="pas_a_pas_arret",
+                prompt_style="court", drill_examples=4, drill_pairs=2),
             data=DataSettings(hub_dataset=None, longitudinal_patients=20),
             comparison=ComparisonSettings(
                 full_model_id="tiny-mistral", full_offline_model="tiny-mistral", full_max_steps=2,

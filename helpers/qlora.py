@@ -151,20 +151,26 @@ def plot_confusion(tables: dict[str, pd.DataFrame]):
 
 # --------------------------------------------------------------------------- génération
 def in_batches(fn: Callable[[list[str]], list[str]], prompts: Sequence[str], batch_size: int,
-               desc: str = "génération") -> list[str]:
-    """Applique ``fn`` (une liste de prompts → une liste de réponses) par lots, avec barre de progression."""
+               desc: str = "génération", by_length: bool = False) -> list[str]:
+    """Applique ``fn`` (une liste de prompts → une liste de réponses) par lots, avec barre de progression.
+
+    ``by_length`` : les lots regroupent des prompts de longueurs voisines (moins de remplissage à
+    calculer) ; les réponses reviennent dans l'ordre des ``prompts``.
+    """
     from tqdm.auto import tqdm
 
     if batch_size < 1:
         raise ValueError(f"Taille de lot invalide : {batch_size} (il faut au moins 1).")
     prompts = list(prompts)
-    out: list[str] = []
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i])) if by_length else list(range(len(prompts)))
+    out: list[str] = [""] * len(prompts)
     for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="lot"):
-        chunk = prompts[start:start + batch_size]
-        answers = list(fn(chunk))
+        chunk = order[start:start + batch_size]
+        answers = list(fn([prompts[i] for i in chunk]))
         if len(answers) != len(chunk):
             raise ValueError(f"{len(answers)} réponses pour un lot de {len(chunk)} prompts.")
-        out.extend(answers)
+        for i, answer in zip(chunk, answers):
+            out[i] = answer
     return out
 
 

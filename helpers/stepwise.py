@@ -82,9 +82,15 @@ class StepwiseCase:
     status: str
 
 
-def stepwise_case(analyte: Analyte, value: float, sexe: str) -> StepwiseCase:
+def stepwise_case(analyte: Analyte, value: float, sexe: str, *, stop_early: bool = False) -> StepwiseCase:
     """Entrée alignée et réponse pas à pas d'une valeur ; le statut est celui de
-    :meth:`Analyte.status` (les bornes elles-mêmes sont normales)."""
+    :meth:`Analyte.status` (les bornes elles-mêmes sont normales).
+
+    ``stop_early`` : on s'arrête dès que le statut est décidé. Une valeur sous la borne basse est
+    « bas » sans regarder la borne haute ; la ligne du statut suit alors **directement** le signe qui
+    la décide (``< `` de la ligne ``min`` → bas ; ``>`` de la ligne ``max`` → élevé ; sinon normal),
+    et les réponses « bas » sont plus courtes.
+    """
     lo, hi = analyte.bounds(sexe)
     bounds = [b for b in (lo, hi) if b is not None]
     decimals = max([analyte.decimales] + [decimals_of(b) for b in bounds])
@@ -98,7 +104,11 @@ def stepwise_case(analyte: Analyte, value: float, sexe: str) -> StepwiseCase:
         reference = f"≥ {rest['min']}"
     else:
         raise ValueError(f"{analyte.code} : aucune borne de référence pour « {sexe} ».")
-    lines = [comparison_line(kind, v, bound) for kind, bound in rest.items()]
+    lines = []
+    for kind, bound in rest.items():
+        lines.append(comparison_line(kind, v, bound))
+        if stop_early and kind == "min" and lines[-1].endswith("→ <"):
+            break
     status = analyte.status(value, sexe)
     lines.append(f"{analyte.titre} : {status}")
     return StepwiseCase(input=f"{analyte.titre} : {v} {analyte.unite} (référence : {reference} {analyte.unite})",
@@ -159,16 +169,41 @@ def drill_pair(rng: random.Random) -> tuple[str, str]:
     return text(a), text(b)
 
 
-def drills(n: int, seed: int = 0) -> list[dict]:
-    """``n`` exercices de comparaison seuls, au format du cours (``input`` / ``output``) : l'entrée
-    donne deux nombres alignés, la réponse est la ligne de raisonnement (``min`` ou ``max`` tiré au
-    hasard)."""
-    if n < 0:
-        raise ValueError(f"Nombre d'exercices invalide : {n}.")
+DRILL_INSTRUCTION = "Comparez chaque paire de nombres chiffre par chiffre."
+
+
+def drills(n: int, seed: int = 0, pairs: int = 1) -> list[dict]:
+    """``n`` exercices de comparaison seuls, au format d'instruction du cours (``instruction`` /
+    ``input`` / ``output``) : l'entrée donne ``pairs`` paires de nombres alignés, une par ligne
+    (« 0487,6 et 0475,9 ») ; la réponse, une ligne de raisonnement par paire (``min`` ou ``max``
+    tiré au hasard). Plusieurs paires par exemple partagent le coût du prompt."""
+    if n < 0 or pairs < 1:
+        raise ValueError(f"Exercices invalides : {n} exemples de {pairs} paire(s).")
     rng = random.Random(seed)
     rows = []
     for _ in range(n):
-        a, b = drill_pair(rng)
-        kind = rng.choice(("min", "max"))
-        rows.append({"input": f"Comparez {a} et {b}.", "output": comparison_line(kind, a, b)})
+        inputs, outputs = [], []
+        for _ in range(pairs):
+            a, b = drill_pair(rng)
+            inputs.append(f"{a} et {b}")
+            outputs.append(comparison_line(rng.choice(("min", "max")), a, b))
+        rows.append({"instruction": DRILL_INSTRUCTION, "input": "\n".join(inputs), "output": "\n".join(outputs)})
     return rows
+
+
+def reasoning_scores(answers: list[str], cases) -> dict:
+    """Part des lignes de raisonnement justes, et part des réponses dont le statut lu suit le
+    raisonnement (:func:`helpers.stepwise.check_reasoning`)."""
+    from .llm import parse_statuses
+
+    lines = right = follows = readable = 0
+    for text, case in zip(answers, cases):
+        check = check_reasoning(text)
+        lines += check["lignes"]
+        right += check["justes"]
+        status = parse_statuses(text, case["labels"]).get(case["labels"][0]["code"])
+        if check["statut_du_raisonnement"] is not None and status is not None:
+            readable += 1
+            follows += status == check["statut_du_raisonnement"]
+    return {"raisonnement_juste": right / lines if lines else None,
+            "statut_suit_raisonnement": follows / readable if readable else None}

@@ -283,8 +283,23 @@ def qlora_datasets(profile, tokenizer, instructions=None, task: str | None = Non
         validation = validation.select(range(min(cfg.val_loss_examples, len(validation))))
     out = [split.map(to_prompt_completion, remove_columns=split.column_names)
            for split in (splits["train"], validation)]
+    if task == "analyte" and cfg.drill_examples:
+        out[0] = with_drills(out[0], cfg, eos, profile.seed)
     check_lengths(out[0], tokenizer, cfg.max_seq_length)
     return out[0], out[1]
+
+
+def with_drills(train, cfg, eos: str, seed: int):
+    """``train`` (prompt / completion) avec ``cfg.drill_examples`` exercices de comparaison de
+    ``cfg.drill_pairs`` paires (:func:`helpers.stepwise.drills`), mélangés (graine ``seed``)."""
+    from datasets import Dataset, concatenate_datasets
+
+    from .llm import format_prompt
+    from .stepwise import drills
+
+    rows = [{"prompt": format_prompt(r["instruction"], r["input"], cfg.prompt_style), "completion": r["output"] + eos}
+            for r in drills(cfg.drill_examples, seed=seed, pairs=cfg.drill_pairs)]
+    return concatenate_datasets([train, Dataset.from_list(rows)]).shuffle(seed=seed)
 
 
 def _saved_state_dtypes(checkpoint: str | Path | None) -> dict:
@@ -354,7 +369,7 @@ def qlora_trainer(profile, model, tokenizer, train_dataset, eval_dataset, output
         **checkpoints, **device_args())
     trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                          processing_class=tokenizer, callbacks=list(callbacks))
-    if cfg.precision == "fp16":  # GradScaler : adaptateurs en fp32 (TRL les a mis en bf16)
+    if cfg.precision != "bf16":  # fp16 (GradScaler) ou fp32 (CPU) : adaptateurs en fp32 (TRL les a mis en bf16)
         from .llm import upcast_adapters
 
         upcast_adapters(trainer.model)

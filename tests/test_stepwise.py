@@ -100,19 +100,21 @@ def test_study_scores_reasoning_and_keeps_one_row_per_variant(tmp_path, monkeypa
     from helpers.llm import analyte_cases
     from helpers.profiles import get_profile
 
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     cases = analyte_cases(load_instructions(get_profile("smoke"))["validation"], "pas_a_pas")
     gold = list(cases["output"])
-    assert llm_study.reasoning_scores(gold, cases) == {"raisonnement_juste": 1.0, "statut_suit_raisonnement": 1.0}
+    assert stepwise.reasoning_scores(gold, cases) == {"raisonnement_juste": 1.0, "statut_suit_raisonnement": 1.0}
     wrong = [text.replace("→ <", "→ >", 1) for text in gold]  # un signe faux, statut inchangé
-    scores = llm_study.reasoning_scores(wrong, cases)
+    scores = stepwise.reasoning_scores(wrong, cases)
     assert scores["raisonnement_juste"] < 1.0 and scores["statut_suit_raisonnement"] < 1.0
     row = {c: 0 for c in llm_study.STUDY_COLUMNS} | {"variante": "a"}
-    llm_study.save_row(row)
-    llm_study.save_row(row | {"exactitude": 0.5})
-    table = llm_study.save_row(row | {"variante": "b"})
+    path = tmp_path / "etude.csv"
+    llm_study.save_row(row, path)
+    llm_study.save_row(row | {"exactitude": 0.5}, path)
+    table = llm_study.save_row(row | {"variante": "b"}, path)
     assert list(table["variante"]) == ["a", "b"] and table.set_index("variante").loc["a", "exactitude"] == 0.5
     assert llm_study.main(["inconnue"]) == 2
+    assert all(spec["description"] for spec in llm_study.VARIANTS.values())
+    assert llm_study.study_path().parent.name == "mesures"
 
 
 def test_chat_prompt_uses_the_model_template_and_few_shot_turns():
@@ -155,3 +157,85 @@ def test_accuracy_gain_is_paired_and_has_an_interval():
     assert constant["gain"] == pytest.approx(54 / 60 - 30 / 60)  # « normal » partout : la moitié
     recall = status_recall(scored, "base")
     assert recall["normal"] == 1.0 and recall["bas"] == recall["élevé"] == 0.0
+
+
+def test_stop_early_skips_the_upper_bound_once_the_value_is_low():
+    analytes = load_analytes()
+    low = stepwise.stepwise_case(analytes["NA"], 134, "homme", stop_early=True)
+    assert low.output == "min 134 / 136 : 11= 33= 46< → <\nSodium : bas"
+    high = stepwise.stepwise_case(analytes["NA"], 150, "homme", stop_early=True)
+    assert high.output == stepwise.stepwise_case(analytes["NA"], 150, "homme").output
+    assert high.output.splitlines()[1].startswith("max") and high.status == "élevé"
+    reports = load_instructions()["validation"]
+    from helpers.llm import analyte_cases
+
+    full, short = analyte_cases(reports, "pas_a_pas"), analyte_cases(reports, "pas_a_pas_arret")
+    assert full["labels"] == short["labels"] and full["input"] == short["input"]
+    shorter = 0
+    for case in short:
+        check = stepwise.check_reasoning(case["output"])
+        assert check["justes"] == check["lignes"] and check["statut_du_raisonnement"] == case["labels"][0]["statut"]
+        assert parse_statuses(case["output"], case["labels"]) == {case["labels"][0]["code"]: case["labels"][0]["statut"]}
+    shorter = sum(len(a) < len(b) for a, b in zip(short["output"], full["output"]))
+    assert shorter == sum(c["labels"][0]["statut"] == "bas" and "max" in f for c, f in zip(short, full["output"]))
+    assert shorter > 0
+
+
+def test_drills_with_several_pairs_and_their_mix_into_training():
+    from datasets import Dataset
+
+    from helpers.profiles import get_profile
+    from helpers.training import with_drills
+
+    rows = stepwise.drills(20, seed=2, pairs=4)
+    assert all(r["instruction"] == stepwise.DRILL_INSTRUCTION for r in rows)
+    for r in rows:
+        pairs, lines = r["input"].splitlines(), r["output"].splitlines()
+        assert len(pairs) == len(lines) == 4
+        for pair, line in zip(pairs, lines):
+            a, b = pair.split(" et ")
+            assert line.split(" : ")[0].endswith(f"{a} / {b}") and stepwise.check_reasoning(line)["justes"] == 1
+    with pytest.raises(ValueError, match="Exercices invalides"):
+        stepwise.drills(3, pairs=0)
+    cfg = get_profile("smoke").llm
+    from dataclasses import replace
+
+    cfg = replace(cfg, drill_examples=5, drill_pairs=2, prompt_style="court")
+    task = Dataset.from_list([{"prompt": f"p{i}", "completion": "c</s>"} for i in range(10)])
+    mixed = with_drills(task, cfg, "</s>", seed=0)
+    assert len(mixed) == 15 and sum(p.startswith("p") for p in mixed["prompt"]) == 10
+    drills_seen = [c for p, c in zip(mixed["prompt"], mixed["completion"]) if not p.startswith("p")]
+    assert all(c.endswith("</s>") and c.count("\n") == 1 for c in drills_seen)
+    assert list(mixed["prompt"]) != sorted(mixed["prompt"], key=lambda p: not p.startswith("p"))  # mélangés
+
+
+def test_parse_statuses_reads_an_unnamed_single_value_and_base_prompt_without_template():
+    from transformers import AutoTokenizer
+
+    from helpers.llm import base_prompt, format_prompt
+    from helpers.models import model_path
+
+    label = [{"code": "NA", "analyte": "Sodium"}]
+    assert parse_statuses("Le résultat est bas (référence : normal).", label) == {"NA": "bas"}
+    assert parse_statuses("Je ne sais pas.", label) == {"NA": None}
+    two = [{"code": "NA", "analyte": "Sodium"}, {"code": "K", "analyte": "Potassium"}]
+    assert parse_statuses("Le résultat est bas.", two) == {"NA": None, "K": None}  # ambigu : rien
+    tok = AutoTokenizer.from_pretrained(model_path("tiny-mistral"))  # modèle de base : pas de gabarit
+    shot = {"instruction": "Consigne.", "input": "Sodium : 150", "output": "Sodium : élevé"}
+    text = base_prompt(tok, "Consigne.", "Sodium : 134", [shot])
+    assert text == format_prompt("Consigne.", "Sodium : 150", "court") + "Sodium : élevé\n\n" + format_prompt(
+        "Consigne.", "Sodium : 134", "court")
+
+
+def test_in_batches_by_length_groups_similar_prompts_and_keeps_order():
+    from helpers.qlora import in_batches
+
+    seen = []
+
+    def fake(batch):
+        seen.append(batch)
+        return [p.upper() for p in batch]
+
+    prompts = ["aaaa", "b", "cc", "dddddd", "e"]
+    assert in_batches(fake, prompts, 2, by_length=True) == [p.upper() for p in prompts]
+    assert seen == [["b", "e"], ["cc", "aaaa"], ["dddddd"]]
