@@ -21,6 +21,7 @@ import pandas as pd
 
 from . import runtime
 from .analytes import Analyte, load_analytes
+from .stepwise import STEPWISE_INSTRUCTION  # noqa: F401  (réexportée : consigne courte du profil cpu)
 
 ALPACA_PROMPT_FR = (
     "Vous êtes un médecin professionnel spécialisé dans l'analyse des résultats de laboratoire "
@@ -142,7 +143,7 @@ def few_shot_examples(cases, seed: int = 0) -> list[dict]:
     return out
 
 
-def analyte_cases(split, answer_format: str = "statut"):
+def analyte_cases(split, answer_format: str = "statut", instruction: str | None = None):
     """Découpe chaque compte rendu en cas d'**un seul analyte** (tâche courte du profil cpu).
 
     Même schéma que le jeu d'instructions (``id``, ``instruction``, ``input``, ``output``,
@@ -154,6 +155,9 @@ def analyte_cases(split, answer_format: str = "statut"):
       chiffre par chiffre avec chaque borne, puis « Nom : statut » (:mod:`helpers.stepwise`) ;
     * ``pas_a_pas_arret`` : le même, arrêté dès que le statut est décidé (une valeur sous la borne
       basse n'est pas comparée à la borne haute).
+
+    ``instruction`` remplace la consigne d'origine (:data:`ANALYTE_INSTRUCTION`) : une consigne
+    courte (:data:`STEPWISE_INSTRUCTION`) retire une vingtaine de jetons à chaque prompt.
 
     ``case_id`` garde l'identifiant du compte rendu d'origine. Sur 2 cœurs, une réponse de
     quelques dizaines de jetons au lieu de 300 rend l'entraînement et l'évaluation possibles.
@@ -180,7 +184,7 @@ def analyte_cases(split, answer_format: str = "statut"):
                 text_in = f"{a.result_line(label['valeur'])} (référence : {a.range_text(row['sexe'])})"
                 text_out = f"{a.titre} : {label['statut']}"
             rows.append({
-                "id": f"{row['id']}-{i + 1}", "case_id": row["id"], "instruction": ANALYTE_INSTRUCTION,
+                "id": f"{row['id']}-{i + 1}", "case_id": row["id"], "instruction": instruction or ANALYTE_INSTRUCTION,
                 "input": text_in, "output": text_out, "sexe": row["sexe"], "age": row["age"],
                 "panel": row["panel"], "labels": [dict(label)]})
     if not rows:

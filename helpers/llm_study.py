@@ -22,7 +22,7 @@ from dataclasses import replace
 
 import pandas as pd
 
-from .stepwise import reasoning_scores
+from .stepwise import STEPWISE_INSTRUCTION, reasoning_scores
 
 _STEPWISE = {"prompt_style": "court", "balance_statuses": True, "batch_size": 4, "gradient_accumulation_steps": 1,
              "max_steps": 140, "max_new_tokens": 72}
@@ -41,6 +41,16 @@ VARIANTS: dict[str, dict] = {
     "arret_exercices": {"llm": {"answer_format": "pas_a_pas_arret", **_STEPWISE, "max_steps": 170,
                                 "drill_examples": 120, "drill_pairs": 4}, "exercices": 0,
                         "description": "le même, 120 exercices de 4 comparaisons mêlés à la tâche, 170 pas de 4"},
+    "arret_exercices_court": {"llm": {"answer_format": "pas_a_pas_arret", **_STEPWISE, "max_steps": 170,
+                                      "drill_examples": 120, "drill_pairs": 4, "group_by_length": True,
+                                      "instruction": STEPWISE_INSTRUCTION}, "exercices": 0,
+                              "description": "le même, consigne courte (11 jetons au lieu de 30) et lots de "
+                                             "longueurs voisines (moins de remplissage)"},
+    "arret_tables": {"llm": {"answer_format": "pas_a_pas_arret", **_STEPWISE, "max_steps": 175,
+                             "drill_examples": 60, "drill_pairs": 4, "table_drills": 80, "group_by_length": True,
+                             "instruction": STEPWISE_INSTRUCTION}, "exercices": 0,
+                     "description": "le même, avec 60 exercices de comparaison et 80 exercices de la table "
+                                    "des signes (20 paires de chiffres chacun), 175 pas de 4"},
 }
 STUDY_COLUMNS = ["variante", "description", "exactitude", "rappel_bas", "rappel_normal", "rappel_eleve",
                  "introuvables", "raisonnement_juste", "statut_suit_raisonnement", "valeurs", "pas", "exercices",
@@ -113,7 +123,7 @@ def run_variant(name: str, profile=None) -> dict:
     output = trainer.train()
     train_seconds = time.perf_counter() - start
 
-    cases = analyte_cases(load_instructions(profile)["validation"], cfg.answer_format)
+    cases = analyte_cases(load_instructions(profile)["validation"], cfg.answer_format, cfg.instruction)
     prompts = [format_prompt(c["instruction"], c["input"], cfg.prompt_style) for c in cases]
     gen_tok = generation_tokenizer(tokenizer)
     model.eval()

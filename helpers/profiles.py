@@ -31,6 +31,7 @@ import sys
 from dataclasses import asdict, dataclass, field, replace
 
 from . import runtime
+from .stepwise import STEPWISE_INSTRUCTION
 
 PROFILE_NAMES = ("gpu", "cpu", "smoke")
 ALPACA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -102,6 +103,12 @@ class LLMSettings:
     #: d'entraînement de la tâche pas à pas, et paires de nombres par exercice
     drill_examples: int = 0
     drill_pairs: int = 4
+    #: exercices de la table des signes (helpers.stepwise.digit_table_drills), mêlés eux aussi
+    table_drills: int = 0
+    #: consigne des cas de la tâche « analyte » (None = la consigne d'origine, ANALYTE_INSTRUCTION)
+    instruction: str | None = None
+    #: lots d'exemples de longueurs voisines (moins de remplissage : sur CPU, du calcul en moins)
+    group_by_length: bool = False
 
 
 @dataclass(frozen=True)
@@ -312,7 +319,8 @@ def _build(name: str) -> Profile:
                 learning_rate=2e-4, epochs=1, max_steps=3, optim="adamw_8bit", train_examples=12,
                 eval_examples=3, max_new_tokens=12, task="analyte", precision="fp32",
                 eval_batch_size=8, gen_batch_size=8, save_merged=True, answer_format="pas_a_pas_arret",
-                prompt_style="court", drill_examples=4, drill_pairs=2),
+                prompt_style="court", drill_examples=4, drill_pairs=2, table_drills=2,
+                instruction=STEPWISE_INSTRUCTION, group_by_length=True),
             data=DataSettings(hub_dataset=None, longitudinal_patients=20),
             comparison=ComparisonSettings(
                 full_model_id="tiny-mistral", full_offline_model="tiny-mistral", full_max_steps=2,

@@ -31,6 +31,9 @@ from dataclasses import dataclass
 from .analytes import Analyte
 
 SIGNS = ("<", "=", ">")
+#: Consigne courte de la tâche pas à pas (11 jetons au lieu de 30 pour SmolLM2) : le format de la
+#: réponse, appris au fine-tuning, dit le reste.
+STEPWISE_INSTRUCTION = "Comparez la valeur à ses bornes."
 _LINE = re.compile(r"^(min|max) (\S+) / (\S+) : ((?:\d\d[<=>] ?)+)→ ([<=>])\s*$")
 
 
@@ -169,7 +172,7 @@ def drill_pair(rng: random.Random) -> tuple[str, str]:
     return text(a), text(b)
 
 
-DRILL_INSTRUCTION = "Comparez chaque paire de nombres chiffre par chiffre."
+DRILL_INSTRUCTION = "Comparez chaque paire de nombres."
 
 
 def drills(n: int, seed: int = 0, pairs: int = 1) -> list[dict]:
@@ -188,6 +191,26 @@ def drills(n: int, seed: int = 0, pairs: int = 1) -> list[dict]:
             inputs.append(f"{a} et {b}")
             outputs.append(comparison_line(rng.choice(("min", "max")), a, b))
         rows.append({"instruction": DRILL_INSTRUCTION, "input": "\n".join(inputs), "output": "\n".join(outputs)})
+    return rows
+
+
+TABLE_INSTRUCTION = "Comparez les deux chiffres de chaque paire."
+
+
+def digit_table_drills(n: int, seed: int = 0, pairs: int = 20) -> list[dict]:
+    """``n`` exercices de la **table des signes** : l'entrée donne ``pairs`` paires de chiffres
+    (« 43 79 55 »), la réponse recopie chaque paire suivie de son signe (« 43> 79< 55= »), exactement
+    comme dans une ligne de raisonnement. Une erreur de la tâche sur deux ou presque est un signe faux
+    entre deux chiffres : ces exercices entraînent les 100 paires sans rien d'autre autour."""
+    if n < 0 or pairs < 1:
+        raise ValueError(f"Exercices invalides : {n} exemples de {pairs} paire(s).")
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        digits = [(rng.randint(0, 9), rng.randint(0, 9)) for _ in range(pairs)]
+        signs = ["<" if x < y else ">" if x > y else "=" for x, y in digits]
+        rows.append({"instruction": TABLE_INSTRUCTION, "input": " ".join(f"{x}{y}" for x, y in digits),
+                     "output": " ".join(f"{x}{y}{s}" for (x, y), s in zip(digits, signs))})
     return rows
 
 

@@ -269,7 +269,7 @@ def qlora_datasets(profile, tokenizer, instructions=None, task: str | None = Non
         splits["train"], source = with_hub_examples(splits["train"], profile)  # comme au notebook 04
         print(source)
     if task == "analyte":
-        splits = {name: analyte_cases(split, cfg.answer_format) for name, split in splits.items()}
+        splits = {name: analyte_cases(split, cfg.answer_format, cfg.instruction) for name, split in splits.items()}
         if cfg.balance_statuses:
             splits["train"] = balance_statuses(splits["train"], seed=profile.seed)
     eos = tokenizer.eos_token
@@ -283,7 +283,7 @@ def qlora_datasets(profile, tokenizer, instructions=None, task: str | None = Non
         validation = validation.select(range(min(cfg.val_loss_examples, len(validation))))
     out = [split.map(to_prompt_completion, remove_columns=split.column_names)
            for split in (splits["train"], validation)]
-    if task == "analyte" and cfg.drill_examples:
+    if task == "analyte" and (cfg.drill_examples or cfg.table_drills):
         out[0] = with_drills(out[0], cfg, eos, profile.seed)
     check_lengths(out[0], tokenizer, cfg.max_seq_length)
     return out[0], out[1]
@@ -291,14 +291,17 @@ def qlora_datasets(profile, tokenizer, instructions=None, task: str | None = Non
 
 def with_drills(train, cfg, eos: str, seed: int):
     """``train`` (prompt / completion) avec ``cfg.drill_examples`` exercices de comparaison de
-    ``cfg.drill_pairs`` paires (:func:`helpers.stepwise.drills`), mélangés (graine ``seed``)."""
+    ``cfg.drill_pairs`` paires (:func:`helpers.stepwise.drills`) et ``cfg.table_drills`` exercices
+    de la table des signes (:func:`helpers.stepwise.digit_table_drills`), mélangés (graine ``seed``)."""
     from datasets import Dataset, concatenate_datasets
 
     from .llm import format_prompt
-    from .stepwise import drills
+    from .stepwise import digit_table_drills, drills
 
+    exercises = (drills(cfg.drill_examples, seed=seed, pairs=cfg.drill_pairs)
+                 + digit_table_drills(cfg.table_drills, seed=seed))
     rows = [{"prompt": format_prompt(r["instruction"], r["input"], cfg.prompt_style), "completion": r["output"] + eos}
-            for r in drills(cfg.drill_examples, seed=seed, pairs=cfg.drill_pairs)]
+            for r in exercises]
     return concatenate_datasets([train, Dataset.from_list(rows)]).shuffle(seed=seed)
 
 
@@ -363,6 +366,7 @@ def qlora_trainer(profile, model, tokenizer, train_dataset, eval_dataset, output
         gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.learning_rate,
         num_train_epochs=cfg.epochs, max_steps=cfg.max_steps if max_steps is None else max_steps,
         warmup_steps=0.1, lr_scheduler_type="linear", optim=cfg.optim, max_length=cfg.max_seq_length,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16", gradient_checkpointing=False,
         per_device_eval_batch_size=cfg.eval_batch_size, eval_strategy="no",
         logging_steps=1 if log else 10, disable_tqdm=not log, report_to="none", seed=profile.seed,

@@ -200,7 +200,7 @@ def test_drills_with_several_pairs_and_their_mix_into_training():
     cfg = get_profile("smoke").llm
     from dataclasses import replace
 
-    cfg = replace(cfg, drill_examples=5, drill_pairs=2, prompt_style="court")
+    cfg = replace(cfg, drill_examples=5, drill_pairs=2, table_drills=0, prompt_style="court")
     task = Dataset.from_list([{"prompt": f"p{i}", "completion": "c</s>"} for i in range(10)])
     mixed = with_drills(task, cfg, "</s>", seed=0)
     assert len(mixed) == 15 and sum(p.startswith("p") for p in mixed["prompt"]) == 10
@@ -239,3 +239,62 @@ def test_in_batches_by_length_groups_similar_prompts_and_keeps_order():
     prompts = ["aaaa", "b", "cc", "dddddd", "e"]
     assert in_batches(fake, prompts, 2, by_length=True) == [p.upper() for p in prompts]
     assert seen == [["b", "e"], ["cc", "aaaa"], ["dddddd"]]
+
+
+def test_digit_table_drills_cover_the_sign_table_in_the_reasoning_format():
+    rows = stepwise.digit_table_drills(50, seed=4, pairs=20)
+    assert rows == stepwise.digit_table_drills(50, seed=4, pairs=20)
+    seen = set()
+    for r in rows:
+        pairs, out = r["input"].split(), r["output"].split()
+        assert len(pairs) == len(out) == 20 and r["instruction"] == stepwise.TABLE_INSTRUCTION
+        for pair, step in zip(pairs, out):
+            x, y = pair
+            assert step == pair + ("<" if x < y else ">" if x > y else "=")
+            seen.add(pair)
+    assert len(seen) >= 95  # 1 000 paires tirées : presque toute la table
+    with pytest.raises(ValueError, match="Exercices invalides"):
+        stepwise.digit_table_drills(1, pairs=0)
+
+
+def test_short_instruction_and_length_grouping_reach_the_trainer(tmp_path):
+    from dataclasses import replace
+
+    from helpers.llm import ANALYTE_INSTRUCTION, STEPWISE_INSTRUCTION, analyte_cases
+    from helpers.profiles import get_profile
+    from helpers.training import qlora_datasets, with_drills
+
+    reports = load_instructions(get_profile("smoke"))["validation"]
+    assert set(analyte_cases(reports)["instruction"]) == {ANALYTE_INSTRUCTION}
+    assert set(analyte_cases(reports, "pas_a_pas_arret", STEPWISE_INSTRUCTION)["instruction"]) == {STEPWISE_INSTRUCTION}
+    profile = get_profile("smoke")
+    profile = replace(profile, llm=replace(profile.llm, instruction=STEPWISE_INSTRUCTION, table_drills=3,
+                                           drill_examples=2, group_by_length=True))
+
+    class Tok:
+        eos_token = "</s>"
+
+        def __call__(self, text, **kw):
+            return {"input_ids": [0] * len(text.split())}
+
+    train, _ = qlora_datasets(profile, Tok())
+    assert sum(STEPWISE_INSTRUCTION in p for p in train["prompt"]) == len(train) - 5
+    assert sum(stepwise.TABLE_INSTRUCTION in p for p in train["prompt"]) == 3
+
+
+def test_trainer_groups_by_length_and_keeps_fp32_adapters_on_cpu(tmp_path):
+    """Le trainer des scripts reçoit le réglage du profil, et des adaptateurs fp32 hors bf16 (TRL
+    les met en bf16 : mesuré ici sur le modèle miniature)."""
+    import torch
+    from dataclasses import replace
+
+    from helpers import training
+    from helpers.profiles import get_profile
+
+    profile = get_profile("smoke")
+    profile = replace(profile, llm=replace(profile.llm, group_by_length=True))
+    model, tokenizer, _ = training.load_qlora_model(profile, "bitsandbytes")
+    train, val = training.qlora_datasets(profile, tokenizer)
+    trainer = training.qlora_trainer(profile, model, tokenizer, train, val, tmp_path, backend="bitsandbytes")
+    assert trainer.args.train_sampling_strategy == "group_by_length"
+    assert {p.dtype for p in trainer.model.parameters() if p.requires_grad} == {torch.float32}
