@@ -22,6 +22,32 @@ LLM_MIN_ACCURACY = 0.90
 COMPARISON_BUDGET = {"secondes": 10 * 60, "pic_rss_mo": 6 * 1024}
 
 
+#: Objectifs de la tâche « analyte » : gain sur la réponse constante (borne basse de l'IC 95 %)
+#: et rappel minimal de chaque statut.
+LLM_MIN_GAIN_OVER_CONSTANT, LLM_MIN_RECALL = 0.30, 0.80
+
+
+def _status_target_lines(values_path) -> list[str]:
+    """Gain du fine-tuné sur la réponse constante (avec son intervalle) et rappel par statut, relus
+    dans ``status_values.csv`` du notebook 05."""
+    import pandas as pd
+
+    from .llm import accuracy_gain, status_recall
+
+    if not values_path.exists():
+        return [f"  {values_path.name} absent : gain et rappel non calculés"]
+    scored = pd.read_csv(values_path)
+    gain = accuracy_gain(scored, "finetuned", "constante", n_resamples=1000)
+    recall = status_recall(scored, "finetuned")
+    gain_ok = gain["ic_bas"] >= LLM_MIN_GAIN_OVER_CONSTANT
+    recall_ok = bool((recall >= LLM_MIN_RECALL).all())
+    return [f"  [{'atteint' if gain_ok else 'NON atteint'}] gain sur la réponse constante : {gain['gain']:+.1%} "
+            f"[IC 95 % {gain['ic_bas']:+.1%} ; {gain['ic_haut']:+.1%}] (objectif : borne basse ≥ "
+            f"{LLM_MIN_GAIN_OVER_CONSTANT:.0%})",
+            f"  [{'atteint' if recall_ok else 'NON atteint'}] rappel par statut : "
+            + ", ".join(f"{s} {v:.0%}" for s, v in recall.items()) + f" (objectif ≥ {LLM_MIN_RECALL:.0%} chacun)"]
+
+
 def _run_summary(profile_name: str) -> dict | None:
     path = outputs_root() / profile_name / "run_summary.json"
     if not path.exists():
@@ -93,7 +119,8 @@ def llm_report(profile_name: str) -> list[str]:
         if "finetuned" in acc.index:
             ok = acc.loc["finetuned", "accuracy"] >= LLM_MIN_ACCURACY
             lines.append(f"  [{'atteint' if ok else 'NON atteint'}] exactitude du fine-tuné ≥ "
-                         f"{LLM_MIN_ACCURACY:.0%} (raison expliquée au notebook 05, section 8)")
+                         f"{LLM_MIN_ACCURACY:.0%} (notebook 05, sections 9 et 10)")
+            lines += _status_target_lines(path.with_name("status_values.csv"))
     else:
         lines.append(f"  exactitude des statuts : {path.name} absent (notebook 05 non exécuté)")
     return lines + _budget_lines(profile_name, ("04", "05"), LLM_BUDGET)

@@ -52,6 +52,18 @@ def test_llm_report_reads_training_accuracy_and_budget(tmp_path, monkeypatch):
     assert "[NON atteint] exactitude du fine-tuné ≥ 90%" in text
     assert "[atteint] durée 04 + 05 : 650 s (objectif ≤ 720 s" in text
     assert "[atteint] pic mémoire (noyau) : 2000 Mo" in text
+    assert "status_values.csv absent" in text
+    # 100 valeurs : 50 normales ; le fine-tuné en a 96 justes, dont toutes les basses et élevées sauf 4.
+    expected = ["bas"] * 25 + ["normal"] * 50 + ["élevé"] * 25
+    predicted = list(expected)
+    for i in (0, 1, 2, 3):  # quatre « bas » lus normaux : rappel bas 84 %
+        predicted[i] = "normal"
+    pd.DataFrame({"model": "finetuned", "row": range(100), "code": "NA", "attendu": expected,
+                  "predit": predicted, "correct": [e == p for e, p in zip(expected, predicted)],
+                  "case_id": range(100)}).to_csv(llm_dir("cpu") / "status_values.csv", index=False)
+    text = "\n".join(report.llm_report("cpu"))
+    assert "[atteint] gain sur la réponse constante : +46.0%" in text
+    assert "[atteint] rappel par statut : bas 84%, normal 100%, élevé 100%" in text
 
 
 def test_comparison_report_reads_table_rag_and_budget(tmp_path, monkeypatch):
