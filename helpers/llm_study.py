@@ -150,7 +150,28 @@ def run_variant(name: str, profile=None) -> dict:
            **(reasoning_scores(answers, cases) if cfg.answer_format.startswith("pas_a_pas")
               else {"raisonnement_juste": None, "statut_suit_raisonnement": None})}
     save_row(row)
+    save_answers(name, cases, answers)
     return row
+
+
+def answers_path(name: str):
+    """``outputs/cpu/llm/etude/<variante>.jsonl`` : les réponses de validation d'une variante."""
+    from .paths import output_dir
+
+    return output_dir("cpu", "llm") / "etude" / f"{name}.jsonl"
+
+
+def save_answers(name: str, cases, answers: list[str]):
+    """Garde les réponses de validation d'une variante (pour relire ses erreurs)."""
+    import json
+
+    path = answers_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for case, text in zip(cases, answers):
+            f.write(json.dumps({"id": case["id"], "input": case["input"], "output": case["output"],
+                                "answer": text}, ensure_ascii=False) + "\n")
+    return path
 
 
 def _commit() -> str:

@@ -230,3 +230,55 @@ def reasoning_scores(answers: list[str], cases) -> dict:
             follows += status == check["statut_du_raisonnement"]
     return {"raisonnement_juste": right / lines if lines else None,
             "statut_suit_raisonnement": follows / readable if readable else None}
+
+
+#: Les sortes d'erreurs du raisonnement, dans l'ordre où :func:`reasoning_errors` les cherche.
+ERROR_KINDS = ("ligne manquante ou en trop", "nombres mal recopiés", "chiffres des paires",
+               "signe entre deux chiffres", "comparaison arrêtée trop tôt ou trop tard", "signe final",
+               "statut contraire au raisonnement")
+
+
+def _pairs(steps: str) -> list[str]:
+    return steps.split()
+
+
+def reasoning_errors(answer: str, gold: str) -> list[str]:
+    """Les erreurs d'une réponse pas à pas, comparée ligne à ligne à la réponse attendue ``gold``
+    (une sorte d'erreur par ligne fautive, parmi :data:`ERROR_KINDS`) ; liste vide si tout est juste."""
+    def lines(text):
+        return {m.group(1): m for m in (_LINE.match(raw.strip()) for raw in text.splitlines()) if m}
+
+    got, want = lines(answer), lines(gold)
+    errors = []
+    if set(got) != set(want):
+        errors.append(ERROR_KINDS[0])
+    for kind in set(got) & set(want):
+        g, w = got[kind], want[kind]
+        gp, wp = _pairs(g.group(4)), _pairs(w.group(4))
+        if g.group(2, 3) != w.group(2, 3):
+            errors.append(ERROR_KINDS[1])
+        elif [p[:2] for p in gp][:len(wp)] != [p[:2] for p in wp][:len(gp)]:
+            errors.append(ERROR_KINDS[2])
+        elif any(a != b for a, b in zip(gp, wp)):
+            errors.append(ERROR_KINDS[3])
+        elif len(gp) != len(wp):
+            errors.append(ERROR_KINDS[4])
+        elif g.group(5) != w.group(5):
+            errors.append(ERROR_KINDS[5])
+    check = check_reasoning(answer)
+    final = answer.strip().splitlines()[-1] if answer.strip() else ""
+    status = next((s for s in ("élevé", "normal", "bas") if final.endswith(f": {s}")), None)
+    if check["statut_du_raisonnement"] is not None and status is not None and status != check["statut_du_raisonnement"]:
+        errors.append(ERROR_KINDS[6])
+    return errors
+
+
+def error_table(answers: list[str], cases):
+    """Nombre de réponses touchées par chaque sorte d'erreur (:func:`reasoning_errors`)."""
+    import pandas as pd
+
+    counts = dict.fromkeys(ERROR_KINDS, 0)
+    for text, case in zip(answers, cases):
+        for kind in set(reasoning_errors(text, case["output"])):
+            counts[kind] += 1
+    return pd.Series(counts, name="réponses")

@@ -298,3 +298,20 @@ def test_trainer_groups_by_length_and_keeps_fp32_adapters_on_cpu(tmp_path):
     trainer = training.qlora_trainer(profile, model, tokenizer, train, val, tmp_path, backend="bitsandbytes")
     assert trainer.args.train_sampling_strategy == "group_by_length"
     assert {p.dtype for p in trainer.model.parameters() if p.requires_grad} == {torch.float32}
+
+
+@pytest.mark.parametrize("change, kinds", [
+    (lambda t: t, []),
+    (lambda t: t.replace("98>", "98<"), ["signe entre deux chiffres"]),
+    (lambda t: t.replace("min 091 / 080", "min 091 / 081"), ["nombres mal recopiés"]),
+    (lambda t: t.replace("00= 98>", "00= 88="), ["chiffres des paires"]),
+    (lambda t: t.replace("max 091 / 100 : 01< → <\n", ""), ["ligne manquante ou en trop"]),
+    (lambda t: t.replace("01< → <", "01< 10> → <"), ["comparaison arrêtée trop tôt ou trop tard"]),
+    (lambda t: t.replace(": normal", ": élevé"), ["statut contraire au raisonnement"]),
+    (lambda t: t.replace("98> → >", "98> → <"), ["signe final", "statut contraire au raisonnement"]),
+])
+def test_reasoning_errors_name_what_went_wrong(change, kinds):
+    gold = "min 091 / 080 : 00= 98> → >\nmax 091 / 100 : 01< → <\nVolume globulaire moyen : normal"
+    assert stepwise.reasoning_errors(change(gold), gold) == kinds
+    table = stepwise.error_table([change(gold)], [{"output": gold}])
+    assert list(table.index) == list(stepwise.ERROR_KINDS) and int(table.sum()) == len(kinds)
