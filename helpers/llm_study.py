@@ -51,17 +51,19 @@ VARIANTS: dict[str, dict] = {
                              "instruction": STEPWISE_INSTRUCTION}, "exercices": 0,
                      "description": "le même, avec 60 exercices de comparaison et 80 exercices de la table "
                                     "des signes (20 paires de chiffres chacun), 175 pas de 4"},
-    "arret_tables_400": {"llm": {"answer_format": "pas_a_pas_arret", **_STEPWISE, "max_steps": 175,
-                                 "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
-                                 "group_by_length": True, "instruction": STEPWISE_INSTRUCTION,
-                                 "train_examples": 400}, "exercices": 0,
-                         "description": "le même, cas tirés de 400 comptes rendus au lieu de 200 (plus variés, "
-                                        "même nombre de pas)"},
+    "tables": {"llm": {"answer_format": "pas_a_pas_arret", **_STEPWISE, "max_steps": 175,
+                       "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
+                       "instruction": STEPWISE_INSTRUCTION}, "exercices": 0,
+               "description": "« arret_tables » en lots tirés au hasard (sans regroupement par longueur)"},
     "complet_tables": {"llm": {"answer_format": "pas_a_pas", **_STEPWISE, "max_steps": 175,
                                "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
-                               "group_by_length": True, "instruction": STEPWISE_INSTRUCTION}, "exercices": 0,
-                       "description": "comme « arret_tables », mais les deux bornes toujours comparées "
-                                      "(sans arrêt anticipé)"},
+                               "instruction": STEPWISE_INSTRUCTION}, "exercices": 0,
+                       "description": "« tables », mais les deux bornes toujours comparées (sans arrêt anticipé)"},
+    "tables_400": {"llm": {"answer_format": "pas_a_pas_arret", **_STEPWISE, "max_steps": 175,
+                           "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
+                           "instruction": STEPWISE_INSTRUCTION, "train_examples": 400}, "exercices": 0,
+                   "description": "« tables », cas tirés de 400 comptes rendus au lieu de 200 (plus variés, "
+                                  "même nombre de pas)"},
 }
 STUDY_COLUMNS = ["variante", "description", "exactitude", "rappel_bas", "rappel_normal", "rappel_eleve",
                  "introuvables", "raisonnement_juste", "statut_suit_raisonnement", "valeurs", "pas", "exercices",
