@@ -315,3 +315,17 @@ def test_reasoning_errors_name_what_went_wrong(change, kinds):
     assert stepwise.reasoning_errors(change(gold), gold) == kinds
     table = stepwise.error_table([change(gold)], [{"output": gold}])
     assert list(table.index) == list(stepwise.ERROR_KINDS) and int(table.sum()) == len(kinds)
+
+
+def test_the_reader_accepts_stepwise_reasoning_in_a_full_report_answer():
+    """Profil gpu (comptes rendus entiers) : une réponse qui raisonne pas à pas pour chaque valeur
+    reste lue correctement — les lignes de raisonnement ne nomment aucun analyte."""
+    analytes = load_analytes()
+    reports = load_instructions()["test"]
+    n = 0
+    for report in reports:
+        answer = "\n".join(stepwise.stepwise_case(analytes[lb["code"]], lb["valeur"], report["sexe"],
+                                                  stop_early=True).output for lb in report["labels"])
+        assert parse_statuses(answer, report["labels"]) == {lb["code"]: lb["statut"] for lb in report["labels"]}
+        n += 1
+    assert n >= 50
