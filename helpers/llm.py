@@ -299,6 +299,15 @@ _NEGATION = re.compile(r"(\bpas\b|\bnon\b|\bni\b|\bjamais\b|\bsans\b)(\s+[^\s,;.
 
 def _status_in(fragment: str) -> str | None:
     """Premier statut non nié d'un fragment de texte (déjà normalisé, parenthèses retirées)."""
+    found = _found_statuses(fragment)
+    if not found:
+        return None
+    direct = [f for f in found if not f[2]]
+    return min(direct or found)[1]
+
+
+def _found_statuses(fragment: str) -> list[tuple[int, str, bool]]:
+    """Statuts trouvés dans un fragment : ``(position, statut, déduit d'une négation)``."""
     found = []
     for status, patterns in (("normal", _NORMAL), ("élevé", _HIGH), ("bas", _LOW)):
         for pattern in patterns:
@@ -310,10 +319,7 @@ def _status_in(fragment: str) -> str | None:
                     continue  # « pas normal » : le statut suit ailleurs
                 else:
                     found.append((m.start(), status, False))
-    if not found:
-        return None
-    direct = [f for f in found if not f[2]]
-    return min(direct or found)[1]
+    return found
 
 
 def _names(a: Analyte) -> list[str]:
@@ -361,8 +367,11 @@ def parse_statuses(text: str, labels: list[dict]) -> dict[str, str | None]:
                 owner = None
     if len(codes) == 1 and result[codes[0]] is None:
         # Une seule valeur : une réponse qui ne nomme pas l'analyte (« Le résultat est bas. ») ne peut
-        # parler que d'elle ; on lit son premier statut non nié (lecture loyale du modèle de base).
-        result[codes[0]] = _status_in(_strip_parentheses(" ".join(segments)))
+        # parler que d'elle ; on la lit si elle ne donne qu'un statut (lecture loyale du modèle de
+        # base). « bas, normal ou élevé » (la consigne répétée) ne tranche pas : introuvable.
+        text = _strip_parentheses(" ".join(segments))
+        if len({status for _, status, _ in _found_statuses(text)}) == 1:
+            result[codes[0]] = _status_in(text)
     return result
 
 

@@ -65,6 +65,8 @@ VARIANTS: dict[str, dict] = {
                    "description": "« tables », cas tirés de 400 comptes rendus au lieu de 200 (plus variés, "
                                   "même nombre de pas)"},
 }
+#: La variante retenue pour le profil cpu (meilleure exactitude de validation, notebook 04).
+CHOSEN_VARIANT = "complet_tables"
 STUDY_COLUMNS = ["variante", "description", "exactitude", "rappel_bas", "rappel_normal", "rappel_eleve",
                  "introuvables", "raisonnement_juste", "statut_suit_raisonnement", "valeurs", "pas", "exercices",
                  "secondes_entrainement", "secondes_generation", "pic_rss_mo", "threads", "commit", "date"]

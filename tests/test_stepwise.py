@@ -218,6 +218,8 @@ def test_parse_statuses_reads_an_unnamed_single_value_and_base_prompt_without_te
     label = [{"code": "NA", "analyte": "Sodium"}]
     assert parse_statuses("Le résultat est bas (référence : normal).", label) == {"NA": "bas"}
     assert parse_statuses("Je ne sais pas.", label) == {"NA": None}
+    assert parse_statuses("Il est bas, normal ou élevé par rapport à la référence.", label) == {"NA": None}
+    assert parse_statuses("La valeur n'est pas élevée : elle est normale.", label) == {"NA": "normal"}
     two = [{"code": "NA", "analyte": "Sodium"}, {"code": "K", "analyte": "Potassium"}]
     assert parse_statuses("Le résultat est bas.", two) == {"NA": None, "K": None}  # ambigu : rien
     tok = AutoTokenizer.from_pretrained(model_path("tiny-mistral"))  # modèle de base : pas de gabarit
@@ -329,3 +331,21 @@ def test_the_reader_accepts_stepwise_reasoning_in_a_full_report_answer():
         assert parse_statuses(answer, report["labels"]) == {lb["code"]: lb["statut"] for lb in report["labels"]}
         n += 1
     assert n >= 50
+
+
+def test_the_cpu_profile_is_the_variant_chosen_on_validation():
+    """Le profil cpu reprend exactement les réglages de la variante retenue par l'étude, et celle-ci
+    a la meilleure exactitude de validation du tableau versionné."""
+    import pandas as pd
+
+    from helpers import llm_study
+    from helpers.profiles import get_profile
+
+    cpu = get_profile("cpu").llm
+    chosen = llm_study.VARIANTS[llm_study.CHOSEN_VARIANT]
+    assert chosen["exercices"] == 0
+    assert {k: getattr(cpu, k) for k in chosen["llm"]} == chosen["llm"]
+    table = pd.read_csv(llm_study.study_path())
+    assert set(table["variante"]) <= set(llm_study.VARIANTS)
+    assert table.loc[table["exactitude"].idxmax(), "variante"] == llm_study.CHOSEN_VARIANT
+    assert table["commit"].notna().all() and table["threads"].notna().all()
