@@ -59,11 +59,11 @@ VARIANTS: dict[str, dict] = {
                                "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
                                "instruction": STEPWISE_INSTRUCTION}, "exercices": 0,
                        "description": "« tables », mais les deux bornes toujours comparées (sans arrêt anticipé)"},
-    "tables_400": {"llm": {"answer_format": "pas_a_pas_arret", **_STEPWISE, "max_steps": 175,
-                           "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
-                           "instruction": STEPWISE_INSTRUCTION, "train_examples": 400}, "exercices": 0,
-                   "description": "« tables », cas tirés de 400 comptes rendus au lieu de 200 (plus variés, "
-                                  "même nombre de pas)"},
+    "complet_tables_400": {"llm": {"answer_format": "pas_a_pas", **_STEPWISE, "max_steps": 175,
+                                   "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
+                                   "instruction": STEPWISE_INSTRUCTION, "train_examples": 400}, "exercices": 0,
+                           "description": "« complet_tables », cas tirés de 400 comptes rendus au lieu de 200 "
+                                          "(plus variés, même nombre de pas)"},
 }
 #: La variante retenue pour le profil cpu (meilleure exactitude de validation, notebook 04).
 CHOSEN_VARIANT = "complet_tables"

@@ -81,10 +81,14 @@ def test_qlora_resume_gives_the_uninterrupted_adapter(smoke, tmp_path):
 
 
 def test_qlora_resume_differs_without_the_dtype_callback(smoke, tmp_path, monkeypatch):
-    """Preuve que le test précédent peut échouer : sans keep_adapter_dtype, l'adaptateur rechargé
-    en fp32 par peft ne suit plus le même chemin que l'entraînement d'une traite (bf16)."""
+    """Preuve que le test précédent peut échouer : sur un GPU bf16, TRL laisse les adaptateurs en
+    bf16 (le cours ne les remet en fp32 qu'en fp16 et fp32) ; sans keep_adapter_dtype, l'adaptateur
+    rechargé en fp32 par peft ne suit plus le même chemin que l'entraînement d'une traite."""
     from transformers import TrainerCallback
 
+    from helpers import llm
+
+    monkeypatch.setattr(llm, "upcast_adapters", lambda model: 0)  # adaptateurs bf16, comme sur GPU bf16
     straight = _qlora(smoke, tmp_path / "a", evaluate=False)
     monkeypatch.setattr(training, "keep_adapter_dtype", lambda trainer, checkpoint=None: TrainerCallback())
     with pytest.raises(training.TrainingInterrupted):
