@@ -24,42 +24,48 @@ import pandas as pd
 
 from .stepwise import STEPWISE_INSTRUCTION, reasoning_scores
 
-_STEPWISE = {"prompt_style": "court", "balance_statuses": True, "batch_size": 4, "gradient_accumulation_steps": 1,
+#: Chaque variante fixe **tous** les leviers étudiés : le profil cpu a changé après l'étude (il est
+#: devenu la variante retenue), et une variante qui en hériterait ne mesurerait plus ce qu'elle dit.
+_NEUTRAL = {"answer_format": "statut", "prompt_style": "alpaca", "balance_statuses": False, "batch_size": 4,
+            "gradient_accumulation_steps": 2, "max_steps": 40, "max_new_tokens": 16, "train_examples": 200,
+            "drill_examples": 0, "drill_pairs": 4, "table_drills": 0, "instruction": None,
+            "group_by_length": False}
+_STEPWISE = {**_NEUTRAL, "prompt_style": "court", "balance_statuses": True, "gradient_accumulation_steps": 1,
              "max_steps": 140, "max_new_tokens": 72}
 #: Les variantes : réglages du profil cpu modifiés, exercices de comparaison passés **avant** la tâche
 #: (un premier entraînement, lots de 16), et une phrase qui dit ce qui change.
 VARIANTS: dict[str, dict] = {
-    "statut": {"llm": {}, "exercices": 0,
+    "statut": {"llm": dict(_NEUTRAL), "exercices": 0,
                "description": "réponse « Nom : statut », prompt Alpaca, 40 pas de 8 (le cours avant l'étude)"},
-    "pas_a_pas_court": {"llm": {"answer_format": "pas_a_pas", **_STEPWISE}, "exercices": 0,
+    "pas_a_pas_court": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas"}, "exercices": 0,
                         "description": "nombres alignés, comparaison chiffre par chiffre avec les deux bornes, "
                                        "prompt court, statuts équilibrés, 140 pas de 4"},
-    "exercices_30": {"llm": {"answer_format": "pas_a_pas", **_STEPWISE}, "exercices": 30,
+    "exercices_30": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas"}, "exercices": 30,
                      "description": "le même, après 30 pas (lots de 16) d'exercices de comparaison seuls"},
-    "arret": {"llm": {"answer_format": "pas_a_pas_arret", **_STEPWISE}, "exercices": 0,
+    "arret": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas_arret"}, "exercices": 0,
               "description": "pas à pas arrêté dès que le statut est décidé (le statut suit son signe)"},
-    "arret_exercices": {"llm": {"answer_format": "pas_a_pas_arret", **_STEPWISE, "max_steps": 170,
+    "arret_exercices": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas_arret", "max_steps": 170,
                                 "drill_examples": 120, "drill_pairs": 4}, "exercices": 0,
                         "description": "le même, 120 exercices de 4 comparaisons mêlés à la tâche, 170 pas de 4"},
-    "arret_exercices_court": {"llm": {"answer_format": "pas_a_pas_arret", **_STEPWISE, "max_steps": 170,
+    "arret_exercices_court": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas_arret", "max_steps": 170,
                                       "drill_examples": 120, "drill_pairs": 4, "group_by_length": True,
                                       "instruction": STEPWISE_INSTRUCTION}, "exercices": 0,
                               "description": "le même, consigne courte (11 jetons au lieu de 30) et lots de "
                                              "longueurs voisines (moins de remplissage)"},
-    "arret_tables": {"llm": {"answer_format": "pas_a_pas_arret", **_STEPWISE, "max_steps": 175,
+    "arret_tables": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas_arret", "max_steps": 175,
                              "drill_examples": 60, "drill_pairs": 4, "table_drills": 80, "group_by_length": True,
                              "instruction": STEPWISE_INSTRUCTION}, "exercices": 0,
                      "description": "le même, avec 60 exercices de comparaison et 80 exercices de la table "
                                     "des signes (20 paires de chiffres chacun), 175 pas de 4"},
-    "tables": {"llm": {"answer_format": "pas_a_pas_arret", **_STEPWISE, "max_steps": 175,
+    "tables": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas_arret", "max_steps": 175,
                        "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
                        "instruction": STEPWISE_INSTRUCTION}, "exercices": 0,
                "description": "« arret_tables » en lots tirés au hasard (sans regroupement par longueur)"},
-    "complet_tables": {"llm": {"answer_format": "pas_a_pas", **_STEPWISE, "max_steps": 175,
+    "complet_tables": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas", "max_steps": 175,
                                "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
                                "instruction": STEPWISE_INSTRUCTION}, "exercices": 0,
                        "description": "« tables », mais les deux bornes toujours comparées (sans arrêt anticipé)"},
-    "complet_tables_400": {"llm": {"answer_format": "pas_a_pas", **_STEPWISE, "max_steps": 175,
+    "complet_tables_400": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas", "max_steps": 175,
                                    "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
                                    "instruction": STEPWISE_INSTRUCTION, "train_examples": 400}, "exercices": 0,
                            "description": "« complet_tables », cas tirés de 400 comptes rendus au lieu de 200 "

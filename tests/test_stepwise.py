@@ -349,3 +349,16 @@ def test_the_cpu_profile_is_the_variant_chosen_on_validation():
     assert set(table["variante"]) <= set(llm_study.VARIANTS)
     assert table.loc[table["exactitude"].idxmax(), "variante"] == llm_study.CHOSEN_VARIANT
     assert table["commit"].notna().all() and table["threads"].notna().all()
+
+
+def test_study_variants_do_not_inherit_the_current_cpu_profile():
+    """Le profil cpu est devenu la variante retenue : les autres variantes doivent fixer chaque
+    levier elles-mêmes, sinon les relancer mesurerait autre chose que leur ligne du tableau."""
+    from helpers import llm_study
+
+    levers = set(llm_study._NEUTRAL)
+    for name, spec in llm_study.VARIANTS.items():
+        assert levers <= set(spec["llm"]), name
+    statut = llm_study.VARIANTS["statut"]["llm"]
+    assert (statut["answer_format"], statut["prompt_style"], statut["max_steps"], statut["table_drills"]) == (
+        "statut", "alpaca", 40, 0)
