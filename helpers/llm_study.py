@@ -97,15 +97,11 @@ def study_table():
                   "date"]]
 
 
-def _drill_dataset(n_steps: int, batch: int, style: str, eos: str, seed: int):
-    from datasets import Dataset
+def _drill_dataset(n_steps: int, batch: int, cfg, eos: str, seed: int):
+    """Les exercices passés **avant** la tâche : ``n_steps × batch`` comparaisons d'une paire."""
+    from .training import drill_dataset
 
-    from .llm import format_prompt
-    from .stepwise import drills
-
-    rows = drills(n_steps * batch, seed=seed)
-    return Dataset.from_list([{"prompt": format_prompt(r["instruction"], r["input"], style),
-                               "completion": r["output"] + eos} for r in rows])
+    return drill_dataset(replace(cfg, drill_examples=n_steps * batch, drill_pairs=1, table_drills=0), eos, seed)
 
 
 def run_variant(name: str, profile=None) -> dict:
@@ -130,7 +126,7 @@ def run_variant(name: str, profile=None) -> dict:
     train, val_loss = training.qlora_datasets(profile, tokenizer)
     start = time.perf_counter()
     if spec["exercices"]:
-        drills = _drill_dataset(spec["exercices"], 16, cfg.prompt_style, tokenizer.eos_token, profile.seed)
+        drills = _drill_dataset(spec["exercices"], 16, cfg, tokenizer.eos_token, profile.seed)
         drill_profile = replace(profile, llm=replace(cfg, batch_size=16, gradient_accumulation_steps=1))
         trainer = training.qlora_trainer(drill_profile, model, tokenizer, drills, val_loss, f"/tmp/etude_{name}_ex",
                                          backend="bitsandbytes", max_steps=spec["exercices"])

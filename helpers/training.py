@@ -289,20 +289,27 @@ def qlora_datasets(profile, tokenizer, instructions=None, task: str | None = Non
     return out[0], out[1]
 
 
-def with_drills(train, cfg, eos: str, seed: int):
-    """``train`` (prompt / completion) avec ``cfg.drill_examples`` exercices de comparaison de
-    ``cfg.drill_pairs`` paires (:func:`helpers.stepwise.drills`) et ``cfg.table_drills`` exercices
-    de la table des signes (:func:`helpers.stepwise.digit_table_drills`), mélangés (graine ``seed``)."""
-    from datasets import Dataset, concatenate_datasets
+def drill_dataset(cfg, eos: str, seed: int):
+    """Les exercices du profil au format prompt / completion : ``cfg.drill_examples`` comparaisons de
+    ``cfg.drill_pairs`` paires (:func:`helpers.stepwise.drills`) et ``cfg.table_drills`` exercices de
+    la table des signes (:func:`helpers.stepwise.digit_table_drills`)."""
+    from datasets import Dataset
 
     from .llm import format_prompt
     from .stepwise import digit_table_drills, drills
 
     exercises = (drills(cfg.drill_examples, seed=seed, pairs=cfg.drill_pairs)
                  + digit_table_drills(cfg.table_drills, seed=seed))
-    rows = [{"prompt": format_prompt(r["instruction"], r["input"], cfg.prompt_style), "completion": r["output"] + eos}
-            for r in exercises]
-    return concatenate_datasets([train, Dataset.from_list(rows)]).shuffle(seed=seed)
+    return Dataset.from_list([{"prompt": format_prompt(r["instruction"], r["input"], cfg.prompt_style),
+                               "completion": r["output"] + eos} for r in exercises])
+
+
+def with_drills(train, cfg, eos: str, seed: int):
+    """``train`` (prompt / completion) avec les exercices de :func:`drill_dataset`, mélangés
+    (graine ``seed``)."""
+    from datasets import concatenate_datasets
+
+    return concatenate_datasets([train, drill_dataset(cfg, eos, seed)]).shuffle(seed=seed)
 
 
 def _saved_state_dtypes(checkpoint: str | Path | None) -> dict:
