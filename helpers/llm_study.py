@@ -29,7 +29,7 @@ from .stepwise import STEPWISE_INSTRUCTION, reasoning_scores
 _NEUTRAL = {"answer_format": "statut", "prompt_style": "alpaca", "balance_statuses": False, "batch_size": 4,
             "gradient_accumulation_steps": 2, "max_steps": 40, "max_new_tokens": 16, "train_examples": 200,
             "drill_examples": 0, "drill_pairs": 4, "table_drills": 0, "instruction": None,
-            "group_by_length": False}
+            "group_by_length": False, "lora_layers_from": None, "padding_free": False}
 _STEPWISE = {**_NEUTRAL, "prompt_style": "court", "balance_statuses": True, "gradient_accumulation_steps": 1,
              "max_steps": 140, "max_new_tokens": 72}
 #: Les variantes : réglages du profil cpu modifiés, exercices de comparaison passés **avant** la tâche
@@ -70,6 +70,12 @@ VARIANTS: dict[str, dict] = {
                                    "instruction": STEPWISE_INSTRUCTION, "train_examples": 400}, "exercices": 0,
                            "description": "« complet_tables », cas tirés de 400 comptes rendus au lieu de 200 "
                                           "(plus variés, même nombre de pas)"},
+    "couches_hautes": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas", "max_steps": 175,
+                               "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
+                               "instruction": STEPWISE_INSTRUCTION, "lora_layers_from": 15,
+                               "padding_free": True}, "exercices": 0,
+                       "description": "« complet_tables », LoRA sur les 15 couches hautes seulement (la "
+                                      "rétropropagation s'arrête à la couche 15) et lots sans remplissage"},
 }
 #: La variante retenue pour le profil cpu (meilleure exactitude de validation, notebook 04).
 CHOSEN_VARIANT = "complet_tables"

@@ -109,6 +109,13 @@ class LLMSettings:
     instruction: str | None = None
     #: lots d'exemples de longueurs voisines (moins de remplissage : sur CPU, du calcul en moins)
     group_by_length: bool = False
+    #: LoRA seulement sur les couches d'indice ≥ ``lora_layers_from`` (None = toutes) : la
+    #: rétropropagation s'arrête à la première couche adaptée (sur CPU, un tiers de calcul en moins)
+    lora_layers_from: int | None = None
+    #: lots sans remplissage (``SFTConfig(padding_free=True)``) : les exemples d'un lot mis bout à
+    #: bout, séparés par leurs ``position_ids`` (masque par blocs de transformers) ; aucun jeton de
+    #: remplissage calculé
+    padding_free: bool = False
 
 
 @dataclass(frozen=True)
