@@ -105,18 +105,25 @@ def chat_prompt(tokenizer, instruction: str, input_text: str, examples=()) -> st
     """Le cas dans le **gabarit de conversation du modèle** (``apply_chat_template``), pour une
     comparaison loyale avec un modèle Instruct : c'est ainsi qu'il a appris à répondre.
 
-    ``examples`` : des cas résolus (``instruction``, ``input``, ``output``) placés avant, en tours
-    utilisateur / assistant (*few-shot*). Erreur française si le tokenizer n'a pas de gabarit.
+    La consigne est dite **une fois**, en message système ; chaque cas est un tour utilisateur (la
+    valeur seule). ``examples`` : des cas résolus (``input``, ``output``) placés avant, en tours
+    utilisateur / assistant (*few-shot*) — répéter la consigne à chaque exemple allongerait le
+    prompt sans rien apprendre de plus au modèle. Si le gabarit refuse le rôle système, la consigne
+    ouvre le premier tour utilisateur. Erreur française si le tokenizer n'a pas de gabarit.
     """
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("Ce tokenizer n'a pas de gabarit de conversation (chat_template) : le modèle n'est "
                          "pas un modèle Instruct ; utilisez format_prompt.")
-    messages = []
+    turns = []
     for ex in examples:
-        messages += [{"role": "user", "content": f"{ex['instruction']}\n\n{ex['input']}".strip()},
-                     {"role": "assistant", "content": ex["output"]}]
-    messages.append({"role": "user", "content": f"{instruction}\n\n{input_text}".strip()})
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        turns += [{"role": "user", "content": ex["input"].strip()}, {"role": "assistant", "content": ex["output"]}]
+    turns.append({"role": "user", "content": (input_text or "").strip()})
+    try:
+        return tokenizer.apply_chat_template([{"role": "system", "content": instruction.strip()}] + turns,
+                                             tokenize=False, add_generation_prompt=True)
+    except Exception:  # gabarit sans rôle système (jinja2 TemplateError)
+        turns[0] = {"role": "user", "content": f"{instruction.strip()}\n\n{turns[0]['content']}".strip()}
+        return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
 
 
 def base_prompt(tokenizer, instruction: str, input_text: str, examples=(), style: str = "court") -> str:
@@ -555,13 +562,22 @@ def qlora_gpu_memory_gb(r: int, batch_size: int, seq_len: int, cfg: dict = MISTR
 
 
 def lora_parameters(model_or_cfg, r: int, targets=("q_proj", "k_proj", "v_proj", "o_proj",
-                                                   "gate_proj", "up_proj", "down_proj")) -> int:
-    """Paramètres LoRA ajoutés : r × (entrée + sortie) pour chaque couche ciblée."""
+                                                   "gate_proj", "up_proj", "down_proj"),
+                    first_layer: int | None = None) -> int:
+    """Paramètres LoRA ajoutés : r × (entrée + sortie) pour chaque couche ciblée ; avec
+    ``first_layer``, seulement dans les blocs d'indice ≥ ``first_layer`` (``….layers.<i>.…``)."""
     import torch
+
+    def block(name):
+        parts = name.split(".")
+        return next((int(parts[i + 1]) for i, p in enumerate(parts[:-1]) if p == "layers" and parts[i + 1].isdigit()),
+                    None)
 
     total = 0
     for name, module in model_or_cfg.named_modules():
         if isinstance(module, torch.nn.Linear) and name.split(".")[-1] in targets:
+            if first_layer is not None and (block(name) is None or block(name) < first_layer):
+                continue
             total += r * (module.in_features + module.out_features)
     return total
 

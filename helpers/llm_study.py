@@ -76,6 +76,11 @@ VARIANTS: dict[str, dict] = {
                                "padding_free": True}, "exercices": 0,
                        "description": "« complet_tables », LoRA sur les 15 couches hautes seulement (la "
                                       "rétropropagation s'arrête à la couche 15) et lots sans remplissage"},
+    "complet_tables_140": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas", "max_steps": 140,
+                                   "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
+                                   "instruction": STEPWISE_INSTRUCTION, "padding_free": True}, "exercices": 0,
+                           "description": "« complet_tables » en 140 pas au lieu de 175 (budget de temps), lots "
+                                          "sans remplissage"},
 }
 #: La variante retenue pour le profil cpu (meilleure exactitude de validation, notebook 04).
 CHOSEN_VARIANT = "complet_tables"

@@ -317,7 +317,7 @@ def comparison_probe(model, tokenizer, n: int = 100, seed: int = 0, batch_size: 
     for start in range(0, n, batch_size):
         enc = tok(prompts[start:start + batch_size], return_tensors="pt", padding=True).to(device)
         with torch.no_grad():
-            logits = model(**enc).logits[:, -1, :]
+            logits = model(**enc, logits_to_keep=1).logits[:, -1, :]  # le dernier jeton seulement
         says_yes = (logits[:, oui] > logits[:, non]).tolist()
         correct += sum(y == truth for y, (_, _, truth) in zip(says_yes, pairs[start:start + batch_size]))
     return correct / n

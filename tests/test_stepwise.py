@@ -135,6 +135,13 @@ def test_chat_prompt_uses_the_model_template_and_few_shot_turns():
     text = chat_prompt(tok, "Consigne.", "Sodium : 134 mmol/L", shots)
     assert text.count("<|user|>") == 4 and text.count("<|assistant|>") == 4 and text.endswith("<|assistant|>")
     assert shots[0]["output"] in text
+    assert text.startswith("<|system|>Consigne.") and text.count("Consigne.") == 1  # consigne dite une fois
+    # Gabarit sans rôle système : la consigne ouvre le premier tour utilisateur.
+    tok.chat_template = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('non') }}"
+                         "{% endif %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    text = chat_prompt(tok, "Consigne.", "Sodium : 134 mmol/L", shots)
+    assert text.startswith("<|user|>Consigne.\n\n") and text.count("Consigne.") == 1
 
 
 def test_accuracy_gain_is_paired_and_has_an_interval():

@@ -191,3 +191,69 @@ def test_qlora_datasets_keep_the_notebook_format(smoke):
     too_short = replace(smoke, llm=replace(smoke.llm, max_seq_length=8))
     with pytest.raises(ValueError, match="max_length"):
         training.qlora_datasets(too_short, tokenizer)
+
+
+# --------------------------------------------------------------------------- économies de calcul sur CPU
+def _eval_loss(profile, out):
+    """Perte de validation du modèle smoke (LoRA neuf), et nombre de positions projetées par la tête."""
+    from trl.kernels import ChunkedLogProbFunction
+
+    model, tokenizer, _ = training.load_qlora_model(profile, "bitsandbytes")
+    train, val = training.qlora_datasets(profile, tokenizer)
+    trainer = training.qlora_trainer(profile, model, tokenizer, train, val, out, backend="bitsandbytes")
+    seen = []
+    original = ChunkedLogProbFunction.apply
+
+    def spy(hidden, *args):
+        seen.append(hidden.shape[0])
+        return original(hidden, *args)
+
+    ChunkedLogProbFunction.apply = spy
+    try:
+        loss = trainer.evaluate()["eval_loss"]
+    finally:
+        ChunkedLogProbFunction.apply = original
+    return loss, sum(seen)
+
+
+def test_scoring_only_the_completion_on_cpu_keeps_the_loss(smoke, tmp_path, monkeypatch):
+    import trl.trainer.utils as trl_utils
+
+    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)  # TRL tel quel sur CPU
+    monkeypatch.setattr(training, "score_completion_only_on_cpu", lambda: False)
+    full, full_positions = _eval_loss(smoke, tmp_path / "a")
+    monkeypatch.undo()
+    monkeypatch.setattr(trl_utils, "_use_triton", lambda device: False)
+    assert training.score_completion_only_on_cpu() is True
+    compact, compact_positions = _eval_loss(smoke, tmp_path / "b")
+    assert compact == pytest.approx(full, rel=1e-5)
+    assert compact_positions < full_positions / 2  # prompts et remplissage ne sont plus projetés
+
+
+def test_padding_free_batches_keep_the_loss_without_padding(smoke, tmp_path):
+    padded, padded_positions = _eval_loss(smoke, tmp_path / "a")
+    free_profile = replace(smoke, llm=replace(smoke.llm, padding_free=True))
+    free, free_positions = _eval_loss(free_profile, tmp_path / "b")
+    # Exemples mis bout à bout : même perte (masque par blocs de transformers), sans jeton de remplissage.
+    assert free == pytest.approx(padded, rel=1e-4)
+    assert free_positions == padded_positions  # seules les positions de réponse sont projetées, dans les deux cas
+
+
+def test_lora_on_the_upper_layers_only(smoke):
+    from helpers.llm import lora_parameters
+
+    upper = replace(smoke, llm=replace(smoke.llm, lora_layers_from=1))
+    model, _, _ = training.load_qlora_model(upper, "bitsandbytes")
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".layers.1." in name for name in trainable)
+    from transformers import AutoModelForCausalLM
+
+    from helpers.models import model_path
+
+    base = AutoModelForCausalLM.from_pretrained(model_path(smoke.llm.offline_model))
+    expected = lora_parameters(base, smoke.llm.lora_r, smoke.llm.target_modules, first_layer=1)
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == expected
+    assert expected == lora_parameters(base, smoke.llm.lora_r, smoke.llm.target_modules) / 2  # 1 bloc sur 2
+    assert training.lora_layers(smoke.llm, 2) == {}
+    with pytest.raises(ValueError, match="que 2 couches"):
+        training.lora_layers(replace(smoke.llm, lora_layers_from=2), 2)
