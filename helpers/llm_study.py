@@ -81,9 +81,26 @@ VARIANTS: dict[str, dict] = {
                                    "instruction": STEPWISE_INSTRUCTION, "padding_free": True}, "exercices": 0,
                            "description": "« complet_tables » en 140 pas au lieu de 175 (budget de temps), lots "
                                           "sans remplissage"},
+    "complet_tables_rapide": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas", "max_steps": 175,
+                                      "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
+                                      "instruction": STEPWISE_INSTRUCTION, "padding_free": True}, "exercices": 0,
+                              "description": "« complet_tables » (175 pas) en lots sans remplissage, tête de sortie "
+                                             "calculée sur la réponse seulement : même calcul, moins de temps"},
 }
-#: La variante retenue pour le profil cpu (meilleure exactitude de validation, notebook 04).
+#: La variante retenue pour le profil cpu : la meilleure exactitude de validation parmi celles dont
+#: l'entraînement tient dans :data:`TRAINING_BUDGET_S` (notebook 04, section 7).
 CHOSEN_VARIANT = "complet_tables"
+#: Secondes d'entraînement (2 cœurs) que laisse le budget de 12 minutes des notebooks 04 + 05 :
+#: environ 5 minutes vont au reste (perte de validation, générations et références du notebook 05).
+TRAINING_BUDGET_S = 420
+
+
+def best_within_budget(table: pd.DataFrame, budget_s: float = TRAINING_BUDGET_S) -> str:
+    """La variante de meilleure exactitude parmi celles entraînées en au plus ``budget_s`` secondes."""
+    fitting = table[table["secondes_entrainement"] <= budget_s]
+    if fitting.empty:
+        raise ValueError(f"Aucune variante de l'étude ne s'entraîne en {budget_s:.0f} s ou moins.")
+    return str(fitting.loc[fitting["exactitude"].idxmax(), "variante"])
 STUDY_COLUMNS = ["variante", "description", "exactitude", "rappel_bas", "rappel_normal", "rappel_eleve",
                  "introuvables", "raisonnement_juste", "statut_suit_raisonnement", "valeurs", "pas", "exercices",
                  "secondes_entrainement", "secondes_generation", "pic_rss_mo", "threads", "commit", "date"]

@@ -331,7 +331,7 @@ def _build(name: str) -> Profile:
                 eval_examples=3, max_new_tokens=12, task="analyte", precision="fp32",
                 eval_batch_size=8, gen_batch_size=8, save_merged=True, answer_format="pas_a_pas_arret",
                 prompt_style="court", drill_examples=4, drill_pairs=2, table_drills=2,
-                instruction=STEPWISE_INSTRUCTION),
+                instruction=STEPWISE_INSTRUCTION, padding_free=True),
             data=DataSettings(hub_dataset=None, longitudinal_patients=20),
             comparison=ComparisonSettings(
                 full_model_id="tiny-mistral", full_offline_model="tiny-mistral", full_max_steps=2,

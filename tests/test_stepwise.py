@@ -342,7 +342,8 @@ def test_the_reader_accepts_stepwise_reasoning_in_a_full_report_answer():
 
 def test_the_cpu_profile_is_the_variant_chosen_on_validation():
     """Le profil cpu reprend exactement les réglages de la variante retenue par l'étude, et celle-ci
-    a la meilleure exactitude de validation du tableau versionné."""
+    a la meilleure exactitude de validation du tableau versionné parmi les variantes qui tiennent le
+    budget de temps."""
     import pandas as pd
 
     from helpers import llm_study
@@ -354,7 +355,10 @@ def test_the_cpu_profile_is_the_variant_chosen_on_validation():
     assert {k: getattr(cpu, k) for k in chosen["llm"]} == chosen["llm"]
     table = pd.read_csv(llm_study.study_path())
     assert set(table["variante"]) <= set(llm_study.VARIANTS)
-    assert table.loc[table["exactitude"].idxmax(), "variante"] == llm_study.CHOSEN_VARIANT
+    assert llm_study.best_within_budget(table) == llm_study.CHOSEN_VARIANT
+    assert llm_study.best_within_budget(table, budget_s=1e9) == table.loc[table["exactitude"].idxmax(), "variante"]
+    with pytest.raises(ValueError, match="Aucune variante"):
+        llm_study.best_within_budget(table, budget_s=0)
     assert table["commit"].notna().all() and table["threads"].notna().all()
 
 

@@ -231,7 +231,7 @@ def test_scoring_only_the_completion_on_cpu_keeps_the_loss(smoke, tmp_path, monk
 
 
 def test_padding_free_batches_keep_the_loss_without_padding(smoke, tmp_path):
-    padded, padded_positions = _eval_loss(smoke, tmp_path / "a")
+    padded, padded_positions = _eval_loss(replace(smoke, llm=replace(smoke.llm, padding_free=False)), tmp_path / "a")
     free_profile = replace(smoke, llm=replace(smoke.llm, padding_free=True))
     free, free_positions = _eval_loss(free_profile, tmp_path / "b")
     # Exemples mis bout à bout : même perte (masque par blocs de transformers), sans jeton de remplissage.
