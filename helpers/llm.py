@@ -36,7 +36,10 @@ STATUSES = ("bas", "normal", "élevé")
 #: 158 jetons (dont 130 de texte fixe) à une cinquantaine ; entraînement et génération sur CPU sont
 #: dominés par ce préfixe.
 SHORT_PROMPT_FR = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
-PROMPT_STYLES = {"alpaca": ALPACA_PROMPT_FR, "court": SHORT_PROMPT_FR}
+#: Sans les balises « ### » : la consigne, l'entrée, puis la réponse à la ligne (14 jetons de moins
+#: par exemple avec SmolLM2, soit environ 12 % du calcul de la tâche « analyte »)
+MINIMAL_PROMPT_FR = "{instruction}\n{input}\n"
+PROMPT_STYLES = {"alpaca": ALPACA_PROMPT_FR, "court": SHORT_PROMPT_FR, "minimal": MINIMAL_PROMPT_FR}
 ANSWER_FORMATS = ("statut", "pas_a_pas", "pas_a_pas_arret")
 
 
@@ -82,7 +85,8 @@ class UnslothUnavailableError(RuntimeError):
 # --------------------------------------------------------------------------- prompts
 def format_prompt(instruction: str, input_text: str, style: str = "alpaca") -> str:
     """Le prompt complet jusqu'à « ### Response: » (ce que le modèle reçoit) ; ``style`` :
-    ``alpaca`` (gabarit des documents d'origine) ou ``court`` (:data:`SHORT_PROMPT_FR`)."""
+    ``alpaca`` (gabarit des documents d'origine), ``court`` (:data:`SHORT_PROMPT_FR`) ou ``minimal``
+    (:data:`MINIMAL_PROMPT_FR`)."""
     if not instruction or not instruction.strip():
         raise ValueError("Instruction vide : impossible de construire le prompt.")
     if style not in PROMPT_STYLES:

@@ -86,6 +86,12 @@ VARIANTS: dict[str, dict] = {
                                       "instruction": STEPWISE_INSTRUCTION, "padding_free": True}, "exercices": 0,
                               "description": "« complet_tables » (175 pas) en lots sans remplissage, tête de sortie "
                                              "calculée sur la réponse seulement : même calcul, moins de temps"},
+    "complet_tables_minimal": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas", "max_steps": 175,
+                                       "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
+                                       "instruction": STEPWISE_INSTRUCTION, "padding_free": True,
+                                       "prompt_style": "minimal"}, "exercices": 0,
+                               "description": "« complet_tables_rapide », prompt sans balises « ### » (consigne, "
+                                              "entrée, réponse à la ligne : 14 jetons de moins par exemple)"},
 }
 #: La variante retenue pour le profil cpu : la meilleure exactitude de validation parmi celles dont
 #: l'entraînement tient dans :data:`TRAINING_BUDGET_S` (notebook 04, section 7).
