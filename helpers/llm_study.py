@@ -95,7 +95,7 @@ VARIANTS: dict[str, dict] = {
 }
 #: La variante retenue pour le profil cpu : la meilleure exactitude de validation parmi celles dont
 #: l'entraînement tient dans :data:`TRAINING_BUDGET_S` (notebook 04, section 7).
-CHOSEN_VARIANT = "complet_tables"
+CHOSEN_VARIANT = "complet_tables_minimal"
 #: Secondes d'entraînement (2 cœurs) que laisse le budget de 12 minutes des notebooks 04 + 05 :
 #: environ 5 minutes vont au reste (perte de validation, générations et références du notebook 05).
 TRAINING_BUDGET_S = 420

@@ -89,6 +89,8 @@ def test_analyte_cases_in_the_stepwise_format_and_the_short_prompt():
     short = format_prompt("Consigne.", steps[0]["input"], style="court")
     assert short == SHORT_PROMPT_FR.format(instruction="Consigne.", input=steps[0]["input"])
     assert len(short) < len(format_prompt("Consigne.", steps[0]["input"])) / 2
+    minimal = format_prompt("Consigne.", steps[0]["input"], style="minimal")
+    assert minimal == f"Consigne.\n{steps[0]['input']}\n" and "###" not in minimal
     with pytest.raises(ValueError, match="Format de réponse inconnu"):
         analyte_cases(reports, "raisonnement")
     with pytest.raises(ValueError, match="Style de prompt inconnu"):
