@@ -294,18 +294,20 @@ def _build(name: str) -> Profile:
                 train_pairs=None, eval_queries=None, freeze_word_embeddings=True),
             # Tâche « analyte » (une valeur par prompt), réponse pas à pas (nombres alignés, comparaison
             # chiffre à chiffre avec les deux bornes, puis le statut), consigne courte, statuts équilibrés,
-            # exercices de comparaison et de la table des signes mêlés, lots sans remplissage : variante
-            # « complet_tables_minimal » de l'étude (helpers.llm_study), la plus exacte sur le split de validation parmi
-            # celles qui tiennent le budget de temps (notebook 04, section 7). 48 exemples pour la perte
-            # de validation : elle est mesurée deux fois (base, fine-tuné), quelques dixièmes de seconde par exemple.
+            # exercices de comparaison et de la table des signes mêlés, prompt sans balises, lots sans
+            # remplissage : variante « complet_tables_minimal » de l'étude (helpers.llm_study), la plus
+            # exacte sur le split de validation parmi celles qui tiennent le budget de temps (notebook 04,
+            # section 7). 32 exemples pour la perte
+            # de validation : elle est mesurée deux fois (base, fine-tuné), quelques dixièmes de seconde par
+            # exemple. Lots de génération de 96 : 10 % de temps par réponse en moins qu'à 48 (mesuré).
             llm=LLMSettings(
                 model_id="smollm2-135m-instruct", offline_model="smollm2-135m-instruct",
                 backend="bitsandbytes", load_in_4bit=True, max_seq_length=256, lora_r=16,
                 lora_alpha=16, lora_dropout=0.0, target_modules=ALPACA_TARGET_MODULES, batch_size=4,
                 gradient_accumulation_steps=1, learning_rate=1e-3, epochs=1, max_steps=175,
                 optim="adamw_8bit", train_examples=200, eval_examples=60, max_new_tokens=72,
-                task="analyte", precision="fp32", eval_batch_size=8, gen_batch_size=48,
-                save_merged=True, val_loss_examples=48, balance_statuses=True, answer_format="pas_a_pas",
+                task="analyte", precision="fp32", eval_batch_size=8, gen_batch_size=96,
+                save_merged=True, val_loss_examples=32, balance_statuses=True, answer_format="pas_a_pas",
                 prompt_style="minimal", drill_examples=60, drill_pairs=4, table_drills=80,
                 instruction=STEPWISE_INSTRUCTION, padding_free=True),
             data=DataSettings(hub_dataset=None, longitudinal_patients=None),

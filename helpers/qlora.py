@@ -174,6 +174,58 @@ def in_batches(fn: Callable[[list[str]], list[str]], prompts: Sequence[str], bat
     return out
 
 
+def generate_with_prefix_cache(model, tokenizer, prompts: Sequence[str], batch_size: int,
+                               desc: str = "génération", **settings) -> list[str]:
+    """Génère (``model.generate(**settings)``) pour des prompts qui **commencent tous pareil** — le
+    few-shot : la consigne et les exemples résolus, puis le cas — en calculant ce début commun
+    **une seule fois**.
+
+    Le début commun est lu sur les jetons (le plus long préfixe partagé par tous les prompts) ; son
+    cache clé / valeur est calculé une fois, puis recopié pour chaque prompt du lot. Chaque prompt
+    devient ``début commun + remplissage + sa fin`` : le remplissage, masqué, se place entre les
+    deux (les positions se déduisent du masque), pour que le début garde les positions de son cache.
+    C'est l'idée du *prefix caching* des serveurs d'inférence. Greedy, le résultat est celui d'une
+    génération ordinaire, aux arrondis près (testé) ; les réponses reviennent dans l'ordre des prompts.
+    """
+    import copy
+
+    import torch
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise ValueError(f"Taille de lot invalide : {batch_size} (il faut au moins 1).")
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    if not encoded:
+        return []
+    shared = 0
+    shortest = min(len(ids) for ids in encoded)
+    while shared < shortest - 1 and all(ids[shared] == encoded[0][shared] for ids in encoded):
+        shared += 1
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    prefix = encoded[0][:shared]
+    with torch.no_grad():
+        prefix_cache = (model(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values
+                        if shared else None)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    out: list[str] = [""] * len(encoded)
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="lot"):
+        chunk = order[start:start + batch_size]
+        tails = [encoded[i][shared:] for i in chunk]
+        width = max(len(t) for t in tails)
+        ids = torch.tensor([prefix + [pad] * (width - len(t)) + t for t in tails], device=device)
+        mask = torch.tensor([[1] * shared + [0] * (width - len(t)) + [1] * len(t) for t in tails], device=device)
+        cache = None
+        if prefix_cache is not None:
+            cache = copy.deepcopy(prefix_cache)
+            cache.batch_repeat_interleave(len(chunk))
+        with torch.no_grad():
+            output = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, **settings)
+        for i, text in zip(chunk, tokenizer.batch_decode(output[:, ids.shape[1]:], skip_special_tokens=True)):
+            out[i] = text
+    return out
+
+
 def examples(scored: pd.DataFrame, answers: dict[str, list[str]], cases, model_label: str,
              correct: bool, n: int = 3) -> pd.DataFrame:
     """Quelques cas où ``model_label`` a juste (``correct=True``) ou faux, avec les réponses de chaque modèle."""
@@ -294,11 +346,13 @@ def comparison_pairs(n: int = 100, seed: int = 0) -> list[tuple[str, str, bool]]
     return pairs
 
 
-def comparison_probe(model, tokenizer, n: int = 100, seed: int = 0, batch_size: int = 16) -> float:
+def comparison_probe(model, tokenizer, n: int = 100, seed: int = 0, batch_size: int = 16,
+                     style: str = "alpaca") -> float:
     """Exactitude du modèle à dire si a > b (« oui » / « non »), lue sur les logits du 1er jeton.
 
-    Même gabarit Alpaca que l'entraînement. Une exactitude proche de 50 % signifie que le modèle
-    ne sait pas comparer deux nombres : il ne peut alors pas comparer une valeur à sa borne.
+    ``style`` : le gabarit de prompt de l'entraînement (:func:`helpers.llm.format_prompt`, celui du
+    profil). Une exactitude proche de 50 % signifie que le modèle ne sait pas comparer deux nombres
+    en un jeton : il ne peut alors pas comparer une valeur à sa borne d'un seul coup.
     """
     import torch
 
@@ -311,13 +365,16 @@ def comparison_probe(model, tokenizer, n: int = 100, seed: int = 0, batch_size: 
         raise ValueError("« oui » et « non » commencent par le même jeton : sonde inutilisable.")
     pairs = comparison_pairs(n, seed)
     prompts = [format_prompt(f"Le nombre {a} est-il strictement supérieur à {b} ? Répondez par oui "
-                             "ou par non.", "") for a, b, _ in pairs]
+                             "ou par non.", "", style) for a, b, _ in pairs]
     correct = 0
     device = next(model.parameters()).device
     for start in range(0, n, batch_size):
         enc = tok(prompts[start:start + batch_size], return_tensors="pt", padding=True).to(device)
         with torch.no_grad():
-            logits = model(**enc, logits_to_keep=1).logits[:, -1, :]  # le dernier jeton seulement
+            try:  # le dernier jeton seulement (transformers) ; un forward qui ne le connaît pas : tout
+                logits = model(**enc, logits_to_keep=1).logits[:, -1, :]
+            except TypeError:
+                logits = model(**enc).logits[:, -1, :]
         says_yes = (logits[:, oui] > logits[:, non]).tolist()
         correct += sum(y == truth for y, (_, _, truth) in zip(says_yes, pairs[start:start + batch_size]))
     return correct / n

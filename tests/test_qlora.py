@@ -272,3 +272,32 @@ def test_load_answers_checks_they_answer_these_cases(tmp_path, monkeypatch):
         load_answers("smoke", cases[:1])
     with pytest.raises(ValueError, match="pas de réponse « autre »"):
         load_answers("smoke", cases, label="autre")
+
+
+def test_prefix_cache_generation_matches_plain_generation():
+    """Le début commun calculé une fois puis recopié donne les réponses d'une génération ordinaire."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from helpers.llm import generation_tokenizer
+    from helpers.models import model_path
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_path("tiny-mistral")).eval()
+    tok = generation_tokenizer(AutoTokenizer.from_pretrained(model_path("tiny-mistral")))
+    shared = "Consigne : dites le statut.\nSodium : 150 → élevé\nPotassium : 3,1 → bas\n"
+    prompts = [shared + case for case in ("Chlore : 99", "Calcium : 2,71 mmol/L", "CRP : 3", "Urée : 12,5")]
+    settings = dict(max_new_tokens=6, do_sample=False, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+
+    def plain(batch):
+        enc = tok(batch, return_tensors="pt", padding=True)
+        with torch.no_grad():
+            out = model.generate(**enc, **settings)
+        return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+    expected = qlora.in_batches(plain, prompts, 3, by_length=True)
+    got = qlora.generate_with_prefix_cache(model, tok, prompts, 3, **settings)
+    assert got == expected and any(got)
+    assert qlora.generate_with_prefix_cache(model, tok, [], 3, **settings) == []
+    with pytest.raises(ValueError, match="Taille de lot"):
+        qlora.generate_with_prefix_cache(model, tok, prompts, 0, **settings)
