@@ -20,7 +20,8 @@ MEDICAL_DISCLAIMER = (
 def setup_course(notebook: str = "", *, quiet: bool = False):
     """Prépare une session du cours et renvoie le profil actif.
 
-    Choisit le profil (``gpu``/``cpu``/``smoke``), fixe le nombre de threads, passe les
+    Choisit le profil (``gpu``/``cpu``/``smoke``), fixe le nombre de threads, fait taire les
+    avertissements connus et sans conséquence (:func:`helpers.runtime.quiet_known_warnings`), passe les
     bibliothèques Hugging Face hors ligne si besoin, fixe la graine, et affiche le profil
     et la raison de ce choix. À appeler dans la première cellule de chaque notebook.
     """
@@ -29,6 +30,7 @@ def setup_course(notebook: str = "", *, quiet: bool = False):
 
     profile = detect_profile()
     threads = runtime.configure_threads()
+    runtime.quiet_known_warnings()  # seulement des messages connus et sans conséquence (liste dans runtime)
     import numpy as np
     import random
 

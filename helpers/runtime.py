@@ -203,3 +203,32 @@ def reset_peak_rss() -> bool:
     except OSError:
         return False
     return vm_hwm_kb() is not None
+
+
+#: Messages des bibliothèques épinglées, **sans conséquence** pour le cours, que setup_course fait
+#: taire (tous les autres restent visibles) : (catégorie, début du message, pourquoi).
+KNOWN_HARMLESS_WARNINGS = (
+    (FutureWarning, "`is_gradient_checkpointing` is deprecated",
+     "peft 0.21 lit encore l'ancien nom d'un attribut que transformers 5.23 renomme ; rien ne change "
+     "avant transformers 6"),
+)
+#: Journaux de bibliothèques ramenés au niveau ERROR : (nom du journal, pourquoi).
+KNOWN_HARMLESS_LOGGERS = (
+    ("bitsandbytes.backends.cpu.ops",
+     "sur un CPU AVX512-BF16, bitsandbytes cherche sur le hub un noyau 4 bits optionnel (paquet "
+     "« kernels ») ; hors ligne ou sans ce paquet, il garde son noyau intégré"),
+)
+
+
+def quiet_known_warnings() -> None:
+    """Fait taire les avertissements de :data:`KNOWN_HARMLESS_WARNINGS` et les journaux de
+    :data:`KNOWN_HARMLESS_LOGGERS`, et eux seuls : un notebook exécuté n'affiche alors que des
+    avertissements qui demandent l'attention de l'étudiant."""
+    import logging
+    import re
+    import warnings
+
+    for category, start, _why in KNOWN_HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=re.escape(start), category=category)
+    for name, _why in KNOWN_HARMLESS_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)

@@ -71,12 +71,13 @@ def threads_per_process() -> int:
 
 
 def device_args() -> dict:
-    """Arguments d'appareil communs : CPU sans GPU, avec gloo si plusieurs processus."""
+    """Arguments d'appareil communs : CPU sans GPU (sans mémoire épinglée), avec gloo si plusieurs
+    processus."""
     from .runtime import cuda_available
 
     if cuda_available():
         return {}
-    args = {"use_cpu": True}
+    args = {"use_cpu": True, "dataloader_pin_memory": False}  # épingler ne sert qu'à copier vers un GPU
     if world()["world_size"] > 1:
         args["ddp_backend"] = "gloo"
     return args
@@ -427,7 +428,7 @@ def qlora_trainer(profile, model, tokenizer, train_dataset, eval_dataset, output
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         # Sans remplissage, trl ne tronque plus : qlora_datasets a déjà vérifié les longueurs.
         padding_free=cfg.padding_free, max_length=None if cfg.padding_free else cfg.max_seq_length,
-        bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16", gradient_checkpointing=False,
+        bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16",
         per_device_eval_batch_size=cfg.eval_batch_size, eval_strategy="no",
         logging_steps=1 if log else 10, disable_tqdm=not log, report_to="none", seed=profile.seed,
         **checkpoints, **device_args())

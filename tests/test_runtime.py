@@ -61,3 +61,19 @@ def test_reset_peak_rss_measures_one_step():
     small = np.ones(100_000_000 // 8)
     assert peak_rss_mb() < big_peak - 200, "le pic après reset ne doit compter que la nouvelle étape"
     del small
+
+
+def test_quiet_known_warnings_silences_only_the_listed_messages():
+    import logging
+    import warnings
+
+    from helpers import runtime
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runtime.quiet_known_warnings()
+        warnings.warn("`is_gradient_checkpointing` is deprecated and will be removed in v6.", FutureWarning)
+        warnings.warn("`autre_chose` is deprecated", FutureWarning)
+    assert [str(w.message) for w in caught] == ["`autre_chose` is deprecated"]
+    assert logging.getLogger("bitsandbytes.backends.cpu.ops").level == logging.ERROR
+    assert all(why for *_, why in runtime.KNOWN_HARMLESS_WARNINGS + runtime.KNOWN_HARMLESS_LOGGERS)
