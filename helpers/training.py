@@ -232,7 +232,7 @@ def load_qlora_model(profile, backend: str):
             model, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
             target_modules=list(cfg.target_modules), bias="none",
             use_gradient_checkpointing="unsloth", random_state=profile.seed,
-            **lora_layers(cfg, model.config.num_hidden_layers))
+            **lora_layers(cfg, model))
         return model, tokenizer, why
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
@@ -248,17 +248,18 @@ def load_qlora_model(profile, backend: str):
     model = get_peft_model(model, LoraConfig(
         r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
         target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
-        **lora_layers(cfg, model.config.num_hidden_layers)))
+        **lora_layers(cfg, model)))
     return model, AutoTokenizer.from_pretrained(source), why
 
 
-def lora_layers(cfg, num_layers: int) -> dict:
+def lora_layers(cfg, model) -> dict:
     """``{"layers_to_transform": [...]}`` si le profil limite LoRA aux couches hautes
-    (``cfg.lora_layers_from``), sinon ``{}`` (toutes les couches). Erreur française si l'indice
-    dépasse le nombre de couches du modèle."""
+    (``cfg.lora_layers_from``), sinon ``{}`` (toutes les couches). ``model`` : le modèle (ou
+    directement son nombre de couches). Erreur française si l'indice dépasse ce nombre."""
     first = cfg.lora_layers_from
     if first is None:
         return {}
+    num_layers = model if isinstance(model, int) else model.config.num_hidden_layers
     if not 0 <= first < num_layers:
         raise ValueError(f"lora_layers_from={first} : le modèle n'a que {num_layers} couches (indices 0 à "
                          f"{num_layers - 1}).")

@@ -175,7 +175,7 @@ def test_world_and_threads_follow_torchrun_variables(monkeypatch):
     assert not training.is_main_process()
     assert training.threads_per_process() == max(1, runtime.available_cores() // 2)
     monkeypatch.setattr(runtime, "cuda_available", lambda: False)
-    assert training.device_args() == {"use_cpu": True, "ddp_backend": "gloo"}
+    assert training.device_args() == {"use_cpu": True, "dataloader_pin_memory": False, "ddp_backend": "gloo"}
 
 
 def test_qlora_datasets_keep_the_notebook_format(smoke):
