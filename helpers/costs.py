@@ -182,11 +182,14 @@ def _latency_for(precision: str, dim: int, latency: pd.DataFrame) -> float:
     return measured if measured is not None else math.nan
 
 
-def plot_tradeoff(quant: pd.DataFrame, latency: pd.DataFrame, splits=("test_questions", "test_analytes")):
-    """NDCG@10 en fonction des octets par vecteur : chaque point est une (dimension, précision)."""
+def plot_tradeoff(quant: pd.DataFrame, latency: pd.DataFrame, splits=None):
+    """NDCG@10 en fonction des octets par vecteur : chaque point est une (dimension, précision) ;
+    un panneau par split de test (par défaut :data:`helpers.embeddings.TEST_SPLITS`)."""
     import matplotlib.pyplot as plt
 
-    splits = [s for s in splits if s in set(quant["split"])]
+    from .embeddings import TEST_SPLITS
+
+    splits = [s for s in (splits or TEST_SPLITS) if s in set(quant["split"])]
     fig, axes = plt.subplots(1, len(splits), figsize=(5.8 * len(splits), 4.2), squeeze=False, sharey=True)
     colors = {"float32": "tab:blue", "int8": "tab:green", "binaire": "tab:red",
               "binaire + rescoring": "tab:orange"}
@@ -209,7 +212,7 @@ def plot_tradeoff(quant: pd.DataFrame, latency: pd.DataFrame, splits=("test_ques
 
 
 def recommendations(quant: pd.DataFrame, latency: pd.DataFrame, *, select_on: str = "validation",
-                    report_on=("test_questions", "test_analytes"), compromise: float = 0.98,
+                    report_on=None, compromise: float = 0.98,
                     limited: float = 0.90, n_docs: int = 1_000_000) -> pd.DataFrame:
     """Trois configurations recommandées, **choisies sur la validation**, rapportées sur le test.
 
@@ -217,6 +220,8 @@ def recommendations(quant: pd.DataFrame, latency: pd.DataFrame, *, select_on: st
     * compromis : la plus légère qui garde ``compromise`` × ce maximum ;
     * ressources limitées : la plus légère qui garde ``limited`` × ce maximum.
     """
+    from .embeddings import TEST_SPLITS
+
     val = quant[quant["split"] == select_on]
     if val.empty:
         raise ValueError(f"Aucun score sur le split « {select_on} » : impossible de choisir sans "
@@ -239,7 +244,7 @@ def recommendations(quant: pd.DataFrame, latency: pd.DataFrame, *, select_on: st
                "Mo_par_million": round(pick["octets"] * n_docs / 1e6, 1),
                "latence_ms": round(_latency_for(precision, dim, latency), 3),
                f"ndcg_{select_on}": round(pick[f"ndcg_{select_on}"], 4)}
-        for split in report_on:
+        for split in report_on or [sp for sp in TEST_SPLITS if sp in set(quant["split"])]:
             hit = quant[(quant["split"] == split) & (quant["dim"] == dim) & (quant["precision"] == precision)]
             row[f"ndcg_{split}"] = round(float(hit["ndcg_at_10"].iloc[0]), 4) if len(hit) else math.nan
         rows.append(row)

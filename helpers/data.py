@@ -52,6 +52,9 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
                Column("aspect"), Column("text", unique=True)),
     "retrieval": (Column("question", unique=True), Column("passage_id"), Column("code"),
                   Column("aspect"), Column("style"), Column("template"), Column("pair_id", unique=True)),
+    # Questions écrites à la main (helpers.generate.build_natural) : un ou plusieurs passages justes.
+    "naturel": (Column("question", unique=True), Column("passage_id"), Column("passages_pertinents", list),
+                Column("code"), Column("famille"), Column("aspect"), Column("style"), Column("pair_id", unique=True)),
     "instructions": (Column("id", unique=True), Column("instruction"), Column("input"),
                      Column("output"), Column("sexe"), Column("age", int), Column("panel"),
                      Column("labels", list)),
@@ -236,9 +239,15 @@ def _subsample(rows: list[dict], n: int | None, seed: int) -> list[dict]:
     return [rows[i] for i in idx]
 
 
+#: Les deux moitiés des questions **écrites à la main** (pas par les gabarits) : voir la fiche du jeu.
+NATURAL_SPLITS = ("naturel_validation", "naturel_test")
+
+
 def load_retrieval(profile=None, data_dir: Path = DATASET_DIR):
     """Vue recherche : ``DatasetDict`` avec ``corpus``, ``train``, ``validation``,
-    ``test_questions``, ``test_analytes``.
+    ``test_questions``, ``test_analytes`` et, s'ils existent, ``naturel_validation`` et
+    ``naturel_test`` (questions écrites à la main, un ou plusieurs passages pertinents dans
+    ``passages_pertinents``).
 
     Le profil limite le nombre de paires d'entraînement (``embedding.train_pairs``) et de
     requêtes de test (``embedding.eval_queries``) ; le corpus est toujours complet.
@@ -249,18 +258,21 @@ def load_retrieval(profile=None, data_dir: Path = DATASET_DIR):
     corpus = read_jsonl(data_dir / "corpus.jsonl", "corpus")
     ids = {p["passage_id"] for p in corpus}
     splits = {}
-    for name in ("train", "validation", "test_questions", "test_analytes"):
+    for name in ("train", "validation", "test_questions", "test_analytes") + NATURAL_SPLITS:
         path = data_dir / f"retrieval_{name}.jsonl"
-        rows = read_jsonl(path, "retrieval")
+        if name in NATURAL_SPLITS and not path.exists():
+            continue  # questions naturelles : seulement dans MedAnalyzer-FR (facultatives ailleurs)
+        rows = read_jsonl(path, "naturel" if name in NATURAL_SPLITS else "retrieval")
         for i, r in enumerate(rows):
-            if r["passage_id"] not in ids:
-                raise DatasetValidationError(path, i + 1, "passage_id",
-                                             f"passage « {r['passage_id']} » absent de corpus.jsonl.")
+            for pid in r.get("passages_pertinents") or [r["passage_id"]]:
+                if pid not in ids:
+                    raise DatasetValidationError(path, i + 1, "passage_id",
+                                                 f"passage « {pid} » absent de corpus.jsonl.")
         splits[name] = rows
     if profile is not None:
         seed = profile.seed
         splits["train"] = _subsample(splits["train"], profile.embedding.train_pairs, seed)
-        for name in ("validation", "test_questions", "test_analytes"):
+        for name in [n for n in splits if n != "train"]:
             splits[name] = _subsample(splits[name], profile.embedding.eval_queries, seed)
     return DatasetDict({"corpus": Dataset.from_list(corpus),
                         **{k: Dataset.from_list(v) for k, v in splits.items()}})
@@ -562,12 +574,16 @@ def check_split_integrity(retrieval) -> dict:
 
 
 def ir_inputs(split, corpus) -> tuple[dict, dict, dict]:
-    """``(queries, corpus, relevant_docs)`` au format de ``InformationRetrievalEvaluator``."""
+    """``(queries, corpus, relevant_docs)`` au format de ``InformationRetrievalEvaluator`` (tous les
+    passages de ``passages_pertinents`` comptent comme pertinents, si la colonne existe)."""
     if len(split) == 0:
         raise ValueError("Ensemble de requêtes vide : impossible d'évaluer la recherche.")
     if len(corpus) == 0:
         raise ValueError("Corpus vide : impossible d'évaluer la recherche.")
     queries = dict(zip(split["pair_id"], split["question"]))
     docs = dict(zip(corpus["passage_id"], corpus["text"]))
-    relevant = {pid: {doc} for pid, doc in zip(split["pair_id"], split["passage_id"])}
+    if "passages_pertinents" in split.column_names:  # questions naturelles : parfois deux passages justes
+        relevant = {pid: set(docs_) for pid, docs_ in zip(split["pair_id"], split["passages_pertinents"])}
+    else:
+        relevant = {pid: {doc} for pid, doc in zip(split["pair_id"], split["passage_id"])}
     return queries, docs, relevant

@@ -67,6 +67,28 @@ Familles d'analytes : {", ".join(f"{f} ({n})" for f, n in sorted(families.items(
   Leurs passages restent dans le corpus (comme distracteurs et comme cibles).
 * `validation` sert aux réglages ; les deux splits de test ne servent qu'à la mesure finale.
 
+### Questions naturelles : `retrieval_naturel_validation.jsonl`, `retrieval_naturel_test.jsonl`
+
+Toutes les questions ci-dessus sortent des gabarits du générateur : un modèle fine-tuné sur les
+unes reconnaît la forme des autres, et les splits de test générés **surestiment** ce qu'il a
+appris. Ces {sum(stats['natural_questions'].values())} questions-ci ont été **écrites à la main** pour le cours (novembre 2026),
+sans partir des gabarits, comme les poserait un patient ou un soignant pressé, puis relues une à
+une contre leur passage (source : `data/reference/questions_naturelles_fr.csv`).
+
+* Styles : {", ".join(f"{k} ({v})" for k, v in stats['natural_styles'].items())} — mots d'un
+  patient, fautes de frappe, médicament nommé par sa marque, valeur chiffrée dans la phrase,
+  abréviations de clinicien, chose décrite sans son nom.
+* Passages pertinents : un principal (`passage_id`), parfois un second aussi juste
+  (`passages_pertinents`, ex. une valeur sous la borne : passage « valeurs de référence » et
+  passage « valeur basse »).
+* Aucune n'est un quasi-doublon d'une question générée : au plus {round(100 * stats['natural_max_overlap'])} % de mots communs
+  (indice de Jaccard, sans accents ni casse) avec la plus proche ; le générateur refuse au-delà
+  de 60 %.
+* Deux moitiés, coupées style par style : {", ".join(f"`{k}` {v}" for k, v in stats['natural_questions'].items())}.
+  `naturel_validation` sert aux choix ; `naturel_test` n'est que mesuré.
+* Limites : un seul auteur, des questions plausibles mais pas recueillies auprès de vrais
+  patients ; 80 questions par moitié donnent des intervalles de confiance larges.
+
 ## Vue 2 — instructions (Alpaca) : `instructions_*.jsonl`
 
 * {sum(ins.values())} lignes : {", ".join(f"{k} {v}" for k, v in ins.items())}.

@@ -32,9 +32,12 @@ from .paths import output_dir, require_output
 
 SCORE_COLUMNS = ["split", "model", "dim", "ndcg_at_10", "mrr_at_10", "recall_at_10"]
 PER_QUERY_COLUMNS = ["split", "model", "dim", "pair_id", "rank", "ndcg_at_10"]
-TEST_SPLITS = ("test_questions", "test_analytes")
+#: Les splits de test rapportés : deux générés par les gabarits, et les questions naturelles écrites
+#: à la main (``naturel_test`` ; leur moitié ``naturel_validation`` sert aux choix).
+TEST_SPLITS = ("test_questions", "test_analytes", "naturel_test")
 SPLIT_LABELS = {"test_questions": "questions inédites", "test_analytes": "analytes inédits",
-                "validation": "validation"}
+                "naturel_test": "questions naturelles, écrites à la main", "validation": "validation",
+                "naturel_validation": "questions naturelles (validation)"}
 
 
 class DimensionError(ValueError):

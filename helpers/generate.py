@@ -531,6 +531,94 @@ def build_longitudinal(analytes: dict[str, Analyte], seed: int = SEED) -> list[d
 
 
 # ---------------------------------------------------------------------------- écriture
+#: Styles des questions naturelles (``data/reference/questions_naturelles_fr.csv``), écrites à la main.
+NATURAL_STYLES = {
+    "profane": "les mots d'un patient (« manque de sel », « sucre dans le sang »)",
+    "faute": "tapée vite : fautes, accents oubliés, sans majuscule ni point d'interrogation",
+    "marque": "un médicament nommé par sa marque (Levothyrox, Previscan, Lasilix…)",
+    "chiffre": "une valeur chiffrée au milieu de la phrase",
+    "abrege": "les abréviations d'un clinicien (TGP à 3N, IRC, ATB…)",
+    "indirect": "la chose décrite sans son nom : peu de mots en commun avec le passage",
+}
+NATURAL_FILE = "questions_naturelles_fr.csv"
+#: Part de mots communs (indice de Jaccard) au-delà de laquelle une question naturelle est refusée
+#: comme quasi-doublon d'une question générée par les gabarits.
+NEAR_DUPLICATE = 0.6
+
+
+def _words(text: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"\w+", _strip_accents(text).lower()))
+
+
+def jaccard(a: str, b: str) -> float:
+    """Part de mots communs à deux questions (sans accents ni casse) : |A ∩ B| / |A ∪ B|."""
+    wa, wb = _words(a), _words(b)
+    return len(wa & wb) / len(wa | wb) if wa | wb else 1.0
+
+
+def build_natural(corpus: list[dict], templated: list[dict], reference_dir: Path = REFERENCE_DIR,
+                  seed: int = SEED) -> dict[str, list[dict]]:
+    """Les questions naturelles, **écrites à la main** (pas par les gabarits), en deux moitiés :
+    ``naturel_validation`` (pour les choix) et ``naturel_test`` (rapportée, jamais réglée dessus).
+
+    Chaque ligne du CSV : la question, son ou ses passages pertinents (``HB-basse`` ou
+    ``HB-reference|HB-basse``, le premier étant le principal) et son style (:data:`NATURAL_STYLES`).
+    Refus, avec le fichier et la ligne : passage inconnu, style inconnu, question en double, ou
+    quasi-doublon (:data:`NEAR_DUPLICATE`) d'une question générée (``templated``). Les moitiés sont
+    tirées style par style (graine ``seed``) : chaque style est à moitié dans chacune.
+    """
+    from .data import DatasetValidationError
+
+    path = Path(reference_dir) / NATURAL_FILE
+    by_id = {p["passage_id"]: p for p in corpus}
+    rows, seen = [], {}
+    with path.open(encoding="utf-8", newline="") as f:
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            question = (row.get("question") or "").strip()
+            if not question:
+                raise DatasetValidationError(path, line, "question", "question vide.")
+            passages = [p.strip() for p in (row.get("passages") or "").split("|") if p.strip()]
+            unknown = [p for p in passages if p not in by_id]
+            if not passages or unknown:
+                raise DatasetValidationError(path, line, "passages", f"passage(s) inconnu(s) du corpus : "
+                                             f"{', '.join(unknown) or '(aucun)'}.")
+            if row.get("style") not in NATURAL_STYLES:
+                raise DatasetValidationError(path, line, "style", f"style « {row.get('style')} » inconnu "
+                                             f"({', '.join(NATURAL_STYLES)}).")
+            key = _norm_key(question)
+            if key in seen:
+                raise DatasetValidationError(path, line, "question", f"même question qu'à la ligne {seen[key]}.")
+            seen[key] = line
+            rows.append((line, question, passages, row["style"]))
+    for line, question, _, _ in rows:
+        for t in templated:
+            if jaccard(question, t["question"]) >= NEAR_DUPLICATE:
+                raise DatasetValidationError(path, line, "question", f"quasi-doublon d'une question générée "
+                                             f"(« {t['question']} ») : réécrivez-la autrement.")
+    rng = random.Random(seed)
+    halves: dict[str, list[dict]] = {"naturel_validation": [], "naturel_test": []}
+    by_style: dict[str, list] = {}
+    for r in rows:
+        by_style.setdefault(r[3], []).append(r)
+    start = 0
+    for style in sorted(by_style):  # chaque style coupé en deux : les deux moitiés ont les mêmes styles
+        group = sorted(by_style[style], key=lambda r: (by_id[r[2][0]]["code"], r[0]))
+        rng.shuffle(group)
+        for i, (_, question, passages, _) in enumerate(group):
+            split = ("naturel_validation", "naturel_test")[(start + i) % 2]
+            first = by_id[passages[0]]
+            halves[split].append({"question": question, "passage_id": passages[0], "passages_pertinents": passages,
+                                  "code": first["code"], "famille": first["famille"], "aspect": first["aspect"],
+                                  "style": style})
+        start += len(group)
+    for split, items in halves.items():
+        for i, item in enumerate(items):
+            item["pair_id"] = f"{split}-{i:05d}"
+    return halves
+
+
 def _jsonl(rows: list[dict]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False, sort_keys=False) + "\n" for r in rows)
 
@@ -553,6 +641,8 @@ def generate(out_dir: Path = DATASET_DIR, reference_dir: Path = REFERENCE_DIR, s
     longitudinal = build_longitudinal(analytes, seed)
     files = {"corpus.jsonl": _jsonl(corpus)}
     files.update({f"retrieval_{k}.jsonl": _jsonl(v) for k, v in retrieval.items()})
+    natural = build_natural(corpus, [p for v in retrieval.values() for p in v], reference_dir, seed)
+    files.update({f"retrieval_{k}.jsonl": _jsonl(v) for k, v in natural.items()})
     files.update({f"instructions_{k}.jsonl": _jsonl(v) for k, v in instructions.items()})
     files["longitudinal.csv"] = _csv_text(longitudinal)
     stats = {
@@ -563,6 +653,10 @@ def generate(out_dir: Path = DATASET_DIR, reference_dir: Path = REFERENCE_DIR, s
         "retrieval_pairs": {k: len(v) for k, v in retrieval.items()},
         "retrieval_duplicates_skipped": skipped,
         "retrieval_styles": dict(sorted(Counter(p["style"] for v in retrieval.values() for p in v).items())),
+        "natural_questions": {k: len(v) for k, v in natural.items()},
+        "natural_styles": dict(sorted(Counter(p["style"] for v in natural.values() for p in v).items())),
+        "natural_max_overlap": round(max(jaccard(q["question"], t["question"]) for v in natural.values() for q in v
+                                         for vt in retrieval.values() for t in vt), 3),
         "instructions": {k: len(v) for k, v in instructions.items()},
         "instruction_statuses": dict(sorted(Counter(
             lab["statut"] for v in instructions.values() for r in v for lab in r["labels"]).items())),

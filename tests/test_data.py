@@ -35,7 +35,8 @@ def test_loads_as_datasets_objects():
     from datasets import Dataset, DatasetDict
 
     r = load_retrieval()
-    assert isinstance(r, DatasetDict) and set(r) == {"corpus", "train", "validation", "test_questions", "test_analytes"}
+    assert isinstance(r, DatasetDict) and set(r) == {"corpus", "train", "validation", "test_questions", "test_analytes",
+                                                     "naturel_validation", "naturel_test"}
     assert isinstance(load_longitudinal(), Dataset)
     assert set(load_instructions()) == {"train", "validation", "test"}
 
@@ -45,6 +46,7 @@ def test_profile_subsamples_deterministically():
     a, b = load_retrieval(smoke), load_retrieval(smoke)
     assert len(a["train"]) == smoke.embedding.train_pairs
     assert len(a["test_questions"]) == smoke.embedding.eval_queries
+    assert len(a["naturel_test"]) == smoke.embedding.eval_queries
     assert len(a["corpus"]) == 276  # le corpus n'est jamais réduit
     assert a["train"]["pair_id"] == b["train"]["pair_id"]
     assert len(load_instructions(smoke)["train"]) == smoke.llm.train_examples
@@ -361,3 +363,17 @@ def test_unreachable_hub_drops_the_hub_dataset_from_the_gpu_profile(clean_env):
     clean_env.setattr(runtime, "hub_reachable", lambda timeout=2.0: False)
     profile = detect_profile()
     assert profile.data.hub_dataset is None and "MedAnalyzer-FR seul" in profile.reason
+
+
+def test_natural_splits_are_loaded_with_all_their_relevant_passages():
+    from helpers.data import NATURAL_SPLITS, ir_inputs, load_retrieval
+
+    retrieval = load_retrieval()
+    assert all(name in retrieval for name in NATURAL_SPLITS)
+    test = retrieval["naturel_test"]
+    queries, docs, relevant = ir_inputs(test, retrieval["corpus"])
+    assert len(queries) == len(test) and any(len(r) == 2 for r in relevant.values())
+    assert all(set(row["passages_pertinents"]) == relevant[row["pair_id"]] for row in test)
+    # les splits générés gardent un seul passage pertinent
+    _, _, single = ir_inputs(retrieval["test_questions"], retrieval["corpus"])
+    assert all(len(r) == 1 for r in single.values())

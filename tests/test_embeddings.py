@@ -371,3 +371,21 @@ def test_training_resumes_from_last_checkpoint(tmp_path, small_retrieval):
     assert resumed.global_step == 2
     assert steps_run == [1, 2]  # le 2e entraînement n'a fait que le pas manquant
     assert embeddings.last_checkpoint(tmp_path).endswith("checkpoint-2")
+
+
+def test_natural_questions_count_every_relevant_passage(e5):
+    """Questions naturelles à deux passages justes : la moyenne des NDCG par requête égale le score de
+    la bibliothèque, et trouver le second passage compte aussi."""
+    r = load_retrieval()
+    natural = r["naturel_test"]
+    two = [i for i, p in enumerate(natural["passages_pertinents"]) if len(p) == 2][:4]
+    split = natural.select(two + [i for i in range(12) if i not in two][:8])
+    needed = set().union(*map(set, split["passages_pertinents"]))
+    corpus = r["corpus"].select([i for i, pid in enumerate(r["corpus"]["passage_id"]) if pid in needed or i % 9 == 0])
+    ev = MatryoshkaIREvaluator({"naturel_test": split}, corpus, (384, 64))
+    scores, per_query = ev.evaluate(e5, "base")
+    for row in scores.itertuples():
+        sub = per_query[(per_query.split == row.split) & (per_query.dim == row.dim)]
+        assert sub["ndcg_at_10"].mean() == pytest.approx(row.ndcg_at_10, abs=1e-12)
+    assert ev.splits["naturel_test"][1][split[0]["pair_id"]] == set(split[0]["passages_pertinents"])
+    assert per_query["ndcg_at_10"].between(0, 1).all()

@@ -100,3 +100,55 @@ def test_typos_change_the_question():
 def test_reference_change_value():
     # HB : CVi 2,7 %, CVa 1,5 % → RCV = 1,96 × √2 × √(2,7² + 1,5²) ≈ 8,56 %
     assert generate.reference_change_value("HB") == pytest.approx(0.0856, abs=5e-4)
+
+
+# --------------------------------------------------------------------------- questions naturelles
+def test_natural_questions_are_hand_written_halves_without_templated_duplicates():
+    natural = {s: _jsonl(f"retrieval_naturel_{s}.jsonl") for s in ("validation", "test")}
+    templated = [p["question"] for s in ("train", "validation", "test_questions", "test_analytes")
+                 for p in _jsonl(f"retrieval_{s}.jsonl")]
+    corpus = {p["passage_id"]: p for p in _jsonl("corpus.jsonl")}
+    assert sum(map(len, natural.values())) >= 150
+    assert abs(len(natural["validation"]) - len(natural["test"])) <= 1
+    questions = [q["question"] for half in natural.values() for q in half]
+    assert len(set(questions)) == len(questions)  # aucune question dans les deux moitiés
+    for q in (q for half in natural.values() for q in half):
+        assert q["passage_id"] == q["passages_pertinents"][0]
+        assert all(p in corpus for p in q["passages_pertinents"])
+        assert max(generate.jaccard(q["question"], t) for t in templated) < generate.NEAR_DUPLICATE
+    families = {p["famille"] for p in corpus.values()}
+    for half in natural.values():  # chaque famille et chaque style dans chaque moitié
+        assert {q["famille"] for q in half} == families
+        assert {q["style"] for q in half} == set(generate.NATURAL_STYLES)
+
+
+def _natural_csv(tmp_path, rows):
+    import csv
+
+    with (tmp_path / generate.NATURAL_FILE).open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["question", "passages", "style"])
+        writer.writerows(rows)
+    return tmp_path
+
+
+def test_natural_questions_are_refused_with_their_line(tmp_path):
+    from helpers.data import DatasetValidationError
+
+    corpus = _jsonl("corpus.jsonl")
+    templated = [{"question": "Quelles sont les causes d'une élévation de l'hémoglobine ?"}]
+    ok = ["mon sang est trop riche en hémoglobine, pourquoi ?", "HB-haute", "profane"]
+    halves = generate.build_natural(corpus, templated, _natural_csv(tmp_path, [ok]))
+    assert sum(map(len, halves.values())) == 1
+    cases = [
+        (["question ?", "HB-inconnu", "profane"], "passage"),
+        (["question ?", "HB-haute", "poétique"], "style"),
+        ([ok, ok], "même question"),
+        (["causes d'une élévation de l'hémoglobine ?", "HB-haute", "profane"], "quasi-doublon"),
+    ]
+    for rows, problem in cases:
+        rows = rows if isinstance(rows[0], list) else [rows]
+        with pytest.raises(DatasetValidationError, match=problem) as err:
+            generate.build_natural(corpus, templated, _natural_csv(tmp_path, rows))
+        assert "ligne" in str(err.value) and generate.NATURAL_FILE in str(err.value)
+    assert generate.jaccard("Le Sodium bas ?", "le sodium BAS") == 1.0
