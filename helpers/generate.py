@@ -553,7 +553,7 @@ def _words(text: str) -> set[str]:
 
 
 def jaccard(a: str, b: str) -> float:
-    """Part de mots communs à deux questions (sans accents ni casse) : |A ∩ B| / |A ∪ B|."""
+    """Part de mots communs à deux questions (sans accents ni casse) : ``|A ∩ B| / |A ∪ B|``."""
     wa, wb = _words(a), _words(b)
     return len(wa & wb) / len(wa | wb) if wa | wb else 1.0
 
