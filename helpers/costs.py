@@ -187,9 +187,9 @@ def plot_tradeoff(quant: pd.DataFrame, latency: pd.DataFrame, splits=None):
     un panneau par split de test (par défaut :data:`helpers.embeddings.TEST_SPLITS`)."""
     import matplotlib.pyplot as plt
 
-    from .embeddings import TEST_SPLITS
+    from .embeddings import reported_splits
 
-    splits = [s for s in (splits or TEST_SPLITS) if s in set(quant["split"])]
+    splits = [s for s in splits if s in set(quant["split"])] if splits else reported_splits(quant)
     fig, axes = plt.subplots(1, len(splits), figsize=(5.8 * len(splits), 4.2), squeeze=False, sharey=True)
     colors = {"float32": "tab:blue", "int8": "tab:green", "binaire": "tab:red",
               "binaire + rescoring": "tab:orange"}
@@ -220,7 +220,7 @@ def recommendations(quant: pd.DataFrame, latency: pd.DataFrame, *, select_on: st
     * compromis : la plus légère qui garde ``compromise`` × ce maximum ;
     * ressources limitées : la plus légère qui garde ``limited`` × ce maximum.
     """
-    from .embeddings import TEST_SPLITS
+    from .embeddings import reported_splits
 
     val = quant[quant["split"] == select_on]
     if val.empty:
@@ -244,7 +244,7 @@ def recommendations(quant: pd.DataFrame, latency: pd.DataFrame, *, select_on: st
                "Mo_par_million": round(pick["octets"] * n_docs / 1e6, 1),
                "latence_ms": round(_latency_for(precision, dim, latency), 3),
                f"ndcg_{select_on}": round(pick[f"ndcg_{select_on}"], 4)}
-        for split in report_on or [sp for sp in TEST_SPLITS if sp in set(quant["split"])]:
+        for split in report_on or reported_splits(quant):
             hit = quant[(quant["split"] == split) & (quant["dim"] == dim) & (quant["precision"] == precision)]
             row[f"ndcg_{split}"] = round(float(hit["ndcg_at_10"].iloc[0]), 4) if len(hit) else math.nan
         rows.append(row)

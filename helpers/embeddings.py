@@ -40,6 +40,13 @@ SPLIT_LABELS = {"test_questions": "questions inédites", "test_analytes": "analy
                 "naturel_validation": "questions naturelles (validation)"}
 
 
+def reported_splits(table: pd.DataFrame) -> list[str]:
+    """Les splits de :data:`TEST_SPLITS` présents dans ``table`` (colonne ``split``), dans cet ordre :
+    des résultats plus anciens, sans les questions naturelles, restent lisibles."""
+    present = set(table["split"])
+    return [s for s in TEST_SPLITS if s in present]
+
+
 class DimensionError(ValueError):
     """Liste de dimensions Matryoshka invalide pour le modèle."""
 
@@ -424,7 +431,7 @@ def plot_ndcg_vs_dim(scores: pd.DataFrame, metric: str = "ndcg_at_10"):
     """NDCG@10 en fonction de la dimension, base contre fine-tuné, un panneau par split."""
     import matplotlib.pyplot as plt
 
-    splits = [s for s in TEST_SPLITS if s in set(scores["split"])]
+    splits = reported_splits(scores)
     fig, axes = plt.subplots(1, len(splits), figsize=(5.5 * len(splits), 4), squeeze=False, sharey=True)
     styles = {"base": ("tab:gray", "o", "modèle de base"), "finetuned": ("tab:blue", "s", "fine-tuné")}
     for ax, split in zip(axes[0], splits):
@@ -502,7 +509,7 @@ def check_targets(scores: pd.DataFrame, small_dim: int = 64, min_retention: floa
     3. à ``small_dim`` dimensions, il bat le modèle de base à pleine dimension.
     """
     rows = []
-    for split in [s for s in TEST_SPLITS if s in set(scores["split"])]:
+    for split in reported_splits(scores):
         sub = scores[scores["split"] == split]
         wide = sub.pivot(index="dim", columns="model", values="ndcg_at_10")
         full = wide.index.max()

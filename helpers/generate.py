@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import functools
 import hashlib
 import io
 import json
@@ -546,10 +547,11 @@ NATURAL_FILE = "questions_naturelles_fr.csv"
 NEAR_DUPLICATE = 0.6
 
 
-def _words(text: str) -> set[str]:
+@functools.lru_cache(maxsize=None)  # chaque question générée est comparée à chaque question naturelle
+def _words(text: str) -> frozenset[str]:
     import re
 
-    return set(re.findall(r"\w+", _strip_accents(text).lower()))
+    return frozenset(re.findall(r"\w+", _strip_accents(text).lower()))
 
 
 def jaccard(a: str, b: str) -> float:

@@ -32,6 +32,11 @@ _NEUTRAL = {"answer_format": "statut", "prompt_style": "alpaca", "balance_status
             "group_by_length": False, "lora_layers_from": None, "padding_free": False}
 _STEPWISE = {**_NEUTRAL, "prompt_style": "court", "balance_statuses": True, "gradient_accumulation_steps": 1,
              "max_steps": 140, "max_new_tokens": 72}
+#: Les variantes « tables » : 175 pas, 60 exercices de comparaison (4 paires) et 80 de la table des
+#: signes mêlés à la tâche, consigne courte ; « complet » : les deux bornes toujours comparées.
+_TABLES = {**_STEPWISE, "max_steps": 175, "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
+           "instruction": STEPWISE_INSTRUCTION}
+_COMPLETE = {**_TABLES, "answer_format": "pas_a_pas"}
 #: Les variantes : réglages du profil cpu modifiés, exercices de comparaison passés **avant** la tâche
 #: (un premier entraînement, lots de 16), et une phrase qui dit ce qui change.
 VARIANTS: dict[str, dict] = {
@@ -52,44 +57,26 @@ VARIANTS: dict[str, dict] = {
                                       "instruction": STEPWISE_INSTRUCTION}, "exercices": 0,
                               "description": "le même, consigne courte (11 jetons au lieu de 30) et lots de "
                                              "longueurs voisines (moins de remplissage)"},
-    "arret_tables": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas_arret", "max_steps": 175,
-                             "drill_examples": 60, "drill_pairs": 4, "table_drills": 80, "group_by_length": True,
-                             "instruction": STEPWISE_INSTRUCTION}, "exercices": 0,
+    "arret_tables": {"llm": {**_TABLES, "answer_format": "pas_a_pas_arret", "group_by_length": True}, "exercices": 0,
                      "description": "le même, avec 60 exercices de comparaison et 80 exercices de la table "
                                     "des signes (20 paires de chiffres chacun), 175 pas de 4"},
-    "tables": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas_arret", "max_steps": 175,
-                       "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
-                       "instruction": STEPWISE_INSTRUCTION}, "exercices": 0,
+    "tables": {"llm": {**_TABLES, "answer_format": "pas_a_pas_arret"}, "exercices": 0,
                "description": "« arret_tables » en lots tirés au hasard (sans regroupement par longueur)"},
-    "complet_tables": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas", "max_steps": 175,
-                               "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
-                               "instruction": STEPWISE_INSTRUCTION}, "exercices": 0,
+    "complet_tables": {"llm": dict(_COMPLETE), "exercices": 0,
                        "description": "« tables », mais les deux bornes toujours comparées (sans arrêt anticipé)"},
-    "complet_tables_400": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas", "max_steps": 175,
-                                   "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
-                                   "instruction": STEPWISE_INSTRUCTION, "train_examples": 400}, "exercices": 0,
+    "complet_tables_400": {"llm": {**_COMPLETE, "train_examples": 400}, "exercices": 0,
                            "description": "« complet_tables », cas tirés de 400 comptes rendus au lieu de 200 "
                                           "(plus variés, même nombre de pas)"},
-    "couches_hautes": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas", "max_steps": 175,
-                               "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
-                               "instruction": STEPWISE_INSTRUCTION, "lora_layers_from": 15,
-                               "padding_free": True}, "exercices": 0,
+    "couches_hautes": {"llm": {**_COMPLETE, "lora_layers_from": 15, "padding_free": True}, "exercices": 0,
                        "description": "« complet_tables », LoRA sur les 15 couches hautes seulement (la "
                                       "rétropropagation s'arrête à la couche 15) et lots sans remplissage"},
-    "complet_tables_140": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas", "max_steps": 140,
-                                   "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
-                                   "instruction": STEPWISE_INSTRUCTION, "padding_free": True}, "exercices": 0,
+    "complet_tables_140": {"llm": {**_COMPLETE, "max_steps": 140, "padding_free": True}, "exercices": 0,
                            "description": "« complet_tables » en 140 pas au lieu de 175 (budget de temps), lots "
                                           "sans remplissage"},
-    "complet_tables_rapide": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas", "max_steps": 175,
-                                      "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
-                                      "instruction": STEPWISE_INSTRUCTION, "padding_free": True}, "exercices": 0,
+    "complet_tables_rapide": {"llm": {**_COMPLETE, "padding_free": True}, "exercices": 0,
                               "description": "« complet_tables » (175 pas) en lots sans remplissage, tête de sortie "
                                              "calculée sur la réponse seulement : même calcul, moins de temps"},
-    "complet_tables_minimal": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas", "max_steps": 175,
-                                       "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
-                                       "instruction": STEPWISE_INSTRUCTION, "padding_free": True,
-                                       "prompt_style": "minimal"}, "exercices": 0,
+    "complet_tables_minimal": {"llm": {**_COMPLETE, "padding_free": True, "prompt_style": "minimal"}, "exercices": 0,
                                "description": "« complet_tables_rapide », prompt sans balises « ### » (consigne, "
                                               "entrée, réponse à la ligne : 14 jetons de moins par exemple)"},
 }

@@ -297,9 +297,9 @@ def _build(name: str) -> Profile:
             # exercices de comparaison et de la table des signes mêlés, prompt sans balises, lots sans
             # remplissage : variante « complet_tables_minimal » de l'étude (helpers.llm_study), la plus
             # exacte sur le split de validation parmi celles qui tiennent le budget de temps (notebook 04,
-            # section 7). 32 exemples pour la perte
-            # de validation : elle est mesurée deux fois (base, fine-tuné), quelques dixièmes de seconde par
-            # exemple. Lots de génération de 96 : 10 % de temps par réponse en moins qu'à 48 (mesuré).
+            # section 7). 32 exemples pour la perte de validation : elle est mesurée deux fois (base,
+            # fine-tuné), quelques dixièmes de seconde par exemple. Lots de génération de 96 : 10 % de
+            # temps par réponse en moins qu'à 48 (mesuré).
             llm=LLMSettings(
                 model_id="smollm2-135m-instruct", offline_model="smollm2-135m-instruct",
                 backend="bitsandbytes", load_in_4bit=True, max_seq_length=256, lora_r=16,

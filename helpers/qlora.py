@@ -190,40 +190,33 @@ def generate_with_prefix_cache(model, tokenizer, prompts: Sequence[str], batch_s
     import copy
 
     import torch
-    from tqdm.auto import tqdm
 
-    if batch_size < 1:
-        raise ValueError(f"Taille de lot invalide : {batch_size} (il faut au moins 1).")
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    if not encoded:
-        return []
-    shared = 0
-    shortest = min(len(ids) for ids in encoded)
+    shared = 0  # longueur du début commun (au moins un jeton propre à chaque prompt)
+    shortest = min((len(ids) for ids in encoded), default=0)
     while shared < shortest - 1 and all(ids[shared] == encoded[0][shared] for ids in encoded):
         shared += 1
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    prefix = encoded[0][:shared]
+    prefix = encoded[0][:shared] if encoded else []
     with torch.no_grad():
         prefix_cache = (model(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values
                         if shared else None)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    out: list[str] = [""] * len(encoded)
-    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="lot"):
-        chunk = order[start:start + batch_size]
-        tails = [encoded[i][shared:] for i in chunk]
+
+    def generate(batch: list[str]) -> list[str]:
+        tails = [tokenizer(p, add_special_tokens=False)["input_ids"][shared:] for p in batch]
         width = max(len(t) for t in tails)
         ids = torch.tensor([prefix + [pad] * (width - len(t)) + t for t in tails], device=device)
         mask = torch.tensor([[1] * shared + [0] * (width - len(t)) + [1] * len(t) for t in tails], device=device)
         cache = None
         if prefix_cache is not None:
             cache = copy.deepcopy(prefix_cache)
-            cache.batch_repeat_interleave(len(chunk))
+            cache.batch_repeat_interleave(len(batch))
         with torch.no_grad():
             output = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, **settings)
-        for i, text in zip(chunk, tokenizer.batch_decode(output[:, ids.shape[1]:], skip_special_tokens=True)):
-            out[i] = text
-    return out
+        return tokenizer.batch_decode(output[:, ids.shape[1]:], skip_special_tokens=True)
+
+    return in_batches(generate, prompts, batch_size, desc=desc, by_length=True)
 
 
 def examples(scored: pd.DataFrame, answers: dict[str, list[str]], cases, model_label: str,

@@ -57,14 +57,14 @@ def _run_summary(profile_name: str) -> dict | None:
 
 def embedding_report(profile_name: str) -> list[str]:
     """Lignes du bilan des notebooks 02–03 (qualité sur les splits de test, temps, mémoire)."""
-    from .embeddings import TEST_SPLITS, MissingResultsError, check_targets, load_results, results_table
+    from .embeddings import MissingResultsError, check_targets, load_results, results_table, reported_splits
 
     lines = [f"Embeddings Matryoshka — profil {profile_name}"]
     try:
         scores, _ = load_results(profile_name)
     except MissingResultsError as err:
         return lines + [f"  pas de résultats : {err}"]
-    for split in [s for s in TEST_SPLITS if s in set(scores["split"])]:
+    for split in reported_splits(scores):
         table = results_table(scores, split)
         lines.append(f"  {split} — NDCG@10 par dimension (base → fine-tuné) :")
         for row in table.itertuples():
