@@ -175,6 +175,59 @@ def freeze_word_embeddings(model) -> int:
     return frozen
 
 
+def freeze_lower_layers(model, n: int) -> int:
+    """Gèle les ``n`` premières couches du transformeur (``encoder.layer``) ; renvoie le nombre de
+    poids gelés. Les couches basses portent surtout la langue générale : les geler limite ce que
+    l'entraînement peut en défaire, et raccourcit le calcul des gradients."""
+    import torch
+
+    layers = [m for name, m in model.named_modules()
+              if name.endswith("encoder.layer") and isinstance(m, torch.nn.ModuleList)]
+    if not layers:
+        raise ValueError("Aucune pile de couches « encoder.layer » trouvée dans ce modèle.")
+    stack = layers[0]
+    if not 0 <= n <= len(stack):
+        raise ValueError(f"frozen_layers = {n} : le modèle a {len(stack)} couches (0 à {len(stack)} attendu).")
+    frozen = 0
+    for layer in stack[:n]:
+        for weight in layer.parameters():
+            weight.requires_grad_(False)
+            frozen += weight.numel()
+    return frozen
+
+
+def add_hard_negatives(pairs, model, n: int, *, relative_margin: float | None = None):
+    """Ajoute à chaque paire ``n`` **négatifs difficiles** : les passages que ``model`` (le modèle de
+    départ) classe le plus haut pour la question sans qu'ils soient son passage pertinent
+    (``sentence_transformers.util.mine_hard_negatives``).
+
+    Les candidats sont les passages des paires d'entraînement seulement (jamais ceux des analytes
+    de test). ``relative_margin`` (aucune par défaut) écarterait les passages presque aussi proches
+    que le pertinent, souvent pertinents eux aussi ; sur ce corpus, où le modèle de départ donne
+    des similarités serrées (0,8 à 0,9), une marge de 1 % retire déjà un cinquième des paires — les
+    plus instructives, celles où la base se trompe. Une paire sans assez de négatifs est une
+    erreur qui la nomme, jamais une ligne retirée en silence.
+    """
+    from datasets import Dataset
+    from sentence_transformers.util import mine_hard_negatives
+
+    mined = mine_hard_negatives(
+        pairs, model, anchor_column_name="anchor", positive_column_name="positive", num_negatives=n,
+        relative_margin=relative_margin, sampling_strategy="top", query_prompt_name="query",
+        corpus_prompt_name="document", output_format="n-tuple", batch_size=64, verbose=False)
+    negatives = {}
+    for row in mined:
+        negatives.setdefault((row["anchor"], row["positive"]), [row[f"negative_{i + 1}"] for i in range(n)])
+    missing = [i for i, key in enumerate(zip(pairs["anchor"], pairs["positive"])) if key not in negatives]
+    if missing:  # un même lot ne peut pas mêler paires et n-uplets : on le dit plutôt que d'en retirer
+        raise ValueError(f"Négatifs difficiles : {len(missing)} paires sur {len(pairs)} n'en reçoivent pas {n} "
+                         f"(première : ligne {missing[0] + 1}, « {pairs['anchor'][missing[0]]} ») ; baissez "
+                         "relative_margin ou le nombre de négatifs.")
+    return Dataset.from_list([{"anchor": a, "positive": p, **{f"negative_{i + 1}": neg for i, neg in
+                                                               enumerate(negatives[a, p])}}
+                              for a, p in zip(pairs["anchor"], pairs["positive"])])
+
+
 def set_model_card(model, profile, source: str = "") -> None:
     """Renseigne la fiche du modèle (``README.md`` écrit par ``save_pretrained``)."""
     card = model.model_card_data
@@ -451,8 +504,9 @@ def plot_ndcg_vs_dim(scores: pd.DataFrame, metric: str = "ndcg_at_10"):
 
 
 def bootstrap_gains(per_query: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0,
-                    confidence: float = 0.95) -> pd.DataFrame:
-    """Gain moyen de NDCG@10 (fine-tuné − base) et son intervalle de confiance bootstrap.
+                    confidence: float = 0.95, new: str = "finetuned", old: str = "base") -> pd.DataFrame:
+    """Gain moyen de NDCG@10 (``new`` − ``old`` ; par défaut fine-tuné − base) et son intervalle de
+    confiance bootstrap, par split et par dimension.
 
     Bootstrap apparié : on rééchantillonne les **requêtes** avec remise (la même requête pour
     les deux modèles), via ``scipy.stats.bootstrap`` (méthode BCa).
@@ -462,17 +516,45 @@ def bootstrap_gains(per_query: pd.DataFrame, *, n_resamples: int = 2000, seed: i
     rows = []
     for (split, dim), grp in per_query.groupby(["split", "dim"], sort=False):
         wide = grp.pivot(index="pair_id", columns="model", values="ndcg_at_10")
-        if not {"base", "finetuned"} <= set(wide.columns):
-            raise ValueError(f"{split}, dimension {dim} : il manque les rangs du modèle de base "
-                             "ou du modèle fine-tuné.")
-        if wide.isna().any().any():
+        if not {old, new} <= set(wide.columns):
+            raise ValueError(f"{split}, dimension {dim} : il manque les rangs de « {old} » ou de « {new} » "
+                             f"(modèles présents : {', '.join(map(str, wide.columns))}).")
+        if wide[[old, new]].isna().any().any():
             raise ValueError(f"{split}, dimension {dim} : requêtes évaluées pour un seul des modèles.")
-        diff = (wide["finetuned"] - wide["base"]).to_numpy()
+        diff = (wide[new] - wide[old]).to_numpy()
         gain, low, high = mean_interval(diff, n_resamples=n_resamples, seed=seed, confidence=confidence)
         rows.append({"split": split, "dim": int(dim), "requetes": len(diff),
                      "gain": gain, "ic_bas": low, "ic_haut": high,
                      "significatif": bool(low > 0 or high < 0)})
     return pd.DataFrame(rows).sort_values(["split", "dim"], ascending=[True, False]).reset_index(drop=True)
+
+
+def dimension_gap(per_query: pd.DataFrame, small_dim: int, *, model: str = "finetuned",
+                  n_resamples: int = 2000, seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
+    """Écart de NDCG@10 d'un même modèle entre ``small_dim`` et sa pleine dimension, par split, avec
+    son intervalle bootstrap apparié (mêmes requêtes aux deux dimensions).
+
+    Sert à lire une rétention au-dessus de 100 % : si l'intervalle contient 0, les deux dimensions
+    ne se distinguent pas sur ces requêtes.
+    """
+    from .stats import mean_interval
+
+    rows = []
+    for split, grp in per_query[per_query["model"] == model].groupby("split", sort=False):
+        full = int(grp["dim"].max())
+        if small_dim not in set(grp["dim"]):
+            raise DimensionError(f"{split} : dimension {small_dim} non évaluée (dimensions : "
+                                 f"{sorted(set(grp['dim']), reverse=True)}).")
+        wide = grp.pivot(index="pair_id", columns="dim", values="ndcg_at_10")
+        diff = (wide[small_dim] - wide[full]).to_numpy()
+        gap, low, high = mean_interval(diff, n_resamples=n_resamples, seed=seed, confidence=confidence)
+        rows.append({"split": split, "dim_pleine": full, "ndcg_pleine": wide[full].mean(), "dim": small_dim,
+                     "ndcg_dim": wide[small_dim].mean(), "retention_pct": 100 * wide[small_dim].mean() / wide[full].mean(),
+                     "ecart": gap, "ic_bas": low, "ic_haut": high, "requetes": len(diff),
+                     "significatif": bool(low > 0 or high < 0)})
+    if not rows:
+        raise ValueError(f"Aucun rang du modèle « {model} » dans ces résultats.")
+    return pd.DataFrame(rows)
 
 
 def plot_training_log(log_history: list[dict]):

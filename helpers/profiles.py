@@ -62,6 +62,13 @@ class EmbeddingSettings:
     bootstrap_resamples: int = 2000  #: rééchantillonnages des intervalles de confiance
     query_prompt: str = "query: "
     passage_prompt: str = "passage: "
+    #: leviers de l'étude de généralisation (helpers.embedding_study, notebook 02, section 5) :
+    #: négatifs difficiles par paire, trouvés par le modèle de base (0 = aucun) ;
+    hard_negatives: int = 0
+    #: taille des sous-lots de ``CachedMultipleNegativesRankingLoss`` (None : la perte simple) ;
+    loss_mini_batch: int | None = None
+    #: couches basses du transformeur gelées (0 = aucune).
+    frozen_layers: int = 0
 
 
 @dataclass(frozen=True)

@@ -137,10 +137,11 @@ def embedding_trainer(profile, pairs, output_dir: Path | str, *, evaluator=None,
     aussi de négatifs (le lot effectif de la perte est alors le lot global).
     """
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
+    from sentence_transformers.sentence_transformer.losses import (
+        CachedMultipleNegativesRankingLoss, MatryoshkaLoss, MultipleNegativesRankingLoss)
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
-    from .embeddings import freeze_word_embeddings, matryoshka_dims
+    from .embeddings import add_hard_negatives, freeze_lower_layers, freeze_word_embeddings, matryoshka_dims
     from .models import load_sentence_transformer
 
     cfg = profile.embedding
@@ -152,7 +153,15 @@ def embedding_trainer(profile, pairs, output_dir: Path | str, *, evaluator=None,
     dims = matryoshka_dims(cfg, model)  # un modèle de repli apporte ses dimensions
     if cfg.freeze_word_embeddings:
         freeze_word_embeddings(model)
-    base = MultipleNegativesRankingLoss(model, gather_across_devices=gather_across_devices)
+    if cfg.frozen_layers:
+        freeze_lower_layers(model, cfg.frozen_layers)
+    if cfg.hard_negatives:  # minés par le modèle de départ, avant toute mise à jour
+        pairs = add_hard_negatives(pairs, model, cfg.hard_negatives)
+    if cfg.loss_mini_batch:
+        base = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.loss_mini_batch,
+                                                  gather_across_devices=gather_across_devices)
+    else:
+        base = MultipleNegativesRankingLoss(model, gather_across_devices=gather_across_devices)
     loss = MatryoshkaLoss(model, base, matryoshka_dims=list(dims))
     checkpoints = {"save_strategy": "no"} if not save_steps else {
         "save_strategy": "steps", "save_steps": save_steps, "save_total_limit": 1}

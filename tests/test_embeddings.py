@@ -259,6 +259,67 @@ def test_bootstrap_detects_real_gain_and_no_gain():
         embeddings.bootstrap_gains(pq[pq.model == "base"], n_resamples=100)
 
 
+def test_bootstrap_compares_any_two_models():
+    pq = _fake_per_query(shift=0.1).replace({"model": {"base": "sans prompts", "finetuned": "avec prompts"}})
+    gains = embeddings.bootstrap_gains(pq, new="avec prompts", old="sans prompts", n_resamples=300)
+    assert gains.significatif.all() and (gains.gain > 0.05).all()
+    reverse = embeddings.bootstrap_gains(pq, new="sans prompts", old="avec prompts", n_resamples=300)
+    assert np.allclose(reverse.gain, -gains.gain)
+    with pytest.raises(ValueError, match="« base »"):
+        embeddings.bootstrap_gains(pq, n_resamples=100)
+
+
+def test_dimension_gap_reads_retention_above_100():
+    # 64 dimensions meilleures que 384 pour le modèle fine-tuné (+0,1 par requête), égales pour la base.
+    rows = []
+    rng = np.random.default_rng(1)
+    full = rng.uniform(0.2, 0.7, 150)
+    for model, shift in (("base", 0.0), ("finetuned", 0.1)):
+        for dim, values in ((384, full), (64, full + shift + rng.normal(0, 0.01, 150) * (shift > 0))):
+            rows += [{"split": "s", "model": model, "dim": dim, "pair_id": f"q{i}", "ndcg_at_10": v}
+                     for i, v in enumerate(values)]
+    pq = pd.DataFrame(rows)
+    tuned = embeddings.dimension_gap(pq, 64, n_resamples=300).iloc[0]
+    assert tuned.dim_pleine == 384 and tuned.retention_pct > 100 and tuned.significatif
+    assert tuned.ic_bas < 0.1 < tuned.ic_haut
+    base = embeddings.dimension_gap(pq, 64, model="base", n_resamples=300).iloc[0]
+    assert base.ecart == 0 and not base.significatif
+    with pytest.raises(DimensionError, match="32"):
+        embeddings.dimension_gap(pq, 32)
+    with pytest.raises(ValueError, match="inconnu"):
+        embeddings.dimension_gap(pq, 64, model="inconnu")
+
+
+def test_freeze_lower_layers(e5):
+    import copy
+
+    model = copy.deepcopy(e5)
+    before = embeddings.parameter_counts(model)["trainable"]
+    frozen = embeddings.freeze_lower_layers(model, 6)
+    layers = model[0].auto_model.encoder.layer
+    assert frozen == sum(p.numel() for layer in layers[:6] for p in layer.parameters())
+    assert embeddings.parameter_counts(model)["trainable"] == before - frozen
+    assert all(p.requires_grad for p in layers[6].parameters())
+    with pytest.raises(ValueError, match="12 couches"):
+        embeddings.freeze_lower_layers(model, 13)
+    import torch
+
+    with pytest.raises(ValueError, match="encoder.layer"):
+        embeddings.freeze_lower_layers(torch.nn.Linear(2, 2), 1)
+
+
+def test_hard_negatives_come_from_training_passages(e5, small_retrieval):
+    splits, corpus = small_retrieval
+    pairs = embeddings.training_pairs(splits["test_questions"], corpus)
+    mined = embeddings.add_hard_negatives(pairs, e5, 1)
+    assert mined.column_names == ["anchor", "positive", "negative_1"]
+    assert mined["anchor"] == pairs["anchor"] and mined["positive"] == pairs["positive"]
+    assert all(n != p for n, p in zip(mined["negative_1"], mined["positive"]))
+    assert set(mined["negative_1"]) <= set(pairs["positive"])  # jamais un passage hors des paires
+    with pytest.raises(ValueError, match="n'en reçoivent pas"):
+        embeddings.add_hard_negatives(pairs, e5, 1, relative_margin=0.5)
+
+
 def test_check_targets():
     ok = embeddings.check_targets(_fake_scores())
     assert ok["atteint"].all() and len(ok) == 6
