@@ -264,16 +264,27 @@ def run_step(step: Step, work: Path, env: dict) -> dict:
             detail = "avertissements : " + ", ".join(f"{k} ×{v}" for k, v in scan["avertissements"].items())
         if scan["erreur"] and "--attendu" not in step.command:
             detail = f"{scan['erreur']['nom']} : {scan['erreur']['message'][:200]}"
+    text = log.read_text(encoding="utf-8", errors="replace")
     if not ok and not detail:
-        tail = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
-        detail = " | ".join(tail)[:300]
+        detail = failure_detail(text)
     result["statut"] = "PASS" if ok else "FAIL"
     result["detail"] = detail
-    if step.key == "env" and ok:
-        lines = [line for line in log.read_text(encoding="utf-8").splitlines() if line.startswith("{")]
+    if step.key == "env":  # l'environnement est gardé même en échec : il dit ce qui manque
+        lines = [line for line in text.splitlines() if line.startswith("{")]
         if lines:
             result["environnement"] = json.loads(lines[-1])
     return result
+
+
+def failure_detail(log_text: str, width: int = 300) -> str:
+    """Ce qu'un journal d'étape en échec dit de sa cause : la ligne « Échec … » ou la dernière ligne
+    d'exception si elle existe, sinon la fin des trois dernières lignes (``width`` caractères au plus,
+    coupés au début : la cause est à la fin)."""
+    lines = [line for line in log_text.strip().splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("Échec") or re.match(r"^[A-Za-z_.]*(Error|Exception)\b", line):
+            return line[:width]
+    return " | ".join(lines[-3:])[-width:]
 
 
 def run_all(selected: list[Step], work: Path, env: dict) -> list[dict]:

