@@ -68,11 +68,11 @@ GENERAL_TEXT_FR: tuple[str, ...] = (
 COMPARISON_COLUMNS = (
     "bras", "approche", "modele", "parametres_entraines", "parametres_total", "exemples_vus",
     "secondes_entrainement", "pic_rss_mo", "pic_gpu_mo", "taille_artefact_mo", "latence_ms", "ndcg_at_10",
-    "accuracy_at_1", "exactitude_statuts", "perte_validation", "provenance",
+    "accuracy_at_1", "ndcg_naturel", "ndcg_naturel_base", "exactitude_statuts", "perte_validation", "provenance",
 )
 _NUMERIC = ("parametres_entraines", "parametres_total", "exemples_vus", "secondes_entrainement",
             "pic_rss_mo", "pic_gpu_mo", "taille_artefact_mo", "latence_ms", "ndcg_at_10", "accuracy_at_1",
-            "exactitude_statuts", "perte_validation")
+            "ndcg_naturel", "ndcg_naturel_base", "exactitude_statuts", "perte_validation")
 
 
 # --------------------------------------------------------------------------- courbe d'apprentissage
@@ -344,6 +344,11 @@ def decision_guide(table: pd.DataFrame, forgetting: pd.DataFrame | None = None) 
     if not math.isnan(a["accuracy_at_1"]):
         lines.append(f"Qualité de A : le bon passage est premier pour {a['accuracy_at_1']:.0%} des questions "
                      f"de test (NDCG@10 {a['ndcg_at_10']:.3f}).")
+    if not math.isnan(a.get("ndcg_naturel", math.nan)):
+        verb = "dépasse" if a["ndcg_naturel"] > a["ndcg_naturel_base"] else "ne dépasse pas"
+        lines.append(f"Sur les questions naturelles (écrites à la main, sans les gabarits de l'entraînement), "
+                     f"A {verb} le modèle de base : NDCG@10 {a['ndcg_naturel_base']:.3f} → {a['ndcg_naturel']:.3f} "
+                     "(notebook 03 : intervalle de l'écart) ; les questions générées surestiment le gain.")
     better = "B" if b["exactitude_statuts"] > c["exactitude_statuts"] else (
         "C" if c["exactitude_statuts"] > b["exactitude_statuts"] else "aucun des deux")
     lines.append(f"Statuts justes (test) : B {b['exactitude_statuts']:.1%}, C {c['exactitude_statuts']:.1%} "

