@@ -271,6 +271,8 @@ def load_retrieval(profile=None, data_dir: Path = DATASET_DIR):
         splits[name] = rows
     if profile is not None:
         seed = profile.seed
+        if not profile.embedding.described_pairs:
+            splits["train"] = [r for r in splits["train"] if r.get("style") != "description"]
         splits["train"] = _subsample(splits["train"], profile.embedding.train_pairs, seed)
         for name in [n for n in splits if n != "train"]:
             splits[name] = _subsample(splits[name], profile.embedding.eval_queries, seed)

@@ -55,7 +55,12 @@ Familles d'analytes : {", ".join(f"{f} ({n})" for f, n in sorted(families.items(
 
 * Styles de questions : {", ".join(f"{k} ({v})" for k, v in stats['retrieval_styles'].items())} —
   termes cliniques, mots courants, abréviations, situations chiffrées d'un patient, fautes de
-  frappe (accents perdus, lettres inversées ou oubliées).
+  frappe (accents perdus, lettres inversées ou oubliées), et, dans l'entraînement seulement,
+  {stats.get('retrieval_described_pairs', 0)} questions qui désignent l'analyte par une description tirée de sa phrase
+  « rôle » au lieu de son nom (« Faut-il être à jeun pour doser la protéine de stockage du fer ? ») :
+  toutes les autres le nomment, et un modèle entraîné sur elles seules apprend surtout à repérer ce
+  nom. Essayées par l'étude du notebook 02 sans gain sur la validation, elles ne servent pas par
+  défaut (réglage ``described_pairs`` des profils).
 * Doublons : une question identique (à la casse près) à une question déjà générée n'est pas
   gardée ; le générateur en tire une autre variante, et compte celles qu'il n'a pas pu remplacer :
   {", ".join(f"{k} {v}" for k, v in stats['retrieval_duplicates_skipped'].items()) or "aucune"}.

@@ -7,9 +7,9 @@ seulement**.
 
 Le fine-tuning du notebook 02 gagne beaucoup sur les questions écrites par les gabarits du jeu, mais
 les questions naturelles (écrites à la main, ``naturel_validation``) disent s'il a appris la tâche ou
-les gabarits. Chaque variante part du profil ``cpu`` (même modèle, mêmes paires, même perte
-Matryoshka), change un levier (taux d'apprentissage, négatifs difficiles, perte à lots plus grands,
-couches gelées), entraîne, puis mesure le NDCG@10 **du modèle de base et du modèle fine-tuné** à
+les gabarits. Chaque variante part du profil ``cpu`` (même modèle, même perte Matryoshka), change un
+levier (taux d'apprentissage, négatifs difficiles, perte à lots plus grands, couches gelées, poids des
+dimensions, questions d'entraînement qui décrivent l'analyte sans le nommer), entraîne, puis mesure le NDCG@10 **du modèle de base et du modèle fine-tuné** à
 chaque dimension sur ``naturel_validation`` et ``validation`` — jamais sur les splits de test, qui
 servent à la mesure finale des notebooks 02 et 03. Chaque variante ajoute (ou remplace) ses lignes
 dans ``docs/mesures/etude_embeddings_cpu.csv`` (versionné, avec commit, date et threads). Le notebook
@@ -27,7 +27,7 @@ import pandas as pd
 
 #: Chaque variante fixe **tous** les leviers étudiés (le profil cpu change après l'étude).
 _BEFORE = {"learning_rate": 1e-4, "batch_size": 32, "hard_negatives": 0, "loss_mini_batch": None,
-           "frozen_layers": 0, "matryoshka_weights": None}
+           "frozen_layers": 0, "matryoshka_weights": None, "described_pairs": False}
 VARIANTS: dict[str, dict] = {
     "avant_etude": {"embedding": dict(_BEFORE),
                     "description": "le cours avant l'étude : taux 1e-4, lots de 32, perte simple"},
@@ -50,6 +50,11 @@ VARIANTS: dict[str, dict] = {
                                         "autres ensemble (poids 4, 1, 1, 1, 1)"},
     "poids_lr_3e-4": {"embedding": {**_BEFORE, "learning_rate": 3e-4, "matryoshka_weights": (4, 1, 1, 1, 1)},
                       "description": "les deux meilleurs leviers ensemble : taux 3e-4 et poids 4, 1, 1, 1, 1"},
+    "descriptions_lr_3e-4": {"embedding": {**_BEFORE, "learning_rate": 3e-4, "described_pairs": True},
+                             "description": "taux 3e-4 et 150 questions d'entraînement qui décrivent l'analyte sans "
+                                            "le nommer (style « description »)"},
+    "descriptions_lr_2e-4": {"embedding": {**_BEFORE, "learning_rate": 2e-4, "described_pairs": True},
+                             "description": "taux 2e-4 et les 150 questions « description »"},
     "gel_6_couches": {"embedding": {**_BEFORE, "learning_rate": 2e-4, "frozen_layers": 6},
                       "description": "taux 2e-4, les 6 couches basses (sur 12) gelées"},
 }
@@ -59,8 +64,8 @@ CHOSEN_VARIANT = "lr_3e-4"
 #: environ 2 min 30 vont au reste (évaluations, latence, index quantifiés).
 TRAINING_BUDGET_S = 300
 STUDY_SPLITS = ("naturel_validation", "validation")
-STUDY_COLUMNS = ["variante", "description", "split", "dim", "ndcg_base", "ndcg_fine_tune", "ecart", "pas",
-                 "secondes_entrainement", "pic_rss_mo", "threads", "commit", "date"]
+STUDY_COLUMNS = ["variante", "description", "split", "dim", "ndcg_base", "ndcg_fine_tune", "ecart", "paires",
+                 "pas", "secondes_entrainement", "pic_rss_mo", "threads", "commit", "date"]
 
 
 def study_path():
@@ -80,7 +85,8 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
         rows.append({"variante": name, "description": group["description"].iloc[0],
                      "ecart_min_naturel": natural["ecart"].min(), "ndcg_naturel_moyen": natural["ndcg_fine_tune"].mean(),
                      "gain_moyen_gabarits": templated["ecart"].mean(),
-                     "secondes_entrainement": group["secondes_entrainement"].iloc[0], "pas": group["pas"].iloc[0]})
+                     "secondes_entrainement": group["secondes_entrainement"].iloc[0], "pas": group["pas"].iloc[0],
+                     "paires": group["paires"].iloc[0]})
     return pd.DataFrame(rows)
 
 
@@ -127,7 +133,8 @@ def run_variant(name: str, profile=None, base_scores: pd.DataFrame | None = None
     rows = pd.DataFrame({
         "variante": name, "description": spec["description"], "split": merged["split"], "dim": merged["dim"],
         "ndcg_base": merged["ndcg_at_10_base"].round(4), "ndcg_fine_tune": merged["ndcg_at_10_ft"].round(4),
-        "ecart": (merged["ndcg_at_10_ft"] - merged["ndcg_at_10_base"]).round(4), "pas": result["pas"],
+        "ecart": (merged["ndcg_at_10_ft"] - merged["ndcg_at_10_base"]).round(4), "paires": len(data["train"]),
+        "pas": result["pas"],
         "secondes_entrainement": round(result["secondes"], 1), "pic_rss_mo": result["pic_rss_mo"],
         "threads": threads, "commit": _commit(), "date": time.strftime("%Y-%m-%d")})
     save_rows(rows)

@@ -557,6 +557,34 @@ def dimension_gap(per_query: pd.DataFrame, small_dim: int, *, model: str = "fine
     return pd.DataFrame(rows)
 
 
+def scores_by_style(per_query: pd.DataFrame, split, dim: int) -> pd.DataFrame:
+    """NDCG@10 moyen par **style de question** et par modèle, à la dimension ``dim``.
+
+    ``split`` : le split évalué (``Dataset`` ou liste de lignes avec ``pair_id`` et ``style``), par
+    exemple ``naturel_test`` ; ``per_query`` : les rangs par requête de
+    :meth:`MatryoshkaIREvaluator.evaluate`. Une ligne par style (libellé de
+    ``helpers.generate.NATURAL_STYLES`` s'il existe), une colonne par modèle, le nombre de
+    questions et l'écart fine-tuné − base si les deux modèles sont là.
+    """
+    from .generate import NATURAL_STYLES
+
+    rows = list(split)
+    if not rows or "style" not in rows[0]:
+        raise ValueError("Split sans colonne « style » : scores_by_style attend par exemple naturel_test.")
+    name = rows[0]["pair_id"].rsplit("-", 1)[0]
+    styles = {r["pair_id"]: r["style"] for r in rows}
+    sub = per_query[(per_query["split"] == name) & (per_query["dim"] == dim)]
+    if sub.empty:
+        raise ValueError(f"Aucun rang pour le split « {name} » à la dimension {dim}.")
+    sub = sub.assign(style=sub["pair_id"].map(styles))
+    table = sub.pivot_table(index="style", columns="model", values="ndcg_at_10", aggfunc="mean")
+    table.insert(0, "questions", sub[sub["model"] == sub["model"].iloc[0]].groupby("style").size())
+    if {"base", "finetuned"} <= set(table.columns):
+        table["ecart"] = table["finetuned"] - table["base"]
+    table.index = [f"{s} — {NATURAL_STYLES[s]}" if s in NATURAL_STYLES else s for s in table.index]
+    return table.sort_values("ecart" if "ecart" in table else table.columns[-1])
+
+
 def plot_training_log(log_history: list[dict]):
     """Perte d'entraînement (et NDCG@10 de validation s'il a été mesuré) au fil des pas."""
     import matplotlib.pyplot as plt

@@ -28,6 +28,7 @@ import io
 import json
 import math
 import random
+import re
 import unicodedata
 from collections import Counter
 from pathlib import Path
@@ -41,7 +42,7 @@ ASPECT_LABELS = {
     "role": "rôle", "reference": "valeurs de référence", "haute": "valeur élevée",
     "basse": "valeur basse", "prelevement": "prélèvement", "suivi": "suivi",
 }
-STYLES = ("clinique", "courant", "abreviation", "situation", "faute")
+STYLES = ("clinique", "courant", "abreviation", "situation", "faute", "description")
 TEST_ANALYTE_COUNT = 8  # 8 / 46 = 17 % des analytes, absents de l'entraînement
 QUESTION_SPLIT = {"test_questions": 0.15, "validation": 0.10}
 N_INSTRUCTIONS = 2400
@@ -285,6 +286,76 @@ def add_typos(text: str, rng: random.Random) -> str:
 
 def _norm_key(text: str) -> str:
     return " ".join(text.lower().split())
+
+
+#: Verbes qui séparent le sujet de sa description dans la phrase « rôle » d'un analyte : avec
+#: « est » / « sont », la suite est déjà un groupe nominal ; sinon on écrit « l'examen qui … ».
+_DESCRIPTION_VERBS = (" est ", " sont ", " mesure ", " rapporte ", " reflète ", " évalue ", " estime ",
+                      " explore ", " indique ", " sert ", " compte ", " permet ")
+
+
+def describe(a: Analyte) -> str | None:
+    """L'analyte **décrit sans son nom**, tiré de sa phrase « rôle » : « la protéine des globules
+    rouges qui transporte l'oxygène des poumons vers les tissus » pour l'hémoglobine. ``None`` si la
+    phrase ne se laisse pas couper ainsi, si la suite n'est pas un groupe nominal (article en tête),
+    ou si la description contient encore le nom, le nom court, l'abréviation ou un synonyme."""
+    plain = re.sub(r"\s*\([^)]*\)", "", a.role.strip().rstrip("."))  # sans les parenthèses
+    first = re.split(r" ; |\. | : |, dont ", plain, maxsplit=1)[0]
+    cuts = [(first.find(v), v) for v in _DESCRIPTION_VERBS if first.find(v) > 0]
+    if not cuts:
+        return None
+    at, verb = min(cuts)
+    rest = first[at + len(verb):].strip()
+    desc = rest if verb in (" est ", " sont ") else f"l'examen qui{verb}{rest}"
+    names = [a.nom, a.nom_court, a.abreviation, *a.synonymes]
+    article = re.match(r"(le|la|les|un|une|des|de|l')\b|l'", desc)
+    if not article or len(desc.split()) < 3 or any(n and n.lower() in desc.lower() for n in names):
+        return None
+    return desc
+
+
+def _description_questions(a: Analyte, desc: str) -> dict[str, list[str]]:
+    """Questions qui désignent l'analyte par sa description, une liste de variantes par aspect."""
+    return {
+        "role": [f"À quoi sert de doser {desc} ?", f"Pourquoi regarder {desc} dans une prise de sang ?"],
+        "reference": [f"Quelle est la valeur normale pour {desc} ?", f"Jusqu'où est-ce normal, pour {desc} ?"],
+        "haute": [f"Résultat trop élevé pour {desc} : que faut-il comprendre ?",
+                  f"Trop haut pour {desc} : qu'est-ce que cela peut vouloir dire ?"],
+        "basse": [f"Que signifie un résultat bas pour {desc} ?", f"Trop bas pour {desc} : pourquoi ?"],
+        "prelevement": [f"Faut-il être à jeun pour doser {desc} ?", f"Comment se passe le prélèvement pour {desc} ?"],
+        "suivi": [f"Résultat anormal pour {desc} : quel suivi ?", f"Que faire ensuite si le résultat pour {desc} n'est pas dans les normes ?"],
+    }
+
+
+def add_description_pairs(splits: dict[str, list[dict]], analytes: dict[str, Analyte], test_codes: list[str],
+                          seed: int = SEED) -> int:
+    """Ajoute à l'**entraînement seulement** une question par passage qui désigne l'analyte par sa
+    description au lieu de son nom (style « description »), pour les analytes hors ``test_analytes``.
+
+    Pourquoi : toutes les autres questions nomment l'analyte (nom, abréviation, synonyme ou mot
+    courant) ; un modèle fine-tuné sur elles apprend surtout à repérer ce nom, et perd contre le
+    modèle de base sur les questions qui décrivent la chose sans la nommer (notebook 03, questions
+    naturelles par style). Tirage par un générateur à part : les autres splits ne changent pas.
+    Les profils ne s'en servent pas par défaut (``EmbeddingSettings.described_pairs``) : l'étude du
+    notebook 02 les a essayées sans gain sur la validation. Renvoie le nombre de paires ajoutées.
+    """
+    rng = random.Random(seed + 17)
+    seen = {_norm_key(p["question"]) for rows in splits.values() for p in rows}
+    added = 0
+    for code, a in analytes.items():
+        desc = describe(a)
+        if code in test_codes or desc is None:
+            continue
+        for aspect, variants in _description_questions(a, desc).items():
+            q = rng.choice(variants)
+            if _norm_key(q) in seen:
+                continue
+            seen.add(_norm_key(q))
+            splits["train"].append({"question": q, "passage_id": f"{code}-{aspect}", "code": code, "aspect": aspect,
+                                    "style": "description", "template": f"{aspect}_d1",
+                                    "pair_id": f"train-{len(splits['train']):05d}"})
+            added += 1
+    return added
 
 
 def build_retrieval(analytes: dict[str, Analyte], seed: int = SEED):
@@ -639,6 +710,7 @@ def generate(out_dir: Path = DATASET_DIR, reference_dir: Path = REFERENCE_DIR, s
     load_analytes.cache_clear()
     analytes = load_analytes(Path(reference_dir))
     corpus, retrieval, test_codes, skipped = build_retrieval(analytes, seed)
+    described = add_description_pairs(retrieval, analytes, test_codes, seed)
     instructions = build_instructions(analytes, seed)
     longitudinal = build_longitudinal(analytes, seed)
     files = {"corpus.jsonl": _jsonl(corpus)}
@@ -654,6 +726,7 @@ def generate(out_dir: Path = DATASET_DIR, reference_dir: Path = REFERENCE_DIR, s
         "corpus_passages": len(corpus),
         "retrieval_pairs": {k: len(v) for k, v in retrieval.items()},
         "retrieval_duplicates_skipped": skipped,
+        "retrieval_described_pairs": described,
         "retrieval_styles": dict(sorted(Counter(p["style"] for v in retrieval.values() for p in v).items())),
         "natural_questions": {k: len(v) for k, v in natural.items()},
         "natural_styles": dict(sorted(Counter(p["style"] for v in natural.values() for p in v).items())),

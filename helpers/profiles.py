@@ -72,6 +72,10 @@ class EmbeddingSettings:
     #: poids de chaque dimension dans ``MatryoshkaLoss`` (None : 1 partout), dans l'ordre de
     #: ``matryoshka_dims``.
     matryoshka_weights: tuple[float, ...] | None = None
+    #: ajouter les questions d'entraînement de style « description » (l'analyte décrit sans son nom,
+    #: ``helpers.generate.add_description_pairs``) ; essayé par l'étude, sans gain sur la validation :
+    #: désactivé par défaut.
+    described_pairs: bool = False
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ def _rows(name, natural_gaps, templated_gap=0.1, seconds=100.0):
     for split, gaps in (("naturel_validation", natural_gaps), ("validation", [templated_gap] * len(natural_gaps))):
         for dim, gap in zip((384, 64), gaps):
             rows.append({"variante": name, "description": f"variante {name}", "split": split, "dim": dim,
-                         "ndcg_base": 0.5, "ndcg_fine_tune": 0.5 + gap, "ecart": gap, "pas": 10,
+                         "ndcg_base": 0.5, "ndcg_fine_tune": 0.5 + gap, "ecart": gap, "paires": 100, "pas": 10,
                          "secondes_entrainement": seconds, "pic_rss_mo": 1, "threads": 2, "commit": "x",
                          "date": "2026-11-26"})
     return pd.DataFrame(rows)

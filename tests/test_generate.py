@@ -152,3 +152,37 @@ def test_natural_questions_are_refused_with_their_line(tmp_path):
             generate.build_natural(corpus, templated, _natural_csv(tmp_path, rows))
         assert "ligne" in str(err.value) and generate.NATURAL_FILE in str(err.value)
     assert generate.jaccard("Le Sodium bas ?", "le sodium BAS") == 1.0
+
+
+def test_descriptions_name_nothing_and_stay_in_training():
+    analytes = load_analytes()
+    assert generate.describe(analytes["HB"]) == ("la protéine des globules rouges qui transporte l'oxygène "
+                                                 "des poumons vers les tissus")
+    assert generate.describe(analytes["NA"]) is None  # « mesure le sodium » : la description le nomme
+    for a in analytes.values():
+        desc = generate.describe(a)
+        if desc is not None:
+            assert all(n.lower() not in desc.lower() for n in (a.nom, a.nom_court, a.abreviation, *a.synonymes))
+    corpus, splits, test_codes, _ = generate.build_retrieval(analytes)
+    before = {k: [dict(r) for r in v] for k, v in splits.items()}
+    added = generate.add_description_pairs(splits, analytes, test_codes)
+    described = [p for p in splits["train"] if p["style"] == "description"]
+    assert added == len(described) >= 100
+    assert not {p["code"] for p in described} & set(test_codes)
+    assert all(splits[k] == before[k] for k in ("validation", "test_questions", "test_analytes"))
+    assert splits["train"][: len(before["train"])] == before["train"]
+    assert len({p["passage_id"] for p in described}) == len(described)  # une question par passage
+    assert len({p["pair_id"] for p in splits["train"]}) == len(splits["train"])
+
+
+def test_profile_can_leave_out_the_described_pairs():
+    from dataclasses import replace
+
+    from helpers.data import load_retrieval
+    from helpers.profiles import get_profile
+
+    profile = get_profile("cpu")
+    without = load_retrieval(profile)["train"]  # par défaut : sans (l'étude ne les a pas retenues)
+    with_them = load_retrieval(replace(profile, embedding=replace(profile.embedding, described_pairs=True)))["train"]
+    assert "description" in set(with_them["style"]) and "description" not in set(without["style"])
+    assert len(with_them) - len(without) == sum(s == "description" for s in with_them["style"])
