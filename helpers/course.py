@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from .paths import NOTEBOOKS_DIR, output_dir, outputs_root
+from .paths import NOTEBOOKS_DIR, output_dir, outputs_root, shown
 
 
 def list_notebooks(only: list[str] | None = None) -> list[Path]:
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         from .report import comparison_report
 
         print("\n" + "\n".join(comparison_report(profile.name)))
-    print(f"Résultats : {outputs_root() / profile.name}")
+    print(f"Résultats : {shown(outputs_root() / profile.name)}")
     return 0 if all(r["statut"] == "ok" for r in results) else 1
 
 

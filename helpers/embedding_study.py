@@ -18,7 +18,6 @@ Pour des durées comparables, lancez les variantes une à une, machine au repos.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import replace
@@ -164,28 +163,18 @@ def study_table() -> pd.DataFrame | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.embedding_study", description=__doc__.splitlines()[0])
-    parser.add_argument("variantes", nargs="*", help="variantes à exécuter (par défaut : toutes)")
-    parser.add_argument("--liste", action="store_true")
-    args = parser.parse_args(argv)
-    if args.liste:
-        for name, spec in VARIANTS.items():
-            print(f"{name:<16} {spec['description']}")
-        return 0
-    unknown = set(args.variantes) - set(VARIANTS)
-    if unknown:
-        print(f"Variante(s) inconnue(s) : {', '.join(sorted(unknown))}.", file=sys.stderr)
-        return 2
-    from .runtime import go_offline
+    from .llm_study import study_main
 
-    go_offline()
-    base_scores = None
-    for name in args.variantes or list(VARIANTS):
-        rows = run_variant(name, base_scores=base_scores)
-        base_scores = rows.rename(columns={"ndcg_base": "ndcg_at_10"})[["split", "dim", "ndcg_at_10"]]
+    base = {}  # les scores du modèle de base, mesurés une fois pour toutes les variantes
+
+    def run(name: str) -> None:
+        rows = run_variant(name, base_scores=base.get("scores"))
+        base["scores"] = rows.rename(columns={"ndcg_base": "ndcg_at_10"})[["split", "dim", "ndcg_at_10"]]
         print(rows[["variante", "split", "dim", "ndcg_base", "ndcg_fine_tune", "ecart", "secondes_entrainement"]]
               .to_string(index=False), flush=True)
-    return 0
+
+    return study_main(argv, prog="python -m helpers.embedding_study", description=__doc__.splitlines()[0],
+                      variants=VARIANTS, run=run)
 
 
 if __name__ == "__main__":

@@ -232,26 +232,38 @@ def save_row(row: dict, path=None) -> pd.DataFrame:
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.llm_study", description=__doc__.splitlines()[0])
+def study_main(argv: list[str] | None, *, prog: str, description: str, variants: dict, run) -> int:
+    """Ligne de commande commune aux études (celle-ci et :mod:`helpers.embedding_study`) : ``--liste``,
+    refus d'une variante inconnue (code 2), puis ``run(nom)`` pour chaque variante demandée (toutes
+    par défaut), hors ligne."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("variantes", nargs="*", help="variantes à exécuter (par défaut : toutes)")
     parser.add_argument("--liste", action="store_true")
     args = parser.parse_args(argv)
     if args.liste:
-        for name, spec in VARIANTS.items():
-            print(f"{name:<18} {spec['description']}")
+        width = max(map(len, variants)) + 1
+        for name, spec in variants.items():
+            print(f"{name:<{width}}{spec['description']}")
         return 0
-    unknown = set(args.variantes) - set(VARIANTS)
+    unknown = set(args.variantes) - set(variants)
     if unknown:
         print(f"Variante(s) inconnue(s) : {', '.join(sorted(unknown))}.", file=sys.stderr)
         return 2
     from .runtime import go_offline
 
     go_offline()
-    for name in args.variantes or list(VARIANTS):
+    for name in args.variantes or list(variants):
+        run(name)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    def run(name: str) -> None:
         row = run_variant(name)
         print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
-    return 0
+
+    return study_main(argv, prog="python -m helpers.llm_study", description=__doc__.splitlines()[0],
+                      variants=VARIANTS, run=run)
 
 
 if __name__ == "__main__":

@@ -43,3 +43,28 @@ def test_colab_install_files_exist():
     cpu = (REPO_ROOT / "requirements.txt").read_text(encoding="utf-8")
     assert not any(line.lower().startswith("unsloth") for line in cpu.splitlines())
     assert "torch==2.13.0" in cpu and "trl==1.15.0" not in cpu
+
+
+#: Modules que la cellule de ``setup_course`` peut importer avant l'appel : ils n'importent aucune
+#: bibliothèque lourde (test ci-dessous), si bien que les messages connus et sans conséquence émis
+#: à l'import de bitsandbytes ou de transformers sont déjà filtrés quand ils arrivent.
+LIGHT_MODULES = {"helpers", "helpers.llm"}
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_setup_course_comes_before_heavy_imports(nb):
+    cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+    source = next("".join(c["source"]) for c in cells if c["cell_type"] == "code" and "setup_course(" in "".join(c["source"]))
+    before = source[: source.index("setup_course(")]
+    modules = {line.split()[1] for line in before.splitlines() if line.startswith(("from ", "import "))}
+    assert modules <= LIGHT_MODULES, f"{nb.name} : {sorted(modules - LIGHT_MODULES)} importé(s) avant setup_course"
+
+
+def test_light_modules_import_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = ("import sys; import " + ", ".join(sorted(LIGHT_MODULES)) +
+            "; print(sorted(m for m in ('torch', 'transformers', 'bitsandbytes') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
+    assert out.stdout.strip() == "[]"
