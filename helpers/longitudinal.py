@@ -90,6 +90,30 @@ def precision_recall(flags: pd.Series, labels: pd.Series) -> dict:
             "precision": precision, "rappel": recall, "f1": f1}
 
 
+def false_alarm_sources(flagged: pd.DataFrame) -> pd.DataFrame:
+    """D'où viennent les fausses alertes de :func:`flag_changes` : chaque comparaison **sans anomalie
+    étiquetée** est rangée selon son contexte — la visite qui suit un pic (la valeur revient à son
+    niveau : le changement est réel, mais l'étiquette est sur le pic), celle qui suit une rupture,
+    une série avec une tendance (hausse ou baisse lente, jamais étiquetée), une série stable — avec
+    le nombre de comparaisons, de fausses alertes et leur taux. ``flagged`` : la sortie de
+    :func:`flag_changes` (colonnes ``anomalie`` et ``tendance`` du jeu longitudinal)."""
+    for column in ("change_significatif", "variation", "anomalie", "tendance"):
+        if column not in flagged.columns:
+            raise ValueError(f"Colonne « {column} » absente : passez la sortie de flag_changes sur le jeu longitudinal.")
+    df = flagged.sort_values(["patient_id", "code", "visite"])
+    previous = df.groupby(["patient_id", "code"])["anomalie"].shift(1).fillna("").astype(str)
+    compared = df["variation"].notna() & ~labelled_anomalies(df)
+    context = np.select([previous == "pic", previous == "rupture", df["tendance"] != "stable"],
+                        ["visite après un pic", "visite après une rupture", "série avec tendance"],
+                        "série stable")
+    table = (pd.DataFrame({"contexte": context, "alerte": df["change_significatif"]})[compared]
+             .groupby("contexte")["alerte"].agg(comparaisons="size", fausses_alertes="sum"))
+    table["taux"] = table["fausses_alertes"] / table["comparaisons"]
+    table.loc["total"] = [table["comparaisons"].sum(), table["fausses_alertes"].sum(),
+                          table["fausses_alertes"].sum() / table["comparaisons"].sum()]
+    return table.astype({"comparaisons": int, "fausses_alertes": int})
+
+
 def series_slopes(df: pd.DataFrame, min_visits: int = 3) -> pd.DataFrame:
     """Pente relative annuelle de chaque série (patient, analyte), par moindres carrés sur ln(valeur).
 

@@ -137,3 +137,22 @@ def test_labelled_anomalies_accepts_empty_strings_and_nan():
     assert list(lg.labelled_anomalies(df)) == [False, False, True, False, True, False]
     with pytest.raises(ValueError, match="anomalie"):
         lg.labelled_anomalies(pd.DataFrame({"x": [1]}))
+
+
+def test_false_alarm_sources_find_the_visit_after_a_peak():
+    rows = []
+    for pid, trend, values, labels in (
+            ("p1", "stable", [10.0, 10.1, 20.0, 10.0, 10.1], ["", "", "pic", "", ""]),
+            ("p2", "hausse", [10.0, 13.0, 16.9], ["", "", ""])):
+        for v, (value, label) in enumerate(zip(values, labels)):
+            rows.append({"patient_id": pid, "code": "HB", "visite": v + 1, "date": f"2020-0{v + 1}-01",
+                         "valeur": value, "sexe": "F", "anomalie": label, "tendance": trend})
+    df = pd.DataFrame(rows)
+    df["date"] = pd.to_datetime(df["date"])
+    table = lg.false_alarm_sources(lg.flag_changes(df, {"HB": 0.1}))
+    assert table.loc["visite après un pic", "fausses_alertes"] == 1  # 20 → 10 : le retour est signalé
+    assert table.loc["série avec tendance", "fausses_alertes"] == 2  # +30 % à chaque visite
+    assert table.loc["série stable", "fausses_alertes"] == 0
+    assert table.loc["total", "comparaisons"] == 5  # 4 + 2 comparaisons, moins la visite du pic (étiquetée)
+    with pytest.raises(ValueError, match="tendance"):
+        lg.false_alarm_sources(lg.flag_changes(df.drop(columns="tendance"), {"HB": 0.1}))
