@@ -109,9 +109,10 @@ def run_variant(name: str, profile=None, base_scores: pd.DataFrame | None = None
     from . import training
     from .data import load_retrieval
     from .embeddings import MatryoshkaIREvaluator, training_pairs
+    from .llm_study import _commit
     from .models import load_sentence_transformer
     from .profiles import get_profile
-    from .runtime import configure_threads, peak_rss_mb
+    from .runtime import configure_threads
 
     spec = VARIANTS[name]
     base_profile = profile or get_profile("cpu")
@@ -140,20 +141,11 @@ def run_variant(name: str, profile=None, base_scores: pd.DataFrame | None = None
     return rows
 
 
-def _commit() -> str:
-    from .llm_study import _commit as commit
-
-    return commit()
-
-
 def save_rows(rows: pd.DataFrame, path=None) -> pd.DataFrame:
     """Remplace les lignes de la variante de ``rows`` dans l'étude (:func:`study_path`)."""
-    path = path or study_path()
-    table = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=STUDY_COLUMNS)
-    names = set(rows["variante"])
-    table = pd.concat([table[~table["variante"].isin(names)], rows], ignore_index=True)
-    table.reindex(columns=STUDY_COLUMNS).to_csv(path, index=False)
-    return table
+    from .llm_study import replace_variant_rows
+
+    return replace_variant_rows(rows, path or study_path(), STUDY_COLUMNS)
 
 
 def study_table() -> pd.DataFrame | None:
@@ -165,11 +157,12 @@ def study_table() -> pd.DataFrame | None:
 def main(argv: list[str] | None = None) -> int:
     from .llm_study import study_main
 
-    base = {}  # les scores du modèle de base, mesurés une fois pour toutes les variantes
+    base_scores = None  # les scores du modèle de base, mesurés une fois pour toutes les variantes
 
     def run(name: str) -> None:
-        rows = run_variant(name, base_scores=base.get("scores"))
-        base["scores"] = rows.rename(columns={"ndcg_base": "ndcg_at_10"})[["split", "dim", "ndcg_at_10"]]
+        nonlocal base_scores
+        rows = run_variant(name, base_scores=base_scores)
+        base_scores = rows.rename(columns={"ndcg_base": "ndcg_at_10"})[["split", "dim", "ndcg_at_10"]]
         print(rows[["variante", "split", "dim", "ndcg_base", "ndcg_fine_tune", "ecart", "secondes_entrainement"]]
               .to_string(index=False), flush=True)
 

@@ -620,8 +620,6 @@ NEAR_DUPLICATE = 0.6
 
 @functools.lru_cache(maxsize=None)  # chaque question générée est comparée à chaque question naturelle
 def _words(text: str) -> frozenset[str]:
-    import re
-
     return frozenset(re.findall(r"\w+", _strip_accents(text).lower()))
 
 

@@ -225,10 +225,15 @@ def _commit() -> str:
 
 def save_row(row: dict, path=None) -> pd.DataFrame:
     """Ajoute (ou remplace) la ligne d'une variante dans l'étude (:func:`study_path`)."""
-    path = path or study_path()
-    table = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=STUDY_COLUMNS)
-    table = pd.concat([table[table["variante"] != row["variante"]], pd.DataFrame([row])], ignore_index=True)
-    table.reindex(columns=STUDY_COLUMNS).to_csv(path, index=False)
+    return replace_variant_rows(pd.DataFrame([row]), path or study_path(), STUDY_COLUMNS)
+
+
+def replace_variant_rows(rows: pd.DataFrame, path, columns: list[str]) -> pd.DataFrame:
+    """Remplace, dans le CSV d'une étude, les lignes des variantes de ``rows`` par ``rows`` (colonnes
+    ``columns``, dans cet ordre) ; commun à cette étude et à :mod:`helpers.embedding_study`."""
+    table = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=columns)
+    table = pd.concat([table[~table["variante"].isin(set(rows["variante"]))], rows], ignore_index=True)
+    table.reindex(columns=columns).to_csv(path, index=False)
     return table
 
 

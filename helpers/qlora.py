@@ -192,6 +192,7 @@ def generate_with_prefix_cache(model, tokenizer, prompts: Sequence[str], batch_s
     import torch
 
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    ids_of = dict(zip(prompts, encoded))
     shared = 0  # longueur du début commun (au moins un jeton propre à chaque prompt)
     shortest = min((len(ids) for ids in encoded), default=0)
     while shared < shortest - 1 and all(ids[shared] == encoded[0][shared] for ids in encoded):
@@ -204,7 +205,7 @@ def generate_with_prefix_cache(model, tokenizer, prompts: Sequence[str], batch_s
                         if shared else None)
 
     def generate(batch: list[str]) -> list[str]:
-        tails = [tokenizer(p, add_special_tokens=False)["input_ids"][shared:] for p in batch]
+        tails = [ids_of[p][shared:] for p in batch]  # déjà encodés pour trouver le début commun
         width = max(len(t) for t in tails)
         ids = torch.tensor([prefix + [pad] * (width - len(t)) + t for t in tails], device=device)
         mask = torch.tensor([[1] * shared + [0] * (width - len(t)) + [1] * len(t) for t in tails], device=device)
