@@ -23,10 +23,15 @@ from . import runtime
 from .analytes import Analyte, load_analytes
 from .stepwise import STEPWISE_INSTRUCTION  # noqa: F401  (réexportée : consigne courte du profil cpu)
 
+#: Le préambule donne un rôle d'**assistant pédagogique**, pas de médecin : celui des documents de
+#: conception (« Vous êtes un médecin professionnel… ») invitait le modèle à parler avec l'autorité
+#: d'un médecin (diagnostic, conduite à tenir), ce que les avertissements du cours excluent.
 ALPACA_PROMPT_FR = (
-    "Vous êtes un médecin professionnel spécialisé dans l'analyse des résultats de laboratoire "
-    "médical. Analysez les résultats fournis, indiquez pour chaque valeur si elle est basse, "
-    "normale ou élevée, et expliquez-les avec prudence.\n\n"
+    "Vous êtes l'assistant pédagogique d'un cours sur les analyses de laboratoire ; vous n'êtes "
+    "pas médecin. Pour chaque valeur fournie, indiquez si elle est basse, normale ou élevée par "
+    "rapport à son intervalle de référence et expliquez ce que cela signifie en général, sans "
+    "diagnostic ni traitement ; rappelez que seul un professionnel de santé interprète ces "
+    "résultats.\n\n"
     "### Instruction:\n{instruction}\n\n"
     "### Input:\n{input}\n\n"
     "### Response:\n"

@@ -206,11 +206,21 @@ def reset_peak_rss() -> bool:
 
 
 #: Messages des bibliothèques épinglées, **sans conséquence** pour le cours, que setup_course fait
-#: taire (tous les autres restent visibles) : (catégorie, début du message, pourquoi).
+#: taire (tous les autres restent visibles) : (catégorie, début du message, module émetteur — une
+#: expression régulière, ``""`` pour tous —, pourquoi).
 KNOWN_HARMLESS_WARNINGS = (
-    (FutureWarning, "`is_gradient_checkpointing` is deprecated",
+    (FutureWarning, "`is_gradient_checkpointing` is deprecated", "",
      "peft 0.21 lit encore l'ancien nom d'un attribut que transformers 5.23 renomme ; rien ne change "
      "avant transformers 6"),
+    (Warning, "IProgress not found", "",
+     "sans ipywidgets (présent sur Colab et dans requirements.txt, pas toujours ailleurs), tqdm "
+     "affiche ses barres de progression en texte au lieu de widgets : rien ne manque"),
+    (SyntaxWarning, "invalid escape sequence", r".*[\\/]torchao[\\/]",
+     "torchao (dépendance facultative d'Unsloth) contient des chaînes à séquences d'échappement "
+     "invalides, que Python signale en compilant le paquet (SyntaxWarning depuis Python 3.12) ; cela "
+     "ne change rien à son exécution"),
+    (DeprecationWarning, "invalid escape sequence", r".*[\\/]torchao[\\/]",
+     "le même signalement que la ligne précédente, sous Python 3.11"),
 )
 #: Journaux de bibliothèques ramenés au niveau ERROR : (nom du journal, pourquoi).
 KNOWN_HARMLESS_LOGGERS = (
@@ -218,17 +228,39 @@ KNOWN_HARMLESS_LOGGERS = (
      "sur un CPU AVX512-BF16, bitsandbytes cherche sur le hub un noyau 4 bits optionnel (paquet "
      "« kernels ») ; hors ligne ou sans ce paquet, il garde son noyau intégré"),
 )
+#: Lignes de journal précises retirées d'un journal qui reste actif : (nom du journal, début du
+#: message, pourquoi).
+KNOWN_HARMLESS_LOG_MESSAGES = (
+    ("transformers.models.llama.modeling_llama", "Unsloth: Restored added_tokens_decoder metadata in",
+     "à chaque checkpoint, Unsloth réécrit la table des jetons ajoutés du tokenizer et l'annonce avec "
+     "le chemin absolu du dossier (journal emprunté à transformers) ; le checkpoint est correct"),
+)
+
+
+class _DropMessages:
+    """Filtre de journal qui retire les lignes commençant par l'un des débuts donnés."""
+
+    def __init__(self, starts):
+        self.starts = tuple(starts)
+
+    def filter(self, record) -> bool:
+        return not str(record.getMessage()).startswith(self.starts)
 
 
 def quiet_known_warnings() -> None:
-    """Fait taire les avertissements de :data:`KNOWN_HARMLESS_WARNINGS` et les journaux de
-    :data:`KNOWN_HARMLESS_LOGGERS`, et eux seuls : un notebook exécuté n'affiche alors que des
-    avertissements qui demandent l'attention de l'étudiant."""
+    """Fait taire les avertissements de :data:`KNOWN_HARMLESS_WARNINGS`, les journaux de
+    :data:`KNOWN_HARMLESS_LOGGERS` et les lignes de :data:`KNOWN_HARMLESS_LOG_MESSAGES`, et eux
+    seuls : un notebook exécuté n'affiche alors que des avertissements qui demandent l'attention de
+    l'étudiant. Appeler deux fois ne duplique rien."""
     import logging
     import re
     import warnings
 
-    for category, start, _why in KNOWN_HARMLESS_WARNINGS:
-        warnings.filterwarnings("ignore", message=re.escape(start), category=category)
+    for category, start, module, _why in KNOWN_HARMLESS_WARNINGS:
+        warnings.filterwarnings("ignore", message=re.escape(start), category=category, module=module)
     for name, _why in KNOWN_HARMLESS_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+    for name, start, _why in KNOWN_HARMLESS_LOG_MESSAGES:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropMessages) and start in f.starts for f in logger.filters):
+            logger.addFilter(_DropMessages([start]))

@@ -21,13 +21,23 @@ def L(*codes):
 # --------------------------------------------------------------------------- prompt
 def test_prompt_has_the_alpaca_sections_in_order():
     prompt = llm.format_prompt("Interprétez.", "Hb : 10,9 g/dL")
-    assert prompt.startswith("Vous êtes un médecin professionnel spécialisé dans l'analyse des "
-                             "résultats de laboratoire médical.")
+    assert prompt.startswith("Vous êtes l'assistant pédagogique d'un cours sur les analyses de laboratoire")
     positions = [prompt.index(s) for s in ("### Instruction:\nInterprétez.", "### Input:\nHb : 10,9 g/dL",
                                             "### Response:\n")]
     assert positions == sorted(positions) and prompt.endswith("### Response:\n")
     with pytest.raises(ValueError, match="Instruction vide"):
         llm.format_prompt("  ", "x")
+
+
+def test_prompt_role_is_a_teaching_assistant_who_defers_to_professionals():
+    # Le rôle ne doit pas contredire l'avertissement médical du cours : pas de persona de médecin,
+    # pas de diagnostic, renvoi vers un professionnel de santé ; le garde-fou du notebook 07 l'accepte.
+    from helpers.rag import prudence_issues
+
+    preamble = llm.ALPACA_PROMPT_FR.split("###")[0]
+    assert "vous n'êtes pas médecin" in preamble and "sans diagnostic ni traitement" in preamble
+    assert "Vous êtes un médecin" not in preamble
+    assert prudence_issues(preamble) == []
 
 
 def test_analyte_cases_one_value_per_prompt_with_its_range(instructions):

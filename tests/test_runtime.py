@@ -76,4 +76,52 @@ def test_quiet_known_warnings_silences_only_the_listed_messages():
         warnings.warn("`autre_chose` is deprecated", FutureWarning)
     assert [str(w.message) for w in caught] == ["`autre_chose` is deprecated"]
     assert logging.getLogger("bitsandbytes.backends.cpu.ops").level == logging.ERROR
-    assert all(why for *_, why in runtime.KNOWN_HARMLESS_WARNINGS + runtime.KNOWN_HARMLESS_LOGGERS)
+    assert all(why for *_, why in runtime.KNOWN_HARMLESS_WARNINGS + runtime.KNOWN_HARMLESS_LOGGERS
+               + runtime.KNOWN_HARMLESS_LOG_MESSAGES)
+
+
+def test_quiet_known_warnings_drops_unsloth_path_line_but_keeps_the_logger(caplog):
+    import logging
+
+    from helpers import runtime
+
+    runtime.quiet_known_warnings()
+    runtime.quiet_known_warnings()  # deux appels (deux notebooks du même noyau) : un seul filtre
+    logger = logging.getLogger("transformers.models.llama.modeling_llama")
+    assert sum(isinstance(f, runtime._DropMessages) for f in logger.filters) == 1
+    logger.addHandler(caplog.handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger=logger.name):
+            logger.warning("Unsloth: Restored added_tokens_decoder metadata in /tmp/x/tokenizer_config.json.")
+            logger.warning("Un autre message du modèle Llama")
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert {r.getMessage() for r in caplog.records} == {"Un autre message du modèle Llama"}
+
+
+def test_quiet_known_warnings_silences_torchao_syntax_warnings_only(tmp_path, monkeypatch):
+    # Une SyntaxWarning de compilation porte le chemin du fichier comme module : le filtre vise le
+    # dossier torchao, pas les SyntaxWarning d'un étudiant.
+    import importlib
+    import sys
+    import warnings
+
+    from helpers import runtime
+
+    for package in ("torchao", "mon_code"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text('MOTIF = "\\d+"\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        runtime.quiet_known_warnings()
+        for package in ("torchao", "mon_code"):
+            sys.modules.pop(package, None)
+            importlib.import_module(package)
+    category = SyntaxWarning if sys.version_info >= (3, 12) else DeprecationWarning
+    sources = {w.filename.split("/")[-2] for w in caught
+               if issubclass(w.category, category) and "invalid escape" in str(w.message)}
+    assert sources == {"mon_code"}
+    sys.modules.pop("torchao", None)
+    sys.modules.pop("mon_code", None)
