@@ -266,11 +266,11 @@ def main(argv: list[str] | None = None) -> int:
         results.append(res)
         print(f"  {res['statut']} en {res['secondes']} s (pic mémoire du noyau : {res['pic_rss_noyau_mo']} Mo)")
         if res["statut"] != "ok":
-            print(f"  Erreur : {res['erreur']}\n  Copie exécutée (avec la trace) : {res['copie_executee']}",
+            print(f"  Erreur : {res['erreur']}\n  Copie exécutée (avec la trace) : {shown(res['copie_executee'])}",
                   file=sys.stderr)
             break
     summary_path = write_run_summary(profile, results)
-    print(f"\nRésumé : {summary_path}")
+    print(f"\nRésumé : {shown(summary_path)}")
     if any(r["notebook"].startswith(("02", "03")) for r in results):
         from .report import embedding_report
 

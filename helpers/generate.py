@@ -539,9 +539,12 @@ def build_instructions(analytes: dict[str, Analyte], seed: int = SEED) -> dict[s
 
 
 # ---------------------------------------------------------------------------- longitudinal
-def rcv_from_cv(cvi: float, cva: float) -> float:
-    """Valeur de référence du changement (RCV, en fraction) : 1,96 × √2 × √(CVa² + CVi²), CV en %."""
-    return 1.96 * math.sqrt(2) * math.hypot(cvi, cva) / 100
+def rcv_from_cv(cvi: float, cva: float, z: float = 1.96) -> float:
+    """Valeur de référence du changement (RCV, en fraction) : z × √2 × √(CVa² + CVi²), CV en % ;
+    ``z = 1,96`` : seuil bilatéral à 95 % (2,58 : à 99 %)."""
+    if z <= 0:
+        raise ValueError(f"z doit être positif (reçu {z}).")
+    return z * math.sqrt(2) * math.hypot(cvi, cva) / 100
 
 
 def reference_change_value(code: str) -> float:

@@ -4,9 +4,15 @@
   basse ? ») et le passage qui y répond (``<code>-haute`` ou ``<code>-basse`` du corpus) ;
 * :func:`hit_rates` — taux de succès à k (le bon passage est-il parmi les k premiers ?) d'un
   modèle d'embeddings, calculé avec ``sentence_transformers.util.semantic_search`` ;
+  :func:`hit_rates_by` — les mêmes taux par groupe de questions (analytes vus ou jamais vus à
+  l'entraînement), avec leur intervalle de confiance ;
 * :func:`encode_corpus` — les passages encodés une fois par modèle, réutilisés par les recherches ;
 * :func:`retrieve_contexts` / :func:`with_context` — les passages retrouvés pour chaque valeur, et
-  l'entrée du prompt Alpaca enrichie de ces passages.
+  l'entrée du prompt Alpaca enrichie de ces passages ;
+* :func:`explanation_passages` — pour le résumé, le passage qui explique chaque valeur anormale
+  (cherché avec le statut du laboratoire) ;
+* :func:`status_issues` — les statuts du modèle confrontés à ceux du laboratoire : une valeur
+  anormale dite normale est le défaut le plus grave d'un résumé.
 """
 from __future__ import annotations
 
@@ -74,6 +80,15 @@ def _search(embedder, queries: list[str], corpus, corpus_embeddings, k: int, bat
     return util.semantic_search(q, corpus_embeddings, top_k=k)
 
 
+def _ranks(model, queries: pd.DataFrame, corpus: list[dict], k: int, batch_size: int, corpus_embeddings):
+    """Pour chaque question, la liste des ``k`` identifiants de passages retrouvés, dans l'ordre."""
+    if queries.empty:
+        raise ValueError("Aucune question : pas de valeur anormale dans ces cas.")
+    results = _search(model, list(queries["query"]), corpus, corpus_embeddings, k, batch_size)
+    ids = [p["passage_id"] for p in corpus]
+    return [[ids[hit["corpus_id"]] for hit in hits] for hits in results]
+
+
 def hit_rates(model, queries: pd.DataFrame, corpus: list[dict], ks: tuple[int, ...] = (1, 3),
               batch_size: int = 64, corpus_embeddings=None) -> dict:
     """Part des questions dont le passage attendu est parmi les ``k`` premiers, pour chaque k.
@@ -81,13 +96,32 @@ def hit_rates(model, queries: pd.DataFrame, corpus: list[dict], ks: tuple[int, .
     Requêtes encodées avec le prompt « query » du modèle, passages avec « document » (prompts e5) ;
     ``corpus_embeddings`` (:func:`encode_corpus`) évite de réencoder le corpus à chaque appel.
     """
-    if queries.empty:
-        raise ValueError("Aucune question : pas de valeur anormale dans ces cas.")
-    results = _search(model, list(queries["query"]), corpus, corpus_embeddings, max(ks), batch_size)
-    ids = [p["passage_id"] for p in corpus]
-    ranked = [[ids[hit["corpus_id"]] for hit in hits] for hits in results]
+    ranked = _ranks(model, queries, corpus, max(ks), batch_size, corpus_embeddings)
     return {f"hit@{k}": sum(rel in r[:k] for rel, r in zip(queries["relevant"], ranked)) / len(queries)
             for k in ks} | {"questions": len(queries)}
+
+
+def hit_rates_by(model, queries: pd.DataFrame, corpus: list[dict], by: str, ks: tuple[int, ...] = (1, 3),
+                 batch_size: int = 64, corpus_embeddings=None) -> pd.DataFrame:
+    """:func:`hit_rates` pour toutes les questions (ligne « tous ») puis pour chaque valeur de la
+    colonne ``by`` de ``queries`` (par exemple analytes vus / jamais vus à l'entraînement), avec
+    l'intervalle de Wilson à 95 % du succès au premier rang (``hit@1_ic_bas``, ``hit@1_ic_haut`` ;
+    :func:`helpers.stats.proportion_interval`) : un groupe d'une dizaine de questions ne dit pas
+    grand-chose sans lui. Une seule recherche pour tous les groupes."""
+    from .stats import proportion_interval
+
+    if by not in queries.columns:
+        raise ValueError(f"Colonne « {by} » absente des questions (colonnes : {', '.join(queries.columns)}).")
+    ranked = _ranks(model, queries, corpus, max(ks), batch_size, corpus_embeddings)
+    found = pd.DataFrame({f"hit@{k}": [rel in r[:k] for rel, r in zip(queries["relevant"], ranked)] for k in ks})
+    groups = [("tous", found)] + [(value, found[(queries[by] == value).to_numpy()])
+                                  for value in queries[by].drop_duplicates()]
+    rows = []
+    for value, sub in groups:
+        _, low, high = proportion_interval(int(sub[f"hit@{ks[0]}"].sum()), len(sub))
+        rows.append({by: value, **{col: float(sub[col].mean()) for col in found.columns},
+                     f"hit@{ks[0]}_ic_bas": low, f"hit@{ks[0]}_ic_haut": high, "questions": len(sub)})
+    return pd.DataFrame(rows)
 
 
 def with_context(input_text: str, passages: list[str]) -> str:
@@ -124,6 +158,58 @@ def retrieve_contexts(embedder, cases, corpus: list[dict], k: int = 1, batch_siz
                     texts.append(text)
         contexts.append(texts)
     return contexts
+
+
+def explanation_passages(embedder, items: list[dict], corpus: list[dict], batch_size: int = 64,
+                         corpus_embeddings=None) -> list[dict]:
+    """Les valeurs de :func:`summary_items`, chacune avec le passage qui peut **aider** le lecteur.
+
+    Le contexte donné au modèle de langage est cherché avec la valeur seule (le modèle doit trouver
+    le statut) : il tombe souvent sur le passage « valeurs de référence », qui répète les bornes
+    déjà imprimées sur le compte rendu. Pour le résumé, le statut est connu — celui du laboratoire,
+    qui fait foi — : chaque valeur anormale est cherchée avec lui (« Sodium : 134 mmol/L — bas »),
+    ce qui retrouve le passage qui explique une valeur basse ou haute. Les valeurs normales gardent
+    leur passage. Renvoie de nouveaux dictionnaires (``items`` n'est pas modifié).
+    """
+    items = [dict(i) for i in items]
+    abnormal = [i for i in items if i["statut_labo"] in ASPECT]
+    if abnormal:
+        queries = [f"{i['valeur']} — {i['statut_labo']}" for i in abnormal]
+        for item, hits in zip(abnormal, _search(embedder, queries, corpus, corpus_embeddings, 1, batch_size)):
+            item["passage"] = corpus[hits[0]["corpus_id"]]["text"]
+    return items
+
+
+def status_issues(items: list[dict]) -> list[str]:
+    """Les statuts du modèle (``statut_modele``) qui contredisent ceux du laboratoire
+    (``statut_labo``), du plus grave au moins grave : une valeur **anormale dite normale** (le
+    lecteur serait rassuré à tort), un sens inversé (basse dite élevée), une valeur normale dite
+    anormale (inquiétude inutile), un statut illisible. Liste vide : tous conformes.
+
+    Un résumé bien tourné et prudent peut reposer sur un statut faux : :func:`prudence_issues` lit
+    le ton, cette fonction lit le fond ; le contrôle d'un résumé appelle les deux.
+    """
+    kinds = {"rassure": [], "inverse": [], "alarme": [], "illisible": []}
+    for i in items:
+        lab, model = i["statut_labo"], i["statut_modele"]
+        if model == lab:
+            continue
+        if model not in READ_AS:
+            kinds["illisible"].append(i)
+        elif model == "normal":
+            kinds["rassure"].append(i)
+        elif lab == "normal":
+            kinds["alarme"].append(i)
+        else:
+            kinds["inverse"].append(i)
+    what = {"rassure": "valeur anormale présentée comme normale",
+            "inverse": "sens inversé (basse dite élevée ou l'inverse)",
+            "alarme": "valeur normale présentée comme anormale",
+            "illisible": "statut illisible dans la réponse du modèle"}
+    return [f"{what[kind]} : " + ", ".join(f"{i['titre']} (laboratoire : {i['statut_labo']} ; modèle : "
+                                           f"{i['statut_modele'] if i['statut_modele'] in READ_AS else '?'})"
+                                           for i in found)
+            for kind, found in kinds.items() if found]
 
 
 # --------------------------------------------------------------------------- résumé prudent

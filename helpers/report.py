@@ -150,9 +150,16 @@ def comparison_report(profile_name: str) -> list[str]:
     rag_path = outputs_root() / profile_name / "case_study" / "rag_taux_de_succes.csv"
     if rag_path.exists():
         rag = pd.read_csv(rag_path)
+        if "analytes" not in rag.columns:  # table d'avant la séparation analytes vus / jamais vus
+            rag = rag.assign(analytes="tous")
         for style, sub in rag.groupby("requête", sort=False):
-            rates = ", ".join(f"{r['modèle']} {r['hit@1']:.3f}" for _, r in sub.iterrows())
-            lines.append(f"  RAG (étude de cas), succès@1 — requête « {style} » : {rates}")
+            for group, part in sub.groupby("analytes", sort=False):
+                rates = ", ".join(
+                    f"{r['modèle']} {r['hit@1']:.3f}" + (f" [{r['hit@1_ic_bas']:.2f} ; {r['hit@1_ic_haut']:.2f}]"
+                                                       if pd.notna(r.get("hit@1_ic_bas")) else "")
+                    for _, r in part.iterrows())
+                who = "" if group == "tous" else f", analytes {group} ({int(part['questions'].iloc[0])} questions)"
+                lines.append(f"  RAG (étude de cas), succès@1 — requête « {style} »{who} : {rates}")
     else:
         lines.append(f"  RAG : {rag_path.name} absent (notebook 07 non exécuté)")
     return lines + _budget_lines(profile_name, ("06", "07"), COMPARISON_BUDGET)

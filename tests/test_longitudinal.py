@@ -21,6 +21,10 @@ def test_rcv_matches_the_generator():
     rcv = lg.reference_change_values(BIOLOGICAL_VARIATION)
     for code in BIOLOGICAL_VARIATION:
         assert rcv[code] == pytest.approx(reference_change_value(code))
+    strict = lg.reference_change_values(BIOLOGICAL_VARIATION, z=2.58)  # seuil à 99 % (exercice 1)
+    assert strict["HB"] == pytest.approx(rcv["HB"] * 2.58 / 1.96)
+    with pytest.raises(ValueError, match="z doit être positif"):
+        lg.reference_change_values(BIOLOGICAL_VARIATION, z=0)
 
 
 def test_previous_baseline_flags_the_peak_and_the_return():

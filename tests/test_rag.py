@@ -167,3 +167,66 @@ def test_prudence_issues_catch_obvious_drifts():
     assert rag.prudence_issues("Valeur basse, c'est certainement rien ; parlez-en à votre médecin.") == [
         "prend un ton affirmatif"]
     assert rag.prudence_issues("Inutile de consulter un médecin.") == ["déconseille de consulter"]
+
+
+def test_status_issues_rank_a_reassuring_error_first():
+    items = [{"titre": "Ferritine", "statut_labo": "bas", "statut_modele": "normal"},
+             {"titre": "Sodium", "statut_labo": "bas", "statut_modele": "élevé"},
+             {"titre": "Hémoglobine", "statut_labo": "normal", "statut_modele": "élevé"},
+             {"titre": "CPK", "statut_labo": "élevé", "statut_modele": None},
+             {"titre": "TSH", "statut_labo": "élevé", "statut_modele": "élevé"}]
+    assert rag.status_issues(items) == [
+        "valeur anormale présentée comme normale : Ferritine (laboratoire : bas ; modèle : normal)",
+        "sens inversé (basse dite élevée ou l'inverse) : Sodium (laboratoire : bas ; modèle : élevé)",
+        "valeur normale présentée comme anormale : Hémoglobine (laboratoire : normal ; modèle : élevé)",
+        "statut illisible dans la réponse du modèle : CPK (laboratoire : élevé ; modèle : ?)"]
+    assert rag.status_issues(items[-1:]) == []
+    # le cas du rapport : un résumé au ton prudent, mais qui rassure à tort, doit être signalé
+    cases, _, contexts = summary_case()
+    wrong = rag.summary_items(cases, ["Ferritine : normal", "Hémoglobine : normal", "CPK : normal", "?"],
+                              contexts, "r1")
+    text = rag.prudent_summary(wrong, "r1")
+    assert rag.prudence_issues(text) == [] and rag.status_issues(wrong) == [
+        "valeur anormale présentée comme normale : Ferritine (laboratoire : bas ; modèle : normal), "
+        "CPK (laboratoire : élevé ; modèle : normal)"]
+
+
+def test_explanation_passages_search_abnormal_values_with_the_lab_status(corpus):
+    from helpers.models import load_sentence_transformer
+
+    model = load_sentence_transformer("multilingual-e5-small", "multilingual-e5-small")
+    small = [p for p in corpus if p["code"] in ("NA", "MG")]
+    items = [{"valeur": "Sodium : 134 mmol/L", "statut_labo": "bas", "passage": "bornes"},
+             {"valeur": "Magnésium : 0,85 mmol/L", "statut_labo": "normal", "passage": "bornes"}]
+    found = rag.explanation_passages(model, items, small)
+    aspect = {p["text"]: p["aspect"] for p in small}
+    assert aspect[found[0]["passage"]] == "basse" and found[1]["passage"] == "bornes"
+    assert items[0]["passage"] == "bornes"  # l'entrée n'est pas modifiée
+
+
+def test_hit_rates_by_group_with_intervals(corpus):
+    from helpers.models import load_sentence_transformer
+
+    model = load_sentence_transformer("multilingual-e5-small", "multilingual-e5-small")
+    codes = ("FERRITINE", "HB", "TSH", "CPK", "GLY")
+    small = [p for p in corpus if p["code"] in codes]
+    q = rag.abnormal_queries([case(*[(c, s) for c in codes for s in ("bas", "élevé")])], small)
+    q["analyte"] = ["vu" if code in ("HB", "TSH") else "jamais vu" for code in q["code"]]
+    table = rag.hit_rates_by(model, q, small, by="analyte", corpus_embeddings=rag.encode_corpus(model, small))
+    assert list(table["analyte"]) == ["tous", "jamais vu", "vu"] and list(table["questions"]) == [10, 6, 4]
+    overall = rag.hit_rates(model, q, small)
+    assert table.loc[0, "hit@1"] == overall["hit@1"] and table.loc[0, "hit@3"] == overall["hit@3"]
+    assert (table["hit@1_ic_bas"] <= table["hit@1"]).all() and (table["hit@1"] <= table["hit@1_ic_haut"]).all()
+    assert abs(table.loc[0, "hit@1"] * 10 - round(table.loc[0, "hit@1"] * 10)) < 1e-9
+    with pytest.raises(ValueError, match="Colonne « groupe » absente"):
+        rag.hit_rates_by(model, q, small, by="groupe")
+
+
+def test_proportion_interval_stays_informative_at_100_percent():
+    from helpers.stats import proportion_interval
+
+    p, low, high = proportion_interval(10, 10)
+    assert p == 1.0 and high == 1.0 and 0.65 < low < 0.8
+    assert proportion_interval(0, 0)[0] != proportion_interval(0, 0)[0]  # NaN
+    with pytest.raises(ValueError, match="Proportion impossible"):
+        proportion_interval(5, 3)

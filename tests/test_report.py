@@ -85,5 +85,13 @@ def test_comparison_report_reads_table_rag_and_budget(tmp_path, monkeypatch):
     assert "A embeddings : 20 paramètres entraînés, 200 s, 470.0 Mo, 20 ms/question ; NDCG@10 0.850" in text
     assert "C complet : 120 paramètres entraînés" in text and "statuts justes 34.0%, perte de validation 0.139" in text
     assert "requête « ligne » : base 0.600, fine-tuné 0.950" in text
+    pd.DataFrame({"requête": ["ligne"] * 4, "modèle": ["base", "fine-tuné"] * 2,
+                  "analytes": ["tous", "tous", "jamais vus", "jamais vus"], "hit@1": [0.6, 0.95, 0.5, 0.9],
+                  "hit@1_ic_bas": [0.5, 0.9, 0.2, 0.6], "hit@1_ic_haut": [0.7, 0.99, 0.8, 0.98],
+                  "hit@3": [0.8, 1.0, 0.7, 1.0], "questions": [40, 40, 10, 10]}).to_csv(
+        output_dir("cpu", "case_study") / "rag_taux_de_succes.csv", index=False)
+    text = "\n".join(report.comparison_report("cpu"))
+    assert "requête « ligne » : base 0.600 [0.50 ; 0.70], fine-tuné 0.950 [0.90 ; 0.99]" in text
+    assert "requête « ligne », analytes jamais vus (10 questions) : base 0.500 [0.20 ; 0.80]" in text
     assert "[NON atteint] durée 06 + 07 : 650 s (objectif ≤ 600 s" in text
     assert "[atteint] pic mémoire (noyau) : 5000 Mo" in text
