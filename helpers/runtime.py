@@ -231,6 +231,10 @@ KNOWN_HARMLESS_LOGGERS = (
 #: Lignes de journal précises retirées d'un journal qui reste actif : (nom du journal, début du
 #: message, pourquoi).
 KNOWN_HARMLESS_LOG_MESSAGES = (
+    ("transformers.trainer_utils", "The tokenizer has new PAD/BOS/EOS tokens",
+     "au début d'un entraînement, transformers recopie dans la configuration du modèle les jetons "
+     "spéciaux du tokenizer quand elle ne les a pas (cas du e5-small converti hors ligne) : les "
+     "identifiants retenus sont ceux du tokenizer, ceux que le cours utilise partout"),
     ("transformers.models.llama.modeling_llama", "Unsloth: Restored added_tokens_decoder metadata in",
      "à chaque checkpoint, Unsloth réécrit la table des jetons ajoutés du tokenizer et l'annonce avec "
      "le chemin absolu du dossier (journal emprunté à transformers) ; le checkpoint est correct"),
