@@ -212,6 +212,10 @@ KNOWN_HARMLESS_WARNINGS = (
     (FutureWarning, "`is_gradient_checkpointing` is deprecated", "",
      "peft 0.21 lit encore l'ancien nom d'un attribut que transformers 5.23 renomme ; rien ne change "
      "avant transformers 6"),
+    (FutureWarning, "`gradient_checkpointing_enable` is deprecated", "",
+     "peft 0.21 (prepare_model_for_kbit_training avec use_gradient_checkpointing=True, exercice 3 du "
+     "notebook 04) appelle encore l'ancien nom de la méthode que transformers 5 renomme "
+     "activation_checkpointing_enable ; l'effet est le même"),
     (Warning, "IProgress not found", "",
      "sans ipywidgets (présent sur Colab et dans requirements.txt, pas toujours ailleurs), tqdm "
      "affiche ses barres de progression en texte au lieu de widgets : rien ne manque"),

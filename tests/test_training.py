@@ -257,3 +257,35 @@ def test_lora_on_the_upper_layers_only(smoke):
     assert training.lora_layers(smoke.llm, 2) == {}
     with pytest.raises(ValueError, match="que 2 couches"):
         training.lora_layers(replace(smoke.llm, lora_layers_from=2), 2)
+
+
+def test_qlora_training_does_not_recompute_activations_on_cpu(smoke, tmp_path):
+    # trl 1.x active le gradient checkpointing par défaut (SFTConfig) : sur CPU, il ne fait que
+    # recalculer les activations (≈ 30 % de temps en plus par pas, exercice 3 du notebook 04).
+    from transformers import TrainerCallback
+
+    model, tokenizer, _ = training.load_qlora_model(smoke, "bitsandbytes")
+    train, val = training.qlora_datasets(smoke, tokenizer)
+    seen = []
+
+    class Spy(TrainerCallback):
+        def on_step_begin(self, args, state, control, model=None, **kwargs):
+            seen.append(model.get_base_model().model.gradient_checkpointing)
+
+    trainer = training.qlora_trainer(smoke, model, tokenizer, train, val, tmp_path, backend="bitsandbytes",
+                                     max_steps=1, callbacks=[Spy()])
+    assert trainer.args.activation_checkpointing is False
+    trainer.train()
+    assert seen == [False]
+
+
+def test_trainers_print_nothing_without_a_journal(smoke, tmp_path):
+    from transformers.trainer_callback import PrinterCallback
+
+    model, tokenizer, _ = training.load_qlora_model(smoke, "bitsandbytes")
+    train, val = training.qlora_datasets(smoke, tokenizer)
+    quiet = training.qlora_trainer(smoke, model, tokenizer, train, val, tmp_path / "a", backend="bitsandbytes")
+    loud = training.qlora_trainer(smoke, model, tokenizer, train, val, tmp_path / "b", backend="bitsandbytes", log=True)
+    assert not any(isinstance(c, PrinterCallback) for c in quiet.callback_handler.callbacks)
+    assert quiet.args.disable_tqdm is True  # ni barre ni dictionnaires : rien n'est imprimé
+    assert loud.args.disable_tqdm is False
