@@ -131,13 +131,16 @@ def produced_outputs(profile_name: str) -> dict[str, list[Path]]:
     """Ce que les notebooks suivants relisent de chaque notebook qui entraîne ou évalue."""
     from . import embeddings, qlora
 
+    comparison = output_dir(profile_name, "comparison")
     return {"02": [embeddings.model_marker(profile_name), embeddings.training_summary_path(profile_name)],
             "04": [qlora.adapter_marker(profile_name), qlora.training_summary_path(profile_name)],
-            "05": [qlora.status_accuracy_path(profile_name)]}
+            "05": [qlora.status_accuracy_path(profile_name)],
+            "06": [comparison / "comparison.csv", comparison / "courbe_apprentissage.csv",
+                   comparison / "oubli.csv", comparison / "modele_complet" / "config.json"]}
 
 
 #: Un notebook relancé rend périmées les sorties de ceux qui en dépendent.
-DEPENDENTS = {"04": ("05",)}
+DEPENDENTS = {"02": ("06",), "04": ("05", "06"), "05": ("06",)}
 
 
 def missing_notebooks(profile_name: str, needed: list[str]) -> list[str]:

@@ -234,6 +234,14 @@ def test_rerunning_04_reruns_05(tmp_path, monkeypatch):
     calls.clear()
     ensure_outputs(get_profile("smoke"), ["02", "04", "05"], runner=fake_runner(calls))
     assert calls == ["04", "05"]
+    # les solutions du 06 relisent aussi ses sorties ; relancer le 04 les rend périmées
+    calls.clear()
+    ensure_outputs(get_profile("smoke"), ["02", "04", "05", "06"], runner=fake_runner(calls))
+    assert calls == ["06"]
+    produced_outputs("smoke")["04"][0].unlink()
+    calls.clear()
+    ensure_outputs(get_profile("smoke"), ["02", "04", "05", "06"], runner=fake_runner(calls))
+    assert calls == ["04", "05", "06"]
 
 
 def test_ensure_outputs_failure_names_the_executed_copy(tmp_path, monkeypatch):
