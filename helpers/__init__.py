@@ -31,6 +31,7 @@ def setup_course(notebook: str = "", *, quiet: bool = False):
     profile = detect_profile()
     threads = runtime.configure_threads()
     runtime.quiet_known_warnings()  # seulement des messages connus et sans conséquence (liste dans runtime)
+    runtime.french_number_display()  # tableaux affichés avec une virgule décimale
     import numpy as np
     import random
 
@@ -52,7 +53,23 @@ def setup_course(notebook: str = "", *, quiet: bool = False):
         print(f"Matériel : {device} ; {threads} thread(s) de calcul ; Python "
               f"{platform.python_version()} ; torch {torch_version}")
         print("(COURSE_PROFILE=gpu|cpu|smoke impose un profil.)")
+        _print_durations(notebook)
     return profile
+
+
+def _print_durations(notebook: str) -> None:
+    """Durée de la leçon mesurée par ``make course`` sur chaque profil (:mod:`helpers.durations`)."""
+    from . import durations
+
+    prefix = durations.notebook_prefix(notebook)
+    if prefix is None:
+        return
+    try:
+        lines = durations.duration_lines(prefix)
+    except ValueError as error:  # fichier de mesures abîmé : le dire, sans bloquer la leçon
+        print(f"Durées mesurées illisibles : {error}")
+        return
+    print("Durée de ce notebook mesurée par make course — " + " ; ".join(lines))
 
 
 def in_colab() -> bool:

@@ -6,7 +6,10 @@
 * :func:`quantized_scores` — NDCG@10 avec des embeddings quantifiés int8 (8 bits scalaires) ou
   binaires, avec ou sans « rescoring », via ``quantize_embeddings`` et
   ``semantic_search_faiss`` de sentence-transformers ; les métriques viennent de
-  ``InformationRetrievalEvaluator.compute_metrics``.
+  ``InformationRetrievalEvaluator.compute_metrics`` ;
+* :func:`rescoring_at_scale` — les mêmes recherches binaires, avec et sans rescoring, dans un index
+  grossi de distracteurs jusqu'à ≥ 100 000 vecteurs : le rescoring y reclasse 40 candidats sur
+  100 000, et non plus sur 276.
 """
 from __future__ import annotations
 
@@ -248,4 +251,60 @@ def recommendations(quant: pd.DataFrame, latency: pd.DataFrame, *, select_on: st
             hit = quant[(quant["split"] == split) & (quant["dim"] == dim) & (quant["precision"] == precision)]
             row[f"ndcg_{split}"] = round(float(hit["ndcg_at_10"].iloc[0]), 4) if len(hit) else math.nan
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def distractors(corpus: np.ndarray, n: int, seed: int = 0, noise: float = 0.5) -> np.ndarray:
+    """``n`` vecteurs unitaires **qui ne répondent à aucune question**, dans la région de l'espace
+    qu'occupent les passages : la moyenne de deux passages tirés au hasard, plus un bruit gaussien
+    (``noise`` × l'écart-type de chaque composante du corpus), renormalisée.
+
+    De simples copies du corpus (comme pour la latence) ne conviennent pas ici : une copie du bon
+    passage aurait exactement son score, et le NDCG compterait une égalité comme une erreur ; des
+    vecteurs aléatoires uniformes seraient loin de tout et ne gêneraient aucune recherche.
+    """
+    if n < 0:
+        raise ValueError(f"Nombre de distracteurs négatif : {n}.")
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(corpus), size=(n, 2))
+    mixed = corpus[pick[:, 0]] + corpus[pick[:, 1]]
+    mixed += rng.standard_normal(mixed.shape).astype(np.float32) * (noise * corpus.std(axis=0))
+    return (mixed / np.linalg.norm(mixed, axis=1, keepdims=True)).astype(np.float32)
+
+
+def rescoring_at_scale(evaluator, corpus_emb, query_embs: dict, dim: int, *, min_vectors: int = 100_000,
+                       multipliers=(4, 40), splits=None, seed: int = 0) -> pd.DataFrame:
+    """NDCG@10 en float32, en binaire et en binaire + rescoring (``multiplier × 10`` candidats),
+    dans un index grossi de :func:`distractors` jusqu'à ``min_vectors`` vecteurs.
+
+    Les passages du corpus gardent leurs identifiants ; un distracteur retrouvé compte comme un
+    passage non pertinent. Colonnes : ``split``, ``precision``, ``candidats``, ``part_index_pct``
+    (candidats / taille de l'index, en %), ``ndcg_at_10``, ``vecteurs``.
+    """
+    from sentence_transformers.util.quantization import quantize_embeddings, semantic_search_faiss
+
+    corpus = truncate_normalize(corpus_emb, dim)
+    big = np.ascontiguousarray(np.vstack([corpus, distractors(corpus, max(0, min_vectors - len(corpus)), seed)]))
+    ids = list(evaluator.corpus_ids)
+    bits = quantize_embeddings(big, precision="ubinary")
+    flat = build_index(big, "float32")
+    k = evaluator.k
+    searches = {("float32", k): dict(corpus_index=flat, rescore=False),
+                ("binaire", k): dict(corpus_embeddings=bits, corpus_precision="ubinary", rescore=False)}
+    for m in multipliers:
+        searches[("binaire + rescoring", m * k)] = dict(corpus_embeddings=bits, corpus_precision="ubinary",
+                                                       rescore=True, rescore_multiplier=m)
+    rows = []
+    for split in splits or sorted({s for s, _ in evaluator.evaluators}):
+        if (split, dim) not in evaluator.evaluators:
+            raise ValueError(f"Split « {split} » non évalué à {dim} dimensions par cet évaluateur.")
+        queries = truncate_normalize(query_embs[split], dim)
+        for (label, candidates), kwargs in searches.items():
+            hits, _ = semantic_search_faiss(queries, top_k=k, **kwargs)
+            hits = [[{"corpus_id": ids[h["corpus_id"]] if h["corpus_id"] < len(ids) else f"distracteur-{h['corpus_id']}",
+                      "score": h["score"]} for h in q] for q in hits]
+            ndcg = evaluator.evaluators[(split, dim)].compute_metrics(hits)["ndcg@k"][k]
+            rows.append({"split": split, "precision": label, "candidats": candidates,
+                         "part_index_pct": 100 * candidates / len(big), "ndcg_at_10": float(ndcg),
+                         "vecteurs": len(big)})
     return pd.DataFrame(rows)

@@ -238,7 +238,7 @@ def ensure_outputs(profile, needed: list[str], runner=None, *, allow_long: bool 
         results.append(res)
         if res["statut"] != "ok":
             raise RuntimeError(f"Échec du notebook {nb.name} : {res['erreur']}. "
-                               f"Copie exécutée (avec la trace) : {res['copie_executee']}")
+                               f"Copie exécutée (avec la trace) : {shown(res['copie_executee'])}")
         print(f"  terminé en {res['secondes']} s.")
     return results
 
@@ -274,6 +274,12 @@ def main(argv: list[str] | None = None) -> int:
             break
     summary_path = write_run_summary(profile, results)
     print(f"\nRésumé : {shown(summary_path)}")
+    from .durations import durations_path, record_durations
+    from .runtime import configure_threads, git_commit
+
+    record_durations(profile.name, results, threads=configure_threads(), commit=git_commit(),
+                     date=dt.date.today().isoformat())
+    print(f"Durées (versionnées) : {shown(durations_path())}")
     if any(r["notebook"].startswith(("02", "03")) for r in results):
         from .report import embedding_report
 

@@ -119,6 +119,8 @@ RESULT_TABLES = (
     ("embeddings", "bootstrap_gains.csv", "Gains du fine-tuning et intervalles bootstrap (notebook 03)", None),
     ("embeddings", "ecart_dimensions.csv", "Rétention : NDCG@10 à 64 dimensions contre pleine dimension, écart et "
      "intervalle bootstrap (notebook 03)", None),
+    ("embeddings", "rescoring_echelle.csv", "Binaire et rescoring dans un index grossi de distracteurs "
+     "(notebook 03)", None),
     ("llm", "status_accuracy.csv", "Exactitude des statuts sur les cas de test (notebook 05)", None),
     ("comparison", "comparison.csv", "Les trois approches côte à côte (notebook 06)",
      ["bras", "approche", "parametres_entraines", "exemples_vus", "secondes_entrainement", "pic_rss_mo",
@@ -226,12 +228,43 @@ def write_gpu_check_page(dest: Path | None = None, measures: Path | None = None)
     return dest
 
 
+def write_durations_page(dest: Path | None = None, path: Path | None = None) -> Path:
+    """Écrit ``_generated/durees.rst`` (inclus par ``durees.rst``) : la durée et le pic mémoire de
+    chaque notebook sur chaque profil, lus dans ``docs/mesures/durees.csv``
+    (:mod:`helpers.durations`), avec la date, le commit et les threads de chaque mesure."""
+    from .durations import PROFILE_ORDER, format_seconds, load_durations
+
+    dest = dest or GENERATED_DIR / "durees.rst"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    table = load_durations(path)
+    if table.empty:
+        dest.write_text(".. note::\n\n   Aucune durée enregistrée : lancez ``make course``.\n", encoding="utf-8")
+        return dest
+    names = {nb.name[:2]: nb.stem for nb in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))}
+    lines = [".. list-table:: Durée et pic mémoire du noyau, mesurés par ``make course``", "   :header-rows: 1", "",
+             "   * - Notebook", *[f"     - {p}" for p in PROFILE_ORDER]]
+    for prefix in sorted(set(table["notebook"]) | set(names)):
+        rows = table[table["notebook"] == prefix].set_index("profil")
+        lines.append(f"   * - ``{names.get(prefix, prefix)}``")
+        for profile in PROFILE_ORDER:
+            if profile in rows.index:
+                r = rows.loc[profile]
+                memory = f", {int(r['pic_rss_mo'])} Mo" if pd.notna(r["pic_rss_mo"]) else ""
+                lines.append(f"     - {format_seconds(r['secondes'])}{memory} ({r['date']}, commit "
+                             f"{r['commit']}, {int(r['threads'])} thread(s))")
+            else:
+                lines.append("     - pas encore mesurée")
+    dest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return dest
+
+
 def prepare() -> dict:
     """Tout ce que la construction attend : notebooks à rendre, page des résultats, contrôle GPU."""
     GENERATED_DIR.mkdir(parents=True, exist_ok=True)
     records = prepare_notebooks()
     write_results_page()
     write_gpu_check_page()
+    write_durations_page()
     (GENERATED_DIR / "provenance.json").write_text(json.dumps(records, ensure_ascii=False, indent=2),
                                                    encoding="utf-8")
     return {"notebooks": records, "profil_resultats": results_profile()}

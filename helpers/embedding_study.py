@@ -109,7 +109,7 @@ def run_variant(name: str, profile=None, base_scores: pd.DataFrame | None = None
     from . import training
     from .data import load_retrieval
     from .embeddings import MatryoshkaIREvaluator, training_pairs
-    from .llm_study import _commit
+    from .runtime import git_commit
     from .models import load_sentence_transformer
     from .profiles import get_profile
     from .runtime import configure_threads
@@ -136,7 +136,7 @@ def run_variant(name: str, profile=None, base_scores: pd.DataFrame | None = None
         "ecart": (merged["ndcg_at_10_ft"] - merged["ndcg_at_10_base"]).round(4), "paires": len(data["train"]),
         "pas": result["pas"],
         "secondes_entrainement": round(result["secondes"], 1), "pic_rss_mo": result["pic_rss_mo"],
-        "threads": threads, "commit": _commit(), "date": time.strftime("%Y-%m-%d")})
+        "threads": threads, "commit": git_commit(), "date": time.strftime("%Y-%m-%d")})
     save_rows(rows)
     return rows
 

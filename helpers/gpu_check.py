@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .paths import REPO_ROOT
+from .runtime import git_commit
 
 #: Sorties de bibliothèques qui trahissent un défaut connu du chemin GPU (issue 15).
 KNOWN_WARNINGS = {
@@ -318,15 +319,6 @@ def run_all(selected: list[Step], work: Path, env: dict) -> list[dict]:
     return sorted(results, key=lambda r: order[r["etape"]])
 
 
-def _commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, timeout=10)
-        return out.stdout.strip() or "inconnu"
-    except (OSError, subprocess.SubprocessError):
-        return "inconnu"
-
-
 def rst_table(results: list[dict]) -> str:
     """Tableau reStructuredText (``list-table``) des résultats, pour la documentation."""
     lines = [".. list-table::", "   :header-rows: 1", "", "   * - Étape", "     - Vérifie", "     - Statut",
@@ -378,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     results = run_all(selected, work, base_env(work))
     total = round(time.perf_counter() - start, 1)
-    summary = {"date": dt.date.today().isoformat(), "gpu": gpu, "commit": _commit(), "secondes": total,
+    summary = {"date": dt.date.today().isoformat(), "gpu": gpu, "commit": git_commit(), "secondes": total,
                "echantillons": {"entrainement": TRAIN_SAMPLES, "evaluation": EVAL_SAMPLES},
                "resultats": results}
     (work / "gpu_check.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str),

@@ -22,6 +22,7 @@ from dataclasses import replace
 
 import pandas as pd
 
+from .runtime import git_commit
 from .stepwise import STEPWISE_INSTRUCTION, reasoning_scores
 
 #: Chaque variante fixe **tous** les leviers étudiés : le profil cpu a changé après l'étude (il est
@@ -185,7 +186,7 @@ def run_variant(name: str, profile=None) -> dict:
            "introuvables": int(table["introuvable"].sum()), "valeurs": len(scored), "pas": output.global_step,
            "exercices": spec["exercices"], "secondes_entrainement": round(train_seconds, 1),
            "secondes_generation": round(gen_seconds, 1), "pic_rss_mo": peak_rss_mb(),
-           "threads": threads, "commit": _commit(), "date": time.strftime("%Y-%m-%d"),
+           "threads": threads, "commit": git_commit(), "date": time.strftime("%Y-%m-%d"),
            **(reasoning_scores(answers, cases) if cfg.answer_format.startswith("pas_a_pas")
               else {"raisonnement_juste": None, "statut_suit_raisonnement": None})}
     save_row(row)
@@ -211,16 +212,6 @@ def save_answers(name: str, cases, answers: list[str]):
             f.write(json.dumps({"id": case["id"], "input": case["input"], "output": case["output"],
                                 "answer": text}, ensure_ascii=False) + "\n")
     return path
-
-
-def _commit() -> str:
-    import subprocess
-
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "inconnu"
 
 
 def save_row(row: dict, path=None) -> pd.DataFrame:

@@ -272,3 +272,29 @@ def quiet_known_warnings() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropMessages) and start in f.starts for f in logger.filters):
             logger.addFilter(_DropMessages([start]))
+
+
+def git_commit() -> str:
+    """Le commit court du dépôt (« inconnu » hors d'un dépôt git ou sans git) : la provenance que
+    portent les mesures versionnées (études, durées, contrôle GPU)."""
+    import subprocess
+
+    from .paths import REPO_ROOT
+
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=10)
+        return out.stdout.strip() or "inconnu"
+    except (OSError, subprocess.SubprocessError):
+        return "inconnu"
+
+
+def french_number_display() -> None:
+    """Les tableaux pandas affichés dans les notebooks écrivent leurs nombres à virgule avec une
+    virgule décimale (:func:`helpers.text.french_float`). Les fichiers écrits (CSV, JSON) gardent le
+    point : ils sont relus par du code."""
+    import pandas as pd
+
+    from .text import french_float
+
+    pd.set_option("display.float_format", french_float)

@@ -376,6 +376,33 @@ def test_quantized_float32_matches_evaluator(e5, evaluated):
     assert (abs(int8.ndcg_at_10_x - int8.ndcg_at_10_y) < 0.1).all()
 
 
+def test_rescoring_at_scale_counts_distractors_as_misses(e5, evaluated):
+    ev, scores, _ = evaluated
+    corpus_emb, query_embs = ev.encode(e5)
+    none = costs.rescoring_at_scale(ev, corpus_emb, query_embs, 384, min_vectors=0, multipliers=(4,))
+    # sans distracteur, c'est exactement la recherche de quantized_scores (float32 = l'évaluateur)
+    f32 = none[none.precision == "float32"].merge(scores[scores.dim == 384], on="split")
+    assert np.allclose(f32.ndcg_at_10_x, f32.ndcg_at_10_y, atol=1e-6)
+    big = costs.rescoring_at_scale(ev, corpus_emb, query_embs, 384, min_vectors=5_000, multipliers=(1, 40))
+    assert (big.vecteurs == 5_000).all() and set(big.candidats) == {10, 400}
+    assert np.allclose(big.part_index_pct, 100 * big.candidats / 5_000)
+    both = big.merge(none, on=["split", "precision", "candidats"], suffixes=("_gros", "_seul"))
+    assert (both.ndcg_at_10_gros <= both.ndcg_at_10_seul + 1e-9).all()  # un distracteur ne fait que gêner
+    with pytest.raises(ValueError, match="non évalué"):
+        costs.rescoring_at_scale(ev, corpus_emb, query_embs, 64, min_vectors=0)
+
+
+def test_distractors_are_unit_vectors_near_the_corpus():
+    rng = np.random.default_rng(0)
+    corpus = costs.truncate_normalize(rng.normal(size=(50, 16)) + 3.0, 16)  # un cône étroit, comme e5
+    d = costs.distractors(corpus, 200, seed=1)
+    assert d.shape == (200, 16) and np.allclose(np.linalg.norm(d, axis=1), 1, atol=1e-5)
+    assert (d @ corpus.mean(axis=0)).mean() > 0.5  # dans la région du corpus, pas au hasard
+    assert np.array_equal(d, costs.distractors(corpus, 200, seed=1))
+    with pytest.raises(ValueError, match="négatif"):
+        costs.distractors(corpus, -1)
+
+
 def test_recommendations_follow_the_rules():
     quant = pd.DataFrame([
         {"split": s, "dim": d, "precision": p, "ndcg_at_10": v}

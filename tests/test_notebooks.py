@@ -6,13 +6,14 @@ import pytest
 from helpers.paths import NOTEBOOKS_DIR, REPO_ROOT
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+SOLUTIONS = sorted((NOTEBOOKS_DIR / "solutions").glob("*.ipynb"))
 
 
 def test_there_are_notebooks():
     assert any(nb.name.startswith("01_") for nb in NOTEBOOKS)
 
 
-@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("nb", NOTEBOOKS + SOLUTIONS, ids=lambda p: p.name)
 def test_committed_without_outputs(nb):
     cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
     for i, cell in enumerate(cells):
@@ -51,7 +52,7 @@ def test_colab_install_files_exist():
 LIGHT_MODULES = {"helpers", "helpers.llm"}
 
 
-@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("nb", NOTEBOOKS + SOLUTIONS, ids=lambda p: p.name)
 def test_setup_course_comes_before_heavy_imports(nb):
     cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
     source = next("".join(c["source"]) for c in cells if c["cell_type"] == "code" and "setup_course(" in "".join(c["source"]))
@@ -68,3 +69,35 @@ def test_light_modules_import_no_heavy_library():
             "; print(sorted(m for m in ('torch', 'transformers', 'bitsandbytes') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _exercise_numbers(nb) -> list[int]:
+    """Numéros des exercices de la section « Exercices » d'une leçon (liste numérotée « 1. … »)."""
+    import re
+
+    cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+    text = next("".join(c["source"]) for c in cells if c["cell_type"] == "markdown" and "## Exercices" in "".join(c["source"]))
+    section = text.split("## Exercices", 1)[1].split("\n---", 1)[0]
+    return [int(n) for n in re.findall(r"^(\d+)\. ", section, flags=re.M)]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_exercise_has_its_solution(nb):
+    solution = NOTEBOOKS_DIR / "solutions" / f"{nb.stem}_solutions.ipynb"
+    assert solution.exists(), f"{nb.name} : pas de notebook de solutions ({solution.name})"
+    numbers = _exercise_numbers(nb)
+    assert numbers == list(range(1, len(numbers) + 1)) and numbers, f"{nb.name} : exercices mal numérotés {numbers}"
+    cells = json.loads(solution.read_text(encoding="utf-8"))["cells"]
+    headings = [line for c in cells if c["cell_type"] == "markdown" for line in "".join(c["source"]).splitlines()
+                if line.startswith("## Exercice ")]
+    assert [int(h.split()[2]) for h in headings] == numbers, f"{solution.name} : {headings}"
+
+
+@pytest.mark.parametrize("nb", SOLUTIONS, ids=lambda p: p.name)
+def test_solutions_start_like_the_lessons(nb):
+    cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    assert "google.colab" in code[0] and "setup_course(" in code[1]
+    assert f"`{nb.stem.removesuffix('_solutions')}.ipynb`" in "".join(cells[0]["source"])  # renvoie à sa leçon
+    assert "Avertissement" in "".join(cells[0]["source"])
+    assert max(len(c.splitlines()) for c in code) <= 25, "cellule de code trop longue"

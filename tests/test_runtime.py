@@ -125,3 +125,18 @@ def test_quiet_known_warnings_silences_torchao_syntax_warnings_only(tmp_path, mo
     assert sources == {"mon_code"}
     sys.modules.pop("torchao", None)
     sys.modules.pop("mon_code", None)
+
+
+def test_tables_show_decimal_commas_but_files_keep_points(tmp_path):
+    import pandas as pd
+
+    from helpers import runtime
+    from helpers.text import french_float
+
+    assert [french_float(x) for x in (0.9021, 293.5, 1410.0, 0.000123)] == ["0,9021", "293,5", "1410", "0,000123"]
+    with pd.option_context("display.float_format", None):
+        runtime.french_number_display()
+        table = pd.DataFrame({"ndcg": [0.902, float("nan")], "n": [3, 4]})
+        assert "0,902" in repr(table) and "0,902" in table.to_html() and "NaN" in repr(table)
+        table.to_csv(tmp_path / "t.csv", index=False)
+        assert "0.902" in (tmp_path / "t.csv").read_text()

@@ -1,0 +1,95 @@
+"""Durée attendue de chaque notebook, par profil : une **mesure versionnée**.
+
+``make course`` (:func:`helpers.course.main`) enregistre, pour chaque notebook exécuté sans erreur,
+sa durée et son pic mémoire dans ``docs/mesures/durees.csv`` (une ligne par profil et notebook,
+avec la date, le commit et le nombre de threads). :func:`helpers.setup_course` relit ce fichier et
+affiche, en tête de chaque notebook, ce qu'il a coûté sur chaque profil ; la documentation en tire
+le tableau de la page « Durées mesurées » (:func:`helpers.docs.durations_rst`).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+COLUMNS = ["profil", "notebook", "secondes", "pic_rss_mo", "threads", "date", "commit"]
+PROFILE_ORDER = ("gpu", "cpu", "smoke")
+
+
+def durations_path() -> Path:
+    """``docs/mesures/durees.csv`` (versionné)."""
+    from .docs import MEASURES_DIR
+
+    return MEASURES_DIR / "durees.csv"
+
+
+def notebook_prefix(title: str) -> str | None:
+    """Le numéro « NN » d'un titre de leçon (« 02 — fine-tuning… ») ; ``None`` pour un titre sans
+    numéro ou pour un notebook de solutions (sa durée n'est pas celle de la leçon)."""
+    match = re.match(r"\s*(\d\d)\b", title or "")
+    if not match or "solution" in title.lower():
+        return None
+    return match.group(1)
+
+
+def load_durations(path: Path | None = None) -> pd.DataFrame:
+    """Le tableau des durées (vide, avec ses colonnes, s'il n'existe pas encore). Erreur française
+    si une colonne manque."""
+    path = Path(path or durations_path())
+    if not path.exists():
+        return pd.DataFrame(columns=COLUMNS)
+    table = pd.read_csv(path, dtype={"notebook": str, "commit": str})
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path.name} : colonnes manquantes {', '.join(missing)}.")
+    table["notebook"] = table["notebook"].str.zfill(2)
+    return table[COLUMNS]
+
+
+def record_durations(profile_name: str, results: list[dict], *, threads: int, commit: str, date: str,
+                     path: Path | None = None) -> pd.DataFrame:
+    """Remplace, pour ``profile_name``, les lignes des notebooks de ``results`` exécutés sans erreur
+    (``statut == "ok"``) ; garde les autres profils et notebooks. Renvoie le tableau écrit."""
+    path = Path(path or durations_path())
+    rows = [{"profil": profile_name, "notebook": r["notebook"][:2], "secondes": float(r["secondes"]),
+             "pic_rss_mo": r.get("pic_rss_noyau_mo"), "threads": threads, "date": date, "commit": commit}
+            for r in results if r.get("statut") == "ok"]
+    table = load_durations(path)
+    if rows:
+        new = pd.DataFrame(rows, columns=COLUMNS)
+        keep = ~(table["profil"].eq(profile_name) & table["notebook"].isin(new["notebook"]))
+        table = pd.concat([table[keep], new], ignore_index=True) if keep.any() else new
+        order = {p: i for i, p in enumerate(PROFILE_ORDER)}
+        table = table.sort_values(["notebook", "profil"], key=lambda s: s.map(order).fillna(9) if s.name == "profil" else s)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(path, index=False)
+    return table.reset_index(drop=True)
+
+
+def format_seconds(seconds: float) -> str:
+    """« 45 s », « 4 min 53 s », « 1 h 02 min »."""
+    seconds = int(round(float(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def duration_lines(prefix: str, path: Path | None = None) -> list[str]:
+    """Une ligne par profil pour le notebook ``prefix`` : durée, pic mémoire, date et threads de la
+    mesure ; « pas encore mesurée » pour un profil sans ligne."""
+    table = load_durations(path)
+    rows = table[table["notebook"] == prefix].set_index("profil")
+    lines = []
+    for profile in PROFILE_ORDER:
+        if profile in rows.index:
+            r = rows.loc[profile]
+            memory = (", pic " + f"{int(r['pic_rss_mo']):,}".replace(",", "\u202f") + " Mo"
+                      if pd.notna(r["pic_rss_mo"]) else "")
+            lines.append(f"{profile} : {format_seconds(r['secondes'])}{memory} "
+                         f"(make course du {r['date']}, {int(r['threads'])} thread(s))")
+        else:
+            lines.append(f"{profile} : pas encore mesurée")
+    return lines
