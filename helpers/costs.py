@@ -255,20 +255,24 @@ def recommendations(quant: pd.DataFrame, latency: pd.DataFrame, *, select_on: st
 
 
 def distractors(corpus: np.ndarray, n: int, seed: int = 0, noise: float = 0.5) -> np.ndarray:
-    """``n`` vecteurs unitaires **qui ne répondent à aucune question**, dans la région de l'espace
-    qu'occupent les passages : la moyenne de deux passages tirés au hasard, plus un bruit gaussien
-    (``noise`` × l'écart-type de chaque composante du corpus), renormalisée.
+    """``n`` vecteurs unitaires **qui ne répondent à aucune question**, tirés dans la région de
+    l'espace qu'occupent les passages : une loi normale de même moyenne et de même covariance que le
+    corpus (combinaison aléatoire de **tous** les passages centrés, aucun ne domine), plus un bruit
+    gaussien (``noise`` × l'écart-type de chaque composante) qui comble les directions que 276
+    passages n'engendrent pas, puis renormalisée.
 
-    De simples copies du corpus (comme pour la latence) ne conviennent pas ici : une copie du bon
-    passage aurait exactement son score, et le NDCG compterait une égalité comme une erreur ; des
-    vecteurs aléatoires uniformes seraient loin de tout et ne gêneraient aucune recherche.
+    De simples copies du corpus (comme pour la latence) ne conviennent pas : une copie du bon passage
+    aurait exactement son score. Des mélanges de deux passages non plus : chaque passage reviendrait
+    dans des centaines de quasi-doublons à moitié pertinents. Des vecteurs uniformes sur la sphère,
+    enfin, seraient loin de tout et ne gêneraient aucune recherche.
     """
     if n < 0:
         raise ValueError(f"Nombre de distracteurs négatif : {n}.")
     rng = np.random.default_rng(seed)
-    pick = rng.integers(0, len(corpus), size=(n, 2))
-    mixed = corpus[pick[:, 0]] + corpus[pick[:, 1]]
-    mixed += rng.standard_normal(mixed.shape).astype(np.float32) * (noise * corpus.std(axis=0))
+    mean, std = corpus.mean(axis=0), corpus.std(axis=0)
+    centered = corpus - mean
+    weights = rng.standard_normal((n, len(corpus))).astype(np.float32) / np.sqrt(len(corpus))
+    mixed = mean + weights @ centered + rng.standard_normal((n, corpus.shape[1])).astype(np.float32) * (noise * std)
     return (mixed / np.linalg.norm(mixed, axis=1, keepdims=True)).astype(np.float32)
 
 
