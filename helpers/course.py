@@ -218,7 +218,7 @@ def ensure_outputs(profile, needed: list[str], runner=None, *, allow_long: bool 
     long = [nb for nb in to_run if nb in LONG_NOTEBOOKS.get(profile.name, ())]
     if long and not allow_long:
         raise MissingOutputsError(
-            f"Sorties du notebook {', '.join(long)} introuvables dans {outputs_root() / profile.name} "
+            f"Sorties du notebook {', '.join(long)} introuvables dans {shown(outputs_root() / profile.name)} "
             f"(profil « {profile.name} »). Le produire ici réentraînerait Mistral-7B : "
             f"{expected_duration(profile.name, long[0])}. Trois possibilités :\n"
             "  1. si vous l'avez déjà exécuté avec vos résultats sur Google Drive, relancez la cellule "

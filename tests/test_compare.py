@@ -296,15 +296,27 @@ def test_summaries_of_earlier_notebooks_are_required(tmp_path, monkeypatch):
 
 
 def test_ensure_outputs_really_executes_a_missing_notebook(tmp_path, monkeypatch):
-    """Bout en bout, profil smoke : sans sorties, le notebook 02 est exécuté dans un noyau et
-    produit le modèle que 06 et 07 relisent ; un second appel le réutilise."""
+    """Bout en bout dans un vrai noyau : sans sorties, le notebook « 02 » est exécuté et produit ce
+    que 06 et 07 relisent ; un second appel le réutilise. Le notebook est une doublure qui écrit
+    ces fichiers (l'entraînement du vrai 02 est exécuté par nbval et par le test de
+    reproductibilité : inutile de le payer une troisième fois)."""
+    import nbformat
+
+    from helpers import course
     from helpers.course import ensure_outputs, produced_outputs
     from helpers.profiles import get_profile
 
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    code = ("from helpers.course import produced_outputs\n"
+            "for path in produced_outputs('smoke')['02']:\n"
+            "    path.parent.mkdir(parents=True, exist_ok=True)\n"
+            "    path.write_text('{}')")
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]), notebooks / "02_doublure.ipynb")
+    monkeypatch.setattr(course, "NOTEBOOKS_DIR", notebooks)
+    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path / "out"))
     results = ensure_outputs(get_profile("smoke"), ["02"])
     assert [r["statut"] for r in results] == ["ok"]
     assert all(p.exists() for p in produced_outputs("smoke")["02"])
-    assert (tmp_path / "smoke" / "notebooks" / "02_finetuning_embeddings_matryoshka.ipynb").exists()
+    assert (tmp_path / "out" / "smoke" / "notebooks" / "02_doublure.ipynb").exists()
     assert ensure_outputs(get_profile("smoke"), ["02"]) == []
