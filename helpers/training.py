@@ -454,7 +454,7 @@ def qlora_trainer(profile, model, tokenizer, train_dataset, eval_dataset, output
         # Sans remplissage, trl ne tronque plus : qlora_datasets a déjà vérifié les longueurs.
         padding_free=cfg.padding_free, max_length=None if cfg.padding_free else cfg.max_seq_length,
         bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16",
-        # trl 1.x l'active par défaut : utile sur GPU (mémoire des activations), ~30 % de temps en
+        # trl 1.x l'active par défaut : utile sur GPU (mémoire des activations), ~40 % de temps en
         # plus par pas et aucun gain sur CPU (exercice 3 du notebook 04)
         activation_checkpointing=cuda_available(),
         per_device_eval_batch_size=cfg.eval_batch_size, eval_strategy="no",

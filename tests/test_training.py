@@ -261,7 +261,7 @@ def test_lora_on_the_upper_layers_only(smoke):
 
 def test_qlora_training_does_not_recompute_activations_on_cpu(smoke, tmp_path):
     # trl 1.x active le gradient checkpointing par défaut (SFTConfig) : sur CPU, il ne fait que
-    # recalculer les activations (≈ 30 % de temps en plus par pas, exercice 3 du notebook 04).
+    # recalculer les activations (≈ 40 % de temps en plus par pas, exercice 3 du notebook 04).
     from transformers import TrainerCallback
 
     model, tokenizer, _ = training.load_qlora_model(smoke, "bitsandbytes")
