@@ -232,7 +232,7 @@ def write_durations_page(dest: Path | None = None, path: Path | None = None) -> 
     """Écrit ``_generated/durees.rst`` (inclus par ``durees.rst``) : la durée et le pic mémoire de
     chaque notebook sur chaque profil, lus dans ``docs/mesures/durees.csv``
     (:mod:`helpers.durations`), avec la date, le commit et les threads de chaque mesure."""
-    from .durations import PROFILE_ORDER, format_seconds, load_durations
+    from .durations import PROFILE_ORDER, format_seconds, load_durations, measures_by_profile
 
     dest = dest or GENERATED_DIR / "durees.rst"
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -243,17 +243,13 @@ def write_durations_page(dest: Path | None = None, path: Path | None = None) -> 
     names = {nb.name[:2]: nb.stem for nb in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))}
     lines = [".. list-table:: Durée et pic mémoire du noyau, mesurés par ``make course``", "   :header-rows: 1", "",
              "   * - Notebook", *[f"     - {p}" for p in PROFILE_ORDER]]
+    def describe(r) -> str:
+        memory = f", {int(r['pic_rss_mo'])} Mo" if pd.notna(r["pic_rss_mo"]) else ""
+        return f"{format_seconds(r['secondes'])}{memory} ({r['date']}, commit {r['commit']}, {int(r['threads'])} thread(s))"
+
     for prefix in sorted(set(table["notebook"]) | set(names)):
-        rows = table[table["notebook"] == prefix].set_index("profil")
         lines.append(f"   * - ``{names.get(prefix, prefix)}``")
-        for profile in PROFILE_ORDER:
-            if profile in rows.index:
-                r = rows.loc[profile]
-                memory = f", {int(r['pic_rss_mo'])} Mo" if pd.notna(r["pic_rss_mo"]) else ""
-                lines.append(f"     - {format_seconds(r['secondes'])}{memory} ({r['date']}, commit "
-                             f"{r['commit']}, {int(r['threads'])} thread(s))")
-            else:
-                lines.append("     - pas encore mesurée")
+        lines.extend(f"     - {text}" for text in measures_by_profile(table, prefix, describe))
     dest.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return dest
 

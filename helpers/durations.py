@@ -4,7 +4,7 @@
 sa durée et son pic mémoire dans ``docs/mesures/durees.csv`` (une ligne par profil et notebook,
 avec la date, le commit et le nombre de threads). :func:`helpers.setup_course` relit ce fichier et
 affiche, en tête de chaque notebook, ce qu'il a coûté sur chaque profil ; la documentation en tire
-le tableau de la page « Durées mesurées » (:func:`helpers.docs.durations_rst`).
+le tableau de la page « Durées mesurées » (:func:`helpers.docs.write_durations_page`).
 """
 from __future__ import annotations
 
@@ -77,19 +77,22 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+def measures_by_profile(table: pd.DataFrame, prefix: str, describe) -> list[str]:
+    """Pour le notebook ``prefix``, un texte par profil de :data:`PROFILE_ORDER` : ``describe(ligne)``
+    pour un profil mesuré, « pas encore mesurée » sinon (page de la documentation et en-tête des
+    notebooks)."""
+    rows = table[table["notebook"] == prefix].set_index("profil")
+    return [describe(rows.loc[p]) if p in rows.index else "pas encore mesurée" for p in PROFILE_ORDER]
+
+
 def duration_lines(prefix: str, path: Path | None = None) -> list[str]:
     """Une ligne par profil pour le notebook ``prefix`` : durée, pic mémoire, date et threads de la
     mesure ; « pas encore mesurée » pour un profil sans ligne."""
-    table = load_durations(path)
-    rows = table[table["notebook"] == prefix].set_index("profil")
-    lines = []
-    for profile in PROFILE_ORDER:
-        if profile in rows.index:
-            r = rows.loc[profile]
-            memory = (", pic " + f"{int(r['pic_rss_mo']):,}".replace(",", "\u202f") + " Mo"
-                      if pd.notna(r["pic_rss_mo"]) else "")
-            lines.append(f"{profile} : {format_seconds(r['secondes'])}{memory} "
-                         f"(make course du {r['date']}, {int(r['threads'])} thread(s))")
-        else:
-            lines.append(f"{profile} : pas encore mesurée")
-    return lines
+
+    def describe(r) -> str:
+        memory = (", pic " + f"{int(r['pic_rss_mo']):,}".replace(",", "\u202f") + " Mo"
+                  if pd.notna(r["pic_rss_mo"]) else "")
+        return f"{format_seconds(r['secondes'])}{memory} (make course du {r['date']}, {int(r['threads'])} thread(s))"
+
+    texts = measures_by_profile(load_durations(path), prefix, describe)
+    return [f"{profile} : {text}" for profile, text in zip(PROFILE_ORDER, texts)]

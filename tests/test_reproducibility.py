@@ -26,8 +26,8 @@ def run_course(outputs, monkeypatch):
 
 
 def test_two_runs_give_the_same_scores(tmp_path, monkeypatch):
-    first_ndcg, first_acc = run_course(tmp_path / "run1", monkeypatch)
-    second_ndcg, second_acc = run_course(tmp_path / "run2", monkeypatch)
+    first_ndcg, (first_llm, first_weights) = run_course(tmp_path / "run1", monkeypatch)
+    second_ndcg, (second_llm, second_weights) = run_course(tmp_path / "run2", monkeypatch)
     keys = ["split", "model", "dim"]
     base = first_ndcg[first_ndcg["model"] == "base"].sort_values(keys)["ndcg_at_10"].to_numpy()
     tuned = first_ndcg[first_ndcg["model"] == "finetuned"].sort_values(keys)["ndcg_at_10"].to_numpy()
@@ -36,7 +36,6 @@ def test_two_runs_give_the_same_scores(tmp_path, monkeypatch):
     assert len(merged) == len(first_ndcg) == len(second_ndcg) > 0
     assert (merged["ndcg_at_10_1"] - merged["ndcg_at_10_2"]).abs().max() <= 1e-4
     assert (first_ndcg[keys].sort_values(keys).values == second_ndcg[keys].sort_values(keys).values).all()
-    (first_llm, first_weights), (second_llm, second_weights) = first_acc, second_acc
     assert first_llm["perte_validation_finetune"] < first_llm["perte_validation_base"], "l'adaptateur n'a rien appris"
     assert abs(first_llm["perte_validation_finetune"] - second_llm["perte_validation_finetune"]) <= 1e-4
     assert first_weights.keys() == second_weights.keys() and len(first_weights) > 0
