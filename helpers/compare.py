@@ -22,7 +22,7 @@ import pandas as pd
 
 from .explore import save_table
 
-#: (langue, question, mots attendus) — les dix mêmes questions de culture générale en français et
+#: (langue, question, mots attendus) — les vingt mêmes questions de culture générale en français et
 #: en anglais : SmolLM2-135M a appris l'essentiel de ce qu'il sait en anglais.
 GENERAL_QUESTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("fr", "Quelle est la capitale de la France ?", ("paris",)),
@@ -35,6 +35,16 @@ GENERAL_QUESTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("fr", "Quelle est la capitale de l'Italie ?", ("rome",)),
     ("fr", "Quel est le contraire de « chaud » ?", ("froid",)),
     ("fr", "Que fabriquent les abeilles ?", ("miel",)),
+    ("fr", "Quel est le plus grand océan du monde ?", ("pacifique",)),
+    ("fr", "Combien de pattes a une araignée ?", ("huit", "8")),
+    ("fr", "Quelle est la capitale de l'Allemagne ?", ("berlin",)),
+    ("fr", "Que devient l'eau quand elle gèle ?", ("glace",)),
+    ("fr", "Sur quelle planète vivons-nous ?", ("terre",)),
+    ("fr", "Combien font dix moins quatre ?", ("six", "6")),
+    ("fr", "De quelle couleur est l'herbe ?", ("vert", "verte")),
+    ("fr", "Quel animal miaule ?", ("chat",)),
+    ("fr", "Quelle est la capitale du Japon ?", ("tokyo",)),
+    ("fr", "Combien d'heures compte une journée ?", ("vingt-quatre", "24")),
     ("en", "What is the capital of France?", ("paris",)),
     ("en", "How many days are there in a week?", ("seven", "7")),
     ("en", "What color is the sky on a clear day?", ("blue",)),
@@ -45,6 +55,16 @@ GENERAL_QUESTIONS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("en", "What is the capital of Italy?", ("rome",)),
     ("en", "What is the opposite of hot?", ("cold",)),
     ("en", "What do bees make?", ("honey",)),
+    ("en", "What is the largest ocean on Earth?", ("pacific",)),
+    ("en", "How many legs does a spider have?", ("eight", "8")),
+    ("en", "What is the capital of Germany?", ("berlin",)),
+    ("en", "What does water become when it freezes?", ("ice",)),
+    ("en", "Which planet do we live on?", ("earth",)),
+    ("en", "What is ten minus four?", ("six", "6")),
+    ("en", "What color is grass?", ("green",)),
+    ("en", "Which animal meows?", ("cat",)),
+    ("en", "What is the capital of Japan?", ("tokyo",)),
+    ("en", "How many hours are there in a day?", ("twenty-four", "24")),
 )
 
 #: Phrases de français courant, sans rapport avec la biologie médicale, écrites pour le cours :
@@ -68,11 +88,13 @@ GENERAL_TEXT_FR: tuple[str, ...] = (
 COMPARISON_COLUMNS = (
     "bras", "approche", "modele", "parametres_entraines", "parametres_total", "exemples_vus",
     "secondes_entrainement", "pic_rss_mo", "pic_gpu_mo", "taille_artefact_mo", "latence_ms", "ndcg_at_10",
-    "accuracy_at_1", "ndcg_naturel", "ndcg_naturel_base", "exactitude_statuts", "perte_validation", "provenance",
+    "accuracy_at_1", "ndcg_naturel", "ndcg_naturel_base", "exactitude_statuts", "exactitude_statuts_bas",
+    "exactitude_statuts_haut", "perte_validation", "provenance",
 )
 _NUMERIC = ("parametres_entraines", "parametres_total", "exemples_vus", "secondes_entrainement",
             "pic_rss_mo", "pic_gpu_mo", "taille_artefact_mo", "latence_ms", "ndcg_at_10", "accuracy_at_1",
-            "ndcg_naturel", "ndcg_naturel_base", "exactitude_statuts", "perte_validation")
+            "ndcg_naturel", "ndcg_naturel_base", "exactitude_statuts", "exactitude_statuts_bas",
+            "exactitude_statuts_haut", "perte_validation")
 
 
 # --------------------------------------------------------------------------- courbe d'apprentissage
@@ -206,11 +228,12 @@ def keyword_hits(answers: Sequence[str], questions=GENERAL_QUESTIONS, label: str
     return pd.DataFrame(rows)
 
 
-def text_loss(model, tokenizer, texts: Iterable[str] = GENERAL_TEXT_FR, batch_size: int = 4) -> float:
-    """Perte moyenne par jeton (entropie croisée, en nats) du modèle sur ``texts``.
+def text_losses(model, tokenizer, texts: Iterable[str] = GENERAL_TEXT_FR, batch_size: int = 4) -> list[dict]:
+    """Pour chaque texte : ``{"perte": perte moyenne par jeton (nats), "jetons": jetons prédits}``.
 
-    Chaque jeton compte autant (moyenne pondérée par le nombre de jetons prédits de chaque
-    lot). Plus elle monte après un fine-tuning, plus le modèle a perdu de la langue générale.
+    Une ligne par texte pour pouvoir apparier deux modèles texte par texte (intervalle de l'écart,
+    :func:`forgetting_deltas`). Plus la perte monte après un fine-tuning, plus le modèle a perdu
+    de la langue générale.
     """
     import torch
 
@@ -221,32 +244,115 @@ def text_loss(model, tokenizer, texts: Iterable[str] = GENERAL_TEXT_FR, batch_si
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    total, count = 0.0, 0
+    rows = []
     device = next(model.parameters()).device
     try:
         for start in range(0, len(texts), batch_size):
             enc = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True).to(device)
             labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-            n = int((labels[:, 1:] != -100).sum())
             with torch.no_grad():
-                loss = model(**enc, labels=labels).loss
-            total += float(loss) * n
-            count += n
+                logits = model(**enc).logits[:, :-1].float()
+            target = labels[:, 1:]
+            per_token = torch.nn.functional.cross_entropy(
+                logits.transpose(1, 2), target, ignore_index=-100, reduction="none")
+            mask = target != -100
+            for losses, keep in zip(per_token, mask):
+                n = int(keep.sum())
+                rows.append({"perte": float(losses[keep].sum()) / n, "jetons": n})
     finally:
         tokenizer.padding_side = pad_side
-    return total / count
+    return rows
 
 
-def forgetting_table(hits: pd.DataFrame, losses: dict[str, float]) -> pd.DataFrame:
-    """Par modèle : part de bonnes réponses aux questions générales (par langue) et perte sur
-    le français courant. ``hits`` : :func:`keyword_hits` concaténés ; ``losses`` : modèle → perte."""
-    table = hits.pivot_table(index="modele", columns="langue", values="correct", aggfunc="mean", sort=False)
-    table.columns = [f"questions_{c}" for c in table.columns]
-    missing = sorted(set(table.index) - set(losses))
+def text_loss(model, tokenizer, texts: Iterable[str] = GENERAL_TEXT_FR, batch_size: int = 4) -> float:
+    """Perte moyenne par jeton (entropie croisée, en nats) du modèle sur ``texts`` : chaque jeton
+    compte autant (:func:`text_losses` pondérées par leur nombre de jetons)."""
+    rows = text_losses(model, tokenizer, texts, batch_size)
+    return sum(r["perte"] * r["jetons"] for r in rows) / sum(r["jetons"] for r in rows)
+
+
+def _mean_loss(value) -> float:
+    """Perte d'un modèle : un nombre, ou les lignes de :func:`text_losses` (moyenne par jeton)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    return sum(r["perte"] * r["jetons"] for r in value) / sum(r["jetons"] for r in value)
+
+
+def forgetting_table(hits: pd.DataFrame, losses: dict) -> pd.DataFrame:
+    """Par modèle : part de bonnes réponses aux questions générales par langue, avec son intervalle
+    de Wilson à 95 % (colonnes ``questions_<langue>``, ``_bas``, ``_haut`` : vingt questions par
+    langue, l'intervalle est large), et la perte sur le français courant. ``hits`` :
+    :func:`keyword_hits` concaténés ; ``losses`` : modèle → perte (nombre ou :func:`text_losses`)."""
+    from .stats import proportion_interval
+
+    missing = sorted(set(hits["modele"]) - set(losses))
     if missing:
         raise ValueError(f"Perte sur le français courant manquante pour : {', '.join(missing)}.")
-    table["perte_francais_courant"] = [losses[m] for m in table.index]
-    return table
+    rows = []
+    for model, sub in hits.groupby("modele", sort=False):
+        row = {"modele": model}
+        for lang, answers in sub.groupby("langue", sort=False):
+            share, low, high = proportion_interval(int(answers["correct"].sum()), len(answers))
+            row.update({f"questions_{lang}": share, f"questions_{lang}_bas": low, f"questions_{lang}_haut": high})
+        row["perte_francais_courant"] = _mean_loss(losses[model])
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("modele")
+
+
+def forgetting_deltas(hits: pd.DataFrame, losses: dict, pairs) -> pd.DataFrame:
+    """L'oubli de chaque bras par rapport à son modèle de départ, **apparié** question par question
+    et texte par texte, avec un intervalle à 95 % (bootstrap BCa, :func:`helpers.stats.mean_interval`).
+
+    ``pairs`` : ``[(bras, départ), ...]``, par exemple ``[("B", "base nf4"), ("C", "base fp32")]`` ;
+    ``losses`` : modèle → lignes de :func:`text_losses`. Une ligne par (bras, mesure) : écart de la
+    part de bonnes réponses par langue (négatif = oubli) et de la perte sur le français courant
+    (positif = oubli). Un intervalle qui contient 0 ne montre pas d'oubli à cette taille d'échantillon.
+    """
+    from .stats import mean_interval
+
+    rows = []
+    for arm, base in pairs:
+        for name in (arm, base):
+            if name not in set(hits["modele"]) or name not in losses:
+                raise ValueError(f"Oubli : pas de mesure pour « {name} » (présents : "
+                                 f"{', '.join(dict.fromkeys(hits['modele']))}).")
+        mine = hits[hits["modele"] == arm].set_index("question")
+        ref = hits[hits["modele"] == base].set_index("question")
+        for lang in dict.fromkeys(mine["langue"]):
+            questions = mine.index[mine["langue"] == lang]
+            diff = mine.loc[questions, "correct"].astype(float) - ref.loc[questions, "correct"].astype(float)
+            mean, low, high = mean_interval(diff.to_numpy())
+            rows.append({"bras": arm, "depart": base, "mesure": f"questions_{lang}", "depart_valeur": ref.loc[questions, "correct"].mean(),
+                         "bras_valeur": mine.loc[questions, "correct"].mean(), "ecart": mean, "bas": low, "haut": high,
+                         "n": len(questions)})
+        if isinstance(losses[arm], (int, float)) or isinstance(losses[base], (int, float)):
+            raise ValueError("Oubli : il faut les pertes texte par texte (text_losses) pour l'intervalle.")
+        diff = [a["perte"] - b["perte"] for a, b in zip(losses[arm], losses[base])]
+        mean, low, high = mean_interval(diff)
+        rows.append({"bras": arm, "depart": base, "mesure": "perte_francais_courant",
+                     "depart_valeur": _mean_loss(losses[base]), "bras_valeur": _mean_loss(losses[arm]),
+                     "ecart": mean, "bas": low, "haut": high, "n": len(diff)})
+    return pd.DataFrame(rows)
+
+
+def status_accuracy_interval(n_correct: int, n_values: int) -> dict:
+    """Exactitude des statuts et son intervalle de Wilson à 95 % : ``{"exactitude_statuts",
+    "exactitude_statuts_bas", "exactitude_statuts_haut"}`` (colonnes du tableau)."""
+    from .stats import proportion_interval
+
+    share, low, high = proportion_interval(int(n_correct), int(n_values))
+    return {"exactitude_statuts": share, "exactitude_statuts_bas": low, "exactitude_statuts_haut": high}
+
+
+def constant_baseline(scored: pd.DataFrame) -> dict:
+    """La réponse constante : toujours le statut le plus fréquent des étiquettes de test.
+    ``{"statut", "exactitude", "bas", "haut", "n"}`` (intervalle de Wilson)."""
+    from .stats import proportion_interval
+
+    expected = scored.drop_duplicates(["row", "code"])["attendu"]
+    top = expected.value_counts()
+    share, low, high = proportion_interval(int(top.iloc[0]), len(expected))
+    return {"statut": top.index[0], "exactitude": share, "bas": low, "haut": high, "n": len(expected)}
 
 
 # --------------------------------------------------------------------------- tableau
@@ -305,9 +411,54 @@ def plot_costs(table: pd.DataFrame):
     return fig
 
 
+def plot_loss_by_examples(curves: dict, points: dict | None = None):
+    """Perte d'entraînement en fonction du nombre d'**exemples vus**, une courbe par modèle.
+
+    ``curves`` : libellé → ``(log_history, exemples_par_pas)`` (l'historique d'un ``Trainer`` :
+    les entrées qui ont une ``loss`` et un ``step``) ; ``points`` : libellé → ``(exemples, perte de
+    validation)``, tracés en losange. Sert à comparer deux méthodes à exemples égaux (notebook 06)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    for label, (history, per_step) in curves.items():
+        logged = [(h["step"] * per_step, h["loss"]) for h in history if "loss" in h and "step" in h]
+        if not logged:
+            raise ValueError(f"Courbe « {label} » : aucune perte d'entraînement dans l'historique.")
+        ax.plot(*zip(*logged), marker=".", label=f"{label} — entraînement")
+    for label, (examples, loss) in (points or {}).items():
+        ax.scatter([examples], [loss], marker="D", s=40, zorder=3, label=f"{label} — validation")
+    ax.set_xlabel("exemples vus")
+    ax.set_ylabel("perte (nats par jeton)")
+    ax.set_yscale("log")
+    ax.set_title("Perte en fonction des exemples vus (mêmes exemples, même ordre)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Le tableau de :func:`comparison_table` prêt à lire : une colonne par bras, entiers avec
+    espaces fines, décimaux avec virgule (trois chiffres significatifs au moins), « — » pour une
+    mesure sans objet. Pour l'affichage seulement : ``comparison.csv`` garde les nombres."""
+    from .text import french_float, french_int
+
+    def fmt(value):
+        if isinstance(value, str):
+            return value
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "—"
+        if float(value).is_integer() and abs(value) >= 1:
+            return french_int(value)
+        return french_float(float(f"{value:.4g}"))
+
+    return table.set_index("bras").T.map(fmt)
+
+
 def _thousands(n: float) -> str:
-    """12345678 → « 12 345 678 » (espace insécable fine, usage français)."""
-    return f"{n:,.0f}".replace(",", "\u202f")
+    """12345678 → « 12 345 678 » (:func:`helpers.text.french_int`)."""
+    from .text import french_int
+
+    return french_int(n)
 
 
 def _row(table: pd.DataFrame, bras: str) -> pd.Series:
@@ -317,14 +468,32 @@ def _row(table: pd.DataFrame, bras: str) -> pd.Series:
     return match.iloc[0]
 
 
-def decision_guide(table: pd.DataFrame, forgetting: pd.DataFrame | None = None) -> list[str]:
-    """Phrases du guide de décision **calculées** à partir du tableau mesuré (bras A, B, C).
+def _percent(x: float) -> str:
+    """0.366 → « 36,6 % » (:func:`helpers.text.french_percent`)."""
+    from .text import french_percent
+
+    return french_percent(x)
+
+
+def _status_text(row: pd.Series) -> str:
+    text = _percent(row["exactitude_statuts"])
+    low, high = row.get("exactitude_statuts_bas"), row.get("exactitude_statuts_haut")
+    if low is not None and high is not None and not (math.isnan(low) or math.isnan(high)):
+        text += f" [{_percent(low)} ; {_percent(high)}]"
+    return text
+
+
+def decision_guide(table: pd.DataFrame, forgetting: pd.DataFrame | None = None,
+                   constant: dict | None = None) -> list[str]:
+    """Phrases du guide de décision **calculées** à partir du tableau mesuré (bras A, B, C et, s'il
+    y est, B' : le bras B entraîné sur autant d'exemples que C).
 
     Chaque phrase cite les nombres dont elle vient ; aucune n'est écrite d'avance. ``forgetting``
-    (facultatif) : :func:`forgetting_table`, lignes ``base nf4`` / ``B`` (le bras B et sa base
-    4 bits) et ``base fp32`` / ``C`` (le bras C et son point de départ).
+    (facultatif) : :func:`forgetting_deltas` (écarts appariés et leurs intervalles) ; ``constant`` :
+    :func:`constant_baseline`, montrée à côté des exactitudes.
     """
     a, b, c = (_row(table, x) for x in ("A", "B", "C"))
+    matched = _row(table, "B'") if "B'" in set(table["bras"]) else None
     lines = []
     ratio = c["parametres_entraines"] / a["parametres_entraines"]
     lines.append(f"Paramètres entraînés : A {_thousands(a['parametres_entraines'])}, "
@@ -333,17 +502,22 @@ def decision_guide(table: pd.DataFrame, forgetting: pd.DataFrame | None = None) 
     lines.append(f"Artefact à livrer : A {a['taille_artefact_mo']:.0f} Mo (le modèle d'embeddings entier), "
                  f"B {b['taille_artefact_mo']:.1f} Mo (l'adaptateur seul, la base restant partagée), "
                  f"C {c['taille_artefact_mo']:.0f} Mo (un modèle complet par tâche).")
-    per_example = {x: r["secondes_entrainement"] / r["exemples_vus"] for x, r in (("A", a), ("B", b), ("C", c))
+    arms = [(str(r["bras"]), r) for _, r in table.iterrows()]
+    per_example = {x: r["secondes_entrainement"] / r["exemples_vus"] for x, r in arms
                    if r["exemples_vus"] and not math.isnan(r["exemples_vus"])}
     if per_example:
         lines.append("Coût d'entraînement par exemple vu : " + ", ".join(
             f"{x} {s:.2f} s" for x, s in per_example.items()) + ".")
+    memory = {x: r["pic_rss_mo"] for x, r in arms if not math.isnan(r["pic_rss_mo"])}
+    if memory:
+        lines.append("Pic mémoire de l'entraînement : " + ", ".join(
+            f"{x} {_thousands(v)} Mo" for x, v in memory.items()) + ".")
     fastest = min((("A", a), ("B", b), ("C", c)), key=lambda kv: kv[1]["latence_ms"])
     lines.append(f"Latence par question : A {a['latence_ms']:.0f} ms, B {b['latence_ms']:.0f} ms, "
                  f"C {c['latence_ms']:.0f} ms ; la plus rapide : {fastest[0]}.")
     if not math.isnan(a["accuracy_at_1"]):
-        lines.append(f"Qualité de A : le bon passage est premier pour {a['accuracy_at_1']:.0%} des questions "
-                     f"de test (NDCG@10 {a['ndcg_at_10']:.3f}).")
+        lines.append(f"Qualité de A : le bon passage est premier pour {_percent(a['accuracy_at_1'])} des "
+                     f"questions de test (NDCG@10 {a['ndcg_at_10']:.3f}).")
     if not math.isnan(a.get("ndcg_naturel", math.nan)):
         verb = "dépasse" if a["ndcg_naturel"] > a["ndcg_naturel_base"] else "ne dépasse pas"
         lines.append(f"Sur les questions naturelles (écrites à la main, sans les gabarits de l'entraînement), "
@@ -351,15 +525,37 @@ def decision_guide(table: pd.DataFrame, forgetting: pd.DataFrame | None = None) 
                      "(notebook 03 : intervalle de l'écart) ; les questions générées surestiment le gain.")
     better = "B" if b["exactitude_statuts"] > c["exactitude_statuts"] else (
         "C" if c["exactitude_statuts"] > b["exactitude_statuts"] else "aucun des deux")
-    lines.append(f"Statuts justes (test) : B {b['exactitude_statuts']:.1%}, C {c['exactitude_statuts']:.1%} "
-                 f"— meilleur : {better} ; pertes de validation B {b['perte_validation']:.3f}, "
-                 f"C {c['perte_validation']:.3f}.")
+    line = (f"Statuts justes (test, intervalles à 95 %) : B {_status_text(b)} "
+            f"({_thousands(b['exemples_vus'])} exemples vus), C {_status_text(c)} "
+            f"({_thousands(c['exemples_vus'])} exemples vus) — meilleur : {better}")
+    if constant is not None:
+        line += f" ; réponse constante « {constant['statut']} » : {_percent(constant['exactitude'])}"
+    lines.append(line + ".")
+    if matched is not None:
+        overlap = not (matched["exactitude_statuts_haut"] < c["exactitude_statuts_bas"]
+                       or c["exactitude_statuts_haut"] < matched["exactitude_statuts_bas"])
+        verdict = ("les intervalles se chevauchent : pas d'écart démontré à cette taille" if overlap
+                   else ("B' devant" if matched["exactitude_statuts"] > c["exactitude_statuts"] else "C devant"))
+        if constant is not None and max(matched["exactitude_statuts"], c["exactitude_statuts"]) <= constant["exactitude"]:
+            verdict += (f", mais aucun des deux ne dépasse la réponse constante ({_percent(constant['exactitude'])}) : "
+                        "à ce budget, ni l'une ni l'autre méthode n'a appris la tâche")
+        lines.append(f"À exemples égaux ({_thousands(c['exemples_vus'])}) : B' {_status_text(matched)}, "
+                     f"C {_status_text(c)} — {verdict}.")
+    lines.append(f"Pertes de validation : B {b['perte_validation']:.3f}, C {c['perte_validation']:.3f}"
+                 + (f", B' {matched['perte_validation']:.3f}" if matched is not None else "") + ".")
     if forgetting is not None:
-        col = "perte_francais_courant"
-        for arm, base in (("B", "base nf4"), ("C", "base fp32")):
-            if {arm, base} <= set(forgetting.index):
-                lines.append(f"Oubli ({arm}) : perte sur du français courant {forgetting.loc[base, col]:.2f} "
-                             f"({base}) → {forgetting.loc[arm, col]:.2f} ({arm}) ; questions générales en "
-                             "anglais justes : " + f"{forgetting.loc[base, 'questions_en']:.0%} → "
-                             f"{forgetting.loc[arm, 'questions_en']:.0%}.")
-    return lines
+        for arm, sub in forgetting.groupby("bras", sort=False):
+            loss = sub[sub["mesure"] == "perte_francais_courant"].iloc[0]
+            en = sub[sub["mesure"] == "questions_en"]
+            text = (f"Oubli ({arm}, depuis {loss['depart']}) : perte sur du français courant "
+                    f"{loss['depart_valeur']:.2f} → {loss['bras_valeur']:.2f} "
+                    f"(écart {loss['ecart']:+.2f} [{loss['bas']:+.2f} ; {loss['haut']:+.2f}])")
+            if not en.empty:
+                e = en.iloc[0]
+                text += (f" ; questions générales en anglais justes {_percent(e['depart_valeur'])} → "
+                         f"{_percent(e['bras_valeur'])} (écart {100 * e['ecart']:+.0f} points "
+                         f"[{100 * e['bas']:+.0f} ; {100 * e['haut']:+.0f}] sur {int(e['n'])} questions)")
+            lines.append(text + ".")
+    from .text import french_decimals
+
+    return [french_decimals(line) for line in lines]

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 from .paths import NOTEBOOKS_DIR, REPO_ROOT, outputs_root
+from .text import french_typography_rst
 
 DOCS_DIR = REPO_ROOT / "docs"
 GENERATED_DIR = DOCS_DIR / "_generated"
@@ -125,8 +126,13 @@ RESULT_TABLES = (
     ("comparison", "comparison.csv", "Les trois approches côte à côte (notebook 06)",
      ["bras", "approche", "parametres_entraines", "exemples_vus", "secondes_entrainement", "pic_rss_mo",
       "taille_artefact_mo", "latence_ms", "ndcg_at_10", "accuracy_at_1", "ndcg_naturel", "ndcg_naturel_base",
-      "exactitude_statuts", "perte_validation"]),
-    ("comparison", "oubli.csv", "Oubli : questions générales et perte sur du français courant (notebook 06)", None),
+      "exactitude_statuts", "exactitude_statuts_bas", "exactitude_statuts_haut", "perte_validation"]),
+    ("comparison", "memoire_par_bras.csv", "Mémoire de chaque bras, mesurée dans un processus à part (notebook 06)",
+     None),
+    ("comparison", "oubli.csv", "Oubli : questions générales (intervalles de Wilson) et perte sur du français "
+     "courant (notebook 06)", None),
+    ("comparison", "oubli_ecarts.csv", "Oubli : écarts appariés au modèle de départ et intervalles bootstrap "
+     "(notebook 06)", None),
     ("case_study", "rag_taux_de_succes.csv", "Recherche des passages : taux de succès (notebook 07)", None),
     ("case_study", "statuts_avec_sans_contexte.csv", "Statuts avec et sans contexte (notebook 07)", None),
     ("case_study", "detection_changements.csv", "Changements significatifs : précision et rappel (notebook 07)", None),
@@ -139,6 +145,7 @@ RESULT_FIGURES = (
     ("llm", "confusion_statuts.png", "Statuts attendus et lus, base et fine-tuné"),
     ("comparison", "couts_des_trois_bras.png", "Coûts mesurés des trois approches"),
     ("comparison", "courbe_apprentissage.png", "Courbe d'apprentissage des embeddings"),
+    ("comparison", "pertes_par_exemple.png", "Pertes de B et C en fonction des exemples vus"),
     ("case_study", "erreurs_prevision.png", "Erreur de prévision de la dernière visite"),
 )
 
@@ -185,7 +192,7 @@ def write_results_page(dest: Path | None = None) -> Path:
         shutil.copy2(path, figures / f"{topic}_{name}")
         parts.append(f".. figure:: /_generated/figures/{topic}_{name}\n   :width: 100%\n\n   {caption} — profil {profile}, "
                      f"{_date(path)}.\n")
-    dest.write_text("\n".join(parts), encoding="utf-8")
+    dest.write_text(french_typography_rst("\n".join(parts)), encoding="utf-8")
     return dest
 
 
@@ -224,7 +231,7 @@ def write_gpu_check_page(dest: Path | None = None, measures: Path | None = None)
                          f"{'oui' if env.get('bf16_materiel') else 'non'}, précision choisie : "
                          f"{env.get('precision_profil')} ; import d'Unsloth : {env.get('import_unsloth_s')} s ; "
                          f"{versions}.\n")
-    dest.write_text("\n".join(parts), encoding="utf-8")
+    dest.write_text(french_typography_rst("\n".join(parts)), encoding="utf-8")
     return dest
 
 
@@ -250,7 +257,7 @@ def write_durations_page(dest: Path | None = None, path: Path | None = None) -> 
     for prefix in sorted(set(table["notebook"]) | set(names)):
         lines.append(f"   * - ``{names.get(prefix, prefix)}``")
         lines.extend(f"     - {text}" for text in measures_by_profile(table, prefix, describe))
-    dest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    dest.write_text(french_typography_rst("\n".join(lines) + "\n"), encoding="utf-8")
     return dest
 
 

@@ -633,4 +633,6 @@ def check_targets(scores: pd.DataFrame, small_dim: int = 64, min_retention: floa
             ft, base = wide.loc[small_dim, "finetuned"], wide.loc[full, "base"]
             rows.append({"split": split, "critère": f"fine-tuné à {small_dim} dims > base à {full} dims",
                          "mesure": f"{ft:.4f} contre {base:.4f}", "atteint": bool(ft > base)})
-    return pd.DataFrame(rows)
+    from .text import french_decimals
+
+    return pd.DataFrame([{**row, "mesure": french_decimals(row["mesure"])} for row in rows])

@@ -110,6 +110,25 @@ ANALYTE_INSTRUCTION = ("Indiquez si ce résultat est bas, normal ou élevé par 
                       "intervalle de référence.")
 
 
+#: Un gabarit de conversation **simplifié**, écrit pour le cours, au format des modèles
+#: Mistral-Instruct (v0.3) : ``<s>[INST] … [/INST]réponse</s>``, la consigne système placée devant
+#: le dernier message de l'utilisateur. Le gabarit officiel (tokenizer de
+#: ``mistralai/Mistral-7B-Instruct-v0.3``) gère en plus les outils et vérifie l'alternance des
+#: rôles. À passer à ``tokenizer.apply_chat_template(..., chat_template=MISTRAL_INST_TEMPLATE)``
+#: pour comparer les formats (notebook 05, section 6).
+MISTRAL_INST_TEMPLATE = (
+    "{%- set system = messages[0]['content'] if messages[0]['role'] == 'system' else '' -%}"
+    "<s>"
+    "{%- for m in messages if m['role'] != 'system' -%}"
+    "{%- if m['role'] == 'user' -%}"
+    "[INST] {{ (system ~ '\n\n' if system and loop.last else '') ~ m['content'] }} [/INST]"
+    "{%- else -%}"
+    "{{ m['content'] }}</s>"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+)
+
+
 def chat_prompt(tokenizer, instruction: str, input_text: str, examples=()) -> str:
     """Le cas dans le **gabarit de conversation du modèle** (``apply_chat_template``), pour une
     comparaison loyale avec un modèle Instruct : c'est ainsi qu'il a appris à répondre.

@@ -159,6 +159,12 @@ class ComparisonSettings:
     latency_queries: int = 20  #: questions chronométrées une par une (bras A)
     latency_prompts: int = 5  #: prompts générés un par un (bras B et C)
     forgetting_max_new_tokens: int = 24  #: longueur des réponses aux questions générales
+    #: pas d'entraînement de chaque bras dans son processus à part pour mesurer sa mémoire
+    #: (``helpers.isolated`` ; sur cpu le pic ne monte plus après le 5ᵉ pas, mesuré)
+    memory_steps: int = 5
+    #: ré-entraîner le bras B sur autant d'exemples que C (bras B') pour comparer à exemples égaux ;
+    #: faux sur gpu : ce serait un second QLoRA de Mistral-7B
+    qlora_at_c_examples: bool = True
 
 
 @dataclass(frozen=True)
@@ -292,6 +298,7 @@ def _build(name: str) -> Profile:
                 full_model_id="HuggingFaceTB/SmolLM2-135M-Instruct",
                 full_offline_model="smollm2-135m-instruct", full_max_steps=300, full_batch_size=8,
                 full_learning_rate=5e-5, full_precision=precision, curve_sizes=(100, 300, 1000),
+                qlora_at_c_examples=False,
                 latency_queries=50, latency_prompts=10, forgetting_max_new_tokens=32),
         )
     if name == "cpu":
@@ -355,7 +362,7 @@ def _build(name: str) -> Profile:
             comparison=ComparisonSettings(
                 full_model_id="tiny-mistral", full_offline_model="tiny-mistral", full_max_steps=2,
                 full_batch_size=2, full_learning_rate=1e-3, curve_sizes=(8, 16), latency_queries=3,
-                latency_prompts=2, forgetting_max_new_tokens=8),
+                latency_prompts=2, forgetting_max_new_tokens=8, memory_steps=2),
         )
     raise ProfileError(
         f"Profil inconnu : « {name} ». Profils possibles : {', '.join(PROFILE_NAMES)} "

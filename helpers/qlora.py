@@ -315,8 +315,12 @@ def save_status_results(accuracy: pd.DataFrame, scored: pd.DataFrame, answers: d
 
 
 def check_targets(rows: list[tuple[str, str, bool]]) -> pd.DataFrame:
-    """Tableau « critère / mesure / atteint » à partir de triplets (aucun assert : on affiche)."""
-    return pd.DataFrame(rows, columns=["critère", "mesure", "atteint"])
+    """Tableau « critère / mesure / atteint » à partir de triplets (aucun assert : on affiche) ;
+    mesures écrites à la française (« 93,9 % »)."""
+    from .text import french_decimals
+
+    return pd.DataFrame([(what, french_decimals(str(measure)), ok) for what, measure, ok in rows],
+                        columns=["critère", "mesure", "atteint"])
 
 
 # --------------------------------------------------------------------------- diagnostic
@@ -468,8 +472,9 @@ def disable_cpu_weight_packing(model) -> int:
     return count
 
 
-def load_finetuned_llm(profile):
-    """Recharge le modèle de base en 4 bits et l'adaptateur du notebook 04 (même code que le 05).
+def load_finetuned_llm(profile, adapter_path: Path | str | None = None):
+    """Recharge le modèle de base en 4 bits et l'adaptateur du notebook 04 (même code que le 05),
+    ou celui de ``adapter_path`` (le bras B' du notebook 06).
 
     GPU : Unsloth (``FastLanguageModel`` depuis le dossier de l'adaptateur, mode inférence) ;
     CPU : bitsandbytes nf4 + peft. Renvoie ``(model, tokenizer)``, modèle en mode évaluation.
@@ -479,7 +484,10 @@ def load_finetuned_llm(profile):
     from .llm import quiet_max_length, select_backend, torch_dtype
     from .models import resolve_model
 
-    adapter_path = require_adapter(profile.name)
+    if adapter_path is None:
+        adapter_path = require_adapter(profile.name)
+    elif not (Path(adapter_path) / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"Pas d'adaptateur LoRA dans {adapter_path} (adapter_config.json absent).")
     cfg, _ = select_backend(profile.llm)  # repli sur bitsandbytes + peft si Unsloth manque
     dtype = torch_dtype(cfg.precision)
     if cfg.backend == "unsloth":

@@ -12,6 +12,18 @@ import json
 import sys
 
 from .paths import outputs_root
+from .text import french_decimals
+
+
+def _in_french(report):
+    """Les lignes d'un bilan avec la virgule décimale française (« 93,9 % », « 0,902 »)."""
+    import functools
+
+    @functools.wraps(report)
+    def wrapper(*args, **kwargs) -> list[str]:
+        return [french_decimals(line) for line in report(*args, **kwargs)]
+
+    return wrapper
 
 #: Objectifs de coût des notebooks 02 + 03 sur le profil cpu (2 cœurs).
 EMBEDDING_BUDGET = {"secondes": 8 * 60, "pic_rss_mo": 6 * 1024}
@@ -55,6 +67,7 @@ def _run_summary(profile_name: str) -> dict | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+@_in_french
 def embedding_report(profile_name: str) -> list[str]:
     """Lignes du bilan des notebooks 02–03 (qualité sur les splits de test, temps, mémoire)."""
     from .embeddings import MissingResultsError, check_targets, load_results, results_table, reported_splits
@@ -95,6 +108,7 @@ def _budget_lines(profile_name: str, pair: tuple[str, str], budget: dict) -> lis
     return lines
 
 
+@_in_french
 def llm_report(profile_name: str) -> list[str]:
     """Lignes du bilan des notebooks 04–05 : pertes de validation, exactitude des statuts, coût."""
     import pandas as pd
@@ -126,6 +140,7 @@ def llm_report(profile_name: str) -> list[str]:
     return lines + _budget_lines(profile_name, ("04", "05"), LLM_BUDGET)
 
 
+@_in_french
 def comparison_report(profile_name: str) -> list[str]:
     """Lignes du bilan des notebooks 06–07 : le tableau des trois bras, le RAG, le coût."""
     import pandas as pd

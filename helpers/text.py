@@ -1,9 +1,17 @@
 """Le texte français que lit l'étudiant : nombres et typographie.
 
 * :func:`french_float` — virgule décimale (« 0,902 ») pour les nombres affichés ;
+* :func:`french_percent` — un pourcentage à la française (0.939 → « 93,9 % ») ;
+* :func:`french_int` — un entier avec ses milliers séparés par une espace fine insécable ;
+* :func:`french_decimals` — les points décimaux d'une phrase déjà écrite deviennent des virgules ;
 * :func:`french_typography` — espaces insécables avant « : ; ? ! » et à l'intérieur des guillemets
   « », hors du code (``…``), des formules ($…$), des liens et des blocs de code ;
-* :func:`typography_issues` — ce qui reste à corriger dans un texte (le test des notebooks s'en sert).
+* :func:`typography_issues` — ce qui reste à corriger dans un texte (le test des notebooks s'en sert) ;
+* :func:`french_typography_rst` / :func:`rst_typography_issues` — les mêmes règles pour la prose des
+  pages reStructuredText de la documentation (code, rôles, liens, directives et blocs littéraux
+  intacts) ;
+* :func:`for_display` — un tableau relu par le code (clés anglaises, ``snake_case``) avec les
+  étiquettes françaises que lit l'étudiant, au moment de l'afficher.
 
 Les fichiers que relit du code (CSV, JSON) gardent le point décimal et les espaces ordinaires.
 """
@@ -24,6 +32,27 @@ def french_float(x: float) -> str:
     """Un nombre à virgule tel qu'on l'écrit en français : virgule décimale, six chiffres
     significatifs au plus, sans zéros inutiles (``0.9021`` → « 0,9021 », ``293.5`` → « 293,5 »)."""
     return f"{x:.6g}".replace(".", ",")
+
+
+def french_int(n: float) -> str:
+    """12345678 → « 12 345 678 » (espace fine insécable entre les milliers, usage français)."""
+    return f"{n:,.0f}".replace(",", "\u202f")
+
+
+def french_percent(x: float, digits: int = 1) -> str:
+    """Une proportion en pourcentage, virgule décimale et espace insécable (0.939 → « 93,9 % »)."""
+    return f"{100 * x:.{digits}f}".replace(".", ",") + NBSP + "%"
+
+
+#: Un nombre décimal isolé : ni numéro de version (« 2.13.0 », « v0.3 »), ni morceau de nom.
+_DECIMAL = re.compile(r"(?<![\w.])([-+]?\d+)\.(\d+)(?!\w|\.\d)")
+_PERCENT = re.compile(r"(?<=\d)%")
+
+
+def french_decimals(text: str) -> str:
+    """Dans une phrase affichée : « 0.902 » → « 0,902 », « 93.9% » → « 93,9 % ». Les numéros de
+    version (« torch 2.13.0 », « v0.3 ») et les noms (« model.safetensors ») ne changent pas."""
+    return _PERCENT.sub(NBSP + "%", _DECIMAL.sub(r"\1,\2", text))
 
 
 def _unprotected(text: str):
@@ -59,6 +88,85 @@ def typography_issues(text: str, context: int = 25) -> list[str]:
     return issues
 
 
+#: Ce qui ne se touche pas dans du reStructuredText : code en ligne, rôles, liens, substitutions, URL.
+_RST_PROTECTED = re.compile(r"``.+?``|:[\w:+-]+:`[^`]*`|`[^`]*`__?|`[^`]*`|\|[^|\n]+\||https?://\S+", re.S)
+#: Directives dont le contenu est du code ou une formule : on n'y touche pas.
+_RST_LITERAL_DIRECTIVES = {"code-block", "code", "sourcecode", "literalinclude", "math", "raw", "highlight",
+                           "parsed-literal", "doctest", "testcode", "testoutput"}
+_RST_DIRECTIVE = re.compile(r"^(\s*)\.\. ([\w-]+)::")
+_RST_FIELD = re.compile(r"^\s*:[\w -]+:(\s|$)")
+
+
+def _rst_chunks(text: str):
+    """Découpe un texte reStructuredText en ``(est_de_la_prose, morceau)`` : la prose d'un côté ; les
+    blocs littéraux (après « :: » ou une directive de code), les lignes de directive, d'option et
+    de commentaire de l'autre."""
+    prose: list[str] = []
+    literal_indent = None
+    for line in text.splitlines(keepends=True):
+        indent = len(line) - len(line.lstrip(" "))
+        if literal_indent is not None:
+            if not line.strip() or indent > literal_indent:
+                yield False, line
+                continue
+            literal_indent = None
+        directive = _RST_DIRECTIVE.match(line)
+        if directive or line.lstrip().startswith(".. ") or _RST_FIELD.match(line):
+            if prose:
+                yield True, "".join(prose)
+                prose = []
+            yield False, line
+            if directive and directive.group(2) in _RST_LITERAL_DIRECTIVES:
+                literal_indent = indent
+            continue
+        prose.append(line)
+        if line.rstrip().endswith("::"):
+            yield True, "".join(prose)
+            prose = []
+            literal_indent = indent
+    if prose:
+        yield True, "".join(prose)
+
+
+def _rst_free(text: str):
+    """Comme :func:`_unprotected`, pour la prose reStructuredText."""
+    start = 0
+    for match in _RST_PROTECTED.finditer(text):
+        yield start, text[start:match.start()], match.group(0)
+        start = match.end()
+    yield start, text[start:], ""
+
+
+def french_typography_rst(text: str) -> str:
+    """:func:`french_typography` pour une page reStructuredText (documentation Sphinx) : la prose
+    seulement, jamais le code en ligne, les rôles, les liens, les directives ni les blocs littéraux."""
+    out = []
+    for is_prose, chunk in _rst_chunks(text):
+        if not is_prose:
+            out.append(chunk)
+            continue
+        for _, free, protected in _rst_free(chunk):
+            free = _BEFORE.sub(NBSP, free)
+            free = _AFTER_OPENING.sub("«" + NBSP, free)
+            free = _BEFORE_CLOSING.sub(NBSP + "»", free)
+            out.append(free + protected)
+    return "".join(out)
+
+
+def rst_typography_issues(text: str, context: int = 25) -> list[str]:
+    """Les passages de prose d'une page reStructuredText à corriger (voir :func:`french_typography_rst`)."""
+    issues = []
+    for is_prose, chunk in _rst_chunks(text):
+        if not is_prose:
+            continue
+        for start, free, _ in _rst_free(chunk):
+            for pattern in (_BEFORE, _AFTER_OPENING, _BEFORE_CLOSING):
+                for match in pattern.finditer(free):
+                    at = start + match.start()
+                    issues.append(chunk[max(0, at - context): at + context].replace("\n", " "))
+    return issues
+
+
 def fix_notebook(path) -> int:
     """Applique :func:`french_typography` aux cellules Markdown d'un notebook ; renvoie le nombre de
     cellules modifiées. Le reste du fichier (code, identifiants, métadonnées) est intact."""
@@ -81,17 +189,62 @@ def fix_notebook(path) -> int:
     return changed
 
 
+#: Étiquettes françaises des clés que le code écrit et relit (colonnes des CSV, noms de modèles) :
+#: appliquées seulement à l'affichage (:func:`for_display`), jamais aux fichiers.
+DISPLAY_LABELS = {
+    "model": "modèle", "modele": "modèle", "accuracy": "exactitude", "n_cases": "comptes rendus",
+    "n_values": "valeurs", "ndcg_at_10": "NDCG@10", "dim": "dimension", "split": "jeu de test",
+    "reference": "référence", "ic_bas": "IC 95 % bas", "ic_haut": "IC 95 % haut",
+    "latence_ms": "latence (ms)", "precision": "précision", "candidats": "candidats",
+    "finetuned": "fine-tuné", "base_few_shot": "base (few-shot)", "constante": "réponse constante",
+    "accuracy_at_1": "exactitude@1", "statut_lisible": "statut lisible",
+}
+
+
+def for_display(table, labels: dict | None = None):
+    """Copie de ``table`` (``DataFrame``) pour l'affichage : noms de colonnes et d'index, valeurs des
+    en-têtes et des colonnes de texte traduits par :data:`DISPLAY_LABELS` (ou ``labels``) ; le
+    reste est inchangé. Les fichiers gardent leurs clés : on ne traduit qu'au moment d'afficher."""
+    labels = DISPLAY_LABELS if labels is None else labels
+
+    def label(x):
+        return labels.get(x, x) if isinstance(x, str) else x
+
+    from pandas.api.types import is_object_dtype, is_string_dtype
+
+    out = table.copy()
+    for col in out.columns:
+        if is_object_dtype(out[col]) or is_string_dtype(out[col]):
+            out[col] = out[col].map(label)
+    out = out.rename(columns=label, index=label)
+    out.columns = out.columns.set_names([label(n) for n in out.columns.names])
+    out.index = out.index.set_names([label(n) for n in out.index.names])
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m helpers.text",
-                                     description="Typographie française des cellules Markdown des notebooks.")
-    parser.add_argument("--fix", nargs="+", metavar="NOTEBOOK", required=True, help="notebooks à corriger")
+                                     description="Typographie française des cellules Markdown des notebooks "
+                                                 "et des pages .rst de la documentation.")
+    parser.add_argument("--fix", nargs="+", metavar="NOTEBOOK", required=True, help="notebooks (.ipynb) ou pages (.rst) à corriger")
     args = parser.parse_args(argv)
     for name in args.fix:
-        print(f"{name} : {fix_notebook(name)} cellule(s) corrigée(s)")
+        if name.endswith(".rst"):
+            from pathlib import Path
+
+            path = Path(name)
+            before = path.read_text(encoding="utf-8")
+            after = french_typography_rst(before)
+            if after != before:
+                path.write_text(after, encoding="utf-8")
+            print(f"{name} : {'corrigé' if after != before else 'rien à corriger'}")
+        else:
+            print(f"{name} : {fix_notebook(name)} cellule(s) corrigée(s)")
     return 0
 
 
 if __name__ == "__main__":
     raise SystemExit(main())
+

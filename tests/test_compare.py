@@ -86,7 +86,7 @@ def test_keyword_hits_whole_words_without_accents():
 
 def test_general_questions_are_parallel_in_both_languages():
     langs = [q[0] for q in compare.GENERAL_QUESTIONS]
-    assert langs.count("fr") == langs.count("en") >= 10
+    assert langs.count("fr") == langs.count("en") >= 20
     assert all(q[2] for q in compare.GENERAL_QUESTIONS) and len(compare.GENERAL_TEXT_FR) >= 10
 
 
@@ -113,14 +113,59 @@ def test_text_loss_is_a_token_weighted_mean(tiny_lm):
         compare.text_loss(model, tokenizer, [])
 
 
-def test_forgetting_table_needs_every_loss():
+def test_text_losses_give_one_loss_per_text(tiny_lm):
+    model, tokenizer = tiny_lm
+    texts = ["Le train part à huit heures.", "Il pleut, les enfants jouent aux cartes dans la cuisine ce soir."]
+    rows = compare.text_losses(model, tokenizer, texts, batch_size=2)
+    assert [r["perte"] for r in rows] == pytest.approx([compare.text_loss(model, tokenizer, [t]) for t in texts],
+                                                       rel=1e-4)
+    assert [r["jetons"] for r in rows] == [len(tokenizer(t)["input_ids"]) - 1 for t in texts]
+
+
+def test_forgetting_table_needs_every_loss_and_gives_wilson_intervals():
     hits = pd.concat([compare.keyword_hits(["Paris", "non"], [("fr", "a", ("paris",)), ("en", "b", ("paris",))],
                                            label=name) for name in ("base fp32", "C")])
-    table = compare.forgetting_table(hits, {"base fp32": 3.0, "C": 4.5})
+    table = compare.forgetting_table(hits, {"base fp32": 3.0, "C": [{"perte": 4.0, "jetons": 1},
+                                                                     {"perte": 5.0, "jetons": 3}]})
     assert table.loc["base fp32", "questions_fr"] == 1.0 and table.loc["C", "questions_en"] == 0.0
-    assert table.loc["C", "perte_francais_courant"] == 4.5
+    assert table.loc["C", "perte_francais_courant"] == pytest.approx(4.75)  # pondérée par jetons
+    assert 0 < table.loc["C", "questions_en_haut"] < 1 and table.loc["C", "questions_en_bas"] == 0
+    assert table.loc["base fp32", "questions_fr_bas"] < 1  # 1 sur 1 : l'intervalle reste large
     with pytest.raises(ValueError, match="manquante pour : C"):
         compare.forgetting_table(hits, {"base fp32": 3.0})
+
+
+def forgetting_case():
+    questions = [("en", f"q{i}", ("yes",)) for i in range(10)]
+    base = compare.keyword_hits(["yes"] * 8 + ["no"] * 2, questions, label="base")
+    tuned = compare.keyword_hits(["no"] * 7 + ["yes"] * 3, questions, label="tuned")
+    losses = {"base": [{"perte": 3.0 + 0.01 * i, "jetons": 10} for i in range(12)],
+              "tuned": [{"perte": 4.0 + 0.02 * i, "jetons": 10} for i in range(12)]}
+    return pd.concat([base, tuned], ignore_index=True), losses
+
+
+def test_forgetting_deltas_are_paired_with_intervals():
+    hits, losses = forgetting_case()
+    deltas = compare.forgetting_deltas(hits, losses, [("tuned", "base")]).set_index("mesure")
+    en = deltas.loc["questions_en"]
+    assert en["depart_valeur"] == 0.8 and en["bras_valeur"] == 0.3 and en["ecart"] == pytest.approx(-0.5)
+    assert en["bas"] < en["ecart"] < en["haut"] and en["n"] == 10  # 10 questions : intervalle large
+    loss = deltas.loc["perte_francais_courant"]
+    assert loss["ecart"] == pytest.approx(1.055) and 1.0 < loss["bas"] < 1.055 < loss["haut"] < 1.11
+    with pytest.raises(ValueError, match="pas de mesure pour « C »"):
+        compare.forgetting_deltas(hits, losses, [("C", "base")])
+    with pytest.raises(ValueError, match="texte par texte"):
+        compare.forgetting_deltas(hits, {"base": 3.0, "tuned": 4.0}, [("tuned", "base")])
+
+
+def test_status_interval_and_constant_baseline():
+    assert compare.status_accuracy_interval(9, 10)["exactitude_statuts"] == 0.9
+    low, high = (compare.status_accuracy_interval(9, 10)[k] for k in ("exactitude_statuts_bas", "exactitude_statuts_haut"))
+    assert 0.55 < low < 0.9 < high < 1
+    scored = pd.DataFrame({"row": [0, 1, 2, 3, 0, 1, 2, 3], "code": ["X"] * 8, "model": ["m"] * 4 + ["n"] * 4,
+                           "attendu": ["normal", "normal", "normal", "bas"] * 2})
+    constant = compare.constant_baseline(scored)
+    assert constant["statut"] == "normal" and constant["exactitude"] == 0.75 and constant["n"] == 4
 
 
 # --------------------------------------------------------------------------- tableau
@@ -170,15 +215,18 @@ def test_cost_plot_has_four_panels():
 
 def test_decision_guide_is_computed_from_the_table():
     table = compare.comparison_table(rows())
-    forgetting = pd.DataFrame({"questions_en": [0.7, 0.6, 0.7, 0.1], "perte_francais_courant": [3.1, 3.3, 3.0, 4.2]},
-                              index=["base nf4", "B", "base fp32", "C"])
-    text = "\n".join(compare.decision_guide(table, forgetting))
-    assert "A 20, B 5, C 120 (C entraîne 6.0 × plus de poids que A)" in text
+    hits, losses = forgetting_case()
+    deltas = compare.forgetting_deltas(hits, losses, [("tuned", "base")])
+    constant = {"statut": "normal", "exactitude": 0.45, "bas": 0.4, "haut": 0.5, "n": 262}
+    text = "\n".join(compare.decision_guide(table, deltas, constant))
+    assert "A 20, B 5, C 120 (C entraîne 6,0 × plus de poids que A)" in text
     assert compare._thousands(21639552) == "21\u202f639\u202f552"
-    assert "A 0.20 s, B 1.12 s, C 1.00 s" in text  # secondes / exemples vus
+    assert "A 0,20 s, B 1,12 s, C 1,00 s" in text  # secondes / exemples vus
     assert "la plus rapide : A" in text and "meilleur : B" in text
-    assert "3.00 (base fp32) → 4.20 (C)" in text and "70% → 10%" in text
-    assert "A ne dépasse pas le modèle de base : NDCG@10 0.680 → 0.620" in text
+    assert "réponse constante « normal » : 45,0\u00a0%" in text
+    assert "3,05 → 4,11 (écart +1,05 [" in text and "80,0\u00a0% → 30,0\u00a0% (écart -50 points" in text
+    assert "A ne dépasse pas le modèle de base : NDCG@10 0,680 → 0,620" in text
+    assert "exemples égaux" not in text
     better_natural = table.copy()
     better_natural.loc[0, "ndcg_naturel"] = 0.7
     assert "A dépasse le modèle de base" in "\n".join(compare.decision_guide(better_natural))
@@ -189,6 +237,19 @@ def test_decision_guide_is_computed_from_the_table():
     assert "meilleur : C" in "\n".join(compare.decision_guide(changed))
     with pytest.raises(ValueError, match="Bras « C » absent"):
         compare.decision_guide(table[table["bras"] != "C"])
+
+
+def test_decision_guide_compares_b_prime_and_c_with_their_intervals():
+    b_prime = {**rows()[1], "bras": "B'", "exemples_vus": 120, **compare.status_accuracy_interval(80, 100)}
+    c = {**rows()[2], **compare.status_accuracy_interval(30, 100)}
+    table = compare.comparison_table([rows()[0], rows()[1], b_prime, c])
+    text = "\n".join(compare.decision_guide(table))
+    assert "À exemples égaux (120) : B' 80,0\u00a0% [" in text and "— B' devant" in text
+    close = compare.comparison_table([rows()[0], rows()[1], {**b_prime, **compare.status_accuracy_interval(32, 100)}, c])
+    assert "pas d'écart démontré" in "\n".join(compare.decision_guide(close))
+    constant = {"statut": "normal", "exactitude": 0.85, "bas": 0.8, "haut": 0.9, "n": 100}
+    assert "aucun des deux ne dépasse la réponse constante (85,0\u00a0%)" in "\n".join(
+        compare.decision_guide(table, constant=constant))
 
 
 # --------------------------------------------------------------------------- sorties manquantes
@@ -320,3 +381,21 @@ def test_ensure_outputs_really_executes_a_missing_notebook(tmp_path, monkeypatch
     assert all(p.exists() for p in produced_outputs("smoke")["02"])
     assert (tmp_path / "out" / "smoke" / "notebooks" / "02_doublure.ipynb").exists()
     assert ensure_outputs(get_profile("smoke"), ["02"]) == []
+
+
+def test_display_table_formats_for_reading_only():
+    table = compare.comparison_table(rows())
+    shown = compare.display_table(table)
+    assert list(shown.columns) == ["A", "B", "C"]
+    assert shown.loc["parametres_entraines", "C"] == "120" and shown.loc["exemples_vus", "A"] == "1\u202f000"
+    assert shown.loc["ndcg_at_10", "A"] == "0,85" and shown.loc["ndcg_at_10", "B"] == "—"
+    assert table.loc[0, "ndcg_at_10"] == 0.85  # le tableau d'origine garde ses nombres
+
+
+def test_loss_by_examples_plot_scales_steps_to_examples():
+    history = [{"loss": 2.0, "step": 10}, {"loss": 1.0, "step": 20}, {"eval_loss": 0.5, "step": 20}]
+    fig = compare.plot_loss_by_examples({"B": (history, 4)}, {"C": (80, 0.3)})
+    line = fig.axes[0].lines[0]
+    assert list(line.get_xdata()) == [40, 80] and list(line.get_ydata()) == [2.0, 1.0]
+    with pytest.raises(ValueError, match="aucune perte"):
+        compare.plot_loss_by_examples({"C": ([{"eval_loss": 1.0, "step": 1}], 4)})

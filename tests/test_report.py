@@ -42,14 +42,14 @@ def test_llm_report_reads_training_accuracy_and_budget(tmp_path, monkeypatch):
     save_training_summary({"perte_validation_base": 4.0, "perte_validation_finetune": 0.2, "pas": 40,
                            "secondes_entrainement": 380.0}, "cpu")
     text = "\n".join(report.llm_report("cpu"))
-    assert "[atteint] perte de validation : base 4.0000 → fine-tuné 0.2000" in text
+    assert "[atteint] perte de validation : base 4,0000 → fine-tuné 0,2000" in text
     assert "status_accuracy.csv absent" in text
     pd.DataFrame({"model": ["base", "finetuned"], "n_cases": [60, 60], "n_values": [250, 250],
                   "accuracy": [0.0, 0.55]}).to_csv(llm_dir("cpu") / "status_accuracy.csv", index=False)
     _write_run_summary(tmp_path, {"04": (500.0, 2000), "05": (150.0, 1500)})
     text = "\n".join(report.llm_report("cpu"))
-    assert "finetuned : 55.0% (250 valeurs, 60 comptes rendus)" in text
-    assert "[NON atteint] exactitude du fine-tuné ≥ 90%" in text
+    assert "finetuned : 55,0\u00a0% (250 valeurs, 60 comptes rendus)" in text
+    assert "[NON atteint] exactitude du fine-tuné ≥ 90\u00a0%" in text
     assert "[atteint] durée 04 + 05 : 650 s (objectif ≤ 720 s" in text
     assert "[atteint] pic mémoire (noyau) : 2000 Mo" in text
     assert "status_values.csv absent" in text
@@ -62,8 +62,8 @@ def test_llm_report_reads_training_accuracy_and_budget(tmp_path, monkeypatch):
                   "predit": predicted, "correct": [e == p for e, p in zip(expected, predicted)],
                   "case_id": range(100)}).to_csv(llm_dir("cpu") / "status_values.csv", index=False)
     text = "\n".join(report.llm_report("cpu"))
-    assert "[atteint] gain sur la réponse constante : +46.0%" in text
-    assert "[atteint] rappel par statut : bas 84%, normal 100%, élevé 100%" in text
+    assert "[atteint] gain sur la réponse constante : +46,0\u00a0%" in text
+    assert "[atteint] rappel par statut : bas 84\u00a0%, normal 100\u00a0%, élevé 100\u00a0%" in text
 
 
 def test_comparison_report_reads_table_rag_and_budget(tmp_path, monkeypatch):
@@ -82,16 +82,16 @@ def test_comparison_report_reads_table_rag_and_budget(tmp_path, monkeypatch):
         output_dir("cpu", "case_study") / "rag_taux_de_succes.csv", index=False)
     _write_run_summary(tmp_path, {"06": (400.0, 5000), "07": (250.0, 3000)})
     text = "\n".join(report.comparison_report("cpu"))
-    assert "A embeddings : 20 paramètres entraînés, 200 s, 470.0 Mo, 20 ms/question ; NDCG@10 0.850" in text
-    assert "C complet : 120 paramètres entraînés" in text and "statuts justes 34.0%, perte de validation 0.139" in text
-    assert "requête « ligne » : base 0.600, fine-tuné 0.950" in text
+    assert "A embeddings : 20 paramètres entraînés, 200 s, 470,0 Mo, 20 ms/question ; NDCG@10 0,850" in text
+    assert "C complet : 120 paramètres entraînés" in text and "statuts justes 34,0\u00a0%, perte de validation 0,139" in text
+    assert "requête « ligne » : base 0,600, fine-tuné 0,950" in text
     pd.DataFrame({"requête": ["ligne"] * 4, "modèle": ["base", "fine-tuné"] * 2,
                   "analytes": ["tous", "tous", "jamais vus", "jamais vus"], "hit@1": [0.6, 0.95, 0.5, 0.9],
                   "hit@1_ic_bas": [0.5, 0.9, 0.2, 0.6], "hit@1_ic_haut": [0.7, 0.99, 0.8, 0.98],
                   "hit@3": [0.8, 1.0, 0.7, 1.0], "questions": [40, 40, 10, 10]}).to_csv(
         output_dir("cpu", "case_study") / "rag_taux_de_succes.csv", index=False)
     text = "\n".join(report.comparison_report("cpu"))
-    assert "requête « ligne » : base 0.600 [0.50 ; 0.70], fine-tuné 0.950 [0.90 ; 0.99]" in text
-    assert "requête « ligne », analytes jamais vus (10 questions) : base 0.500 [0.20 ; 0.80]" in text
+    assert "requête « ligne » : base 0,600 [0,50 ; 0,70], fine-tuné 0,950 [0,90 ; 0,99]" in text
+    assert "requête « ligne », analytes jamais vus (10 questions) : base 0,500 [0,20 ; 0,80]" in text
     assert "[NON atteint] durée 06 + 07 : 650 s (objectif ≤ 600 s" in text
     assert "[atteint] pic mémoire (noyau) : 5000 Mo" in text

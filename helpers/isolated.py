@@ -1,0 +1,250 @@
+"""Un bras du notebook 06 entraîné dans un **processus à part**, pour mesurer sa mémoire seul.
+
+Le pic de mémoire d'un noyau Jupyter compte tout ce que ce noyau a chargé depuis son démarrage :
+données, bibliothèques, modèles des sections précédentes (la mémoire qu'un modèle supprimé laisse à
+l'allocateur n'est pas toujours rendue au système). Pour comparer la mémoire des bras A, B et C,
+chacun est donc entraîné quelques pas dans un processus Python neuf qui ne charge que lui :
+
+* :func:`run_arm` — dans le processus enfant : importe les bibliothèques, note la mémoire résidente
+  (« bibliothèques »), charge le modèle du bras (« modèle chargé »), entraîne ``steps`` pas avec la
+  recette du cours et relève le pic (``VmHWM`` sous Linux ; pic GPU réservé et alloué si CUDA),
+  le pic après le premier pas compris (les états de l'optimiseur naissent au premier pas) ;
+* :func:`measure_arm` — dans le noyau : lance ``python -m helpers.isolated`` et relit son résultat
+  (erreur française avec la fin du journal de l'enfant s'il échoue) ;
+* :func:`memory_table` — les mesures des bras côte à côte ;
+* :func:`matched_steps` — le nombre de pas qui fait voir à un bras autant d'exemples qu'à un autre.
+
+Le bras B peut aussi enregistrer son adaptateur (``save=True``) : le notebook 06 l'évalue ensuite,
+c'est le bras B « à exemples égaux » avec le bras C.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ARMS = ("A", "B", "C")
+
+
+def matched_steps(examples: int, per_step: int) -> int:
+    """Pas d'optimisation qui font voir au moins ``examples`` exemples à ``per_step`` exemples par
+    pas (lot × accumulation). Erreur française si l'un des deux n'est pas positif."""
+    if examples <= 0 or per_step <= 0:
+        raise ValueError(f"Exemples ({examples}) et exemples par pas ({per_step}) doivent être positifs.")
+    return math.ceil(examples / per_step)
+
+
+def current_rss_mb() -> float | None:
+    """Mémoire résidente actuelle du processus (Mo, ``VmRSS`` sous Linux) ; ``None`` ailleurs."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _gpu_peaks() -> dict:
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {"pic_gpu_reserve_mo": round(torch.cuda.max_memory_reserved() / 1e6),
+            "pic_gpu_alloue_mo": round(torch.cuda.max_memory_allocated() / 1e6)}
+
+
+def _peak_callback(record: dict):
+    """Rappel qui note le pic de mémoire après chaque pas d'optimisation (et à part, après le premier)."""
+    from transformers import TrainerCallback
+
+    from .runtime import peak_rss_mb
+
+    class PeakPerStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            record.setdefault("pic_rss_par_pas_mo", []).append(peak_rss_mb())
+            if state.global_step == 1:
+                record["pic_rss_premier_pas_mo"] = peak_rss_mb()
+                record.update({f"{k}_premier_pas": v for k, v in _gpu_peaks().items()})
+            return control
+
+    return PeakPerStep()
+
+
+def _arm_a(profile, steps: int, output_dir: Path):
+    from .data import load_retrieval
+    from .embeddings import training_pairs
+    from .training import embedding_trainer
+
+    loaded = {}
+
+    def build():
+        retrieval = load_retrieval(profile)
+        pairs = training_pairs(retrieval["train"], retrieval["corpus"])
+        trainer = embedding_trainer(profile, pairs, output_dir, max_steps=steps)
+        loaded["exemples_par_pas"] = profile.embedding.batch_size
+        return trainer
+
+    return build, loaded
+
+
+def _arm_b(profile, steps: int, output_dir: Path):
+    from .training import choose_backend, load_qlora_model, qlora_datasets, qlora_trainer
+
+    backend, _ = choose_backend(profile)
+    loaded = {"moteur": backend}
+
+    def build():
+        model, tokenizer, _ = load_qlora_model(profile, backend)
+        train, validation = qlora_datasets(profile, tokenizer)
+        loaded["exemples_par_pas"] = profile.llm.batch_size * profile.llm.gradient_accumulation_steps
+        loaded["tokenizer"] = tokenizer
+        return qlora_trainer(profile, model, tokenizer, train, validation, output_dir, backend=backend,
+                             max_steps=steps)
+
+    return build, loaded
+
+
+def _arm_c(profile, steps: int, output_dir: Path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .llm import torch_dtype
+    from .models import resolve_model
+    from .training import full_trainer, qlora_datasets
+
+    cmp = profile.comparison
+    loaded = {}
+
+    def build():
+        source, _ = resolve_model(cmp.full_model_id, cmp.full_offline_model, what="modèle de langage du bras C")
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        dtype = torch.float32 if cmp.full_precision == "fp32" else torch_dtype(cmp.full_precision)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        if torch.cuda.is_available():
+            model = model.to("cuda")
+        train, validation = qlora_datasets(profile, tokenizer)  # les exemples du bras B
+        loaded["exemples_par_pas"] = cmp.full_batch_size * cmp.full_gradient_accumulation_steps
+        return full_trainer(profile, model, tokenizer, train, validation, output_dir, max_steps=steps)
+
+    return build, loaded
+
+
+def run_arm(profile, arm: str, steps: int, output_dir: Path | str, save: bool = False) -> dict:
+    """Entraîne le bras ``arm`` (``A``, ``B`` ou ``C``) ``steps`` pas dans **ce** processus et renvoie
+    ses mesures : ``rss_bibliotheques_mo`` (après les imports), ``rss_modele_charge_mo`` (trainer
+    prêt : modèle et données chargés), ``pic_rss_mo`` (pic du processus), ``pic_rss_premier_pas_mo``,
+    pics GPU si CUDA, ``secondes``, ``pas``, ``exemples_vus``. ``save`` : enregistre le modèle (pour B,
+    l'adaptateur) dans ``output_dir/modele`` et, pour B et C, mesure sa ``perte_validation``. À appeler dans un processus neuf (:func:`measure_arm`)."""
+    from .runtime import peak_rss_mb, reset_peak_rss
+    from .training import set_seed
+
+    if arm not in ARMS:
+        raise ValueError(f"Bras inconnu « {arm} » : {', '.join(ARMS)}.")
+    if steps <= 0:
+        raise ValueError(f"Nombre de pas à mesurer : entier positif attendu, reçu {steps}.")
+    output_dir = Path(output_dir)
+    import torch  # noqa: F401  (les bibliothèques comptent dans « bibliothèques »)
+    import transformers  # noqa: F401
+    import trl  # noqa: F401
+
+    if arm == "A":
+        import sentence_transformers  # noqa: F401
+    build, loaded = {"A": _arm_a, "B": _arm_b, "C": _arm_c}[arm](profile, steps, output_dir / "checkpoints")
+    reset_peak_rss()
+    record = {"bras": arm, "profil": profile.name, "rss_bibliotheques_mo": current_rss_mb()}
+    trainer = build()
+    record["rss_modele_charge_mo"] = current_rss_mb()
+    trainer.add_callback(_peak_callback(record))
+    set_seed(profile.seed)  # même ordre d'exemples que l'entraînement du cours
+    start = time.perf_counter()
+    output = trainer.train()
+    record["secondes"] = time.perf_counter() - start
+    record["pas"] = output.global_step
+    record["exemples_vus"] = output.global_step * loaded["exemples_par_pas"]
+    record["pic_rss_mo"] = peak_rss_mb()
+    record.update(_gpu_peaks())
+    record["moteur"] = loaded.get("moteur")
+    if save:
+        if arm != "A":  # la perte de validation du modèle enregistré (mêmes exemples que le notebook 04)
+            record["perte_validation"] = trainer.evaluate()["eval_loss"]
+        path = output_dir / "modele"
+        trainer.model.save_pretrained(str(path))
+        tokenizer = loaded.get("tokenizer") or getattr(trainer, "processing_class", None)
+        if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
+            tokenizer.save_pretrained(str(path))
+        record["modele"] = str(path)
+    return record
+
+
+def measure_arm(profile, arm: str, steps: int, output_dir: Path | str, *, save: bool = False,
+                timeout: float | None = None) -> dict:
+    """Lance :func:`run_arm` dans un processus Python neuf (même profil, mêmes threads) et renvoie
+    ses mesures. Le journal de l'enfant n'est montré que s'il échoue (erreur française avec sa fin)."""
+    if arm not in ARMS:
+        raise ValueError(f"Bras inconnu « {arm} » : {', '.join(ARMS)}.")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    result = output_dir / f"mesure_{arm}.json"
+    result.unlink(missing_ok=True)
+    env = {**os.environ, "COURSE_PROFILE": profile.name}
+    command = [sys.executable, "-m", "helpers.isolated", "--bras", arm, "--pas", str(steps),
+               "--sortie", str(output_dir)] + (["--enregistrer"] if save else [])
+    root = Path(__file__).resolve().parent.parent
+    try:
+        done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"Bras {arm} en processus à part : pas fini en {timeout:.0f} s.") from exc
+    if done.returncode != 0 or not result.is_file():
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise RuntimeError(f"Bras {arm} en processus à part : échec (code {done.returncode}). "
+                           f"Fin de son journal :\n{tail}")
+    return json.loads(result.read_text(encoding="utf-8"))
+
+
+def memory_table(runs: dict[str, dict]):
+    """Une ligne par bras mesuré par :func:`measure_arm` : mémoire résidente après les imports, une
+    fois le modèle chargé, pic après le premier pas et pic final, et la part **propre au bras** (pic
+    moins les bibliothèques) ; pics GPU si CUDA."""
+    import pandas as pd
+
+    rows = []
+    for arm, run in runs.items():
+        row = {"bras": arm, "pas": run["pas"], "bibliotheques_mo": run["rss_bibliotheques_mo"],
+               "modele_charge_mo": run["rss_modele_charge_mo"],
+               "pic_premier_pas_mo": run.get("pic_rss_premier_pas_mo"), "pic_mo": run["pic_rss_mo"]}
+        row["propre_au_bras_mo"] = None if row["bibliotheques_mo"] is None else row["pic_mo"] - row["bibliotheques_mo"]
+        for key in ("pic_gpu_alloue_mo", "pic_gpu_reserve_mo"):
+            if key in run:
+                row[key] = run[key]
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("bras").round(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Entraîne un bras du notebook 06 seul et mesure sa mémoire.")
+    parser.add_argument("--bras", required=True, choices=ARMS)
+    parser.add_argument("--pas", required=True, type=int)
+    parser.add_argument("--sortie", required=True, type=Path)
+    parser.add_argument("--enregistrer", action="store_true")
+    args = parser.parse_args(argv)
+    from . import runtime
+    from .profiles import detect_profile
+
+    runtime.configure_threads()
+    runtime.quiet_known_warnings()
+    profile = detect_profile()
+    record = run_arm(profile, args.bras, args.pas, args.sortie, save=args.enregistrer)
+    args.sortie.mkdir(parents=True, exist_ok=True)
+    (args.sortie / f"mesure_{args.bras}.json").write_text(json.dumps(record, indent=2, ensure_ascii=False),
+                                                         encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
