@@ -168,11 +168,13 @@ def plot_learning_curve(curve: pd.DataFrame, metric: str = "ndcg_at_10"):
     for col in ("paires", "split", "dim", metric):
         if col not in curve.columns:
             raise ValueError(f"Courbe d'apprentissage : colonne « {col} » manquante.")
+    from .embeddings import SPLIT_LABELS
+
     fig, ax = plt.subplots(figsize=(7, 4))
     for (split, dim), sub in curve.groupby(["split", "dim"]):
         sub = sub.sort_values("paires")
         x = sub["paires"].clip(lower=1)  # le modèle de base (0 paire) au bord gauche
-        ax.plot(x, sub[metric], marker="o", label=f"{split}, {dim} dim.")
+        ax.plot(x, sub[metric], marker="o", label=f"{SPLIT_LABELS.get(split, split)}, {dim} dim.")
     ax.set_xscale("log")
     ax.set_xlabel("paires d'entraînement (échelle log ; 1 = modèle de base, 0 paire)")
     ax.set_ylabel(metric.replace("_at_", "@"))

@@ -190,9 +190,10 @@ def plot_tradeoff(quant: pd.DataFrame, latency: pd.DataFrame, splits=None):
     un panneau par split de test (par défaut :data:`helpers.embeddings.TEST_SPLITS`)."""
     import matplotlib.pyplot as plt
 
-    from .embeddings import reported_splits
+    from .embeddings import SPLIT_LABELS, reported_splits
 
     splits = [s for s in splits if s in set(quant["split"])] if splits else reported_splits(quant)
+
     fig, axes = plt.subplots(1, len(splits), figsize=(5.8 * len(splits), 4.2), squeeze=False, sharey=True)
     colors = {"float32": "tab:blue", "int8": "tab:green", "binaire": "tab:red",
               "binaire + rescoring": "tab:orange"}
@@ -206,7 +207,7 @@ def plot_tradeoff(quant: pd.DataFrame, latency: pd.DataFrame, splits=None):
                 ax.annotate(str(d), (xi, yi), textcoords="offset points", xytext=(3, 3), fontsize=7)
         ax.set_xscale("log", base=2)
         ax.set_xlabel("octets par vecteur dans l'index (échelle log)")
-        ax.set_title(split)
+        ax.set_title(SPLIT_LABELS.get(split, split))
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("NDCG@10 (modèle fine-tuné)")
     axes[0][0].legend(fontsize=8)

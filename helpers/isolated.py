@@ -149,13 +149,15 @@ def run_arm(profile, arm: str, steps: int, output_dir: Path | str, save: bool = 
     if steps <= 0:
         raise ValueError(f"Nombre de pas à mesurer : entier positif attendu, reçu {steps}.")
     output_dir = Path(output_dir)
-    import torch  # noqa: F401  (les bibliothèques comptent dans « bibliothèques »)
+    # D'abord le bras : celui de B choisit son moteur, et Unsloth (GPU) doit être importé avant
+    # transformers. Ensuite les bibliothèques, qui comptent dans « bibliothèques ».
+    build, loaded = {"A": _arm_a, "B": _arm_b, "C": _arm_c}[arm](profile, steps, output_dir / "checkpoints")
+    import torch  # noqa: F401
     import transformers  # noqa: F401
     import trl  # noqa: F401
 
     if arm == "A":
         import sentence_transformers  # noqa: F401
-    build, loaded = {"A": _arm_a, "B": _arm_b, "C": _arm_c}[arm](profile, steps, output_dir / "checkpoints")
     reset_peak_rss()
     record = {"bras": arm, "profil": profile.name, "rss_bibliotheques_mo": current_rss_mb()}
     trainer = build()

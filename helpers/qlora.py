@@ -130,6 +130,8 @@ def plot_confusion(tables: dict[str, pd.DataFrame]):
     """Matrices de confusion côte à côte (une par modèle), effectifs écrits dans les cases."""
     import matplotlib.pyplot as plt
 
+    from .text import DISPLAY_LABELS
+
     if not tables:
         raise ValueError("Aucune matrice de confusion à tracer.")
     fig, axes = plt.subplots(1, len(tables), figsize=(4.6 * len(tables), 3.6), squeeze=False)
@@ -139,7 +141,7 @@ def plot_confusion(tables: dict[str, pd.DataFrame]):
         ax.set_yticks(range(table.shape[0]), table.index)
         ax.set_xlabel("statut lu dans la réponse")
         ax.set_ylabel("statut attendu")
-        ax.set_title(label)
+        ax.set_title(DISPLAY_LABELS.get(label, label))  # « fine-tuné », « base (few-shot) »
         high = table.values.max() / 2 if table.values.size else 0
         for i in range(table.shape[0]):
             for j in range(table.shape[1]):

@@ -301,3 +301,15 @@ def test_prefix_cache_generation_matches_plain_generation():
     assert qlora.generate_with_prefix_cache(model, tok, [], 3, **settings) == []
     with pytest.raises(ValueError, match="Taille de lot"):
         qlora.generate_with_prefix_cache(model, tok, prompts, 0, **settings)
+
+
+def test_confusion_plot_titles_are_french_labels():
+    import pandas as pd
+
+    from helpers.qlora import plot_confusion
+
+    table = pd.DataFrame([[2, 0], [1, 3]], index=["bas", "normal"], columns=["bas", "normal"])
+    fig = plot_confusion({"finetuned": table, "base_few_shot": table})
+    assert [ax.get_title() for ax in fig.axes] == ["fine-tuné", "base (few-shot)"]
+    with pytest.raises(ValueError, match="Aucune matrice"):
+        plot_confusion({})

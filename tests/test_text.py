@@ -65,9 +65,9 @@ def test_rst_typography_keeps_code_and_fixes_prose():
     assert len(rst_typography_issues(page)) == 4 and rst_typography_issues(fixed) == []
 
 
-@pytest.mark.parametrize("page", sorted((ROOT / "docs").glob("*.rst")), ids=lambda p: p.name)
+@pytest.mark.parametrize("page", [ROOT / "README.rst", *sorted((ROOT / "docs").glob("*.rst"))], ids=lambda p: p.name)
 def test_docs_pages_follow_french_typography(page):
-    """Espaces insécables dans la prose des pages (``python -m helpers.text --fix docs/*.rst``)."""
+    """Espaces insécables dans la prose des pages (``python -m helpers.text --fix README.rst docs/*.rst``)."""
     from helpers.text import rst_typography_issues
 
     assert rst_typography_issues(page.read_text(encoding="utf-8")) == []
