@@ -11,6 +11,8 @@ chacun est donc entraîné quelques pas dans un processus Python neuf qui ne cha
   le pic après le premier pas compris (les états de l'optimiseur naissent au premier pas) ;
 * :func:`measure_arm` — dans le noyau : lance ``python -m helpers.isolated`` et relit son résultat
   (erreur française avec la fin du journal de l'enfant s'il échoue) ;
+* :class:`MemoryProbe` — la même mesure dans le noyau, pic remis à zéro et remise à zéro vérifiée
+  (moins chère : pas de second chargement) ;
 * :func:`memory_table` — les mesures des bras côte à côte ;
 * :func:`matched_steps` — le nombre de pas qui fait voir à un bras autant d'exemples qu'à un autre.
 
@@ -209,23 +211,64 @@ def measure_arm(profile, arm: str, steps: int, output_dir: Path | str, *, save: 
     return json.loads(result.read_text(encoding="utf-8"))
 
 
+class MemoryProbe:
+    """La mémoire d'une étape mesurée **dans le noyau**, pic remis à zéro au départ.
+
+    À la création : mémoire libérée rendue au système, pic (``VmHWM``) ramené à la mémoire actuelle
+    (:func:`helpers.runtime.reset_peak_rss`) et **vérification** de la remise à zéro (le pic relu
+    juste après ne dépasse pas la mémoire actuelle de plus de 1 %) ; :meth:`mark` note la mémoire à
+    un moment nommé (« modèle chargé ») ; :meth:`stop` renvoie un enregistrement que lit
+    :func:`memory_table` : la part **propre au bras** est le pic moins la mémoire du départ.
+    """
+
+    def __init__(self):
+        from .runtime import peak_rss_mb, reset_peak_rss
+
+        reset = reset_peak_rss()
+        self.start_mb = current_rss_mb()
+        peak = peak_rss_mb()
+        self.verified = bool(reset and self.start_mb and peak <= 1.01 * self.start_mb + 1)
+        self.marks: dict[str, float | None] = {}
+
+    def mark(self, name: str) -> None:
+        """Note la mémoire résidente actuelle sous ``name`` (Mo)."""
+        self.marks[name] = current_rss_mb()
+
+    def stop(self, steps: int | None = None) -> dict:
+        """L'enregistrement de la mesure (mêmes clés que :func:`run_arm` quand elles existent)."""
+        from .runtime import peak_rss_mb
+
+        record = {"methode": "noyau, pic remis à zéro" + (" (vérifié)" if self.verified else " (NON vérifié)"),
+                  "pas": steps, "rss_depart_mo": self.start_mb,
+                  "rss_modele_charge_mo": self.marks.get("modele_charge"), "pic_rss_mo": peak_rss_mb()}
+        record.update(_gpu_peaks())
+        return record
+
+
 def memory_table(runs: dict[str, dict]):
-    """Une ligne par bras mesuré par :func:`measure_arm` : mémoire résidente après les imports, une
-    fois le modèle chargé, pic après le premier pas et pic final, et la part **propre au bras** (pic
-    moins les bibliothèques) ; pics GPU si CUDA."""
+    """Une ligne par bras : comment il a été mesuré (processus à part, :func:`measure_arm`, ou noyau
+    au pic remis à zéro, :class:`MemoryProbe`), pas mesurés, mémoire au départ (bibliothèques seules
+    dans un processus neuf, ce que le noyau tenait déjà sinon), ce qu'a ajouté le chargement du modèle
+    et des données (``chargement_mo``), pic final et part **propre au bras** (pic moins départ) ;
+    pics GPU si CUDA."""
     import pandas as pd
 
     rows = []
     for arm, run in runs.items():
-        row = {"bras": arm, "pas": run["pas"], "bibliotheques_mo": run["rss_bibliotheques_mo"],
-               "modele_charge_mo": run["rss_modele_charge_mo"],
-               "pic_premier_pas_mo": run.get("pic_rss_premier_pas_mo"), "pic_mo": run["pic_rss_mo"]}
-        row["propre_au_bras_mo"] = None if row["bibliotheques_mo"] is None else row["pic_mo"] - row["bibliotheques_mo"]
+        start = run.get("rss_depart_mo", run.get("rss_bibliotheques_mo"))
+        loaded = run.get("rss_modele_charge_mo")
+        row = {"bras": arm, "mesure": run.get("methode", "processus à part"), "pas": run.get("pas"),
+               "depart_mo": start, "chargement_mo": None if loaded is None or start is None else loaded - start,
+               "pic_mo": run["pic_rss_mo"]}
+        row["propre_au_bras_mo"] = None if start is None else row["pic_mo"] - start
         for key in ("pic_gpu_alloue_mo", "pic_gpu_reserve_mo"):
             if key in run:
                 row[key] = run[key]
         rows.append(row)
-    return pd.DataFrame(rows).set_index("bras").round(0)
+    table = pd.DataFrame(rows).set_index("bras")
+    numeric = [c for c in table.columns if c.endswith("_mo")]
+    table[numeric] = table[numeric].astype(float).round(0)
+    return table
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -154,12 +154,17 @@ def chat_prompt(tokenizer, instruction: str, input_text: str, examples=()) -> st
         return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
 
 
-def base_prompt(tokenizer, instruction: str, input_text: str, examples=(), style: str = "court") -> str:
+def base_prompt(tokenizer, instruction: str, input_text: str, examples=(), style: str = "court",
+                chat: bool | None = None) -> str:
     """Le prompt **loyal** du modèle de base : son gabarit de conversation s'il en a un
     (:func:`chat_prompt`, modèle Instruct), sinon (modèle de base pur, comme Mistral-7B v0.3, ou le
     modèle miniature du profil smoke) les ``examples`` résolus puis le cas, écrits l'un après
-    l'autre au format :func:`format_prompt` — la suite de texte qu'un modèle pré-entraîné continue."""
-    if getattr(tokenizer, "chat_template", None):
+    l'autre au format :func:`format_prompt` — la suite de texte qu'un modèle pré-entraîné continue.
+    ``chat=False`` impose cette seconde forme même à un modèle Instruct (pour mesurer ce que coûte
+    un format étranger, notebook 05, section 7)."""
+    if chat is None:
+        chat = bool(getattr(tokenizer, "chat_template", None))
+    if chat:
         return chat_prompt(tokenizer, instruction, input_text, examples)
     shots = "".join(format_prompt(ex["instruction"], ex["input"], style) + ex["output"] + "\n\n" for ex in examples)
     return shots + format_prompt(instruction, input_text, style)

@@ -165,6 +165,8 @@ class ComparisonSettings:
     #: ré-entraîner le bras B sur autant d'exemples que C (bras B') pour comparer à exemples égaux ;
     #: faux sur gpu : ce serait un second QLoRA de Mistral-7B
     qlora_at_c_examples: bool = True
+    #: cas de test (les premiers) sur lesquels B' est évalué et comparé à C ; None : tous
+    matched_eval_cases: int | None = None
 
 
 @dataclass(frozen=True)
@@ -333,11 +335,13 @@ def _build(name: str) -> Profile:
                 prompt_style="minimal", drill_examples=60, drill_pairs=4, table_drills=80,
                 instruction=STEPWISE_INSTRUCTION, padding_free=True),
             data=DataSettings(hub_dataset=None, longitudinal_patients=None),
-            # Bras C sur 2 cœurs : ~4 à 5 s par pas de 4 exemples ; 20 pas tiennent le budget de
-            # 10 min des notebooks 06 + 07. lr 1e-4 : non réglé (un seul essai, noté au notebook 06).
+            # Bras C sur 2 cœurs : ~5 s par pas de 4 exemples ; 20 pas, et B' (B sur les mêmes
+            # 80 exemples) évalué sur 96 cas, tiennent le budget de 15 min des notebooks 06 + 07.
+            # lr 1e-4 : non réglé (un seul essai, noté au notebook 06).
             comparison=ComparisonSettings(
                 full_model_id="smollm2-135m-instruct", full_offline_model="smollm2-135m-instruct",
-                full_max_steps=20, full_batch_size=4, full_learning_rate=1e-4, curve_sizes=(100, 300)),
+                full_max_steps=20, full_batch_size=4, full_learning_rate=1e-4, curve_sizes=(100, 300),
+                matched_eval_cases=96),
         )
     if name == "smoke":
         return Profile(

@@ -156,12 +156,16 @@ def comparison_report(profile_name: str) -> list[str]:
         for row in table.itertuples():
             natural = (f" ; questions naturelles {row.ndcg_naturel_base:.3f} → {row.ndcg_naturel:.3f}"
                        if pd.notna(getattr(row, "ndcg_naturel", None)) else "")
+            interval = (f" [{row.exactitude_statuts_bas:.1%} ; {row.exactitude_statuts_haut:.1%}]"
+                        if pd.notna(getattr(row, "exactitude_statuts_bas", None)) else "")
             quality = (f"NDCG@10 {row.ndcg_at_10:.3f}, exactitude@1 {row.accuracy_at_1:.1%}{natural}"
                        if pd.notna(row.ndcg_at_10) else
-                       f"statuts justes {row.exactitude_statuts:.1%}, perte de validation {row.perte_validation:.3f}")
+                       f"statuts justes {row.exactitude_statuts:.1%}{interval}, perte de validation "
+                       f"{row.perte_validation:.3f}")
+            latency = f"{row.latence_ms:.0f} ms/question" if pd.notna(row.latence_ms) else "latence non mesurée"
             lines.append(f"  {row.bras} {row.approche} : {_thousands(row.parametres_entraines)} paramètres "
                          f"entraînés, {row.secondes_entrainement:.0f} s, {row.taille_artefact_mo:.1f} Mo, "
-                         f"{row.latence_ms:.0f} ms/question ; {quality}")
+                         f"{latency} ; {quality}")
     rag_path = outputs_root() / profile_name / "case_study" / "rag_taux_de_succes.csv"
     if rag_path.exists():
         rag = pd.read_csv(rag_path)

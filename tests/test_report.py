@@ -82,6 +82,7 @@ def test_comparison_report_reads_table_rag_and_budget(tmp_path, monkeypatch):
         output_dir("cpu", "case_study") / "rag_taux_de_succes.csv", index=False)
     _write_run_summary(tmp_path, {"06": (400.0, 5000), "07": (250.0, 3000)})
     text = "\n".join(report.comparison_report("cpu"))
+    assert "latence non mesurée" not in text
     assert "A embeddings : 20 paramètres entraînés, 200 s, 470,0 Mo, 20 ms/question ; NDCG@10 0,850" in text
     assert "C complet : 120 paramètres entraînés" in text and "statuts justes 34,0\u00a0%, perte de validation 0,139" in text
     assert "requête « ligne » : base 0,600, fine-tuné 0,950" in text
@@ -95,3 +96,14 @@ def test_comparison_report_reads_table_rag_and_budget(tmp_path, monkeypatch):
     assert "requête « ligne », analytes jamais vus (10 questions) : base 0,500 [0,20 ; 0,80]" in text
     assert "[NON atteint] durée 06 + 07 : 650 s (objectif ≤ 600 s" in text
     assert "[atteint] pic mémoire (noyau) : 5000 Mo" in text
+
+
+def test_comparison_report_shows_intervals_and_unmeasured_latency(tmp_path, monkeypatch):
+    from helpers import compare
+    from test_compare import rows
+
+    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+    b_prime = {**rows()[1], "bras": "B'", "latence_ms": None, **compare.status_accuracy_interval(0, 96)}
+    compare.save_comparison(compare.comparison_table([*rows(), b_prime]), "cpu")
+    text = "\n".join(report.comparison_report("cpu"))
+    assert "B' QLoRA : 5 paramètres entraînés, 360 s, 13,4 Mo, latence non mesurée ; statuts justes 0,0\u00a0% [" in text

@@ -122,7 +122,7 @@ def test_study_scores_reasoning_and_keeps_one_row_per_variant(tmp_path, monkeypa
 def test_chat_prompt_uses_the_model_template_and_few_shot_turns():
     from transformers import AutoTokenizer
 
-    from helpers.llm import analyte_cases, chat_prompt, few_shot_examples
+    from helpers.llm import analyte_cases, base_prompt, chat_prompt, few_shot_examples, format_prompt
     from helpers.models import model_path
     from helpers.profiles import get_profile
 
@@ -144,6 +144,22 @@ def test_chat_prompt_uses_the_model_template_and_few_shot_turns():
                          "{% if add_generation_prompt %}<|assistant|>{% endif %}")
     text = chat_prompt(tok, "Consigne.", "Sodium : 134 mmol/L", shots)
     assert text.startswith("<|user|>Consigne.\n\n") and text.count("Consigne.") == 1
+    # Format étranger imposé (chat=False) : exemples et cas écrits à la suite, sans gabarit.
+    plain = base_prompt(tok, "Consigne.", "Sodium : 134 mmol/L", shots, chat=False)
+    assert "<|" not in plain and plain.endswith(format_prompt("Consigne.", "Sodium : 134 mmol/L", "court"))
+
+
+def test_mistral_inst_template_renders_the_instruct_format():
+    from transformers import AutoTokenizer
+
+    from helpers.llm import MISTRAL_INST_TEMPLATE
+    from helpers.models import model_path
+
+    tok = AutoTokenizer.from_pretrained(model_path("tiny-mistral"))
+    messages = [{"role": "system", "content": "Consigne."}, {"role": "user", "content": "Sodium 150"},
+                {"role": "assistant", "content": "élevé"}, {"role": "user", "content": "Sodium 134"}]
+    text = tok.apply_chat_template(messages, chat_template=MISTRAL_INST_TEMPLATE, tokenize=False)
+    assert text == "<s>[INST] Sodium 150 [/INST]élevé</s>[INST] Consigne.\n\nSodium 134 [/INST]"
 
 
 def test_accuracy_gain_is_paired_and_has_an_interval():
