@@ -87,12 +87,14 @@ GENERAL_TEXT_FR: tuple[str, ...] = (
 #: Colonnes de ``comparison.csv`` (une ligne par bras).
 COMPARISON_COLUMNS = (
     "bras", "approche", "modele", "parametres_entraines", "parametres_total", "exemples_vus",
-    "secondes_entrainement", "pic_rss_mo", "pic_gpu_mo", "taille_artefact_mo", "latence_ms", "ndcg_at_10",
+    "secondes_entrainement", "pic_rss_mo", "pic_gpu_mo", "memoire_propre_mo", "taille_artefact_mo", "latence_ms",
+    "ndcg_at_10",
     "accuracy_at_1", "ndcg_naturel", "ndcg_naturel_base", "exactitude_statuts", "exactitude_statuts_bas",
     "exactitude_statuts_haut", "perte_validation", "provenance",
 )
 _NUMERIC = ("parametres_entraines", "parametres_total", "exemples_vus", "secondes_entrainement",
-            "pic_rss_mo", "pic_gpu_mo", "taille_artefact_mo", "latence_ms", "ndcg_at_10", "accuracy_at_1",
+            "pic_rss_mo", "pic_gpu_mo", "memoire_propre_mo", "taille_artefact_mo", "latence_ms", "ndcg_at_10",
+            "accuracy_at_1",
             "ndcg_naturel", "ndcg_naturel_base", "exactitude_statuts", "exactitude_statuts_bas",
             "exactitude_statuts_haut", "perte_validation")
 
@@ -395,7 +397,9 @@ def plot_costs(table: pd.DataFrame):
     ferait paraître énormes des écarts de quelques pour cent ; la valeur est écrite sur chaque barre."""
     import matplotlib.pyplot as plt
 
-    panels = [("secondes_entrainement", "entraînement (s)"), ("pic_rss_mo", "pic mémoire (Mo)"),
+    memory = (("memoire_propre_mo", "mémoire ajoutée (Mo)") if table["memoire_propre_mo"].notna().any()
+              else ("pic_rss_mo", "pic mémoire (Mo)"))
+    panels = [("secondes_entrainement", "entraînement (s)"), memory,
               ("taille_artefact_mo", "artefact sur disque (Mo)"), ("latence_ms", "latence / question (ms)")]
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
     labels = [str(b) for b in table["bras"]]
@@ -510,8 +514,12 @@ def decision_guide(table: pd.DataFrame, forgetting: pd.DataFrame | None = None,
     if per_example:
         lines.append("Coût d'entraînement par exemple vu : " + ", ".join(
             f"{x} {s:.2f} s" for x, s in per_example.items()) + ".")
+    own = {x: r["memoire_propre_mo"] for x, r in arms if not math.isnan(r["memoire_propre_mo"])}
     memory = {x: r["pic_rss_mo"] for x, r in arms if not math.isnan(r["pic_rss_mo"])}
-    if memory:
+    if own:
+        lines.append("Mémoire ajoutée par l'entraînement (pic moins mémoire au départ, chaque bras seul) : "
+                     + ", ".join(f"{x} {_thousands(v)} Mo" for x, v in own.items()) + ".")
+    elif memory:
         lines.append("Pic mémoire de l'entraînement : " + ", ".join(
             f"{x} {_thousands(v)} Mo" for x, v in memory.items()) + ".")
     fastest = min((("A", a), ("B", b), ("C", c)), key=lambda kv: kv[1]["latence_ms"])

@@ -124,7 +124,7 @@ RESULT_TABLES = (
      "(notebook 03)", None),
     ("llm", "status_accuracy.csv", "Exactitude des statuts sur les cas de test (notebook 05)", None),
     ("comparison", "comparison.csv", "Les trois approches côte à côte (notebook 06)",
-     ["bras", "approche", "parametres_entraines", "exemples_vus", "secondes_entrainement", "pic_rss_mo",
+     ["bras", "approche", "parametres_entraines", "exemples_vus", "secondes_entrainement", "memoire_propre_mo",
       "taille_artefact_mo", "latence_ms", "ndcg_at_10", "accuracy_at_1", "ndcg_naturel", "ndcg_naturel_base",
       "exactitude_statuts", "exactitude_statuts_bas", "exactitude_statuts_haut", "perte_validation"]),
     ("comparison", "memoire_par_bras.csv", "Mémoire de chaque bras, mesurée dans un processus à part (notebook 06)",

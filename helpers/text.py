@@ -197,7 +197,8 @@ DISPLAY_LABELS = {
     "reference": "référence", "ic_bas": "IC 95 % bas", "ic_haut": "IC 95 % haut",
     "latence_ms": "latence (ms)", "precision": "précision", "candidats": "candidats",
     "finetuned": "fine-tuné", "base_few_shot": "base (few-shot)", "constante": "réponse constante",
-    "accuracy_at_1": "exactitude@1", "statut_lisible": "statut lisible",
+    "accuracy_at_1": "exactitude@1", "statut_lisible": "statut lisible", "format_etranger": "format étranger",
+    "valeurs": "valeurs",
 }
 
 
