@@ -55,37 +55,48 @@ def french_decimals(text: str) -> str:
     return _PERCENT.sub(NBSP + "%", _DECIMAL.sub(r"\1,\2", text))
 
 
-def _unprotected(text: str):
-    """Les morceaux de ``text`` hors zones protégées, avec leur position : ``(début, morceau)``."""
+def _unprotected(text: str, protected: re.Pattern = _PROTECTED):
+    """Les morceaux de ``text`` hors zones ``protected``, avec leur position : ``(début, morceau,
+    zone protégée qui suit)``."""
     start = 0
-    for match in _PROTECTED.finditer(text):
+    for match in protected.finditer(text):
         yield start, text[start:match.start()], match.group(0)
         start = match.end()
     yield start, text[start:], ""
 
 
-def french_typography(text: str) -> str:
-    """``text`` avec des espaces insécables avant « : ; ? ! », après « « » et avant « » », sauf
-    dans le code, les formules et les liens (Markdown)."""
+def _fix_free(text: str, protected: re.Pattern = _PROTECTED) -> str:
+    """Les insécables posées dans ``text``, hors zones ``protected``."""
     out = []
-    for _, free, protected in _unprotected(text):
+    for _, free, kept in _unprotected(text, protected):
         free = _BEFORE.sub(NBSP, free)
         free = _AFTER_OPENING.sub("«" + NBSP, free)
         free = _BEFORE_CLOSING.sub(NBSP + "»", free)
-        out.append(free + protected)
+        out.append(free + kept)
     return "".join(out)
 
 
-def typography_issues(text: str, context: int = 25) -> list[str]:
-    """Les passages de ``text`` (hors code, formules et liens) où une espace ordinaire se trouve là
-    où le français veut une insécable ; liste vide si tout est juste."""
+def _free_issues(text: str, context: int, protected: re.Pattern = _PROTECTED) -> list[str]:
+    """Les passages de ``text`` (hors zones ``protected``) où manque une insécable."""
     issues = []
-    for start, free, _ in _unprotected(text):
+    for start, free, _ in _unprotected(text, protected):
         for pattern in (_BEFORE, _AFTER_OPENING, _BEFORE_CLOSING):
             for match in pattern.finditer(free):
                 at = start + match.start()
                 issues.append(text[max(0, at - context): at + context].replace("\n", " "))
     return issues
+
+
+def french_typography(text: str) -> str:
+    """``text`` avec des espaces insécables avant « : ; ? ! », après « « » et avant « » », sauf
+    dans le code, les formules et les liens (Markdown)."""
+    return _fix_free(text)
+
+
+def typography_issues(text: str, context: int = 25) -> list[str]:
+    """Les passages de ``text`` (hors code, formules et liens) où une espace ordinaire se trouve là
+    où le français veut une insécable ; liste vide si tout est juste."""
+    return _free_issues(text, context)
 
 
 #: Ce qui ne se touche pas dans du reStructuredText : code en ligne, rôles, liens, substitutions, URL.
@@ -128,43 +139,16 @@ def _rst_chunks(text: str):
         yield True, "".join(prose)
 
 
-def _rst_free(text: str):
-    """Comme :func:`_unprotected`, pour la prose reStructuredText."""
-    start = 0
-    for match in _RST_PROTECTED.finditer(text):
-        yield start, text[start:match.start()], match.group(0)
-        start = match.end()
-    yield start, text[start:], ""
-
-
 def french_typography_rst(text: str) -> str:
     """:func:`french_typography` pour une page reStructuredText (documentation Sphinx) : la prose
     seulement, jamais le code en ligne, les rôles, les liens, les directives ni les blocs littéraux."""
-    out = []
-    for is_prose, chunk in _rst_chunks(text):
-        if not is_prose:
-            out.append(chunk)
-            continue
-        for _, free, protected in _rst_free(chunk):
-            free = _BEFORE.sub(NBSP, free)
-            free = _AFTER_OPENING.sub("«" + NBSP, free)
-            free = _BEFORE_CLOSING.sub(NBSP + "»", free)
-            out.append(free + protected)
-    return "".join(out)
+    return "".join(_fix_free(chunk, _RST_PROTECTED) if is_prose else chunk for is_prose, chunk in _rst_chunks(text))
 
 
 def rst_typography_issues(text: str, context: int = 25) -> list[str]:
     """Les passages de prose d'une page reStructuredText à corriger (voir :func:`french_typography_rst`)."""
-    issues = []
-    for is_prose, chunk in _rst_chunks(text):
-        if not is_prose:
-            continue
-        for start, free, _ in _rst_free(chunk):
-            for pattern in (_BEFORE, _AFTER_OPENING, _BEFORE_CLOSING):
-                for match in pattern.finditer(free):
-                    at = start + match.start()
-                    issues.append(chunk[max(0, at - context): at + context].replace("\n", " "))
-    return issues
+    return [issue for is_prose, chunk in _rst_chunks(text) if is_prose
+            for issue in _free_issues(chunk, context, _RST_PROTECTED)]
 
 
 def fix_notebook(path) -> int:
