@@ -6,7 +6,6 @@ Les notebooks restent des leçons : le code à apprendre y est visible, la plomb
 from __future__ import annotations
 
 import platform
-import sys
 
 __version__ = "0.1.0"
 
@@ -71,7 +70,3 @@ def _print_durations(notebook: str) -> None:
         return
     print("Durée de ce notebook mesurée par make course — " + " ; ".join(lines))
 
-
-def in_colab() -> bool:
-    """Vrai dans Google Colab."""
-    return "google.colab" in sys.modules

@@ -15,7 +15,6 @@ import pandas as pd
 from .analytes import Analyte, load_analytes
 from .paths import output_dir
 
-STATUS_COLORS = {"bas": "#2b6cb0", "normal": "#38a169", "élevé": "#c53030"}
 
 
 def dataset_sizes(retrieval, instructions, longitudinal) -> pd.DataFrame:

@@ -38,10 +38,6 @@ from .paths import DATASET_DIR, REFERENCE_DIR
 
 SEED = 20261123
 ASPECTS = ("role", "reference", "haute", "basse", "prelevement", "suivi")
-ASPECT_LABELS = {
-    "role": "rôle", "reference": "valeurs de référence", "haute": "valeur élevée",
-    "basse": "valeur basse", "prelevement": "prélèvement", "suivi": "suivi",
-}
 STYLES = ("clinique", "courant", "abreviation", "situation", "faute", "description")
 TEST_ANALYTE_COUNT = 8  # 8 / 46 = 17 % des analytes, absents de l'entraînement
 QUESTION_SPLIT = {"test_questions": 0.15, "validation": 0.10}

@@ -20,7 +20,7 @@ import unicodedata
 import pandas as pd
 
 from . import runtime
-from .analytes import Analyte, load_analytes
+from .analytes import STATUSES, Analyte, load_analytes  # STATUSES : une seule définition
 from .stepwise import STEPWISE_INSTRUCTION  # noqa: F401  (réexportée : consigne courte du profil cpu)
 
 #: Le préambule donne un rôle d'**assistant pédagogique**, pas de médecin : celui des documents de
@@ -36,7 +36,6 @@ ALPACA_PROMPT_FR = (
     "### Input:\n{input}\n\n"
     "### Response:\n"
 )
-STATUSES = ("bas", "normal", "élevé")
 #: Gabarit court (profil cpu, tâche « analyte ») : sans la phrase de rôle, le prompt passe d'environ
 #: 158 jetons (dont 130 de texte fixe) à une cinquantaine ; entraînement et génération sur CPU sont
 #: dominés par ce préfixe.
