@@ -1,9 +1,10 @@
-"""Un bras du notebook 06 entraîné dans un **processus à part**, pour mesurer sa mémoire seul.
+"""La mémoire d'un bras du notebook 06 mesurée **seule** : dans un processus à part, ou dans le noyau.
 
 Le pic de mémoire d'un noyau Jupyter compte tout ce que ce noyau a chargé depuis son démarrage :
 données, bibliothèques, modèles des sections précédentes (la mémoire qu'un modèle supprimé laisse à
-l'allocateur n'est pas toujours rendue au système). Pour comparer la mémoire des bras A, B et C,
-chacun est donc entraîné quelques pas dans un processus Python neuf qui ne charge que lui :
+l'allocateur n'est pas toujours rendue au système). Pour comparer la mémoire des bras A, B et C, le
+bras B (QLoRA) est entraîné dans un processus Python neuf qui ne charge que lui, A et C dans le noyau
+au pic remis à zéro :
 
 * :func:`run_arm` — dans le processus enfant : importe les bibliothèques, note la mémoire résidente
   (« bibliothèques »), charge le modèle du bras (« modèle chargé »), entraîne ``steps`` pas avec la
@@ -30,7 +31,9 @@ import sys
 import time
 from pathlib import Path
 
-ARMS = ("A", "B", "C")
+#: Les bras que ce module sait entraîner à part : B (QLoRA), le seul dont le notebook 06 mesure la
+#: mémoire dans un processus neuf (A et C le sont dans le noyau, :class:`MemoryProbe`).
+ARMS = ("B",)
 
 
 def matched_steps(examples: int, per_step: int) -> int:
@@ -43,13 +46,10 @@ def matched_steps(examples: int, per_step: int) -> int:
 
 def current_rss_mb() -> float | None:
     """Mémoire résidente actuelle du processus (Mo, ``VmRSS`` sous Linux) ; ``None`` ailleurs."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
+    from .runtime import proc_status_kb
+
+    kb = proc_status_kb("VmRSS")
+    return None if kb is None else kb / 1024
 
 
 def _gpu_peaks() -> dict:
@@ -78,23 +78,6 @@ def _peak_callback(record: dict):
     return PeakPerStep()
 
 
-def _arm_a(profile, steps: int, output_dir: Path):
-    from .data import load_retrieval
-    from .embeddings import training_pairs
-    from .training import embedding_trainer
-
-    loaded = {}
-
-    def build():
-        retrieval = load_retrieval(profile)
-        pairs = training_pairs(retrieval["train"], retrieval["corpus"])
-        trainer = embedding_trainer(profile, pairs, output_dir, max_steps=steps)
-        loaded["exemples_par_pas"] = profile.embedding.batch_size
-        return trainer
-
-    return build, loaded
-
-
 def _arm_b(profile, steps: int, output_dir: Path):
     from .training import choose_backend, load_qlora_model, qlora_datasets, qlora_trainer
 
@@ -112,37 +95,13 @@ def _arm_b(profile, steps: int, output_dir: Path):
     return build, loaded
 
 
-def _arm_c(profile, steps: int, output_dir: Path):
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from .llm import torch_dtype
-    from .models import resolve_model
-    from .training import full_trainer, qlora_datasets
-
-    cmp = profile.comparison
-    loaded = {}
-
-    def build():
-        source, _ = resolve_model(cmp.full_model_id, cmp.full_offline_model, what="modèle de langage du bras C")
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        dtype = torch.float32 if cmp.full_precision == "fp32" else torch_dtype(cmp.full_precision)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
-        if torch.cuda.is_available():
-            model = model.to("cuda")
-        train, validation = qlora_datasets(profile, tokenizer)  # les exemples du bras B
-        loaded["exemples_par_pas"] = cmp.full_batch_size * cmp.full_gradient_accumulation_steps
-        return full_trainer(profile, model, tokenizer, train, validation, output_dir, max_steps=steps)
-
-    return build, loaded
-
-
 def run_arm(profile, arm: str, steps: int, output_dir: Path | str, save: bool = False) -> dict:
-    """Entraîne le bras ``arm`` (``A``, ``B`` ou ``C``) ``steps`` pas dans **ce** processus et renvoie
+    """Entraîne le bras ``arm`` (``B``) ``steps`` pas dans **ce** processus et renvoie
     ses mesures : ``rss_bibliotheques_mo`` (après les imports), ``rss_modele_charge_mo`` (trainer
     prêt : modèle et données chargés), ``pic_rss_mo`` (pic du processus), ``pic_rss_premier_pas_mo``,
-    pics GPU si CUDA, ``secondes``, ``pas``, ``exemples_vus``. ``save`` : enregistre le modèle (pour B,
-    l'adaptateur) dans ``output_dir/modele`` et, pour B et C, mesure sa ``perte_validation``. À appeler dans un processus neuf (:func:`measure_arm`)."""
+    pics GPU si CUDA, ``secondes``, ``pas``, ``exemples_vus``. ``save`` : enregistre l'adaptateur dans
+    ``output_dir/modele`` et mesure sa ``perte_validation``. À appeler dans un processus neuf
+    (:func:`measure_arm`)."""
     from .runtime import peak_rss_mb, reset_peak_rss
     from .training import set_seed
 
@@ -153,13 +112,11 @@ def run_arm(profile, arm: str, steps: int, output_dir: Path | str, save: bool = 
     output_dir = Path(output_dir)
     # D'abord le bras : celui de B choisit son moteur, et Unsloth (GPU) doit être importé avant
     # transformers. Ensuite les bibliothèques, qui comptent dans « bibliothèques ».
-    build, loaded = {"A": _arm_a, "B": _arm_b, "C": _arm_c}[arm](profile, steps, output_dir / "checkpoints")
+    build, loaded = _arm_b(profile, steps, output_dir / "checkpoints")
     import torch  # noqa: F401
     import transformers  # noqa: F401
     import trl  # noqa: F401
 
-    if arm == "A":
-        import sentence_transformers  # noqa: F401
     reset_peak_rss()
     record = {"bras": arm, "profil": profile.name, "rss_bibliotheques_mo": current_rss_mb()}
     trainer = build()
@@ -174,14 +131,11 @@ def run_arm(profile, arm: str, steps: int, output_dir: Path | str, save: bool = 
     record["pic_rss_mo"] = peak_rss_mb()
     record.update(_gpu_peaks())
     record["moteur"] = loaded.get("moteur")
-    if save:
-        if arm != "A":  # la perte de validation du modèle enregistré (mêmes exemples que le notebook 04)
-            record["perte_validation"] = trainer.evaluate()["eval_loss"]
+    if save:  # l'adaptateur et sa perte de validation (mêmes exemples que le notebook 04)
+        record["perte_validation"] = trainer.evaluate()["eval_loss"]
         path = output_dir / "modele"
         trainer.model.save_pretrained(str(path))
-        tokenizer = loaded.get("tokenizer") or getattr(trainer, "processing_class", None)
-        if tokenizer is not None and hasattr(tokenizer, "save_pretrained"):
-            tokenizer.save_pretrained(str(path))
+        loaded["tokenizer"].save_pretrained(str(path))
         record["modele"] = str(path)
     return record
 

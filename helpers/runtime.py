@@ -139,15 +139,22 @@ def go_offline() -> None:
         datasets_config.HF_HUB_OFFLINE = True
 
 
-def vm_hwm_kb(pid: int | str = "self") -> int | None:
-    """VmHWM (pic de mémoire résidente, Linux) du processus ``pid`` en Ko, ou ``None`` s'il est
-    illisible (hors Linux, processus terminé)."""
+def proc_status_kb(field: str, pid: int | str = "self") -> int | None:
+    """Un champ mémoire de ``/proc/<pid>/status`` (Linux) en Ko — ``VmHWM`` (pic de mémoire
+    résidente), ``VmRSS`` (mémoire résidente actuelle)… — ou ``None`` s'il est illisible (hors
+    Linux, processus terminé)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1])
     except OSError:
         return None
+    return None
+
+
+def vm_hwm_kb(pid: int | str = "self") -> int | None:
+    """VmHWM (pic de mémoire résidente, Linux) du processus ``pid`` en Ko, ou ``None``."""
+    return proc_status_kb("VmHWM", pid)
     return None
 
 

@@ -469,33 +469,6 @@ def qlora_trainer(profile, model, tokenizer, train_dataset, eval_dataset, output
     return _quiet(trainer, log)
 
 
-def full_trainer(profile, model, tokenizer, train_dataset, eval_dataset, output_dir: Path | str, *,
-                 max_steps: int | None = None, log: bool = False):
-    """Le ``SFTTrainer`` du bras C du notebook 06 (fine-tuning **complet**, mêmes ``SFTConfig`` que
-    sa cellule) ; ``max_steps`` remplace ``comparison.full_max_steps`` (mesure de la mémoire sur
-    quelques pas, :mod:`helpers.isolated`)."""
-    from trl import SFTConfig, SFTTrainer
-
-    from .runtime import cuda_available
-
-    cmp = profile.comparison
-    args = SFTConfig(
-        output_dir=str(output_dir), per_device_train_batch_size=cmp.full_batch_size,
-        gradient_accumulation_steps=cmp.full_gradient_accumulation_steps,
-        learning_rate=cmp.full_learning_rate,
-        max_steps=cmp.full_max_steps if max_steps is None else max_steps,
-        warmup_steps=0.1, lr_scheduler_type="linear", optim=cmp.full_optim,
-        max_length=profile.llm.max_seq_length,
-        bf16=cmp.full_precision == "bf16", fp16=cmp.full_precision == "fp16",
-        use_cpu=not cuda_available(), activation_checkpointing=cuda_available(),
-        per_device_eval_batch_size=profile.llm.eval_batch_size,
-        eval_strategy="no", logging_steps=max(1, cmp.full_max_steps // 20), save_strategy="no",
-        report_to="none", seed=profile.seed, disable_tqdm=not log)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                         processing_class=tokenizer)
-    return _quiet(trainer, log)
-
-
 def train_qlora(profile, output_dir: Path | str, *, backend: str = "bitsandbytes", instructions=None,
                 task: str | None = None, resume: bool = False, evaluate: bool = True, **kwargs) -> dict:
     """Charge, entraîne (ou reprend) et évalue le QLoRA ; voir :func:`qlora_trainer`.
