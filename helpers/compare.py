@@ -271,8 +271,7 @@ def text_losses(model, tokenizer, texts: Iterable[str] = GENERAL_TEXT_FR, batch_
 def text_loss(model, tokenizer, texts: Iterable[str] = GENERAL_TEXT_FR, batch_size: int = 4) -> float:
     """Perte moyenne par jeton (entropie croisée, en nats) du modèle sur ``texts`` : chaque jeton
     compte autant (:func:`text_losses` pondérées par leur nombre de jetons)."""
-    rows = text_losses(model, tokenizer, texts, batch_size)
-    return sum(r["perte"] * r["jetons"] for r in rows) / sum(r["jetons"] for r in rows)
+    return _mean_loss(text_losses(model, tokenizer, texts, batch_size))
 
 
 def _mean_loss(value) -> float:
