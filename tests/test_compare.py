@@ -356,6 +356,7 @@ def test_summaries_of_earlier_notebooks_are_required(tmp_path, monkeypatch):
         load_status_accuracy("smoke")
 
 
+@pytest.mark.integration
 def test_ensure_outputs_really_executes_a_missing_notebook(tmp_path, monkeypatch):
     """Bout en bout dans un vrai noyau : sans sorties, le notebook « 02 » est exécuté et produit ce
     que 06 et 07 relisent ; un second appel le réutilise. Le notebook est une doublure qui écrit

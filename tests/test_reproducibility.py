@@ -9,6 +9,8 @@ import pytest
 
 from helpers.course import execute_notebook, list_notebooks
 
+pytestmark = pytest.mark.integration
+
 
 def run_course(outputs, monkeypatch):
     monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(outputs))

@@ -129,6 +129,7 @@ def test_qlora_cli_interrupt_then_resume_on_your_own_results(smoke, tmp_path, ca
     assert not (out / "checkpoints").exists()
 
 
+@pytest.mark.integration
 def test_embeddings_cli_with_two_gloo_processes(tmp_path):
     """torchrun lance 2 processus CPU (gloo) : chacun voit la moitié de chaque lot global, les
     gradients sont moyennés, et les poids finaux sont identiques d'un processus à l'autre."""
