@@ -1,6 +1,8 @@
 # Cours « Fine-tuning pour l'analyse de bilans biologiques » — commandes principales.
 #   make course   installe, prépare les modèles hors ligne, exécute tous les notebooks (meilleur profil)
-#   make test     installe, puis tests unitaires + nbval sur tous les notebooks (profil smoke) + documentation
+#   make test     installe, puis lint, tests unitaires, nbval de tous les notebooks (profil smoke),
+#                 tests d'intégration et documentation
+#   make unit     tests unitaires rapides seulement (sans exécution complète de notebook ni torchrun)
 #   make docs     construit la documentation (docs/_build/html), sans exécuter les notebooks
 #   make gpu-check  contrôle hors ligne du chemin GPU (machine CUDA avec requirements-gpu.txt installé)
 SHELL := /bin/bash
@@ -13,11 +15,14 @@ PIP_EXTRA ?=
 export MPLBACKEND ?= Agg
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup course test unit notebooks models lab clean help bench-embeddings bench-llm docs docs-check gpu-check
+.PHONY: setup course test unit lint integration notebooks models lab clean help bench-embeddings bench-llm docs \
+	docs-check gpu-check
 
 help:
 	@echo "make course  — exécute tout le cours sur le meilleur profil et écrit outputs/<profil>/"
-	@echo "make test    — tests unitaires, nbval de tous les notebooks (profil smoke), documentation"
+	@echo "make test    — lint, tests unitaires, nbval (profil smoke), tests d'intégration, documentation"
+	@echo "make unit    — tests unitaires rapides seulement (quelques minutes)"
+	@echo "make lint    — ruff check + ruff format --check (helpers, scripts, tests, notebooks)"
 	@echo "make docs    — construit la documentation française dans docs/_build/html"
 	@echo "make lab     — ouvre les notebooks dans JupyterLab"
 	@echo "make bench-embeddings — mesure qualité et coût des notebooks 02–03 et imprime le bilan"
@@ -50,13 +55,28 @@ bench-embeddings: setup
 bench-llm: setup
 	$(PY) -m helpers.course --only 04 05
 
+# Dossier des résultats de l'exécution nbval (profil smoke) : le test de reproductibilité le
+# compare à une seconde exécution au lieu d'exécuter deux fois les notebooks 02 et 04.
+SMOKE_RUN := $(CURDIR)/.cache/smoke-run
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
 unit: setup
 	$(PY) -m helpers.models --prepare smoke
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -m "not integration"
 
 notebooks: setup
 	$(PY) -m helpers.models --prepare smoke
-	COURSE_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+	rm -rf $(SMOKE_RUN)
+	COURSE_PROFILE=smoke COURSE_OUTPUTS_DIR=$(SMOKE_RUN) \
+		$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+
+# Exécutions complètes : reproductibilité (contre l'exécution nbval si elle existe), torchrun, etc.
+integration: setup
+	$(PY) -m helpers.models --prepare smoke
+	COURSE_REFERENCE_RUN=$(SMOKE_RUN) $(PY) -m pytest tests -m integration
 
 # Documentation : rend les notebooks exécutés par make course s'ils existent (jamais d'exécution ici).
 docs: setup
@@ -68,7 +88,7 @@ docs-check: setup
 	$(PY) -m sphinx -b html -q -W --keep-going -E docs docs/_build/html
 	$(PY) -m helpers.docs --check docs/_build/html
 
-test: unit notebooks docs-check
+test: lint unit notebooks integration docs-check
 
 # Chemin GPU, hors ligne, sur des doublures à poids aléatoires (voir docs/gpu.rst). Pas de
 # dépendance à setup : sur une machine GPU, .venv est installé avec requirements-gpu.txt (jamais

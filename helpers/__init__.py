@@ -3,6 +3,7 @@
 Les notebooks restent des leçons : le code à apprendre y est visible, la plomberie
 (chemins, profils, modèles hors ligne, validation des données, graphiques) vit ici.
 """
+
 from __future__ import annotations
 
 import platform
@@ -31,8 +32,9 @@ def setup_course(notebook: str = "", *, quiet: bool = False):
     threads = runtime.configure_threads()
     runtime.quiet_known_warnings()  # seulement des messages connus et sans conséquence (liste dans runtime)
     runtime.french_number_display()  # tableaux affichés avec une virgule décimale
-    import numpy as np
     import random
+
+    import numpy as np
 
     random.seed(profile.seed)
     np.random.seed(profile.seed)
@@ -49,8 +51,10 @@ def setup_course(notebook: str = "", *, quiet: bool = False):
         print(f"Cours MedAnalyzer-FR{title}")
         print(f"Profil actif : {profile.name} — {profile.description}")
         print(f"Pourquoi : {profile.reason}")
-        print(f"Matériel : {device} ; {threads} thread(s) de calcul ; Python "
-              f"{platform.python_version()} ; torch {torch_version}")
+        print(
+            f"Matériel : {device} ; {threads} thread(s) de calcul ; Python "
+            f"{platform.python_version()} ; torch {torch_version}"
+        )
         print("(COURSE_PROFILE=gpu|cpu|smoke impose un profil.)")
         _print_durations(notebook)
     return profile
@@ -69,4 +73,3 @@ def _print_durations(notebook: str) -> None:
         print(f"Durées mesurées illisibles : {error}")
         return
     print("Durée de ce notebook mesurée par make course — " + " ; ".join(lines))
-

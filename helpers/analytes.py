@@ -4,6 +4,7 @@ Sources : ``data/reference/analytes_fr.csv`` (valeurs de référence et interpr�
 leurs sources publiques et les corrections de la revue) et ``data/reference/analytes_details_fr.csv``
 (rôle, conditions de prélèvement, suivi, synonymes, rédigés pour le cours).
 """
+
 from __future__ import annotations
 
 import csv
@@ -17,11 +18,35 @@ from .paths import REFERENCE_DIR
 STATUSES = ("bas", "normal", "élevé")
 SEXES = ("homme", "femme")
 
-_REF_COLUMNS = ("code", "nom_fr", "famille", "unite", "min_homme", "max_homme", "min_femme",
-                "max_femme", "interpretation_haute", "interpretation_basse", "source")
-_DETAIL_COLUMNS = ("code", "nom_court", "article", "genre", "nombre", "abreviation", "synonymes",
-                   "mots_courants", "role", "prelevement", "suivi", "decimales", "plausible_min",
-                   "plausible_max")
+_REF_COLUMNS = (
+    "code",
+    "nom_fr",
+    "famille",
+    "unite",
+    "min_homme",
+    "max_homme",
+    "min_femme",
+    "max_femme",
+    "interpretation_haute",
+    "interpretation_basse",
+    "source",
+)
+_DETAIL_COLUMNS = (
+    "code",
+    "nom_court",
+    "article",
+    "genre",
+    "nombre",
+    "abreviation",
+    "synonymes",
+    "mots_courants",
+    "role",
+    "prelevement",
+    "suivi",
+    "decimales",
+    "plausible_min",
+    "plausible_max",
+)
 
 
 class ReferenceDataError(ValueError):
@@ -74,8 +99,7 @@ class Analyte:
     def possible_statuses(self, sexe: str) -> tuple[str, ...]:
         """Statuts possibles : pas de « bas » sans borne basse, pas d'« élevé » sans borne haute."""
         lo, hi = self.bounds(sexe)
-        return tuple(s for s in STATUSES
-                     if not (s == "bas" and lo is None) and not (s == "élevé" and hi is None))
+        return tuple(s for s in STATUSES if not (s == "bas" and lo is None) and not (s == "élevé" and hi is None))
 
     def fmt(self, value: float) -> str:
         """Valeur écrite à la française, avec le nombre de décimales de l'analyte (« 10,9 »)."""
@@ -155,6 +179,7 @@ def fmt_number(value: float, decimals: int) -> str:
 
 def range_text(lo: float | None, hi: float | None, unite: str) -> str:
     """Intervalle en français : « 12 à 16 g/dL », « inférieur ou égal à 5 mg/L »…"""
+
     def g(x: float) -> str:
         return f"{x:g}".replace(".", ",")
 
@@ -186,8 +211,9 @@ def _num(path: Path, line: int, column: str, raw: str) -> float | None:
     try:
         return float(raw.replace(",", "."))
     except ValueError:
-        raise ReferenceDataError(f"{path}, ligne {line}, colonne « {column} » : nombre attendu, "
-                              f"trouvé « {raw} ».") from None
+        raise ReferenceDataError(
+            f"{path}, ligne {line}, colonne « {column} » : nombre attendu, trouvé « {raw} »."
+        ) from None
 
 
 @functools.lru_cache(maxsize=4)
@@ -203,11 +229,14 @@ def load_analytes(reference_dir: Path = REFERENCE_DIR) -> dict[str, Analyte]:
         if code in analytes:
             raise ReferenceDataError(f"{ref_path}, ligne {line}, colonne « code » : doublon « {code} ».")
         if code not in details:
-            raise ReferenceDataError(f"{det_path} : aucune ligne pour l'analyte « {code} » "
-                                  f"(déclaré ligne {line} de {ref_path}).")
+            raise ReferenceDataError(
+                f"{det_path} : aucune ligne pour l'analyte « {code} » (déclaré ligne {line} de {ref_path})."
+            )
         dline, d = details[code]
-        bornes = {s: (_num(ref_path, line, f"min_{s}", r[f"min_{s}"]),
-                      _num(ref_path, line, f"max_{s}", r[f"max_{s}"])) for s in SEXES}
+        bornes = {
+            s: (_num(ref_path, line, f"min_{s}", r[f"min_{s}"]), _num(ref_path, line, f"max_{s}", r[f"max_{s}"]))
+            for s in SEXES
+        }
         for s, (lo, hi) in bornes.items():
             if lo is None and hi is None:
                 raise ReferenceDataError(f"{ref_path}, ligne {line} : aucune borne pour « {code} » ({s}).")
@@ -216,17 +245,31 @@ def load_analytes(reference_dir: Path = REFERENCE_DIR) -> dict[str, Analyte]:
         pmin = _num(det_path, dline, "plausible_min", d["plausible_min"])
         pmax = _num(det_path, dline, "plausible_max", d["plausible_max"])
         if d["article"] not in ("l'", "le", "la", "les"):
-            raise ReferenceDataError(f"{det_path}, ligne {dline}, colonne « article » : « {d['article']} » "
-                                  "n'est pas l', le, la ou les.")
+            raise ReferenceDataError(
+                f"{det_path}, ligne {dline}, colonne « article » : « {d['article']} » n'est pas l', le, la ou les."
+            )
         analytes[code] = Analyte(
-            code=code, nom=r["nom_fr"].strip(), nom_court=d["nom_court"], famille=r["famille"],
-            unite=r["unite"], bornes=bornes, interpretation_haute=r["interpretation_haute"].strip(),
-            interpretation_basse=r["interpretation_basse"].strip(), source=r["source"],
-            article=d["article"], genre=d["genre"], nombre=d["nombre"], abreviation=d["abreviation"],
+            code=code,
+            nom=r["nom_fr"].strip(),
+            nom_court=d["nom_court"],
+            famille=r["famille"],
+            unite=r["unite"],
+            bornes=bornes,
+            interpretation_haute=r["interpretation_haute"].strip(),
+            interpretation_basse=r["interpretation_basse"].strip(),
+            source=r["source"],
+            article=d["article"],
+            genre=d["genre"],
+            nombre=d["nombre"],
+            abreviation=d["abreviation"],
             synonymes=tuple(x for x in d["synonymes"].split("|") if x),
             mots_courants=tuple(x for x in d["mots_courants"].split("|") if x),
-            role=d["role"], prelevement=d["prelevement"], suivi=d["suivi"],
-            decimales=int(d["decimales"]), plausible=(pmin, pmax))
+            role=d["role"],
+            prelevement=d["prelevement"],
+            suivi=d["suivi"],
+            decimales=int(d["decimales"]),
+            plausible=(pmin, pmax),
+        )
     extra = sorted(set(details) - set(analytes))
     if extra:
         raise ReferenceDataError(f"{det_path} : analyte(s) sans valeurs de référence : {', '.join(extra)}.")

@@ -14,6 +14,7 @@ Chaque script écrit dans ``--sortie`` (par défaut ``outputs/<profil>/scripts/<
 ``checkpoints/`` pendant l'entraînement (repris avec ``--reprendre``), puis le modèle ou
 l'adaptateur et ``resume_entrainement.json``. Seul le processus de rang 0 écrit.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,17 +28,31 @@ EXIT_INTERRUPTED = 3
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profil", choices=("gpu", "cpu", "smoke"),
-                        help="profil imposé (par défaut : choix automatique, ou COURSE_PROFILE)")
+    parser.add_argument(
+        "--profil",
+        choices=("gpu", "cpu", "smoke"),
+        help="profil imposé (par défaut : choix automatique, ou COURSE_PROFILE)",
+    )
     parser.add_argument("--sortie", type=Path, help="dossier de sortie")
     parser.add_argument("--donnees", type=Path, help="votre fichier .csv ou .jsonl (voir la page « Vos données »)")
-    parser.add_argument("--reprendre", action="store_true",
-                        help="reprendre depuis le dernier checkpoint du dossier de sortie")
+    parser.add_argument(
+        "--reprendre", action="store_true", help="reprendre depuis le dernier checkpoint du dossier de sortie"
+    )
     parser.add_argument("--pas-max", type=int, default=None, help="nombre maximal de pas d'optimisation")
-    parser.add_argument("--sauver-tous", type=int, default=None, metavar="N",
-                        help="un checkpoint tous les N pas (par défaut : environ 4 par entraînement)")
-    parser.add_argument("--interrompre-apres", type=int, default=None, metavar="N",
-                        help="simuler une coupure juste après le checkpoint du pas N (démonstration)")
+    parser.add_argument(
+        "--sauver-tous",
+        type=int,
+        default=None,
+        metavar="N",
+        help="un checkpoint tous les N pas (par défaut : environ 4 par entraînement)",
+    )
+    parser.add_argument(
+        "--interrompre-apres",
+        type=int,
+        default=None,
+        metavar="N",
+        help="simuler une coupure juste après le checkpoint du pas N (démonstration)",
+    )
     parser.add_argument("--journal", action="store_true", help="afficher la perte à chaque pas")
 
 
@@ -81,8 +96,11 @@ def embeddings_main(argv: list[str] | None = None) -> int:
     """Fine-tuning Matryoshka du modèle d'embeddings (recette du notebook 02)."""
     parser = argparse.ArgumentParser(prog="train_embeddings.py", description=embeddings_main.__doc__)
     _common(parser)
-    parser.add_argument("--negatifs-globaux", action="store_true",
-                        help="multi-processus : les passages des autres processus servent aussi de négatifs")
+    parser.add_argument(
+        "--negatifs-globaux",
+        action="store_true",
+        help="multi-processus : les passages des autres processus servent aussi de négatifs",
+    )
     args = parser.parse_args(argv)
     profile, output = _setup(args, "embeddings")
 
@@ -97,17 +115,27 @@ def embeddings_main(argv: list[str] | None = None) -> int:
     steps = args.pas_max or max(1, -(-len(pairs) // global_batch))
     callbacks = [training.interrupt_after(args.interrompre_apres)] if args.interrompre_apres else []
     trainer = training.embedding_trainer(
-        profile, pairs, output / "checkpoints", max_steps=args.pas_max or -1,
-        save_steps=_save_steps(args, steps), log=args.journal, callbacks=callbacks,
-        gather_across_devices=args.negatifs_globaux)
-    evaluator = MatryoshkaIREvaluator({"validation": retrieval["validation"]}, retrieval["corpus"],
-                                      profile.embedding.matryoshka_dims,
-                                      batch_size=profile.embedding.eval_batch_size)
+        profile,
+        pairs,
+        output / "checkpoints",
+        max_steps=args.pas_max or -1,
+        save_steps=_save_steps(args, steps),
+        log=args.journal,
+        callbacks=callbacks,
+        gather_across_devices=args.negatifs_globaux,
+    )
+    evaluator = MatryoshkaIREvaluator(
+        {"validation": retrieval["validation"]},
+        retrieval["corpus"],
+        profile.embedding.matryoshka_dims,
+        batch_size=profile.embedding.eval_batch_size,
+    )
     start_digest = training.weights_digest(trainer.model)
     base_scores = evaluator(trainer.model) if training.is_main_process() and not args.reprendre else None
     try:
-        result = training.train_embeddings(profile, pairs, output / "checkpoints", resume=args.reprendre,
-                                           trainer=trainer)
+        result = training.train_embeddings(
+            profile, pairs, output / "checkpoints", resume=args.reprendre, trainer=trainer
+        )
     except training.TrainingInterrupted as err:
         return _interrupted(err)
     digests = training.gather_digests(trainer.model)
@@ -118,16 +146,28 @@ def embeddings_main(argv: list[str] | None = None) -> int:
     trainer.model.save_pretrained(str(model_path))
     remove_checkpoints(output / "checkpoints")
     summary = {
-        "entrainement": "embeddings (Matryoshka)", "profil": profile.name, "processus": w["world_size"],
-        "lot_par_processus": profile.embedding.batch_size, "lot_global": global_batch,
-        "paires_entrainement": len(pairs), "pas": result["pas"], "secondes": round(result["secondes"], 1),
-        "pic_rss_mo_rang0": result["pic_rss_mo"], "reprise_depuis": result["reprise"], "donnees": str(args.donnees or "MedAnalyzer-FR"),
-        "empreinte_poids_depart": start_digest, "empreintes_poids_par_processus": digests,
+        "entrainement": "embeddings (Matryoshka)",
+        "profil": profile.name,
+        "processus": w["world_size"],
+        "lot_par_processus": profile.embedding.batch_size,
+        "lot_global": global_batch,
+        "paires_entrainement": len(pairs),
+        "pas": result["pas"],
+        "secondes": round(result["secondes"], 1),
+        "pic_rss_mo_rang0": result["pic_rss_mo"],
+        "reprise_depuis": result["reprise"],
+        "donnees": str(args.donnees or "MedAnalyzer-FR"),
+        "empreinte_poids_depart": start_digest,
+        "empreintes_poids_par_processus": digests,
         "negatifs_globaux": args.negatifs_globaux,
-        "validation_base": base_scores, "validation_finetune": scores, "modele": str(model_path),
+        "validation_base": base_scores,
+        "validation_finetune": scores,
+        "modele": str(model_path),
     }
-    print(f"{result['pas']} pas en {result['secondes']:.0f} s sur {w['world_size']} processus ; "
-          f"NDCG@10 de validation ({evaluator.dims[0]} dims) : {scores[evaluator.primary_metric]:.3f}")
+    print(
+        f"{result['pas']} pas en {result['secondes']:.0f} s sur {w['world_size']} processus ; "
+        f"NDCG@10 de validation ({evaluator.dims[0]} dims) : {scores[evaluator.primary_metric]:.3f}"
+    )
     print("Résumé :", _write_summary(output, summary))
     return 0
 
@@ -137,8 +177,12 @@ def qlora_main(argv: list[str] | None = None) -> int:
     """Fine-tuning QLoRA du modèle de langage (recette du notebook 04)."""
     parser = argparse.ArgumentParser(prog="train_qlora.py", description=qlora_main.__doc__)
     _common(parser)
-    parser.add_argument("--moteur", choices=("auto", "unsloth", "bitsandbytes"), default="auto",
-                        help="auto : Unsloth sur un seul GPU s'il s'importe, sinon bitsandbytes + peft")
+    parser.add_argument(
+        "--moteur",
+        choices=("auto", "unsloth", "bitsandbytes"),
+        default="auto",
+        help="auto : Unsloth sur un seul GPU s'il s'importe, sinon bitsandbytes + peft",
+    )
     args = parser.parse_args(argv)
     profile, output = _setup(args, "qlora")
 
@@ -155,9 +199,17 @@ def qlora_main(argv: list[str] | None = None) -> int:
     callbacks = [training.interrupt_after(args.interrompre_apres)] if args.interrompre_apres else []
     try:
         result = training.train_qlora(
-            profile, output / "checkpoints", backend=backend, instructions=instructions, task=task,
-            resume=args.reprendre, max_steps=args.pas_max, save_steps=_save_steps(args, steps),
-            callbacks=callbacks, log=args.journal)
+            profile,
+            output / "checkpoints",
+            backend=backend,
+            instructions=instructions,
+            task=task,
+            resume=args.reprendre,
+            max_steps=args.pas_max,
+            save_steps=_save_steps(args, steps),
+            callbacks=callbacks,
+            log=args.journal,
+        )
     except training.TrainingInterrupted as err:
         return _interrupted(err)
     digests = training.gather_digests(result["model"])
@@ -170,17 +222,29 @@ def qlora_main(argv: list[str] | None = None) -> int:
     result["tokenizer"].save_pretrained(str(adapter))
     remove_checkpoints(output / "checkpoints")
     summary = {
-        "entrainement": "QLoRA", "profil": profile.name, "moteur": backend, "pourquoi_moteur": why,
-        "processus": w["world_size"], "source_modele": result["source"], "tache": task or profile.llm.task,
-        "exemples_entrainement": result["exemples_entrainement"], "pas": result["pas"],
-        "secondes": round(result["secondes"], 1), "reprise_depuis": result["reprise"],
-        "donnees": str(args.donnees or "MedAnalyzer-FR"), "empreintes_poids_par_processus": digests,
+        "entrainement": "QLoRA",
+        "profil": profile.name,
+        "moteur": backend,
+        "pourquoi_moteur": why,
+        "processus": w["world_size"],
+        "source_modele": result["source"],
+        "tache": task or profile.llm.task,
+        "exemples_entrainement": result["exemples_entrainement"],
+        "pas": result["pas"],
+        "secondes": round(result["secondes"], 1),
+        "reprise_depuis": result["reprise"],
+        "donnees": str(args.donnees or "MedAnalyzer-FR"),
+        "empreintes_poids_par_processus": digests,
         "perte_validation_base": result["perte_validation_base"],
-        "perte_validation_finetune": result["perte_validation_finetune"], "adaptateur": str(adapter),
+        "perte_validation_finetune": result["perte_validation_finetune"],
+        "adaptateur": str(adapter),
         "avertissement": MEDICAL_DISCLAIMER,
     }
     base = result["perte_validation_base"]
-    print(f"{result['pas']} pas en {result['secondes']:.0f} s ({backend}) ; perte de validation "
-          + (f"{base:.4f} → " if base is not None else "") + f"{result['perte_validation_finetune']:.4f}")
+    print(
+        f"{result['pas']} pas en {result['secondes']:.0f} s ({backend}) ; perte de validation "
+        + (f"{base:.4f} → " if base is not None else "")
+        + f"{result['perte_validation_finetune']:.4f}"
+    )
     print("Résumé :", _write_summary(output, summary))
     return 0

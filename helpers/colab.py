@@ -20,6 +20,7 @@ La cellule clone le dépôt puis appelle :func:`prepare_colab`, qui :
 
 Ce module n'importe ni torch ni transformers (Unsloth doit être importé avant transformers).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -68,7 +69,8 @@ def require_gpu(run: Runner = _run) -> str:
             "Aucun GPU dans cet environnement d'exécution Colab : rien n'a été installé.\n"
             "Menu Exécution > Modifier le type d'exécution > « T4 GPU » (gratuit), Enregistrer, puis "
             "Exécution > Tout exécuter.\n"
-            "Sans GPU, suivez le cours sur votre ordinateur (profil cpu, hors ligne) : make course.")
+            "Sans GPU, suivez le cours sur votre ordinateur (profil cpu, hors ligne) : make course."
+        )
     return name
 
 
@@ -118,8 +120,9 @@ def restart_needed(before: dict[str, str], after: dict[str, str]) -> list[str]:
     Python garde en mémoire l'ancienne version d'un module déjà importé ; seule une nouvelle
     session charge la nouvelle.
     """
-    return [f"{name} {old} → {after[name]}" for name, old in sorted(before.items())
-            if name in after and after[name] != old]
+    return [
+        f"{name} {old} → {after[name]}" for name, old in sorted(before.items()) if name in after and after[name] != old
+    ]
 
 
 def _requirements_digest(repo: Path, versions: dict[str, str]) -> str:
@@ -134,9 +137,11 @@ def _requirements_digest(repo: Path, versions: dict[str, str]) -> str:
 def pip_commands(repo: Path, constraints: Path) -> list[list[str]]:
     """Les trois commandes pip de l'installation, dans l'ordre."""
     pip = [sys.executable, "-m", "pip", "install", "-q"]
-    return [pip + ["-r", str(repo / "requirements-gpu.txt"), "-c", str(constraints)],
-            pip + ["--no-deps", "-r", str(repo / "requirements-nodeps.txt")],
-            pip + ["--no-deps", "-e", str(repo)]]
+    return [
+        pip + ["-r", str(repo / "requirements-gpu.txt"), "-c", str(constraints)],
+        pip + ["--no-deps", "-r", str(repo / "requirements-nodeps.txt")],
+        pip + ["--no-deps", "-e", str(repo)],
+    ]
 
 
 def install(repo: Path = REPO_ROOT, run: Runner = _run, *, force: bool = False) -> dict:
@@ -163,12 +168,17 @@ def install(repo: Path = REPO_ROOT, run: Runner = _run, *, force: bool = False) 
                 f"L'installation a échoué ({' '.join(cmd[3:])}).\n{tail}\n"
                 "Si pip parle de torch : la version d'Unsloth épinglée n'accepte pas le torch de cette "
                 f"image Colab ({', '.join(f'{k} {v}' for k, v in keep.items())}) — voir la page "
-                "Dépannage de la documentation.")
+                "Dépannage de la documentation."
+            )
     seconds = time.perf_counter() - start
     stamp.write_text(digest + "\n", encoding="utf-8")
     after = {name: metadata.version(name) for name in before if _has(name)}
-    return {"secondes": seconds, "deja_installe": False, "contraintes": keep,
-            "redemarrer": restart_needed(before, after)}
+    return {
+        "secondes": seconds,
+        "deja_installe": False,
+        "contraintes": keep,
+        "redemarrer": restart_needed(before, after),
+    }
 
 
 def _has(dist: str) -> bool:
@@ -190,8 +200,10 @@ def mount_drive(mount: Callable[[str], None] | None = None, root: Path = DRIVE_M
     try:
         mount(str(root))
     except Exception as err:  # noqa: BLE001 — refus de l'autorisation, délai dépassé…
-        print(f"Google Drive non monté ({type(err).__name__} : {err}). Les résultats resteront dans "
-              "cette session et seront perdus à sa fin.")
+        print(
+            f"Google Drive non monté ({type(err).__name__} : {err}). Les résultats resteront dans "
+            "cette session et seront perdus à sa fin."
+        )
         return None
     outputs = root / DRIVE_OUTPUTS.relative_to(DRIVE_MOUNT)
     outputs.mkdir(parents=True, exist_ok=True)
@@ -199,13 +211,22 @@ def mount_drive(mount: Callable[[str], None] | None = None, root: Path = DRIVE_M
     return outputs
 
 
-def prepare_colab(use_drive: bool = True, *, repo: Path = REPO_ROOT, run: Runner = _run,
-                  mount: Callable[[str], None] | None = None, drive_root: Path = DRIVE_MOUNT) -> dict:
+def prepare_colab(
+    use_drive: bool = True,
+    *,
+    repo: Path = REPO_ROOT,
+    run: Runner = _run,
+    mount: Callable[[str], None] | None = None,
+    drive_root: Path = DRIVE_MOUNT,
+) -> dict:
     """Tout ce que fait la cellule d'installation sur Colab (voir le haut du module)."""
     gpu = require_gpu(run)
     print(f"GPU : {gpu}")
-    print("Installation de requirements-gpu.txt (Unsloth compris), torch de Colab conservé… "
-          "(2 à 5 minutes la première fois)", flush=True)
+    print(
+        "Installation de requirements-gpu.txt (Unsloth compris), torch de Colab conservé… "
+        "(2 à 5 minutes la première fois)",
+        flush=True,
+    )
     summary = install(repo, run)
     kept = ", ".join(f"{k} {v}" for k, v in summary["contraintes"].items()) or "aucun"
     if summary["deja_installe"]:
@@ -216,12 +237,16 @@ def prepare_colab(use_drive: bool = True, *, repo: Path = REPO_ROOT, run: Runner
     if summary["drive"]:
         print(f"Résultats sur Google Drive : {summary['drive']} (retrouvés dans une nouvelle session).")
     elif not use_drive:
-        print("Google Drive non utilisé : les résultats (modèle du 02, adaptateur du 04) seront perdus à "
-              "la fin de la session. USE_DRIVE = True pour les garder.")
+        print(
+            "Google Drive non utilisé : les résultats (modèle du 02, adaptateur du 04) seront perdus à "
+            "la fin de la session. USE_DRIVE = True pour les garder."
+        )
     if summary["redemarrer"]:
         raise ColabRuntimeError(
             "Redémarrage nécessaire : des paquets déjà chargés ont changé de version ("
-            + ", ".join(summary["redemarrer"]) + ").\nMenu Exécution > Redémarrer la session, puis "
-            "relancez le notebook depuis le début : l'installation ne sera pas refaite.")
+            + ", ".join(summary["redemarrer"])
+            + ").\nMenu Exécution > Redémarrer la session, puis "
+            "relancez le notebook depuis le début : l'installation ne sera pas refaite."
+        )
     print("Aucun redémarrage nécessaire.")
     return summary

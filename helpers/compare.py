@@ -10,6 +10,7 @@
 * :func:`comparison_table` / :func:`save_comparison` — le tableau ``comparison.csv`` ;
 * :func:`plot_learning_curve`, :func:`plot_costs`, :func:`decision_guide` — lecture du tableau.
 """
+
 from __future__ import annotations
 
 import math
@@ -86,17 +87,47 @@ GENERAL_TEXT_FR: tuple[str, ...] = (
 
 #: Colonnes de ``comparison.csv`` (une ligne par bras).
 COMPARISON_COLUMNS = (
-    "bras", "approche", "modele", "parametres_entraines", "parametres_total", "exemples_vus",
-    "secondes_entrainement", "pic_rss_mo", "pic_gpu_mo", "memoire_propre_mo", "taille_artefact_mo", "latence_ms",
+    "bras",
+    "approche",
+    "modele",
+    "parametres_entraines",
+    "parametres_total",
+    "exemples_vus",
+    "secondes_entrainement",
+    "pic_rss_mo",
+    "pic_gpu_mo",
+    "memoire_propre_mo",
+    "taille_artefact_mo",
+    "latence_ms",
     "ndcg_at_10",
-    "accuracy_at_1", "ndcg_naturel", "ndcg_naturel_base", "exactitude_statuts", "exactitude_statuts_bas",
-    "exactitude_statuts_haut", "perte_validation", "provenance",
+    "accuracy_at_1",
+    "ndcg_naturel",
+    "ndcg_naturel_base",
+    "exactitude_statuts",
+    "exactitude_statuts_bas",
+    "exactitude_statuts_haut",
+    "perte_validation",
+    "provenance",
 )
-_NUMERIC = ("parametres_entraines", "parametres_total", "exemples_vus", "secondes_entrainement",
-            "pic_rss_mo", "pic_gpu_mo", "memoire_propre_mo", "taille_artefact_mo", "latence_ms", "ndcg_at_10",
-            "accuracy_at_1",
-            "ndcg_naturel", "ndcg_naturel_base", "exactitude_statuts", "exactitude_statuts_bas",
-            "exactitude_statuts_haut", "perte_validation")
+_NUMERIC = (
+    "parametres_entraines",
+    "parametres_total",
+    "exemples_vus",
+    "secondes_entrainement",
+    "pic_rss_mo",
+    "pic_gpu_mo",
+    "memoire_propre_mo",
+    "taille_artefact_mo",
+    "latence_ms",
+    "ndcg_at_10",
+    "accuracy_at_1",
+    "ndcg_naturel",
+    "ndcg_naturel_base",
+    "exactitude_statuts",
+    "exactitude_statuts_bas",
+    "exactitude_statuts_haut",
+    "perte_validation",
+)
 
 
 # --------------------------------------------------------------------------- courbe d'apprentissage
@@ -109,8 +140,10 @@ def curve_subset(train_split, n: int, seed: int):
     if n < 1:
         raise ValueError(f"Taille de sous-ensemble invalide : {n} (il faut au moins 1 paire).")
     if n > len(train_split):
-        raise ValueError(f"Courbe d'apprentissage : {n} paires demandées, mais le split train n'en "
-                         f"a que {len(train_split)} (réglage comparison.curve_sizes du profil).")
+        raise ValueError(
+            f"Courbe d'apprentissage : {n} paires demandées, mais le split train n'en "
+            f"a que {len(train_split)} (réglage comparison.curve_sizes du profil)."
+        )
     return train_split.shuffle(seed=seed).select(range(n))
 
 
@@ -138,8 +171,9 @@ def accuracy_at_1(per_query: pd.DataFrame, split: str, dim: int, model: str | No
     if model is not None:
         sub = sub[sub["model"] == model]
     if sub.empty:
-        raise ValueError(f"Aucune requête pour split={split!r}, dim={dim}"
-                         + (f", modèle={model!r}" if model else "") + ".")
+        raise ValueError(
+            f"Aucune requête pour split={split!r}, dim={dim}" + (f", modèle={model!r}" if model else "") + "."
+        )
     return float((sub["rank"] == 1).mean())
 
 
@@ -227,8 +261,7 @@ def keyword_hits(answers: Sequence[str], questions=GENERAL_QUESTIONS, label: str
     for (lang, question, expected), answer in zip(questions, answers):
         text = _norm(answer)
         ok = any(re.search(rf"(?<!\w){re.escape(_norm(w))}(?!\w)", text) for w in expected)
-        rows.append({"modele": label, "langue": lang, "question": question,
-                     "reponse": answer.strip(), "correct": ok})
+        rows.append({"modele": label, "langue": lang, "question": question, "reponse": answer.strip(), "correct": ok})
     return pd.DataFrame(rows)
 
 
@@ -252,13 +285,14 @@ def text_losses(model, tokenizer, texts: Iterable[str] = GENERAL_TEXT_FR, batch_
     device = next(model.parameters()).device
     try:
         for start in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True).to(device)
+            enc = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True).to(device)
             labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
             with torch.no_grad():
                 logits = model(**enc).logits[:, :-1].float()
             target = labels[:, 1:]
             per_token = torch.nn.functional.cross_entropy(
-                logits.transpose(1, 2), target, ignore_index=-100, reduction="none")
+                logits.transpose(1, 2), target, ignore_index=-100, reduction="none"
+            )
             mask = target != -100
             for losses, keep in zip(per_token, mask):
                 n = int(keep.sum())
@@ -317,24 +351,45 @@ def forgetting_deltas(hits: pd.DataFrame, losses: dict, pairs) -> pd.DataFrame:
     for arm, base in pairs:
         for name in (arm, base):
             if name not in set(hits["modele"]) or name not in losses:
-                raise ValueError(f"Oubli : pas de mesure pour « {name} » (présents : "
-                                 f"{', '.join(dict.fromkeys(hits['modele']))}).")
+                raise ValueError(
+                    f"Oubli : pas de mesure pour « {name} » (présents : {', '.join(dict.fromkeys(hits['modele']))})."
+                )
         mine = hits[hits["modele"] == arm].set_index("question")
         ref = hits[hits["modele"] == base].set_index("question")
         for lang in dict.fromkeys(mine["langue"]):
             questions = mine.index[mine["langue"] == lang]
             diff = mine.loc[questions, "correct"].astype(float) - ref.loc[questions, "correct"].astype(float)
             mean, low, high = mean_interval(diff.to_numpy())
-            rows.append({"bras": arm, "depart": base, "mesure": f"questions_{lang}", "depart_valeur": ref.loc[questions, "correct"].mean(),
-                         "bras_valeur": mine.loc[questions, "correct"].mean(), "ecart": mean, "bas": low, "haut": high,
-                         "n": len(questions)})
+            rows.append(
+                {
+                    "bras": arm,
+                    "depart": base,
+                    "mesure": f"questions_{lang}",
+                    "depart_valeur": ref.loc[questions, "correct"].mean(),
+                    "bras_valeur": mine.loc[questions, "correct"].mean(),
+                    "ecart": mean,
+                    "bas": low,
+                    "haut": high,
+                    "n": len(questions),
+                }
+            )
         if isinstance(losses[arm], (int, float)) or isinstance(losses[base], (int, float)):
             raise ValueError("Oubli : il faut les pertes texte par texte (text_losses) pour l'intervalle.")
         diff = [a["perte"] - b["perte"] for a, b in zip(losses[arm], losses[base])]
         mean, low, high = mean_interval(diff)
-        rows.append({"bras": arm, "depart": base, "mesure": "perte_francais_courant",
-                     "depart_valeur": _mean_loss(losses[base]), "bras_valeur": _mean_loss(losses[arm]),
-                     "ecart": mean, "bas": low, "haut": high, "n": len(diff)})
+        rows.append(
+            {
+                "bras": arm,
+                "depart": base,
+                "mesure": "perte_francais_courant",
+                "depart_valeur": _mean_loss(losses[base]),
+                "bras_valeur": _mean_loss(losses[arm]),
+                "ecart": mean,
+                "bas": low,
+                "haut": high,
+                "n": len(diff),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -368,16 +423,17 @@ def comparison_table(rows: list[dict]) -> pd.DataFrame:
     for i, row in enumerate(rows, 1):
         unknown = sorted(set(row) - set(COMPARISON_COLUMNS))
         if unknown:
-            raise ValueError(f"Ligne {i} ({row.get('bras', '?')}) : colonne(s) inconnue(s) {unknown} ; "
-                             f"colonnes possibles : {', '.join(COMPARISON_COLUMNS)}.")
+            raise ValueError(
+                f"Ligne {i} ({row.get('bras', '?')}) : colonne(s) inconnue(s) {unknown} ; "
+                f"colonnes possibles : {', '.join(COMPARISON_COLUMNS)}."
+            )
         for key in ("bras", "approche", "provenance"):
             if not row.get(key):
                 raise ValueError(f"Ligne {i} : « {key} » est obligatoire.")
         for key in _NUMERIC:
             value = row.get(key)
             if value is not None and not isinstance(value, (int, float)):
-                raise ValueError(f"Ligne {i} ({row['bras']}) : « {key} » doit être un nombre, "
-                                 f"reçu {value!r}.")
+                raise ValueError(f"Ligne {i} ({row['bras']}) : « {key} » doit être un nombre, reçu {value!r}.")
     table = pd.DataFrame(rows).reindex(columns=list(COMPARISON_COLUMNS))
     table[list(_NUMERIC)] = table[list(_NUMERIC)].astype(float)
     return table
@@ -396,10 +452,17 @@ def plot_costs(table: pd.DataFrame):
     ferait paraître énormes des écarts de quelques pour cent ; la valeur est écrite sur chaque barre."""
     import matplotlib.pyplot as plt
 
-    memory = (("memoire_propre_mo", "mémoire ajoutée (Mo)") if table["memoire_propre_mo"].notna().any()
-              else ("pic_rss_mo", "pic mémoire (Mo)"))
-    panels = [("secondes_entrainement", "entraînement (s)"), memory,
-              ("taille_artefact_mo", "artefact sur disque (Mo)"), ("latence_ms", "latence / question (ms)")]
+    memory = (
+        ("memoire_propre_mo", "mémoire ajoutée (Mo)")
+        if table["memoire_propre_mo"].notna().any()
+        else ("pic_rss_mo", "pic mémoire (Mo)")
+    )
+    panels = [
+        ("secondes_entrainement", "entraînement (s)"),
+        memory,
+        ("taille_artefact_mo", "artefact sur disque (Mo)"),
+        ("latence_ms", "latence / question (ms)"),
+    ]
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
     labels = [str(b) for b in table["bras"]]
     colors = ["tab:blue", "tab:orange", "tab:red", "tab:gray"][: len(labels)]
@@ -488,8 +551,9 @@ def _status_text(row: pd.Series) -> str:
     return text
 
 
-def decision_guide(table: pd.DataFrame, forgetting: pd.DataFrame | None = None,
-                   constant: dict | None = None) -> list[str]:
+def decision_guide(
+    table: pd.DataFrame, forgetting: pd.DataFrame | None = None, constant: dict | None = None
+) -> list[str]:
     """Phrases du guide de décision **calculées** à partir du tableau mesuré (bras A, B, C et, s'il
     y est, B' : le bras B entraîné sur autant d'exemples que C).
 
@@ -501,69 +565,111 @@ def decision_guide(table: pd.DataFrame, forgetting: pd.DataFrame | None = None,
     matched = _row(table, "B'") if "B'" in set(table["bras"]) else None
     lines = []
     ratio = c["parametres_entraines"] / a["parametres_entraines"]
-    lines.append(f"Paramètres entraînés : A {_thousands(a['parametres_entraines'])}, "
-                 f"B {_thousands(b['parametres_entraines'])}, C {_thousands(c['parametres_entraines'])} "
-                 f"(C entraîne {ratio:.1f} × plus de poids que A).")
-    lines.append(f"Artefact à livrer : A {a['taille_artefact_mo']:.0f} Mo (le modèle d'embeddings entier), "
-                 f"B {b['taille_artefact_mo']:.1f} Mo (l'adaptateur seul, la base restant partagée), "
-                 f"C {c['taille_artefact_mo']:.0f} Mo (un modèle complet par tâche).")
+    lines.append(
+        f"Paramètres entraînés : A {_thousands(a['parametres_entraines'])}, "
+        f"B {_thousands(b['parametres_entraines'])}, C {_thousands(c['parametres_entraines'])} "
+        f"(C entraîne {ratio:.1f} × plus de poids que A)."
+    )
+    lines.append(
+        f"Artefact à livrer : A {a['taille_artefact_mo']:.0f} Mo (le modèle d'embeddings entier), "
+        f"B {b['taille_artefact_mo']:.1f} Mo (l'adaptateur seul, la base restant partagée), "
+        f"C {c['taille_artefact_mo']:.0f} Mo (un modèle complet par tâche)."
+    )
     arms = [(str(r["bras"]), r) for _, r in table.iterrows()]
-    per_example = {x: r["secondes_entrainement"] / r["exemples_vus"] for x, r in arms
-                   if r["exemples_vus"] and not math.isnan(r["exemples_vus"])}
+    per_example = {
+        x: r["secondes_entrainement"] / r["exemples_vus"]
+        for x, r in arms
+        if r["exemples_vus"] and not math.isnan(r["exemples_vus"])
+    }
     if per_example:
-        lines.append("Coût d'entraînement par exemple vu : " + ", ".join(
-            f"{x} {s:.2f} s" for x, s in per_example.items()) + ".")
+        lines.append(
+            "Coût d'entraînement par exemple vu : " + ", ".join(f"{x} {s:.2f} s" for x, s in per_example.items()) + "."
+        )
     own = {x: r["memoire_propre_mo"] for x, r in arms if not math.isnan(r["memoire_propre_mo"])}
     memory = {x: r["pic_rss_mo"] for x, r in arms if not math.isnan(r["pic_rss_mo"])}
     if own:
-        lines.append("Mémoire ajoutée par l'entraînement (pic moins mémoire au départ, chaque bras seul) : "
-                     + ", ".join(f"{x} {_thousands(v)} Mo" for x, v in own.items()) + ".")
+        lines.append(
+            "Mémoire ajoutée par l'entraînement (pic moins mémoire au départ, chaque bras seul) : "
+            + ", ".join(f"{x} {_thousands(v)} Mo" for x, v in own.items())
+            + "."
+        )
     elif memory:
-        lines.append("Pic mémoire de l'entraînement : " + ", ".join(
-            f"{x} {_thousands(v)} Mo" for x, v in memory.items()) + ".")
+        lines.append(
+            "Pic mémoire de l'entraînement : " + ", ".join(f"{x} {_thousands(v)} Mo" for x, v in memory.items()) + "."
+        )
     fastest = min((("A", a), ("B", b), ("C", c)), key=lambda kv: kv[1]["latence_ms"])
-    lines.append(f"Latence par question : A {a['latence_ms']:.0f} ms, B {b['latence_ms']:.0f} ms, "
-                 f"C {c['latence_ms']:.0f} ms ; la plus rapide : {fastest[0]}.")
+    lines.append(
+        f"Latence par question : A {a['latence_ms']:.0f} ms, B {b['latence_ms']:.0f} ms, "
+        f"C {c['latence_ms']:.0f} ms ; la plus rapide : {fastest[0]}."
+    )
     if not math.isnan(a["accuracy_at_1"]):
-        lines.append(f"Qualité de A : le bon passage est premier pour {_percent(a['accuracy_at_1'])} des "
-                     f"questions de test (NDCG@10 {a['ndcg_at_10']:.3f}).")
+        lines.append(
+            f"Qualité de A : le bon passage est premier pour {_percent(a['accuracy_at_1'])} des "
+            f"questions de test (NDCG@10 {a['ndcg_at_10']:.3f})."
+        )
     if not math.isnan(a.get("ndcg_naturel", math.nan)):
         verb = "dépasse" if a["ndcg_naturel"] > a["ndcg_naturel_base"] else "ne dépasse pas"
-        lines.append(f"Sur les questions naturelles (écrites à la main, sans les gabarits de l'entraînement), "
-                     f"A {verb} le modèle de base : NDCG@10 {a['ndcg_naturel_base']:.3f} → {a['ndcg_naturel']:.3f} "
-                     "(notebook 03 : intervalle de l'écart) ; les questions générées surestiment le gain.")
-    better = "B" if b["exactitude_statuts"] > c["exactitude_statuts"] else (
-        "C" if c["exactitude_statuts"] > b["exactitude_statuts"] else "aucun des deux")
-    line = (f"Statuts justes (test, intervalles à 95 %) : B {_status_text(b)} "
-            f"({_thousands(b['exemples_vus'])} exemples vus), C {_status_text(c)} "
-            f"({_thousands(c['exemples_vus'])} exemples vus) — meilleur : {better}")
+        lines.append(
+            f"Sur les questions naturelles (écrites à la main, sans les gabarits de l'entraînement), "
+            f"A {verb} le modèle de base : NDCG@10 {a['ndcg_naturel_base']:.3f} → {a['ndcg_naturel']:.3f} "
+            "(notebook 03 : intervalle de l'écart) ; les questions générées surestiment le gain."
+        )
+    better = (
+        "B"
+        if b["exactitude_statuts"] > c["exactitude_statuts"]
+        else ("C" if c["exactitude_statuts"] > b["exactitude_statuts"] else "aucun des deux")
+    )
+    line = (
+        f"Statuts justes (test, intervalles à 95 %) : B {_status_text(b)} "
+        f"({_thousands(b['exemples_vus'])} exemples vus), C {_status_text(c)} "
+        f"({_thousands(c['exemples_vus'])} exemples vus) — meilleur : {better}"
+    )
     if constant is not None:
         line += f" ; réponse constante « {constant['statut']} » : {_percent(constant['exactitude'])}"
     lines.append(line + ".")
     if matched is not None:
-        overlap = not (matched["exactitude_statuts_haut"] < c["exactitude_statuts_bas"]
-                       or c["exactitude_statuts_haut"] < matched["exactitude_statuts_bas"])
-        verdict = ("les intervalles se chevauchent : pas d'écart démontré à cette taille" if overlap
-                   else ("B' devant" if matched["exactitude_statuts"] > c["exactitude_statuts"] else "C devant"))
-        if constant is not None and max(matched["exactitude_statuts"], c["exactitude_statuts"]) <= constant["exactitude"]:
-            verdict += (f", mais aucun des deux ne dépasse la réponse constante ({_percent(constant['exactitude'])}) : "
-                        "à ce budget, ni l'une ni l'autre méthode n'a appris la tâche")
-        lines.append(f"À exemples égaux ({_thousands(c['exemples_vus'])}) : B' {_status_text(matched)}, "
-                     f"C {_status_text(c)} — {verdict}.")
-    lines.append(f"Pertes de validation : B {b['perte_validation']:.3f}, C {c['perte_validation']:.3f}"
-                 + (f", B' {matched['perte_validation']:.3f}" if matched is not None else "") + ".")
+        overlap = not (
+            matched["exactitude_statuts_haut"] < c["exactitude_statuts_bas"]
+            or c["exactitude_statuts_haut"] < matched["exactitude_statuts_bas"]
+        )
+        verdict = (
+            "les intervalles se chevauchent : pas d'écart démontré à cette taille"
+            if overlap
+            else ("B' devant" if matched["exactitude_statuts"] > c["exactitude_statuts"] else "C devant")
+        )
+        if (
+            constant is not None
+            and max(matched["exactitude_statuts"], c["exactitude_statuts"]) <= constant["exactitude"]
+        ):
+            verdict += (
+                f", mais aucun des deux ne dépasse la réponse constante ({_percent(constant['exactitude'])}) : "
+                "à ce budget, ni l'une ni l'autre méthode n'a appris la tâche"
+            )
+        lines.append(
+            f"À exemples égaux ({_thousands(c['exemples_vus'])}) : B' {_status_text(matched)}, "
+            f"C {_status_text(c)} — {verdict}."
+        )
+    lines.append(
+        f"Pertes de validation : B {b['perte_validation']:.3f}, C {c['perte_validation']:.3f}"
+        + (f", B' {matched['perte_validation']:.3f}" if matched is not None else "")
+        + "."
+    )
     if forgetting is not None:
         for arm, sub in forgetting.groupby("bras", sort=False):
             loss = sub[sub["mesure"] == "perte_francais_courant"].iloc[0]
             en = sub[sub["mesure"] == "questions_en"]
-            text = (f"Oubli ({arm}, depuis {loss['depart']}) : perte sur du français courant "
-                    f"{loss['depart_valeur']:.2f} → {loss['bras_valeur']:.2f} "
-                    f"(écart {loss['ecart']:+.2f} [{loss['bas']:+.2f} ; {loss['haut']:+.2f}])")
+            text = (
+                f"Oubli ({arm}, depuis {loss['depart']}) : perte sur du français courant "
+                f"{loss['depart_valeur']:.2f} → {loss['bras_valeur']:.2f} "
+                f"(écart {loss['ecart']:+.2f} [{loss['bas']:+.2f} ; {loss['haut']:+.2f}])"
+            )
             if not en.empty:
                 e = en.iloc[0]
-                text += (f" ; questions générales en anglais justes {_percent(e['depart_valeur'])} → "
-                         f"{_percent(e['bras_valeur'])} (écart {100 * e['ecart']:+.0f} points "
-                         f"[{100 * e['bas']:+.0f} ; {100 * e['haut']:+.0f}] sur {int(e['n'])} questions)")
+                text += (
+                    f" ; questions générales en anglais justes {_percent(e['depart_valeur'])} → "
+                    f"{_percent(e['bras_valeur'])} (écart {100 * e['ecart']:+.0f} points "
+                    f"[{100 * e['bas']:+.0f} ; {100 * e['haut']:+.0f}] sur {int(e['n'])} questions)"
+                )
             lines.append(text + ".")
     from .text import french_decimals
 

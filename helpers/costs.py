@@ -11,6 +11,7 @@
   grossi de distracteurs jusqu'à ≥ 100 000 vecteurs : le rescoring y reclasse 40 candidats sur
   100 000, et non plus sur 276.
 """
+
 from __future__ import annotations
 
 import math
@@ -83,8 +84,16 @@ def replicate(vectors: np.ndarray, min_vectors: int) -> np.ndarray:
     return np.ascontiguousarray(np.tile(vectors, (copies, 1)))
 
 
-def search_latency(corpus_emb, query_emb, dims, *, min_vectors: int = 100_000,
-                   n_queries: int = 50, k: int = 10, threads: int | None = None) -> pd.DataFrame:
+def search_latency(
+    corpus_emb,
+    query_emb,
+    dims,
+    *,
+    min_vectors: int = 100_000,
+    n_queries: int = 50,
+    k: int = 10,
+    threads: int | None = None,
+) -> pd.DataFrame:
     """Latence d'une requête (médiane, requêtes envoyées une à une) et taille mesurée de l'index.
 
     Le corpus (embeddings pleine dimension) est tronqué à chaque dimension, renormalisé et
@@ -106,13 +115,19 @@ def search_latency(corpus_emb, query_emb, dims, *, min_vectors: int = 100_000,
             times = []
             for i in range(len(q)):
                 start = time.perf_counter()
-                index.search(q[i:i + 1], k)
+                index.search(q[i : i + 1], k)
                 times.append(time.perf_counter() - start)
             per_vector = serialized_bytes(index) / index.ntotal
-            rows.append({"dim": dim, "precision": precision, "vecteurs": index.ntotal,
-                         "latence_ms": 1000 * statistics.median(times),
-                         "octets_par_vecteur": per_vector,
-                         "octets_theoriques": THEORETICAL_BYTES[precision](dim)})
+            rows.append(
+                {
+                    "dim": dim,
+                    "precision": precision,
+                    "vecteurs": index.ntotal,
+                    "latence_ms": 1000 * statistics.median(times),
+                    "octets_par_vecteur": per_vector,
+                    "octets_theoriques": THEORETICAL_BYTES[precision](dim),
+                }
+            )
             del index
     return pd.DataFrame(rows)
 
@@ -154,13 +169,13 @@ def quantized_scores(evaluator, corpus_emb, query_embs: dict, *, rescore_multipl
             "float32": dict(corpus_index=build_index(corpus, "float32"), rescore=False),
             "int8": dict(corpus_index=build_index(corpus, "int8"), rescore=False),
             "binaire": dict(corpus_embeddings=bits, corpus_precision="ubinary", rescore=False),
-            "binaire + rescoring": dict(corpus_embeddings=bits, corpus_precision="ubinary",
-                                        rescore=True, rescore_multiplier=rescore_multiplier),
+            "binaire + rescoring": dict(
+                corpus_embeddings=bits, corpus_precision="ubinary", rescore=True, rescore_multiplier=rescore_multiplier
+            ),
         }
         for label, kwargs in searches.items():
             hits, _ = semantic_search_faiss(queries, top_k=evaluator.k, **kwargs)
-            hits = [[{"corpus_id": evaluator.corpus_ids[h["corpus_id"]], "score": h["score"]} for h in q]
-                    for q in hits]
+            hits = [[{"corpus_id": evaluator.corpus_ids[h["corpus_id"]], "score": h["score"]} for h in q] for q in hits]
             ndcg = ir.compute_metrics(hits)["ndcg@k"][evaluator.k]
             rows.append({"split": split, "dim": dim, "precision": label, "ndcg_at_10": float(ndcg)})
     return pd.DataFrame(rows)
@@ -195,8 +210,7 @@ def plot_tradeoff(quant: pd.DataFrame, latency: pd.DataFrame, splits=None):
     splits = [s for s in splits if s in set(quant["split"])] if splits else reported_splits(quant)
 
     fig, axes = plt.subplots(1, len(splits), figsize=(5.8 * len(splits), 4.2), squeeze=False, sharey=True)
-    colors = {"float32": "tab:blue", "int8": "tab:green", "binaire": "tab:red",
-              "binaire + rescoring": "tab:orange"}
+    colors = {"float32": "tab:blue", "int8": "tab:green", "binaire": "tab:red", "binaire + rescoring": "tab:orange"}
     for ax, split in zip(axes[0], splits):
         sub = quant[quant["split"] == split]
         for precision, color in colors.items():
@@ -215,9 +229,16 @@ def plot_tradeoff(quant: pd.DataFrame, latency: pd.DataFrame, splits=None):
     return fig
 
 
-def recommendations(quant: pd.DataFrame, latency: pd.DataFrame, *, select_on: str = "validation",
-                    report_on=None, compromise: float = 0.98,
-                    limited: float = 0.90, n_docs: int = 1_000_000) -> pd.DataFrame:
+def recommendations(
+    quant: pd.DataFrame,
+    latency: pd.DataFrame,
+    *,
+    select_on: str = "validation",
+    report_on=None,
+    compromise: float = 0.98,
+    limited: float = 0.90,
+    n_docs: int = 1_000_000,
+) -> pd.DataFrame:
     """Trois configurations recommandées, **choisies sur la validation**, rapportées sur le test.
 
     * performance maximale : le meilleur NDCG@10 de validation (à égalité, la plus légère) ;
@@ -228,26 +249,33 @@ def recommendations(quant: pd.DataFrame, latency: pd.DataFrame, *, select_on: st
 
     val = quant[quant["split"] == select_on]
     if val.empty:
-        raise ValueError(f"Aucun score sur le split « {select_on} » : impossible de choisir sans "
-                         "toucher aux splits de test.")
+        raise ValueError(
+            f"Aucun score sur le split « {select_on} » : impossible de choisir sans toucher aux splits de test."
+        )
     table = val[["dim", "precision", "ndcg_at_10"]].rename(columns={"ndcg_at_10": f"ndcg_{select_on}"})
     table["octets"] = [_bytes_for(p, d, latency) for p, d in zip(table["precision"], table["dim"])]
     best = table[f"ndcg_{select_on}"].max()
     picks = {
         "performance maximale": table.sort_values([f"ndcg_{select_on}", "octets"], ascending=[False, True]).iloc[0],
-        f"compromis (≥ {compromise:.0%} du max)":
-            table[table[f"ndcg_{select_on}"] >= compromise * best].sort_values("octets").iloc[0],
-        f"ressources limitées (≥ {limited:.0%} du max)":
-            table[table[f"ndcg_{select_on}"] >= limited * best].sort_values("octets").iloc[0],
+        f"compromis (≥ {compromise:.0%} du max)": table[table[f"ndcg_{select_on}"] >= compromise * best]
+        .sort_values("octets")
+        .iloc[0],
+        f"ressources limitées (≥ {limited:.0%} du max)": table[table[f"ndcg_{select_on}"] >= limited * best]
+        .sort_values("octets")
+        .iloc[0],
     }
     rows = []
     for usage, pick in picks.items():
         dim, precision = int(pick["dim"]), pick["precision"]
-        row = {"usage": usage, "dimension": dim, "précision": precision,
-               "octets_par_vecteur": round(pick["octets"], 1),
-               "Mo_par_million": round(pick["octets"] * n_docs / 1e6, 1),
-               "latence_ms": round(_latency_for(precision, dim, latency), 3),
-               f"ndcg_{select_on}": round(pick[f"ndcg_{select_on}"], 4)}
+        row = {
+            "usage": usage,
+            "dimension": dim,
+            "précision": precision,
+            "octets_par_vecteur": round(pick["octets"], 1),
+            "Mo_par_million": round(pick["octets"] * n_docs / 1e6, 1),
+            "latence_ms": round(_latency_for(precision, dim, latency), 3),
+            f"ndcg_{select_on}": round(pick[f"ndcg_{select_on}"], 4),
+        }
         for split in report_on or reported_splits(quant):
             hit = quant[(quant["split"] == split) & (quant["dim"] == dim) & (quant["precision"] == precision)]
             row[f"ndcg_{split}"] = round(float(hit["ndcg_at_10"].iloc[0]), 4) if len(hit) else math.nan
@@ -277,8 +305,17 @@ def distractors(corpus: np.ndarray, n: int, seed: int = 0, noise: float = 0.5) -
     return (mixed / np.linalg.norm(mixed, axis=1, keepdims=True)).astype(np.float32)
 
 
-def rescoring_at_scale(evaluator, corpus_emb, query_embs: dict, dim: int, *, min_vectors: int = 100_000,
-                       multipliers=(4, 40), splits=None, seed: int = 0) -> pd.DataFrame:
+def rescoring_at_scale(
+    evaluator,
+    corpus_emb,
+    query_embs: dict,
+    dim: int,
+    *,
+    min_vectors: int = 100_000,
+    multipliers=(4, 40),
+    splits=None,
+    seed: int = 0,
+) -> pd.DataFrame:
     """NDCG@10 en float32, en binaire et en binaire + rescoring (``multiplier × 10`` candidats),
     dans un index grossi de :func:`distractors` jusqu'à ``min_vectors`` vecteurs.
 
@@ -294,11 +331,14 @@ def rescoring_at_scale(evaluator, corpus_emb, query_embs: dict, dim: int, *, min
     bits = quantize_embeddings(big, precision="ubinary")
     flat = build_index(big, "float32")
     k = evaluator.k
-    searches = {("float32", k): dict(corpus_index=flat, rescore=False),
-                ("binaire", k): dict(corpus_embeddings=bits, corpus_precision="ubinary", rescore=False)}
+    searches = {
+        ("float32", k): dict(corpus_index=flat, rescore=False),
+        ("binaire", k): dict(corpus_embeddings=bits, corpus_precision="ubinary", rescore=False),
+    }
     for m in multipliers:
-        searches[("binaire + rescoring", m * k)] = dict(corpus_embeddings=bits, corpus_precision="ubinary",
-                                                       rescore=True, rescore_multiplier=m)
+        searches[("binaire + rescoring", m * k)] = dict(
+            corpus_embeddings=bits, corpus_precision="ubinary", rescore=True, rescore_multiplier=m
+        )
     rows = []
     for split in splits or sorted({s for s, _ in evaluator.evaluators}):
         if (split, dim) not in evaluator.evaluators:
@@ -306,10 +346,27 @@ def rescoring_at_scale(evaluator, corpus_emb, query_embs: dict, dim: int, *, min
         queries = truncate_normalize(query_embs[split], dim)
         for (label, candidates), kwargs in searches.items():
             hits, _ = semantic_search_faiss(queries, top_k=k, **kwargs)
-            hits = [[{"corpus_id": ids[h["corpus_id"]] if h["corpus_id"] < len(ids) else f"distracteur-{h['corpus_id']}",
-                      "score": h["score"]} for h in q] for q in hits]
+            hits = [
+                [
+                    {
+                        "corpus_id": ids[h["corpus_id"]]
+                        if h["corpus_id"] < len(ids)
+                        else f"distracteur-{h['corpus_id']}",
+                        "score": h["score"],
+                    }
+                    for h in q
+                ]
+                for q in hits
+            ]
             ndcg = evaluator.evaluators[(split, dim)].compute_metrics(hits)["ndcg@k"][k]
-            rows.append({"split": split, "precision": label, "candidats": candidates,
-                         "part_index_pct": 100 * candidates / len(big), "ndcg_at_10": float(ndcg),
-                         "vecteurs": len(big)})
+            rows.append(
+                {
+                    "split": split,
+                    "precision": label,
+                    "candidats": candidates,
+                    "part_index_pct": 100 * candidates / len(big),
+                    "ndcg_at_10": float(ndcg),
+                    "vecteurs": len(big),
+                }
+            )
     return pd.DataFrame(rows)

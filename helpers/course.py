@@ -8,6 +8,7 @@ Les notebooks exécutés (avec leurs sorties) sont écrits dans ``outputs/<profi
 les notebooks du dépôt restent sans sorties. Un résumé (durée, pic mémoire, statut de chaque
 notebook) est écrit dans ``outputs/<profil>/run_summary.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -105,8 +106,14 @@ def execute_notebook(path: Path, out_path: Path, timeout: int = 3600, progress: 
                 bar.close()
     if km.has_kernel:  # nbclient n'arrête pas un noyau qu'il n'a pas créé lui-même
         km.shutdown_kernel(now=False)
-    return {"notebook": path.name, "statut": status, "secondes": round(time.perf_counter() - start, 1),
-            "pic_rss_noyau_mo": memory.peak_mb, "erreur": error, "copie_executee": str(out_path)}
+    return {
+        "notebook": path.name,
+        "statut": status,
+        "secondes": round(time.perf_counter() - start, 1),
+        "pic_rss_noyau_mo": memory.peak_mb,
+        "erreur": error,
+        "copie_executee": str(out_path),
+    }
 
 
 def write_run_summary(profile, results: list[dict], now: str | None = None) -> Path:
@@ -132,11 +139,17 @@ def produced_outputs(profile_name: str) -> dict[str, list[Path]]:
     from . import embeddings, qlora
 
     comparison = output_dir(profile_name, "comparison")
-    return {"02": [embeddings.model_marker(profile_name), embeddings.training_summary_path(profile_name)],
-            "04": [qlora.adapter_marker(profile_name), qlora.training_summary_path(profile_name)],
-            "05": [qlora.status_accuracy_path(profile_name)],
-            "06": [comparison / "comparison.csv", comparison / "courbe_apprentissage.csv",
-                   comparison / "oubli.csv", comparison / "modele_complet" / "config.json"]}
+    return {
+        "02": [embeddings.model_marker(profile_name), embeddings.training_summary_path(profile_name)],
+        "04": [qlora.adapter_marker(profile_name), qlora.training_summary_path(profile_name)],
+        "05": [qlora.status_accuracy_path(profile_name)],
+        "06": [
+            comparison / "comparison.csv",
+            comparison / "courbe_apprentissage.csv",
+            comparison / "oubli.csv",
+            comparison / "modele_complet" / "config.json",
+        ],
+    }
 
 
 #: Un notebook relancé rend périmées les sorties de ceux qui en dépendent.
@@ -148,8 +161,9 @@ def missing_notebooks(profile_name: str, needed: list[str]) -> list[str]:
     produced = produced_outputs(profile_name)
     unknown = [n for n in needed if n not in produced]
     if unknown:
-        raise ValueError(f"Notebook(s) sans sorties connues : {', '.join(unknown)} "
-                         f"(possibles : {', '.join(produced)}).")
+        raise ValueError(
+            f"Notebook(s) sans sorties connues : {', '.join(unknown)} (possibles : {', '.join(produced)})."
+        )
     to_run: set[str] = set()
     for nb in sorted(needed):
         if nb in to_run or any(not p.exists() for p in produced[nb]):
@@ -171,8 +185,12 @@ LONG_NOTEBOOKS = {"gpu": ("04",)}
 #: (secondes, provenance). Le QLoRA à taille réelle (modèle de la taille de Mistral-7B à poids
 #: aléatoires, 4 bits, lot 2 × 4) a été chronométré par les auteurs avec un banc d'essai hors du
 #: dépôt (12 pas, 29,5 s) : ce n'est pas une mesure de ``helpers.gpu_check``.
-REFERENCE_SECONDS = {("gpu", "04"): (2.5 * 240, "≈ 2,5 s par pas × 240 pas, mesuré sur NVIDIA H200 le "
-                                               "2026-11-26 ; un T4 est plusieurs fois plus lent")}
+REFERENCE_SECONDS = {
+    ("gpu", "04"): (
+        2.5 * 240,
+        "≈ 2,5 s par pas × 240 pas, mesuré sur NVIDIA H200 le 2026-11-26 ; un T4 est plusieurs fois plus lent",
+    )
+}
 
 
 def expected_duration(profile_name: str, prefix: str) -> str:
@@ -212,8 +230,7 @@ def ensure_outputs(profile, needed: list[str], runner=None, *, allow_long: bool 
     runner = runner or (lambda nb, out: execute_notebook(nb, out, progress=True))
     to_run = missing_notebooks(profile.name, needed)
     if not to_run:
-        print(f"Sorties des notebooks {', '.join(sorted(needed))} présentes (profil « {profile.name} ») : "
-              "réutilisées.")
+        print(f"Sorties des notebooks {', '.join(sorted(needed))} présentes (profil « {profile.name} ») : réutilisées.")
         return []
     long = [nb for nb in to_run if nb in LONG_NOTEBOOKS.get(profile.name, ())]
     if long and not allow_long:
@@ -224,7 +241,8 @@ def ensure_outputs(profile, needed: list[str], runner=None, *, allow_long: bool 
             "  1. si vous l'avez déjà exécuté avec vos résultats sur Google Drive, relancez la cellule "
             "d'installation en acceptant Drive (COURSE_OUTPUTS_DIR) ;\n"
             f"  2. ouvrez et exécutez le notebook {long[0]} (puis revenez ici) ;\n"
-            "  3. ou passez allow_long=True à ensure_outputs pour l'exécuter ici, en connaissance de cause.")
+            "  3. ou passez allow_long=True à ensure_outputs pour l'exécuter ici, en connaissance de cause."
+        )
     os.environ["COURSE_PROFILE"] = profile.name  # le noyau lancé tourne sur le même profil
     out_dir = output_dir(profile.name, "notebooks")
     print(f"Sorties absentes (profil « {profile.name} ») : exécution des notebooks {', '.join(to_run)}.")
@@ -237,8 +255,10 @@ def ensure_outputs(profile, needed: list[str], runner=None, *, allow_long: bool 
         res = runner(nb, out_dir / nb.name)
         results.append(res)
         if res["statut"] != "ok":
-            raise RuntimeError(f"Échec du notebook {nb.name} : {res['erreur']}. "
-                               f"Copie exécutée (avec la trace) : {shown(res['copie_executee'])}")
+            raise RuntimeError(
+                f"Échec du notebook {nb.name} : {res['erreur']}. "
+                f"Copie exécutée (avec la trace) : {shown(res['copie_executee'])}"
+            )
         print(f"  terminé en {res['secondes']} s.")
     return results
 
@@ -250,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from . import setup_course
-    from .models import models_for_profile, model_path
+    from .models import model_path, models_for_profile
 
     profile = setup_course("exécution complète du cours")
     # Les noyaux lancés héritent du profil choisi ici : tous les notebooks tournent sur le même.
@@ -269,16 +289,19 @@ def main(argv: list[str] | None = None) -> int:
         results.append(res)
         print(f"  {res['statut']} en {res['secondes']} s (pic mémoire du noyau : {res['pic_rss_noyau_mo']} Mo)")
         if res["statut"] != "ok":
-            print(f"  Erreur : {res['erreur']}\n  Copie exécutée (avec la trace) : {shown(res['copie_executee'])}",
-                  file=sys.stderr)
+            print(
+                f"  Erreur : {res['erreur']}\n  Copie exécutée (avec la trace) : {shown(res['copie_executee'])}",
+                file=sys.stderr,
+            )
             break
     summary_path = write_run_summary(profile, results)
     print(f"\nRésumé : {shown(summary_path)}")
     from .durations import durations_path, record_durations
     from .runtime import configure_threads, git_commit
 
-    record_durations(profile.name, results, threads=configure_threads(), commit=git_commit(),
-                     date=dt.date.today().isoformat())
+    record_durations(
+        profile.name, results, threads=configure_threads(), commit=git_commit(), date=dt.date.today().isoformat()
+    )
     print(f"Durées (versionnées) : {shown(durations_path())}")
     if any(r["notebook"].startswith(("02", "03")) for r in results):
         from .report import embedding_report

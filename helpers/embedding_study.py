@@ -9,13 +9,15 @@ Le fine-tuning du notebook 02 gagne beaucoup sur les questions écrites par les 
 les questions naturelles (écrites à la main, ``naturel_validation``) disent s'il a appris la tâche ou
 les gabarits. Chaque variante part du profil ``cpu`` (même modèle, même perte Matryoshka), change un
 levier (taux d'apprentissage, négatifs difficiles, perte à lots plus grands, couches gelées, poids des
-dimensions, questions d'entraînement qui décrivent l'analyte sans le nommer), entraîne, puis mesure le NDCG@10 **du modèle de base et du modèle fine-tuné** à
-chaque dimension sur ``naturel_validation`` et ``validation`` — jamais sur les splits de test, qui
-servent à la mesure finale des notebooks 02 et 03. Chaque variante ajoute (ou remplace) ses lignes
+dimensions, questions d'entraînement qui décrivent l'analyte sans le nommer), entraîne, puis mesure
+le NDCG@10 **du modèle de base et du modèle fine-tuné** à chaque dimension sur ``naturel_validation``
+et ``validation`` — jamais sur les splits de test, qui servent à la mesure finale des notebooks 02
+et 03. Chaque variante ajoute (ou remplace) ses lignes
 dans ``docs/mesures/etude_embeddings_cpu.csv`` (versionné, avec commit, date et threads). Le notebook
 02 affiche ce tableau et en tire le réglage du profil (:func:`best_variant`).
 Pour des durées comparables, lancez les variantes une à une, machine au repos.
 """
+
 from __future__ import annotations
 
 import sys
@@ -25,37 +27,62 @@ from dataclasses import replace
 import pandas as pd
 
 #: Chaque variante fixe **tous** les leviers étudiés (le profil cpu change après l'étude).
-_BEFORE = {"learning_rate": 1e-4, "batch_size": 32, "hard_negatives": 0, "loss_mini_batch": None,
-           "frozen_layers": 0, "matryoshka_weights": None, "described_pairs": False}
+_BEFORE = {
+    "learning_rate": 1e-4,
+    "batch_size": 32,
+    "hard_negatives": 0,
+    "loss_mini_batch": None,
+    "frozen_layers": 0,
+    "matryoshka_weights": None,
+    "described_pairs": False,
+}
 VARIANTS: dict[str, dict] = {
-    "avant_etude": {"embedding": dict(_BEFORE),
-                    "description": "le cours avant l'étude : taux 1e-4, lots de 32, perte simple"},
-    "lr_2e-4": {"embedding": {**_BEFORE, "learning_rate": 2e-4},
-                "description": "taux d'apprentissage doublé (2e-4)"},
-    "lr_5e-5": {"embedding": {**_BEFORE, "learning_rate": 5e-5},
-                "description": "taux d'apprentissage divisé par deux (5e-5)"},
-    "negatifs_durs": {"embedding": {**_BEFORE, "learning_rate": 2e-4, "hard_negatives": 1},
-                      "description": "taux 2e-4 et un négatif difficile par paire (le passage le plus proche "
-                                     "selon la base, hors pertinent)"},
-    "lots_128": {"embedding": {**_BEFORE, "learning_rate": 2e-4, "batch_size": 128, "loss_mini_batch": 32},
-                 "description": "taux 2e-4, lots de 128 (perte mise en cache, sous-lots de 32) : quatre fois "
-                                "plus de négatifs par question, quatre fois moins de pas"},
-    "lr_3e-4": {"embedding": {**_BEFORE, "learning_rate": 3e-4},
-                "description": "taux d'apprentissage triplé (3e-4)"},
-    "lr_5e-4": {"embedding": {**_BEFORE, "learning_rate": 5e-4},
-                "description": "taux d'apprentissage multiplié par cinq (5e-4)"},
-    "poids_pleine_dim": {"embedding": {**_BEFORE, "learning_rate": 2e-4, "matryoshka_weights": (4, 1, 1, 1, 1)},
-                         "description": "taux 2e-4, la pleine dimension pèse dans la perte autant que les quatre "
-                                        "autres ensemble (poids 4, 1, 1, 1, 1)"},
-    "poids_lr_3e-4": {"embedding": {**_BEFORE, "learning_rate": 3e-4, "matryoshka_weights": (4, 1, 1, 1, 1)},
-                      "description": "les deux meilleurs leviers ensemble : taux 3e-4 et poids 4, 1, 1, 1, 1"},
-    "descriptions_lr_3e-4": {"embedding": {**_BEFORE, "learning_rate": 3e-4, "described_pairs": True},
-                             "description": "taux 3e-4 et 150 questions d'entraînement qui décrivent l'analyte sans "
-                                            "le nommer (style « description »)"},
-    "descriptions_lr_2e-4": {"embedding": {**_BEFORE, "learning_rate": 2e-4, "described_pairs": True},
-                             "description": "taux 2e-4 et les 150 questions « description »"},
-    "gel_6_couches": {"embedding": {**_BEFORE, "learning_rate": 2e-4, "frozen_layers": 6},
-                      "description": "taux 2e-4, les 6 couches basses (sur 12) gelées"},
+    "avant_etude": {
+        "embedding": dict(_BEFORE),
+        "description": "le cours avant l'étude : taux 1e-4, lots de 32, perte simple",
+    },
+    "lr_2e-4": {"embedding": {**_BEFORE, "learning_rate": 2e-4}, "description": "taux d'apprentissage doublé (2e-4)"},
+    "lr_5e-5": {
+        "embedding": {**_BEFORE, "learning_rate": 5e-5},
+        "description": "taux d'apprentissage divisé par deux (5e-5)",
+    },
+    "negatifs_durs": {
+        "embedding": {**_BEFORE, "learning_rate": 2e-4, "hard_negatives": 1},
+        "description": "taux 2e-4 et un négatif difficile par paire (le passage le plus proche "
+        "selon la base, hors pertinent)",
+    },
+    "lots_128": {
+        "embedding": {**_BEFORE, "learning_rate": 2e-4, "batch_size": 128, "loss_mini_batch": 32},
+        "description": "taux 2e-4, lots de 128 (perte mise en cache, sous-lots de 32) : quatre fois "
+        "plus de négatifs par question, quatre fois moins de pas",
+    },
+    "lr_3e-4": {"embedding": {**_BEFORE, "learning_rate": 3e-4}, "description": "taux d'apprentissage triplé (3e-4)"},
+    "lr_5e-4": {
+        "embedding": {**_BEFORE, "learning_rate": 5e-4},
+        "description": "taux d'apprentissage multiplié par cinq (5e-4)",
+    },
+    "poids_pleine_dim": {
+        "embedding": {**_BEFORE, "learning_rate": 2e-4, "matryoshka_weights": (4, 1, 1, 1, 1)},
+        "description": "taux 2e-4, la pleine dimension pèse dans la perte autant que les quatre "
+        "autres ensemble (poids 4, 1, 1, 1, 1)",
+    },
+    "poids_lr_3e-4": {
+        "embedding": {**_BEFORE, "learning_rate": 3e-4, "matryoshka_weights": (4, 1, 1, 1, 1)},
+        "description": "les deux meilleurs leviers ensemble : taux 3e-4 et poids 4, 1, 1, 1, 1",
+    },
+    "descriptions_lr_3e-4": {
+        "embedding": {**_BEFORE, "learning_rate": 3e-4, "described_pairs": True},
+        "description": "taux 3e-4 et 150 questions d'entraînement qui décrivent l'analyte sans "
+        "le nommer (style « description »)",
+    },
+    "descriptions_lr_2e-4": {
+        "embedding": {**_BEFORE, "learning_rate": 2e-4, "described_pairs": True},
+        "description": "taux 2e-4 et les 150 questions « description »",
+    },
+    "gel_6_couches": {
+        "embedding": {**_BEFORE, "learning_rate": 2e-4, "frozen_layers": 6},
+        "description": "taux 2e-4, les 6 couches basses (sur 12) gelées",
+    },
 }
 #: La variante retenue pour le profil cpu (un test vérifie qu'il l'applique).
 CHOSEN_VARIANT = "lr_3e-4"
@@ -63,8 +90,22 @@ CHOSEN_VARIANT = "lr_3e-4"
 #: environ 2 min 30 vont au reste (évaluations, latence, index quantifiés).
 TRAINING_BUDGET_S = 300
 STUDY_SPLITS = ("naturel_validation", "validation")
-STUDY_COLUMNS = ["variante", "description", "split", "dim", "ndcg_base", "ndcg_fine_tune", "ecart", "paires",
-                 "pas", "secondes_entrainement", "pic_rss_mo", "threads", "commit", "date"]
+STUDY_COLUMNS = [
+    "variante",
+    "description",
+    "split",
+    "dim",
+    "ndcg_base",
+    "ndcg_fine_tune",
+    "ecart",
+    "paires",
+    "pas",
+    "secondes_entrainement",
+    "pic_rss_mo",
+    "threads",
+    "commit",
+    "date",
+]
 
 
 def study_path():
@@ -81,11 +122,18 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     for name, group in table.groupby("variante", sort=False):
         natural = group[group["split"] == "naturel_validation"]
         templated = group[group["split"] == "validation"]
-        rows.append({"variante": name, "description": group["description"].iloc[0],
-                     "ecart_min_naturel": natural["ecart"].min(), "ndcg_naturel_moyen": natural["ndcg_fine_tune"].mean(),
-                     "gain_moyen_gabarits": templated["ecart"].mean(),
-                     "secondes_entrainement": group["secondes_entrainement"].iloc[0], "pas": group["pas"].iloc[0],
-                     "paires": group["paires"].iloc[0]})
+        rows.append(
+            {
+                "variante": name,
+                "description": group["description"].iloc[0],
+                "ecart_min_naturel": natural["ecart"].min(),
+                "ndcg_naturel_moyen": natural["ndcg_fine_tune"].mean(),
+                "gain_moyen_gabarits": templated["ecart"].mean(),
+                "secondes_entrainement": group["secondes_entrainement"].iloc[0],
+                "pas": group["pas"].iloc[0],
+                "paires": group["paires"].iloc[0],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -109,10 +157,9 @@ def run_variant(name: str, profile=None, base_scores: pd.DataFrame | None = None
     from . import training
     from .data import load_retrieval
     from .embeddings import MatryoshkaIREvaluator, training_pairs
-    from .runtime import git_commit
     from .models import load_sentence_transformer
     from .profiles import get_profile
-    from .runtime import configure_threads
+    from .runtime import configure_threads, git_commit
 
     spec = VARIANTS[name]
     base_profile = profile or get_profile("cpu")
@@ -120,8 +167,9 @@ def run_variant(name: str, profile=None, base_scores: pd.DataFrame | None = None
     cfg = profile.embedding
     threads = configure_threads()
     data = load_retrieval(profile)
-    evaluator = MatryoshkaIREvaluator({s: data[s] for s in STUDY_SPLITS}, data["corpus"], cfg.matryoshka_dims,
-                                      batch_size=cfg.eval_batch_size)
+    evaluator = MatryoshkaIREvaluator(
+        {s: data[s] for s in STUDY_SPLITS}, data["corpus"], cfg.matryoshka_dims, batch_size=cfg.eval_batch_size
+    )
     if base_scores is None:
         base = load_sentence_transformer(cfg.model_id, cfg.offline_model)
         base.max_seq_length = cfg.max_seq_length  # comme le modèle que le trainer entraîne
@@ -129,14 +177,26 @@ def run_variant(name: str, profile=None, base_scores: pd.DataFrame | None = None
     result = training.train_embeddings(profile, training_pairs(data["train"], data["corpus"]), f"/tmp/etude_emb_{name}")
     tuned, _ = evaluator.evaluate(result["model"], "fine_tune")
     merged = base_scores[["split", "dim", "ndcg_at_10"]].merge(
-        tuned[["split", "dim", "ndcg_at_10"]], on=["split", "dim"], suffixes=("_base", "_ft"))
-    rows = pd.DataFrame({
-        "variante": name, "description": spec["description"], "split": merged["split"], "dim": merged["dim"],
-        "ndcg_base": merged["ndcg_at_10_base"].round(4), "ndcg_fine_tune": merged["ndcg_at_10_ft"].round(4),
-        "ecart": (merged["ndcg_at_10_ft"] - merged["ndcg_at_10_base"]).round(4), "paires": len(data["train"]),
-        "pas": result["pas"],
-        "secondes_entrainement": round(result["secondes"], 1), "pic_rss_mo": result["pic_rss_mo"],
-        "threads": threads, "commit": git_commit(), "date": time.strftime("%Y-%m-%d")})
+        tuned[["split", "dim", "ndcg_at_10"]], on=["split", "dim"], suffixes=("_base", "_ft")
+    )
+    rows = pd.DataFrame(
+        {
+            "variante": name,
+            "description": spec["description"],
+            "split": merged["split"],
+            "dim": merged["dim"],
+            "ndcg_base": merged["ndcg_at_10_base"].round(4),
+            "ndcg_fine_tune": merged["ndcg_at_10_ft"].round(4),
+            "ecart": (merged["ndcg_at_10_ft"] - merged["ndcg_at_10_base"]).round(4),
+            "paires": len(data["train"]),
+            "pas": result["pas"],
+            "secondes_entrainement": round(result["secondes"], 1),
+            "pic_rss_mo": result["pic_rss_mo"],
+            "threads": threads,
+            "commit": git_commit(),
+            "date": time.strftime("%Y-%m-%d"),
+        }
+    )
     save_rows(rows)
     return rows
 
@@ -163,11 +223,16 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal base_scores
         rows = run_variant(name, base_scores=base_scores)
         base_scores = rows.rename(columns={"ndcg_base": "ndcg_at_10"})[["split", "dim", "ndcg_at_10"]]
-        print(rows[["variante", "split", "dim", "ndcg_base", "ndcg_fine_tune", "ecart", "secondes_entrainement"]]
-              .to_string(index=False), flush=True)
+        print(
+            rows[
+                ["variante", "split", "dim", "ndcg_base", "ndcg_fine_tune", "ecart", "secondes_entrainement"]
+            ].to_string(index=False),
+            flush=True,
+        )
 
-    return study_main(argv, prog="python -m helpers.embedding_study", description=__doc__.splitlines()[0],
-                      variants=VARIANTS, run=run)
+    return study_main(
+        argv, prog="python -m helpers.embedding_study", description=__doc__.splitlines()[0], variants=VARIANTS, run=run
+    )
 
 
 if __name__ == "__main__":

@@ -13,19 +13,17 @@ sentence-transformers) reste visible dans les notebooks. Ici :
 * sauvegarde / relecture de ``ndcg.csv`` et des rangs par requête (intervalles bootstrap du
   notebook 03).
 """
+
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
-
-from sentence_transformers.sentence_transformer.evaluation import (
-    InformationRetrievalEvaluator, SentenceEvaluator)
+from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator, SentenceEvaluator
 
 from .data import ir_inputs
 from .paths import output_dir, require_output
@@ -35,9 +33,13 @@ PER_QUERY_COLUMNS = ["split", "model", "dim", "pair_id", "rank", "ndcg_at_10"]
 #: Les splits de test rapportés : deux générés par les gabarits, et les questions naturelles écrites
 #: à la main (``naturel_test`` ; leur moitié ``naturel_validation`` sert aux choix).
 TEST_SPLITS = ("test_questions", "test_analytes", "naturel_test")
-SPLIT_LABELS = {"test_questions": "questions inédites", "test_analytes": "analytes inédits",
-                "naturel_test": "questions naturelles, écrites à la main", "validation": "validation",
-                "naturel_validation": "questions naturelles (validation)"}
+SPLIT_LABELS = {
+    "test_questions": "questions inédites",
+    "test_analytes": "analytes inédits",
+    "naturel_test": "questions naturelles, écrites à la main",
+    "validation": "validation",
+    "naturel_validation": "questions naturelles (validation)",
+}
 
 
 def reported_splits(table: pd.DataFrame) -> list[str]:
@@ -82,7 +84,8 @@ def check_dims(dims: Iterable, model_dim: int, where: str = "matryoshka_dims") -
             raise DimensionError(
                 f"{where} : la dimension {d} dépasse celle du modèle ({model_dim}). "
                 f"Un embedding Matryoshka se tronque, il ne s'allonge pas : gardez des "
-                f"dimensions ≤ {model_dim}.")
+                f"dimensions ≤ {model_dim}."
+            )
     if len(set(dims)) != len(dims):
         raise DimensionError(f"{where} : dimensions en double dans {dims}.")
     return tuple(sorted((int(d) for d in dims), reverse=True))
@@ -101,8 +104,10 @@ def matryoshka_dims(cfg, model) -> tuple[int, ...]:
     offline = getattr(model, "course_offline_name", None)
     if offline and max(cfg.matryoshka_dims) > dimension and OFFLINE_MODELS[offline].matryoshka_dims:
         own = OFFLINE_MODELS[offline].matryoshka_dims
-        print(f"Modèle de repli « {offline} » ({dimension} dimensions) : dimensions Matryoshka {own} "
-              f"au lieu de {tuple(cfg.matryoshka_dims)}.")
+        print(
+            f"Modèle de repli « {offline} » ({dimension} dimensions) : dimensions Matryoshka {own} "
+            f"au lieu de {tuple(cfg.matryoshka_dims)}."
+        )
         return check_dims(own, dimension, where=f"dimensions de « {offline} »")
     return check_dims(cfg.matryoshka_dims, dimension)
 
@@ -151,10 +156,10 @@ def training_pairs(split, corpus):
     text = dict(zip(corpus["passage_id"], corpus["text"]))
     missing = sorted({pid for pid in split["passage_id"] if pid not in text})
     if missing:
-        raise ValueError(f"Passages absents du corpus : {', '.join(missing[:5])}"
-                         + (" …" if len(missing) > 5 else ""))
-    return Dataset.from_dict({"anchor": list(split["question"]),
-                              "positive": [text[pid] for pid in split["passage_id"]]})
+        raise ValueError(f"Passages absents du corpus : {', '.join(missing[:5])}" + (" …" if len(missing) > 5 else ""))
+    return Dataset.from_dict(
+        {"anchor": list(split["question"]), "positive": [text[pid] for pid in split["passage_id"]]}
+    )
 
 
 def freeze_word_embeddings(model) -> int:
@@ -181,8 +186,9 @@ def freeze_lower_layers(model, n: int) -> int:
     l'entraînement peut en défaire, et raccourcit le calcul des gradients."""
     import torch
 
-    layers = [m for name, m in model.named_modules()
-              if name.endswith("encoder.layer") and isinstance(m, torch.nn.ModuleList)]
+    layers = [
+        m for name, m in model.named_modules() if name.endswith("encoder.layer") and isinstance(m, torch.nn.ModuleList)
+    ]
     if not layers:
         raise ValueError("Aucune pile de couches « encoder.layer » trouvée dans ce modèle.")
     stack = layers[0]
@@ -212,20 +218,35 @@ def add_hard_negatives(pairs, model, n: int, *, relative_margin: float | None = 
     from sentence_transformers.util import mine_hard_negatives
 
     mined = mine_hard_negatives(
-        pairs, model, anchor_column_name="anchor", positive_column_name="positive", num_negatives=n,
-        relative_margin=relative_margin, sampling_strategy="top", query_prompt_name="query",
-        corpus_prompt_name="document", output_format="n-tuple", batch_size=64, verbose=False)
+        pairs,
+        model,
+        anchor_column_name="anchor",
+        positive_column_name="positive",
+        num_negatives=n,
+        relative_margin=relative_margin,
+        sampling_strategy="top",
+        query_prompt_name="query",
+        corpus_prompt_name="document",
+        output_format="n-tuple",
+        batch_size=64,
+        verbose=False,
+    )
     negatives = {}
     for row in mined:
         negatives.setdefault((row["anchor"], row["positive"]), [row[f"negative_{i + 1}"] for i in range(n)])
     missing = [i for i, key in enumerate(zip(pairs["anchor"], pairs["positive"])) if key not in negatives]
     if missing:  # un même lot ne peut pas mêler paires et n-uplets : on le dit plutôt que d'en retirer
-        raise ValueError(f"Négatifs difficiles : {len(missing)} paires sur {len(pairs)} n'en reçoivent pas {n} "
-                         f"(première : ligne {missing[0] + 1}, « {pairs['anchor'][missing[0]]} ») ; baissez "
-                         "relative_margin ou le nombre de négatifs.")
-    return Dataset.from_list([{"anchor": a, "positive": p, **{f"negative_{i + 1}": neg for i, neg in
-                                                               enumerate(negatives[a, p])}}
-                              for a, p in zip(pairs["anchor"], pairs["positive"])])
+        raise ValueError(
+            f"Négatifs difficiles : {len(missing)} paires sur {len(pairs)} n'en reçoivent pas {n} "
+            f"(première : ligne {missing[0] + 1}, « {pairs['anchor'][missing[0]]} ») ; baissez "
+            "relative_margin ou le nombre de négatifs."
+        )
+    return Dataset.from_list(
+        [
+            {"anchor": a, "positive": p, **{f"negative_{i + 1}": neg for i, neg in enumerate(negatives[a, p])}}
+            for a, p in zip(pairs["anchor"], pairs["positive"])
+        ]
+    )
 
 
 def set_model_card(model, profile, source: str = "") -> None:
@@ -233,12 +254,14 @@ def set_model_card(model, profile, source: str = "") -> None:
     card = model.model_card_data
     card.language = ["fr"]
     card.license = "mit"  # licence de multilingual-e5
-    card.model_name = (f"{profile.embedding.model_id} fine-tuné (Matryoshka) sur MedAnalyzer-FR "
-                       "— jeu synthétique, usage pédagogique")
+    card.model_name = (
+        f"{profile.embedding.model_id} fine-tuné (Matryoshka) sur MedAnalyzer-FR — jeu synthétique, usage pédagogique"
+    )
     card.local_files_only = profile.name != "gpu"
     card.tags = list(dict.fromkeys([*card.tags, "matryoshka", "medical", "french", "synthetic-data"]))
-    card.task_name = ("recherche de passages sur les analyses de biologie médicale (RAG pédagogique) ; "
-                      "pas un dispositif médical")
+    card.task_name = (
+        "recherche de passages sur les analyses de biologie médicale (RAG pédagogique) ; pas un dispositif médical"
+    )
     if source:
         model.course_source = source
 
@@ -280,9 +303,18 @@ class MatryoshkaIREvaluator(SentenceEvaluator):
     évaluateur du ``SentenceTransformerTrainer`` (métriques ``<split>_dim<d>_ndcg@10``).
     """
 
-    def __init__(self, splits: dict, corpus, dims: Iterable[int], *, k: int = 10,
-                 batch_size: int = 32, name: str = "", show_progress_bar: bool = False,
-                 use_prompts: bool = True):
+    def __init__(
+        self,
+        splits: dict,
+        corpus,
+        dims: Iterable[int],
+        *,
+        k: int = 10,
+        batch_size: int = 32,
+        name: str = "",
+        show_progress_bar: bool = False,
+        use_prompts: bool = True,
+    ):
         super().__init__()
         if not splits:
             raise ValueError("Aucun split de requêtes à évaluer.")
@@ -299,10 +331,20 @@ class MatryoshkaIREvaluator(SentenceEvaluator):
             self.splits[split_name] = (queries, relevant)
             for dim in self.dims:
                 self.evaluators[split_name, dim] = InformationRetrievalEvaluator(
-                    queries, docs, relevant, name=f"{split_name}_{dim}", truncate_dim=dim,
-                    query_prompt_name="query", corpus_prompt_name="document",
-                    mrr_at_k=[k], ndcg_at_k=[k], accuracy_at_k=[1, k],
-                    precision_recall_at_k=[k], map_at_k=[k], batch_size=batch_size)
+                    queries,
+                    docs,
+                    relevant,
+                    name=f"{split_name}_{dim}",
+                    truncate_dim=dim,
+                    query_prompt_name="query",
+                    corpus_prompt_name="document",
+                    mrr_at_k=[k],
+                    ndcg_at_k=[k],
+                    accuracy_at_k=[1, k],
+                    precision_recall_at_k=[k],
+                    map_at_k=[k],
+                    batch_size=batch_size,
+                )
         self.corpus_ids = list(docs)
         self.corpus_texts = [docs[c] for c in self.corpus_ids]
         first = next(iter(self.splits))
@@ -315,11 +357,12 @@ class MatryoshkaIREvaluator(SentenceEvaluator):
 
     def encode(self, model) -> tuple:
         """Embeddings pleine dimension : ``(corpus, {split: requêtes})`` (tenseurs torch)."""
-        common = dict(batch_size=self.batch_size, convert_to_tensor=True,
-                      show_progress_bar=self.show_progress_bar)
+        common = dict(batch_size=self.batch_size, convert_to_tensor=True, show_progress_bar=self.show_progress_bar)
         corpus = model.encode_document(self.corpus_texts, **self._prompt("document"), **common)
-        queries = {split_name: model.encode_query(list(qs.values()), **self._prompt("query"), **common)
-                   for split_name, (qs, _) in self.splits.items()}
+        queries = {
+            split_name: model.encode_query(list(qs.values()), **self._prompt("query"), **common)
+            for split_name, (qs, _) in self.splits.items()
+        }
         return corpus, queries
 
     def evaluate(self, model, label: str = "model") -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -335,15 +378,21 @@ class MatryoshkaIREvaluator(SentenceEvaluator):
         corpus_emb, query_embs = self.encode(model)
         rows, per_query = [], []
         for (split_name, dim), ir in self.evaluators.items():
-            hits = semantic_search(query_embs[split_name][:, :dim], corpus_emb[:, :dim],
-                                   top_k=self.k, score_function=cos_sim)
-            hits = [[{"corpus_id": self.corpus_ids[h["corpus_id"]], "score": h["score"]} for h in q]
-                    for q in hits]
+            hits = semantic_search(
+                query_embs[split_name][:, :dim], corpus_emb[:, :dim], top_k=self.k, score_function=cos_sim
+            )
+            hits = [[{"corpus_id": self.corpus_ids[h["corpus_id"]], "score": h["score"]} for h in q] for q in hits]
             metrics = ir.compute_metrics(hits)
-            rows.append({"split": split_name, "model": label, "dim": dim,
-                         "ndcg_at_10": float(metrics["ndcg@k"][self.k]),
-                         "mrr_at_10": float(metrics["mrr@k"][self.k]),
-                         "recall_at_10": float(metrics["recall@k"][self.k])})
+            rows.append(
+                {
+                    "split": split_name,
+                    "model": label,
+                    "dim": dim,
+                    "ndcg_at_10": float(metrics["ndcg@k"][self.k]),
+                    "mrr_at_10": float(metrics["mrr@k"][self.k]),
+                    "recall_at_10": float(metrics["recall@k"][self.k]),
+                }
+            )
             for qid, q_hits in zip(ir.queries_ids, hits):
                 per_query.append(self._query_row(ir, split_name, label, dim, qid, q_hits))
         return pd.DataFrame(rows, columns=SCORE_COLUMNS), pd.DataFrame(per_query, columns=PER_QUERY_COLUMNS)
@@ -354,8 +403,14 @@ class MatryoshkaIREvaluator(SentenceEvaluator):
         predicted = [1 if h["corpus_id"] in relevant else 0 for h in ranked]
         ideal = ir.compute_dcg_at_k([1] * len(relevant), self.k)
         rank = next((i + 1 for i, rel in enumerate(predicted) if rel), None)
-        return {"split": split_name, "model": label, "dim": dim, "pair_id": qid, "rank": rank,
-                "ndcg_at_10": ir.compute_dcg_at_k(predicted, self.k) / ideal}
+        return {
+            "split": split_name,
+            "model": label,
+            "dim": dim,
+            "pair_id": qid,
+            "rank": rank,
+            "ndcg_at_10": ir.compute_dcg_at_k(predicted, self.k) / ideal,
+        }
 
     # -- interface SentenceEvaluator (pour le trainer) ------------------------------------
     def __call__(self, model, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict:
@@ -399,8 +454,7 @@ def training_summary_path(profile_name: str) -> Path:
 
 def require_model(profile_name: str) -> Path:
     """Dossier du modèle fine-tuné par le notebook 02, ou erreur claire s'il n'existe pas."""
-    require_output(model_marker(profile_name), "Modèle d'embeddings fine-tuné", "02", profile_name,
-                   MissingResultsError)
+    require_output(model_marker(profile_name), "Modèle d'embeddings fine-tuné", "02", profile_name, MissingResultsError)
     return model_dir(profile_name)
 
 
@@ -408,24 +462,31 @@ def checkpoint_dir(profile_name: str) -> Path:
     return output_dir(profile_name, "embeddings") / "checkpoints"
 
 
-def save_results(scores: pd.DataFrame, per_query: pd.DataFrame, profile_name: str,
-                 extra: dict | None = None) -> Path:
+def save_results(scores: pd.DataFrame, per_query: pd.DataFrame, profile_name: str, extra: dict | None = None) -> Path:
     """Écrit ``ndcg.csv`` (colonnes :data:`SCORE_COLUMNS`) et ``per_query.csv``."""
     _check_columns(scores, SCORE_COLUMNS, "scores")
     _check_columns(per_query, PER_QUERY_COLUMNS, "per_query")
     path = scores_path(profile_name)
-    scores[SCORE_COLUMNS].sort_values(["split", "model", "dim"], ascending=[True, True, False]) \
-        .to_csv(path, index=False, float_format="%.6f")
+    scores[SCORE_COLUMNS].sort_values(["split", "model", "dim"], ascending=[True, True, False]).to_csv(
+        path, index=False, float_format="%.6f"
+    )
     per_query[PER_QUERY_COLUMNS].to_csv(per_query_path(profile_name), index=False, float_format="%.6f")
     if extra is not None:
         training_summary_path(profile_name).write_text(
-            json.dumps(extra, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+            json.dumps(extra, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
+        )
     return path
 
 
 def load_training_summary(profile_name: str) -> dict:
     """Relit ``training_summary.json`` du notebook 02 (paires, pas, temps, mémoire, paramètres)."""
-    path = require_output(training_summary_path(profile_name), "Résumé d'entraînement des embeddings", "02", profile_name, error=MissingResultsError)
+    path = require_output(
+        training_summary_path(profile_name),
+        "Résumé d'entraînement des embeddings",
+        "02",
+        profile_name,
+        error=MissingResultsError,
+    )
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -445,14 +506,14 @@ def load_results(profile_name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     for p in (path, pq_path):
         if not p.exists():
             raise MissingResultsError(
-                f"{p} introuvable : exécutez d'abord le notebook 02 avec le profil « {profile_name} ».")
+                f"{p} introuvable : exécutez d'abord le notebook 02 avec le profil « {profile_name} »."
+            )
     scores, per_query = pd.read_csv(path), pd.read_csv(pq_path)
     _check_columns(scores, SCORE_COLUMNS, str(path))
     _check_columns(per_query, PER_QUERY_COLUMNS, str(pq_path))
     models = set(scores["model"])
     if not {"base", "finetuned"} <= models:
-        raise MissingResultsError(f"{path} : il faut les lignes « base » et « finetuned » "
-                                  f"(trouvé : {sorted(models)}).")
+        raise MissingResultsError(f"{path} : il faut les lignes « base » et « finetuned » (trouvé : {sorted(models)}).")
     return scores, per_query
 
 
@@ -462,8 +523,9 @@ def results_table(scores: pd.DataFrame, split: str, metric: str = "ndcg_at_10") 
     if sub.empty:
         raise ValueError(f"Aucun score pour le split « {split} ».")
     wide = sub.pivot(index="dim", columns="model", values=metric).sort_index(ascending=False)
-    table = pd.DataFrame({"Dimension": wide.index, "Score initial": wide["base"].to_numpy(),
-                          "Score final": wide["finetuned"].to_numpy()})
+    table = pd.DataFrame(
+        {"Dimension": wide.index, "Score initial": wide["base"].to_numpy(), "Score final": wide["finetuned"].to_numpy()}
+    )
     table["Gain"] = table["Score final"] - table["Score initial"]
     table["Gain (%)"] = 100 * table["Gain"] / table["Score initial"]
     return table.round(4).reset_index(drop=True)
@@ -475,8 +537,14 @@ def retention(scores: pd.DataFrame, metric: str = "ndcg_at_10") -> pd.DataFrame:
     for (split, model), grp in scores.groupby(["split", "model"]):
         full = grp.loc[grp["dim"].idxmax(), metric]
         for row in grp.sort_values("dim", ascending=False).itertuples():
-            out.append({"split": split, "model": model, "dim": row.dim,
-                        "retention_pct": round(100 * getattr(row, metric) / full, 1)})
+            out.append(
+                {
+                    "split": split,
+                    "model": model,
+                    "dim": row.dim,
+                    "retention_pct": round(100 * getattr(row, metric) / full, 1),
+                }
+            )
     return pd.DataFrame(out)
 
 
@@ -503,8 +571,15 @@ def plot_ndcg_vs_dim(scores: pd.DataFrame, metric: str = "ndcg_at_10"):
     return fig
 
 
-def bootstrap_gains(per_query: pd.DataFrame, *, n_resamples: int = 2000, seed: int = 0,
-                    confidence: float = 0.95, new: str = "finetuned", old: str = "base") -> pd.DataFrame:
+def bootstrap_gains(
+    per_query: pd.DataFrame,
+    *,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    new: str = "finetuned",
+    old: str = "base",
+) -> pd.DataFrame:
     """Gain moyen de NDCG@10 (``new`` − ``old`` ; par défaut fine-tuné − base) et son intervalle de
     confiance bootstrap, par split et par dimension.
 
@@ -517,20 +592,37 @@ def bootstrap_gains(per_query: pd.DataFrame, *, n_resamples: int = 2000, seed: i
     for (split, dim), grp in per_query.groupby(["split", "dim"], sort=False):
         wide = grp.pivot(index="pair_id", columns="model", values="ndcg_at_10")
         if not {old, new} <= set(wide.columns):
-            raise ValueError(f"{split}, dimension {dim} : il manque les rangs de « {old} » ou de « {new} » "
-                             f"(modèles présents : {', '.join(map(str, wide.columns))}).")
+            raise ValueError(
+                f"{split}, dimension {dim} : il manque les rangs de « {old} » ou de « {new} » "
+                f"(modèles présents : {', '.join(map(str, wide.columns))})."
+            )
         if wide[[old, new]].isna().any().any():
             raise ValueError(f"{split}, dimension {dim} : requêtes évaluées pour un seul des modèles.")
         diff = (wide[new] - wide[old]).to_numpy()
         gain, low, high = mean_interval(diff, n_resamples=n_resamples, seed=seed, confidence=confidence)
-        rows.append({"split": split, "dim": int(dim), "requetes": len(diff),
-                     "gain": gain, "ic_bas": low, "ic_haut": high,
-                     "significatif": bool(low > 0 or high < 0)})
+        rows.append(
+            {
+                "split": split,
+                "dim": int(dim),
+                "requetes": len(diff),
+                "gain": gain,
+                "ic_bas": low,
+                "ic_haut": high,
+                "significatif": bool(low > 0 or high < 0),
+            }
+        )
     return pd.DataFrame(rows).sort_values(["split", "dim"], ascending=[True, False]).reset_index(drop=True)
 
 
-def dimension_gap(per_query: pd.DataFrame, small_dim: int, *, model: str = "finetuned",
-                  n_resamples: int = 2000, seed: int = 0, confidence: float = 0.95) -> pd.DataFrame:
+def dimension_gap(
+    per_query: pd.DataFrame,
+    small_dim: int,
+    *,
+    model: str = "finetuned",
+    n_resamples: int = 2000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """Écart de NDCG@10 d'un même modèle entre ``small_dim`` et sa pleine dimension, par split, avec
     son intervalle bootstrap apparié (mêmes requêtes aux deux dimensions).
 
@@ -543,15 +635,27 @@ def dimension_gap(per_query: pd.DataFrame, small_dim: int, *, model: str = "fine
     for split, grp in per_query[per_query["model"] == model].groupby("split", sort=False):
         full = int(grp["dim"].max())
         if small_dim not in set(grp["dim"]):
-            raise DimensionError(f"{split} : dimension {small_dim} non évaluée (dimensions : "
-                                 f"{sorted(set(grp['dim']), reverse=True)}).")
+            raise DimensionError(
+                f"{split} : dimension {small_dim} non évaluée (dimensions : {sorted(set(grp['dim']), reverse=True)})."
+            )
         wide = grp.pivot(index="pair_id", columns="dim", values="ndcg_at_10")
         diff = (wide[small_dim] - wide[full]).to_numpy()
         gap, low, high = mean_interval(diff, n_resamples=n_resamples, seed=seed, confidence=confidence)
-        rows.append({"split": split, "dim_pleine": full, "ndcg_pleine": wide[full].mean(), "dim": small_dim,
-                     "ndcg_dim": wide[small_dim].mean(), "retention_pct": 100 * wide[small_dim].mean() / wide[full].mean(),
-                     "ecart": gap, "ic_bas": low, "ic_haut": high, "requetes": len(diff),
-                     "significatif": bool(low > 0 or high < 0)})
+        rows.append(
+            {
+                "split": split,
+                "dim_pleine": full,
+                "ndcg_pleine": wide[full].mean(),
+                "dim": small_dim,
+                "ndcg_dim": wide[small_dim].mean(),
+                "retention_pct": 100 * wide[small_dim].mean() / wide[full].mean(),
+                "ecart": gap,
+                "ic_bas": low,
+                "ic_haut": high,
+                "requetes": len(diff),
+                "significatif": bool(low > 0 or high < 0),
+            }
+        )
     if not rows:
         raise ValueError(f"Aucun rang du modèle « {model} » dans ces résultats.")
     return pd.DataFrame(rows)
@@ -592,8 +696,12 @@ def plot_training_log(log_history: list[dict]):
     train = [(h["step"], h["loss"]) for h in log_history if "loss" in h and "step" in h]
     if not train:
         raise ValueError("Historique d'entraînement vide : rien à tracer.")
-    evals = [(h["step"], v) for h in log_history for k, v in h.items()
-             if k.startswith("eval_") and k.endswith("ndcg@10") and "_dim" in k and "step" in h]
+    evals = [
+        (h["step"], v)
+        for h in log_history
+        for k, v in h.items()
+        if k.startswith("eval_") and k.endswith("ndcg@10") and "_dim" in k and "step" in h
+    ]
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     ax.plot(*zip(*train), marker=".", color="tab:red", label="perte (somme sur les dimensions)")
     ax.set_xlabel("pas d'optimisation")
@@ -624,15 +732,33 @@ def check_targets(scores: pd.DataFrame, small_dim: int = 64, min_retention: floa
         wide = sub.pivot(index="dim", columns="model", values="ndcg_at_10")
         full = wide.index.max()
         worst = (wide["finetuned"] - wide["base"]).min()
-        rows.append({"split": split, "critère": "fine-tuné > base à chaque dimension",
-                     "mesure": f"plus petit écart {worst:+.4f}", "atteint": bool(worst > 0)})
+        rows.append(
+            {
+                "split": split,
+                "critère": "fine-tuné > base à chaque dimension",
+                "mesure": f"plus petit écart {worst:+.4f}",
+                "atteint": bool(worst > 0),
+            }
+        )
         if small_dim in wide.index:
             kept = 100 * wide.loc[small_dim, "finetuned"] / wide.loc[full, "finetuned"]
-            rows.append({"split": split, "critère": f"rétention à {small_dim} dims ≥ {min_retention:g} %",
-                         "mesure": f"{kept:.1f} %", "atteint": bool(kept >= min_retention)})
+            rows.append(
+                {
+                    "split": split,
+                    "critère": f"rétention à {small_dim} dims ≥ {min_retention:g} %",
+                    "mesure": f"{kept:.1f} %",
+                    "atteint": bool(kept >= min_retention),
+                }
+            )
             ft, base = wide.loc[small_dim, "finetuned"], wide.loc[full, "base"]
-            rows.append({"split": split, "critère": f"fine-tuné à {small_dim} dims > base à {full} dims",
-                         "mesure": f"{ft:.4f} contre {base:.4f}", "atteint": bool(ft > base)})
+            rows.append(
+                {
+                    "split": split,
+                    "critère": f"fine-tuné à {small_dim} dims > base à {full} dims",
+                    "mesure": f"{ft:.4f} contre {base:.4f}",
+                    "atteint": bool(ft > base),
+                }
+            )
     from .text import french_decimals
 
     return pd.DataFrame([{**row, "mesure": french_decimals(row["mesure"])} for row in rows])

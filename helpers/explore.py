@@ -3,6 +3,7 @@
 Chaque fonction renvoie un ``pandas.DataFrame`` ou une figure ``matplotlib`` ; les fonctions
 ``save_*`` écrivent les résultats sous ``outputs/<profil>/data/``.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ import pandas as pd
 
 from .analytes import Analyte, load_analytes
 from .paths import output_dir
-
 
 
 def dataset_sizes(retrieval, instructions, longitudinal) -> pd.DataFrame:
@@ -102,13 +102,19 @@ def plot_reference_ranges(analytes: dict[str, Analyte] | None = None, ncols: int
             lo, hi = a.bounds(sexe)
             left = lo if lo is not None else a.plausible[0]
             right = hi if hi is not None else min(a.plausible[1], (lo or 1) * 2)
-            ax.plot([left, right], [y, y], color=color, lw=5, solid_capstyle="butt",
-                    ls="-" if lo is not None and hi is not None else ":")
+            ax.plot(
+                [left, right],
+                [y, y],
+                color=color,
+                lw=5,
+                solid_capstyle="butt",
+                ls="-" if lo is not None and hi is not None else ":",
+            )
         ax.set_ylim(-0.8, 1.8)
         ax.set_yticks([0, 1], ["F", "H"], fontsize=7)
         ax.tick_params(axis="x", labelsize=7)
         ax.set_title(f"{a.code} ({a.unite})", fontsize=8)
-    for ax in list(axes.flat)[len(items):]:
+    for ax in list(axes.flat)[len(items) :]:
         ax.axis("off")
     fig.suptitle("Intervalles de référence par analyte (H = homme, F = femme ; pointillés = borne unique)")
     fig.tight_layout()
@@ -131,8 +137,13 @@ def plot_patient_series(longitudinal, patient_id: str, analytes: dict[str, Analy
         s = df[df["code"] == code]
         lo, hi = a.bounds(sexe)
         ymin, ymax = s["valeur"].min(), s["valeur"].max()
-        ax.axhspan(lo if lo is not None else min(ymin, 0), hi if hi is not None else max(ymax, lo) * 1.2,
-                   color="#c6f6d5", alpha=0.6, label="intervalle de référence")
+        ax.axhspan(
+            lo if lo is not None else min(ymin, 0),
+            hi if hi is not None else max(ymax, lo) * 1.2,
+            color="#c6f6d5",
+            alpha=0.6,
+            label="intervalle de référence",
+        )
         ax.plot(s["date"], s["valeur"], "o-", color="#2d3748", ms=4)
         for kind, marker in (("pic", "X"), ("rupture", "s")):
             m = s[s["anomalie"] == kind]

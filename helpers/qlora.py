@@ -5,6 +5,7 @@ Le code à apprendre (configuration de quantification, LoRA, arguments du traine
 de mémoire d'entraînement, graphiques, génération par lots avec barre de progression, exemples,
 sauvegarde des résultats et vérification des objectifs.
 """
+
 from __future__ import annotations
 
 import json
@@ -96,8 +97,7 @@ def training_memory(total: int, trainable: int, linear: int) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- graphiques
-def plot_losses(log_history: list[dict], base_eval_loss: float | None = None,
-                final_eval_loss: float | None = None):
+def plot_losses(log_history: list[dict], base_eval_loss: float | None = None, final_eval_loss: float | None = None):
     """Perte d'entraînement au fil des pas, validations intermédiaires s'il y en a, et les pertes de
     validation du modèle de base (ligne) et du modèle final (point au dernier pas)."""
     import matplotlib.pyplot as plt
@@ -113,8 +113,7 @@ def plot_losses(log_history: list[dict], base_eval_loss: float | None = None,
     if evals:
         ax.plot(*zip(*evals), "o-", color="tab:blue", label="validation")
     if final_eval_loss is not None:
-        ax.plot([train[-1][0]], [final_eval_loss], "D", color="tab:blue", ms=8,
-                label="validation, modèle fine-tuné")
+        ax.plot([train[-1][0]], [final_eval_loss], "D", color="tab:blue", ms=8, label="validation, modèle fine-tuné")
     if base_eval_loss is not None:
         ax.axhline(base_eval_loss, ls="--", color="grey", label="validation, modèle de base")
     ax.set_xlabel("pas d'optimisation")
@@ -152,8 +151,13 @@ def plot_confusion(tables: dict[str, pd.DataFrame]):
 
 
 # --------------------------------------------------------------------------- génération
-def in_batches(fn: Callable[[list[str]], list[str]], prompts: Sequence[str], batch_size: int,
-               desc: str = "génération", by_length: bool = False) -> list[str]:
+def in_batches(
+    fn: Callable[[list[str]], list[str]],
+    prompts: Sequence[str],
+    batch_size: int,
+    desc: str = "génération",
+    by_length: bool = False,
+) -> list[str]:
     """Applique ``fn`` (une liste de prompts → une liste de réponses) par lots, avec barre de progression.
 
     ``by_length`` : les lots regroupent des prompts de longueurs voisines (moins de remplissage à
@@ -167,7 +171,7 @@ def in_batches(fn: Callable[[list[str]], list[str]], prompts: Sequence[str], bat
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i])) if by_length else list(range(len(prompts)))
     out: list[str] = [""] * len(prompts)
     for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="lot"):
-        chunk = order[start:start + batch_size]
+        chunk = order[start : start + batch_size]
         answers = list(fn([prompts[i] for i in chunk]))
         if len(answers) != len(chunk):
             raise ValueError(f"{len(answers)} réponses pour un lot de {len(chunk)} prompts.")
@@ -176,8 +180,9 @@ def in_batches(fn: Callable[[list[str]], list[str]], prompts: Sequence[str], bat
     return out
 
 
-def generate_with_prefix_cache(model, tokenizer, prompts: Sequence[str], batch_size: int,
-                               desc: str = "génération", **settings) -> list[str]:
+def generate_with_prefix_cache(
+    model, tokenizer, prompts: Sequence[str], batch_size: int, desc: str = "génération", **settings
+) -> list[str]:
     """Génère (``model.generate(**settings)``) pour des prompts qui **commencent tous pareil** — le
     few-shot : la consigne et les exemples résolus, puis le cas — en calculant ce début commun
     **une seule fois**.
@@ -203,8 +208,9 @@ def generate_with_prefix_cache(model, tokenizer, prompts: Sequence[str], batch_s
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     prefix = encoded[0][:shared] if encoded else []
     with torch.no_grad():
-        prefix_cache = (model(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values
-                        if shared else None)
+        prefix_cache = (
+            model(input_ids=torch.tensor([prefix], device=device), use_cache=True).past_key_values if shared else None
+        )
 
     def generate(batch: list[str]) -> list[str]:
         tails = [ids_of[p][shared:] for p in batch]  # déjà encodés pour trouver le début commun
@@ -217,19 +223,20 @@ def generate_with_prefix_cache(model, tokenizer, prompts: Sequence[str], batch_s
             cache.batch_repeat_interleave(len(batch))
         with torch.no_grad():
             output = model.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, **settings)
-        return tokenizer.batch_decode(output[:, ids.shape[1]:], skip_special_tokens=True)
+        return tokenizer.batch_decode(output[:, ids.shape[1] :], skip_special_tokens=True)
 
     return in_batches(generate, prompts, batch_size, desc=desc, by_length=True)
 
 
-def examples(scored: pd.DataFrame, answers: dict[str, list[str]], cases, model_label: str,
-             correct: bool, n: int = 3) -> pd.DataFrame:
+def examples(
+    scored: pd.DataFrame, answers: dict[str, list[str]], cases, model_label: str, correct: bool, n: int = 3
+) -> pd.DataFrame:
     """Quelques cas où ``model_label`` a juste (``correct=True``) ou faux, avec les réponses de chaque modèle."""
     sub = scored[(scored["model"] == model_label) & (scored["correct"] == correct)]
     ids = list(dict.fromkeys(sub["row"]))[:n]
     rows = []
     for i in ids:
-        row = {"entrée": cases[i]["input"], "attendu": ", ".join(l["statut"] for l in cases[i]["labels"])}
+        row = {"entrée": cases[i]["input"], "attendu": ", ".join(label["statut"] for label in cases[i]["labels"])}
         for label, texts in answers.items():
             row[label] = texts[i]
         rows.append(row)
@@ -268,8 +275,7 @@ def load_training_summary(profile_name: str) -> dict:
 
 def load_status_accuracy(profile_name: str) -> pd.DataFrame:
     """Relit ``status_accuracy.csv`` du notebook 05 (colonnes vérifiées)."""
-    path = require_output(status_accuracy_path(profile_name), "Exactitude des statuts", "05",
-                          profile_name)
+    path = require_output(status_accuracy_path(profile_name), "Exactitude des statuts", "05", profile_name)
     table = pd.read_csv(path)
     missing = [c for c in STATUS_ACCURACY_COLUMNS if c not in table.columns]
     if missing:
@@ -287,31 +293,42 @@ def load_answers(profile_name: str, cases, label: str = "finetuned") -> list[str
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     cases = list(cases)
     if len(records) != len(cases):
-        raise ValueError(f"{path} : {len(records)} réponses pour {len(cases)} cas ; réexécutez le notebook 05 "
-                         f"(profil « {profile_name} »).")
+        raise ValueError(
+            f"{path} : {len(records)} réponses pour {len(cases)} cas ; réexécutez le notebook 05 "
+            f"(profil « {profile_name} »)."
+        )
     for i, (record, case) in enumerate(zip(records, cases), 1):
         if record.get("id") != case["id"] or record.get("prompt_input") != case["input"]:
-            raise ValueError(f"{path}, ligne {i} : la réponse ne correspond pas au cas « {case['id']} » ; "
-                             "réexécutez le notebook 05.")
+            raise ValueError(
+                f"{path}, ligne {i} : la réponse ne correspond pas au cas « {case['id']} » ; réexécutez le notebook 05."
+            )
         if label not in record:
-            raise ValueError(f"{path}, ligne {i} : pas de réponse « {label} » (présentes : "
-                             f"{', '.join(k for k in record if k not in ('id', 'prompt_input'))}).")
+            raise ValueError(
+                f"{path}, ligne {i} : pas de réponse « {label} » (présentes : "
+                f"{', '.join(k for k in record if k not in ('id', 'prompt_input'))})."
+            )
     return [r[label] for r in records]
 
 
-def save_status_results(accuracy: pd.DataFrame, scored: pd.DataFrame, answers: dict[str, list[str]],
-                        cases, profile_name: str) -> dict[str, Path]:
+def save_status_results(
+    accuracy: pd.DataFrame, scored: pd.DataFrame, answers: dict[str, list[str]], cases, profile_name: str
+) -> dict[str, Path]:
     """Écrit ``status_accuracy.csv`` (colonnes imposées), le détail par valeur et les réponses."""
     missing = [c for c in STATUS_ACCURACY_COLUMNS if c not in accuracy.columns]
     if missing:
         raise ValueError(f"Colonnes manquantes dans le tableau d'exactitude : {', '.join(missing)}.")
-    paths = {"accuracy": save_table(accuracy[STATUS_ACCURACY_COLUMNS], profile_name, "status_accuracy", topic="llm"),
-             "values": save_table(scored, profile_name, "status_values", topic="llm"),
-             "answers": llm_dir(profile_name) / "answers.jsonl"}
+    paths = {
+        "accuracy": save_table(accuracy[STATUS_ACCURACY_COLUMNS], profile_name, "status_accuracy", topic="llm"),
+        "values": save_table(scored, profile_name, "status_values", topic="llm"),
+        "answers": llm_dir(profile_name) / "answers.jsonl",
+    }
     with paths["answers"].open("w", encoding="utf-8") as f:
         for i, case in enumerate(cases):
-            record = {"id": case["id"], "prompt_input": case["input"],
-                      **{label: texts[i] for label, texts in answers.items()}}
+            record = {
+                "id": case["id"],
+                "prompt_input": case["input"],
+                **{label: texts[i] for label, texts in answers.items()},
+            }
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     return paths
 
@@ -321,8 +338,10 @@ def check_targets(rows: list[tuple[str, str, bool]]) -> pd.DataFrame:
     mesures écrites à la française (« 93,9 % »)."""
     from .text import french_decimals
 
-    return pd.DataFrame([(what, french_decimals(str(measure)), ok) for what, measure, ok in rows],
-                        columns=["critère", "mesure", "atteint"])
+    return pd.DataFrame(
+        [(what, french_decimals(str(measure)), ok) for what, measure, ok in rows],
+        columns=["critère", "mesure", "atteint"],
+    )
 
 
 # --------------------------------------------------------------------------- diagnostic
@@ -346,8 +365,9 @@ def comparison_pairs(n: int = 100, seed: int = 0) -> list[tuple[str, str, bool]]
     return pairs
 
 
-def comparison_probe(model, tokenizer, n: int = 100, seed: int = 0, batch_size: int = 16,
-                     style: str = "alpaca") -> float:
+def comparison_probe(
+    model, tokenizer, n: int = 100, seed: int = 0, batch_size: int = 16, style: str = "alpaca"
+) -> float:
     """Exactitude du modèle à dire si a > b (« oui » / « non »), lue sur les logits du 1er jeton.
 
     ``style`` : le gabarit de prompt de l'entraînement (:func:`helpers.llm.format_prompt`, celui du
@@ -364,19 +384,21 @@ def comparison_probe(model, tokenizer, n: int = 100, seed: int = 0, batch_size: 
     if oui == non:
         raise ValueError("« oui » et « non » commencent par le même jeton : sonde inutilisable.")
     pairs = comparison_pairs(n, seed)
-    prompts = [format_prompt(f"Le nombre {a} est-il strictement supérieur à {b} ? Répondez par oui "
-                             "ou par non.", "", style) for a, b, _ in pairs]
+    prompts = [
+        format_prompt(f"Le nombre {a} est-il strictement supérieur à {b} ? Répondez par oui ou par non.", "", style)
+        for a, b, _ in pairs
+    ]
     correct = 0
     device = next(model.parameters()).device
     for start in range(0, n, batch_size):
-        enc = tok(prompts[start:start + batch_size], return_tensors="pt", padding=True).to(device)
+        enc = tok(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(device)
         with torch.no_grad():
             try:  # le dernier jeton seulement (transformers) ; un forward qui ne le connaît pas : tout
                 logits = model(**enc, logits_to_keep=1).logits[:, -1, :]
             except TypeError:
                 logits = model(**enc).logits[:, -1, :]
         says_yes = (logits[:, oui] > logits[:, non]).tolist()
-        correct += sum(y == truth for y, (_, _, truth) in zip(says_yes, pairs[start:start + batch_size]))
+        correct += sum(y == truth for y, (_, _, truth) in zip(says_yes, pairs[start : start + batch_size]))
     return correct / n
 
 
@@ -436,11 +458,16 @@ def answer_profile(scored: pd.DataFrame) -> pd.DataFrame:
         readable = sub[sub["predit"] != "introuvable"]
         top = readable["predit"].value_counts()
         majority = sub["attendu"].value_counts()
-        rows.append({"model": model, "statut_lisible": len(readable) / len(sub),
-                     "statut_le_plus_donné": top.index[0] if len(top) else "—",
-                     "part_de_ce_statut": top.iloc[0] / len(sub) if len(top) else 0.0,
-                     "exactitude": sub["correct"].mean(),
-                     "exactitude_réponse_constante": majority.iloc[0] / len(sub)})
+        rows.append(
+            {
+                "model": model,
+                "statut_lisible": len(readable) / len(sub),
+                "statut_le_plus_donné": top.index[0] if len(top) else "—",
+                "part_de_ce_statut": top.iloc[0] / len(sub) if len(top) else 0.0,
+                "exactitude": sub["correct"].mean(),
+                "exactitude_réponse_constante": majority.iloc[0] / len(sub),
+            }
+        )
     return pd.DataFrame(rows).round(3)
 
 
@@ -496,18 +523,20 @@ def load_finetuned_llm(profile, adapter_path: Path | str | None = None):
         from unsloth import FastLanguageModel
 
         model, tokenizer = FastLanguageModel.from_pretrained(
-            model_name=str(adapter_path), max_seq_length=cfg.max_seq_length, dtype=dtype, load_in_4bit=True)
+            model_name=str(adapter_path), max_seq_length=cfg.max_seq_length, dtype=dtype, load_in_4bit=True
+        )
         FastLanguageModel.for_inference(model)
     else:
         from peft import PeftModel
         from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
         source, _ = resolve_model(cfg.model_id, cfg.offline_model, what="modèle de langage")
-        bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                 bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype)
+        bnb = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype
+        )
         base = AutoModelForCausalLM.from_pretrained(
-            source, quantization_config=bnb, dtype=dtype,
-            device_map={"": 0} if torch.cuda.is_available() else "cpu")
+            source, quantization_config=bnb, dtype=dtype, device_map={"": 0} if torch.cuda.is_available() else "cpu"
+        )
         model = PeftModel.from_pretrained(base, str(adapter_path))
         tokenizer = AutoTokenizer.from_pretrained(str(adapter_path))
     model.eval()

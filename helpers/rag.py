@@ -14,6 +14,7 @@
 * :func:`status_issues` — les statuts du modèle confrontés à ceux du laboratoire : une valeur
   anormale dite normale est le défaut le plus grave d'un résumé.
 """
+
 from __future__ import annotations
 
 from typing import Iterable
@@ -58,15 +59,17 @@ def abnormal_queries(cases: Iterable[dict], corpus: Iterable[dict], style: str =
                 query = f"Que {verb} {a.un} {adjective} ?"
             else:
                 query = f"{a.result_line(label['valeur'])} — {label['statut']}"
-            rows.append({"case_id": case["id"], "code": a.code, "statut": label["statut"],
-                         "query": query, "relevant": relevant})
+            rows.append(
+                {"case_id": case["id"], "code": a.code, "statut": label["statut"], "query": query, "relevant": relevant}
+            )
     return pd.DataFrame(rows, columns=["case_id", "code", "statut", "query", "relevant"])
 
 
 def encode_corpus(embedder, corpus: list[dict], batch_size: int = 64):
     """Embeddings normalisés des passages (prompt « document »), à calculer une fois par modèle."""
-    return embedder.encode_document([p["text"] for p in corpus], batch_size=batch_size,
-                                    convert_to_tensor=True, normalize_embeddings=True)
+    return embedder.encode_document(
+        [p["text"] for p in corpus], batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True
+    )
 
 
 def _search(embedder, queries: list[str], corpus, corpus_embeddings, k: int, batch_size: int):
@@ -89,20 +92,34 @@ def _ranks(model, queries: pd.DataFrame, corpus: list[dict], k: int, batch_size:
     return [[ids[hit["corpus_id"]] for hit in hits] for hits in results]
 
 
-def hit_rates(model, queries: pd.DataFrame, corpus: list[dict], ks: tuple[int, ...] = (1, 3),
-              batch_size: int = 64, corpus_embeddings=None) -> dict:
+def hit_rates(
+    model,
+    queries: pd.DataFrame,
+    corpus: list[dict],
+    ks: tuple[int, ...] = (1, 3),
+    batch_size: int = 64,
+    corpus_embeddings=None,
+) -> dict:
     """Part des questions dont le passage attendu est parmi les ``k`` premiers, pour chaque k.
 
     Requêtes encodées avec le prompt « query » du modèle, passages avec « document » (prompts e5) ;
     ``corpus_embeddings`` (:func:`encode_corpus`) évite de réencoder le corpus à chaque appel.
     """
     ranked = _ranks(model, queries, corpus, max(ks), batch_size, corpus_embeddings)
-    return {f"hit@{k}": sum(rel in r[:k] for rel, r in zip(queries["relevant"], ranked)) / len(queries)
-            for k in ks} | {"questions": len(queries)}
+    return {f"hit@{k}": sum(rel in r[:k] for rel, r in zip(queries["relevant"], ranked)) / len(queries) for k in ks} | {
+        "questions": len(queries)
+    }
 
 
-def hit_rates_by(model, queries: pd.DataFrame, corpus: list[dict], by: str, ks: tuple[int, ...] = (1, 3),
-                 batch_size: int = 64, corpus_embeddings=None) -> pd.DataFrame:
+def hit_rates_by(
+    model,
+    queries: pd.DataFrame,
+    corpus: list[dict],
+    by: str,
+    ks: tuple[int, ...] = (1, 3),
+    batch_size: int = 64,
+    corpus_embeddings=None,
+) -> pd.DataFrame:
     """:func:`hit_rates` pour toutes les questions (ligne « tous ») puis pour chaque valeur de la
     colonne ``by`` de ``queries`` (par exemple analytes vus / jamais vus à l'entraînement), avec
     l'intervalle de Wilson à 95 % du succès au premier rang (``hit@1_ic_bas``, ``hit@1_ic_haut`` ;
@@ -114,13 +131,21 @@ def hit_rates_by(model, queries: pd.DataFrame, corpus: list[dict], by: str, ks: 
         raise ValueError(f"Colonne « {by} » absente des questions (colonnes : {', '.join(queries.columns)}).")
     ranked = _ranks(model, queries, corpus, max(ks), batch_size, corpus_embeddings)
     found = pd.DataFrame({f"hit@{k}": [rel in r[:k] for rel, r in zip(queries["relevant"], ranked)] for k in ks})
-    groups = [("tous", found)] + [(value, found[(queries[by] == value).to_numpy()])
-                                  for value in queries[by].drop_duplicates()]
+    groups = [("tous", found)] + [
+        (value, found[(queries[by] == value).to_numpy()]) for value in queries[by].drop_duplicates()
+    ]
     rows = []
     for value, sub in groups:
         _, low, high = proportion_interval(int(sub[f"hit@{ks[0]}"].sum()), len(sub))
-        rows.append({by: value, **{col: float(sub[col].mean()) for col in found.columns},
-                     f"hit@{ks[0]}_ic_bas": low, f"hit@{ks[0]}_ic_haut": high, "questions": len(sub)})
+        rows.append(
+            {
+                by: value,
+                **{col: float(sub[col].mean()) for col in found.columns},
+                f"hit@{ks[0]}_ic_bas": low,
+                f"hit@{ks[0]}_ic_haut": high,
+                "questions": len(sub),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -139,8 +164,9 @@ def result_queries(case: dict) -> list[str]:
     return [analytes[label["code"]].result_line(label["valeur"]) for label in case["labels"]]
 
 
-def retrieve_contexts(embedder, cases, corpus: list[dict], k: int = 1, batch_size: int = 64,
-                      corpus_embeddings=None) -> list[list[str]]:
+def retrieve_contexts(
+    embedder, cases, corpus: list[dict], k: int = 1, batch_size: int = 64, corpus_embeddings=None
+) -> list[list[str]]:
     """Pour chaque cas, les ``k`` meilleurs passages de chacune de ses valeurs (sans doublon)."""
     cases = list(cases)
     per_case = [result_queries(c) for c in cases]
@@ -160,8 +186,9 @@ def retrieve_contexts(embedder, cases, corpus: list[dict], k: int = 1, batch_siz
     return contexts
 
 
-def explanation_passages(embedder, items: list[dict], corpus: list[dict], batch_size: int = 64,
-                         corpus_embeddings=None) -> list[dict]:
+def explanation_passages(
+    embedder, items: list[dict], corpus: list[dict], batch_size: int = 64, corpus_embeddings=None
+) -> list[dict]:
     """Les valeurs de :func:`summary_items`, chacune avec le passage qui peut **aider** le lecteur.
 
     Le contexte donné au modèle de langage est cherché avec la valeur seule (le modèle doit trouver
@@ -202,14 +229,22 @@ def status_issues(items: list[dict]) -> list[str]:
             kinds["alarme"].append(i)
         else:
             kinds["inverse"].append(i)
-    what = {"rassure": "valeur anormale présentée comme normale",
-            "inverse": "sens inversé (basse dite élevée ou l'inverse)",
-            "alarme": "valeur normale présentée comme anormale",
-            "illisible": "statut illisible dans la réponse du modèle"}
-    return [f"{what[kind]} : " + ", ".join(f"{i['titre']} (laboratoire : {i['statut_labo']} ; modèle : "
-                                           f"{i['statut_modele'] if i['statut_modele'] in READ_AS else '?'})"
-                                           for i in found)
-            for kind, found in kinds.items() if found]
+    what = {
+        "rassure": "valeur anormale présentée comme normale",
+        "inverse": "sens inversé (basse dite élevée ou l'inverse)",
+        "alarme": "valeur normale présentée comme anormale",
+        "illisible": "statut illisible dans la réponse du modèle",
+    }
+    return [
+        f"{what[kind]} : "
+        + ", ".join(
+            f"{i['titre']} (laboratoire : {i['statut_labo']} ; modèle : "
+            f"{i['statut_modele'] if i['statut_modele'] in READ_AS else '?'})"
+            for i in found
+        )
+        for kind, found in kinds.items()
+        if found
+    ]
 
 
 # --------------------------------------------------------------------------- résumé prudent
@@ -242,8 +277,7 @@ def summary_items(cases, answers: list[str], contexts: list[list[str]], case_id:
     analytes = load_analytes()
     cases = list(cases)
     if not (len(cases) == len(answers) == len(contexts)):
-        raise ValueError(f"{len(cases)} cas, {len(answers)} réponses et {len(contexts)} contextes : "
-                         "il en faut autant.")
+        raise ValueError(f"{len(cases)} cas, {len(answers)} réponses et {len(contexts)} contextes : il en faut autant.")
     items = []
     for case, answer, passages in zip(cases, answers, contexts):
         if case.get("case_id", case["id"]) != case_id:
@@ -251,9 +285,16 @@ def summary_items(cases, answers: list[str], contexts: list[list[str]], case_id:
         read = parse_statuses(answer, case["labels"])
         for label in case["labels"]:
             a = analytes[label["code"]]
-            items.append({"code": a.code, "titre": a.titre, "valeur": a.result_line(label["valeur"]),
-                          "statut_labo": label["statut"], "statut_modele": read[label["code"]],
-                          "passage": passages[0] if passages else ""})
+            items.append(
+                {
+                    "code": a.code,
+                    "titre": a.titre,
+                    "valeur": a.result_line(label["valeur"]),
+                    "statut_labo": label["statut"],
+                    "statut_modele": read[label["code"]],
+                    "passage": passages[0] if passages else "",
+                }
+            )
     if not items:
         raise ValueError(f"Compte rendu « {case_id} » introuvable parmi les cas.")
     return items
@@ -272,31 +313,43 @@ def prudent_summary(items: list[dict], case_id: str) -> str:
     abnormal = [i for i in items if i["statut_modele"] in ("bas", "élevé")]
     normal = [i for i in items if i["statut_modele"] == "normal"]
     unread = [i for i in items if i["statut_modele"] not in READ_AS]
-    lines = [f"Résumé prudent du compte rendu {case_id} (patient fictif), à partir des statuts donnés "
-             "par le modèle de langage fine-tuné et des passages de référence retrouvés :"]
+    lines = [
+        f"Résumé prudent du compte rendu {case_id} (patient fictif), à partir des statuts donnés "
+        "par le modèle de langage fine-tuné et des passages de référence retrouvés :"
+    ]
     if abnormal:
         lines.append(f"{len(abnormal)} valeur(s) sur {len(items)} lue(s) hors de l'intervalle de référence :")
         for i in abnormal:
-            lines.append(f"  • {i['valeur']} — {READ_AS[i['statut_modele']]}. Ce que dit le passage "
-                         f"de référence : « {first_sentence(i['passage'])} »")
+            lines.append(
+                f"  • {i['valeur']} — {READ_AS[i['statut_modele']]}. Ce que dit le passage "
+                f"de référence : « {first_sentence(i['passage'])} »"
+            )
     elif normal:
-        lines.append(f"Aucune des {len(normal)} valeur(s) au statut lisible n'est lue hors de l'intervalle "
-                     "de référence.")
+        lines.append(
+            f"Aucune des {len(normal)} valeur(s) au statut lisible n'est lue hors de l'intervalle de référence."
+        )
     if normal:
         lines.append("Valeur(s) lue(s) comme normale(s) : " + ", ".join(i["titre"] for i in normal) + ".")
     if unread:
-        lines.append("Statut non lisible dans la réponse du modèle pour : "
-                     + ", ".join(i["titre"] for i in unread) + ".")
+        lines.append(
+            "Statut non lisible dans la réponse du modèle pour : " + ", ".join(i["titre"] for i in unread) + "."
+        )
     disagree = [i for i in items if i["statut_modele"] in READ_AS and i["statut_modele"] != i["statut_labo"]]
     if disagree:
-        lines.append(f"Attention : pour {len(disagree)} valeur(s), le statut lu par le modèle diffère de celui "
-                     "du laboratoire, dont le compte rendu fait foi : " + "; ".join(
-                         f"{i['titre']} (laboratoire : {i['statut_labo']} ; modèle : {i['statut_modele']})"
-                         for i in disagree) + ".")
-    lines.append("Un résultat isolé hors des bornes n'est pas une maladie : il se lit avec les autres "
-                 "résultats, les résultats antérieurs et l'histoire clinique. Ce résumé automatique ne "
-                 "pose aucun diagnostic ; seul un médecin ou un autre professionnel de santé peut "
-                 "interpréter ces analyses.")
+        lines.append(
+            f"Attention : pour {len(disagree)} valeur(s), le statut lu par le modèle diffère de celui "
+            "du laboratoire, dont le compte rendu fait foi : "
+            + "; ".join(
+                f"{i['titre']} (laboratoire : {i['statut_labo']} ; modèle : {i['statut_modele']})" for i in disagree
+            )
+            + "."
+        )
+    lines.append(
+        "Un résultat isolé hors des bornes n'est pas une maladie : il se lit avec les autres "
+        "résultats, les résultats antérieurs et l'histoire clinique. Ce résumé automatique ne "
+        "pose aucun diagnostic ; seul un médecin ou un autre professionnel de santé peut "
+        "interpréter ces analyses."
+    )
     return "\n".join(lines)
 
 

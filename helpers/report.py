@@ -5,6 +5,7 @@
 « atteint » ou « NON atteint ». ``make course`` l'imprime à la fin. Rien n'est recalculé ni
 supposé : une mesure absente est signalée comme telle.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,6 +25,7 @@ def _in_french(report):
         return [french_decimals(line) for line in report(*args, **kwargs)]
 
     return wrapper
+
 
 #: Objectifs de coût des notebooks 02 + 03 sur le profil cpu (2 cœurs).
 EMBEDDING_BUDGET = {"secondes": 8 * 60, "pic_rss_mo": 6 * 1024}
@@ -56,11 +58,14 @@ def _status_target_lines(values_path) -> list[str]:
     recall = status_recall(scored, "finetuned")
     gain_ok = gain["ic_bas"] >= LLM_MIN_GAIN_OVER_CONSTANT
     recall_ok = bool((recall >= LLM_MIN_RECALL).all())
-    return [f"  [{'atteint' if gain_ok else 'NON atteint'}] gain sur la réponse constante : {gain['gain']:+.1%} "
-            f"[IC 95 % {gain['ic_bas']:+.1%} ; {gain['ic_haut']:+.1%}] (objectif : borne basse ≥ "
-            f"{LLM_MIN_GAIN_OVER_CONSTANT:.0%})",
-            f"  [{'atteint' if recall_ok else 'NON atteint'}] rappel par statut : "
-            + ", ".join(f"{s} {v:.0%}" for s, v in recall.items()) + f" (objectif ≥ {LLM_MIN_RECALL:.0%} chacun)"]
+    return [
+        f"  [{'atteint' if gain_ok else 'NON atteint'}] gain sur la réponse constante : {gain['gain']:+.1%} "
+        f"[IC 95 % {gain['ic_bas']:+.1%} ; {gain['ic_haut']:+.1%}] (objectif : borne basse ≥ "
+        f"{LLM_MIN_GAIN_OVER_CONSTANT:.0%})",
+        f"  [{'atteint' if recall_ok else 'NON atteint'}] rappel par statut : "
+        + ", ".join(f"{s} {v:.0%}" for s, v in recall.items())
+        + f" (objectif ≥ {LLM_MIN_RECALL:.0%} chacun)",
+    ]
 
 
 def _run_summary(profile_name: str) -> dict | None:
@@ -73,7 +78,7 @@ def _run_summary(profile_name: str) -> dict | None:
 @_in_french
 def embedding_report(profile_name: str) -> list[str]:
     """Lignes du bilan des notebooks 02–03 (qualité sur les splits de test, temps, mémoire)."""
-    from .embeddings import MissingResultsError, check_targets, load_results, results_table, reported_splits
+    from .embeddings import MissingResultsError, check_targets, load_results, reported_splits, results_table
 
     lines = [f"Embeddings Matryoshka — profil {profile_name}"]
     try:
@@ -97,17 +102,19 @@ def _budget_lines(profile_name: str, pair: tuple[str, str], budget: dict) -> lis
     runs = {r["notebook"][:2]: r for r in (summary or {}).get("notebooks", [])}
     label = " + ".join(pair)
     if not (set(pair) <= set(runs) and all(runs[k]["statut"] == "ok" for k in pair)):
-        return [f"  durée et mémoire : pas d'exécution complète de {label} par make course "
-                "dans run_summary.json"]
+        return [f"  durée et mémoire : pas d'exécution complète de {label} par make course dans run_summary.json"]
     seconds = sum(runs[k]["secondes"] for k in pair)
     peak = max(runs[k]["pic_rss_noyau_mo"] for k in pair)
     lines = []
-    for what, value, limit, unit in ((f"durée {label}", seconds, budget["secondes"], "s"),
-                                     ("pic mémoire (noyau)", peak, budget["pic_rss_mo"], "Mo")):
+    for what, value, limit, unit in (
+        (f"durée {label}", seconds, budget["secondes"], "s"),
+        ("pic mémoire (noyau)", peak, budget["pic_rss_mo"], "Mo"),
+    ):
         state = "atteint" if value <= limit else "NON atteint"
         when = max(runs[k].get("date") or summary["date"] for k in pair)
-        lines.append(f"  [{state}] {what} : {value:.0f} {unit} (objectif ≤ {limit} {unit}, "
-                     f"mesuré par make course le {when})")
+        lines.append(
+            f"  [{state}] {what} : {value:.0f} {unit} (objectif ≤ {limit} {unit}, mesuré par make course le {when})"
+        )
     return lines
 
 
@@ -125,18 +132,24 @@ def llm_report(profile_name: str) -> list[str]:
         return lines + [f"  pas de résultats : {err}"]
     base, tuned = training["perte_validation_base"], training["perte_validation_finetune"]
     state = "atteint" if tuned < base else "NON atteint"
-    lines.append(f"  [{state}] perte de validation : base {base:.4f} → fine-tuné {tuned:.4f} "
-                 f"({training['pas']} pas, {training['secondes_entrainement']:.0f} s)")
+    lines.append(
+        f"  [{state}] perte de validation : base {base:.4f} → fine-tuné {tuned:.4f} "
+        f"({training['pas']} pas, {training['secondes_entrainement']:.0f} s)"
+    )
     path = status_accuracy_path(profile_name)
     if path.exists():
         acc = pd.read_csv(path).set_index("model")
         for model, row in acc.iterrows():
-            lines.append(f"  exactitude des statuts (test) — {model} : {row['accuracy']:.1%} "
-                         f"({int(row['n_values'])} valeurs, {int(row['n_cases'])} comptes rendus)")
+            lines.append(
+                f"  exactitude des statuts (test) — {model} : {row['accuracy']:.1%} "
+                f"({int(row['n_values'])} valeurs, {int(row['n_cases'])} comptes rendus)"
+            )
         if "finetuned" in acc.index:
             ok = acc.loc["finetuned", "accuracy"] >= LLM_MIN_ACCURACY
-            lines.append(f"  [{'atteint' if ok else 'NON atteint'}] exactitude du fine-tuné ≥ "
-                         f"{LLM_MIN_ACCURACY:.0%} (notebook 05, sections 9 et 10)")
+            lines.append(
+                f"  [{'atteint' if ok else 'NON atteint'}] exactitude du fine-tuné ≥ "
+                f"{LLM_MIN_ACCURACY:.0%} (notebook 05, sections 9 et 10)"
+            )
             lines += _status_target_lines(path.with_name("status_values.csv"))
     else:
         lines.append(f"  exactitude des statuts : {path.name} absent (notebook 05 non exécuté)")
@@ -157,18 +170,28 @@ def comparison_report(profile_name: str) -> list[str]:
     else:
         table = pd.read_csv(path)
         for row in table.itertuples():
-            natural = (f" ; questions naturelles {row.ndcg_naturel_base:.3f} → {row.ndcg_naturel:.3f}"
-                       if pd.notna(getattr(row, "ndcg_naturel", None)) else "")
-            interval = (f" [{row.exactitude_statuts_bas:.1%} ; {row.exactitude_statuts_haut:.1%}]"
-                        if pd.notna(getattr(row, "exactitude_statuts_bas", None)) else "")
-            quality = (f"NDCG@10 {row.ndcg_at_10:.3f}, exactitude@1 {row.accuracy_at_1:.1%}{natural}"
-                       if pd.notna(row.ndcg_at_10) else
-                       f"statuts justes {row.exactitude_statuts:.1%}{interval}, perte de validation "
-                       f"{row.perte_validation:.3f}")
+            natural = (
+                f" ; questions naturelles {row.ndcg_naturel_base:.3f} → {row.ndcg_naturel:.3f}"
+                if pd.notna(getattr(row, "ndcg_naturel", None))
+                else ""
+            )
+            interval = (
+                f" [{row.exactitude_statuts_bas:.1%} ; {row.exactitude_statuts_haut:.1%}]"
+                if pd.notna(getattr(row, "exactitude_statuts_bas", None))
+                else ""
+            )
+            quality = (
+                f"NDCG@10 {row.ndcg_at_10:.3f}, exactitude@1 {row.accuracy_at_1:.1%}{natural}"
+                if pd.notna(row.ndcg_at_10)
+                else f"statuts justes {row.exactitude_statuts:.1%}{interval}, perte de validation "
+                f"{row.perte_validation:.3f}"
+            )
             latency = f"{row.latence_ms:.0f} ms/question" if pd.notna(row.latence_ms) else "latence non mesurée"
-            lines.append(f"  {row.bras} {row.approche} : {_thousands(row.parametres_entraines)} paramètres "
-                         f"entraînés, {row.secondes_entrainement:.0f} s, {row.taille_artefact_mo:.1f} Mo, "
-                         f"{latency} ; {quality}")
+            lines.append(
+                f"  {row.bras} {row.approche} : {_thousands(row.parametres_entraines)} paramètres "
+                f"entraînés, {row.secondes_entrainement:.0f} s, {row.taille_artefact_mo:.1f} Mo, "
+                f"{latency} ; {quality}"
+            )
     rag_path = outputs_root() / profile_name / "case_study" / "rag_taux_de_succes.csv"
     if rag_path.exists():
         rag = pd.read_csv(rag_path)
@@ -177,9 +200,14 @@ def comparison_report(profile_name: str) -> list[str]:
         for style, sub in rag.groupby("requête", sort=False):
             for group, part in sub.groupby("analytes", sort=False):
                 rates = ", ".join(
-                    f"{r['modèle']} {r['hit@1']:.3f}" + (f" [{r['hit@1_ic_bas']:.2f} ; {r['hit@1_ic_haut']:.2f}]"
-                                                       if pd.notna(r.get("hit@1_ic_bas")) else "")
-                    for _, r in part.iterrows())
+                    f"{r['modèle']} {r['hit@1']:.3f}"
+                    + (
+                        f" [{r['hit@1_ic_bas']:.2f} ; {r['hit@1_ic_haut']:.2f}]"
+                        if pd.notna(r.get("hit@1_ic_bas"))
+                        else ""
+                    )
+                    for _, r in part.iterrows()
+                )
                 who = "" if group == "tous" else f", analytes {group} ({int(part['questions'].iloc[0])} questions)"
                 lines.append(f"  RAG (étude de cas), succès@1 — requête « {style} »{who} : {rates}")
     else:

@@ -1,4 +1,5 @@
 """Réglages d'exécution : nombre de threads, accès au hub Hugging Face, GPU."""
+
 from __future__ import annotations
 
 import functools
@@ -216,39 +217,67 @@ def reset_peak_rss() -> bool:
 #: taire (tous les autres restent visibles) : (catégorie, début du message, module émetteur — une
 #: expression régulière, ``""`` pour tous —, pourquoi).
 KNOWN_HARMLESS_WARNINGS = (
-    (FutureWarning, "`is_gradient_checkpointing` is deprecated", "",
-     "peft 0.21 lit encore l'ancien nom d'un attribut que transformers 5.23 renomme ; rien ne change "
-     "avant transformers 6"),
-    (FutureWarning, "`gradient_checkpointing_enable` is deprecated", "",
-     "peft 0.21 (prepare_model_for_kbit_training avec use_gradient_checkpointing=True, exercice 3 du "
-     "notebook 04) appelle encore l'ancien nom de la méthode que transformers 5 renomme "
-     "activation_checkpointing_enable ; l'effet est le même"),
-    (Warning, "IProgress not found", "",
-     "sans ipywidgets (présent sur Colab et dans requirements.txt, pas toujours ailleurs), tqdm "
-     "affiche ses barres de progression en texte au lieu de widgets : rien ne manque"),
-    (SyntaxWarning, "invalid escape sequence", r".*[\\/]torchao[\\/]",
-     "torchao (dépendance facultative d'Unsloth) contient des chaînes à séquences d'échappement "
-     "invalides, que Python signale en compilant le paquet (SyntaxWarning depuis Python 3.12) ; cela "
-     "ne change rien à son exécution"),
-    (DeprecationWarning, "invalid escape sequence", r".*[\\/]torchao[\\/]",
-     "le même signalement que la ligne précédente, sous Python 3.11"),
+    (
+        FutureWarning,
+        "`is_gradient_checkpointing` is deprecated",
+        "",
+        "peft 0.21 lit encore l'ancien nom d'un attribut que transformers 5.23 renomme ; rien ne change "
+        "avant transformers 6",
+    ),
+    (
+        FutureWarning,
+        "`gradient_checkpointing_enable` is deprecated",
+        "",
+        "peft 0.21 (prepare_model_for_kbit_training avec use_gradient_checkpointing=True, exercice 3 du "
+        "notebook 04) appelle encore l'ancien nom de la méthode que transformers 5 renomme "
+        "activation_checkpointing_enable ; l'effet est le même",
+    ),
+    (
+        Warning,
+        "IProgress not found",
+        "",
+        "sans ipywidgets (présent sur Colab et dans requirements.txt, pas toujours ailleurs), tqdm "
+        "affiche ses barres de progression en texte au lieu de widgets : rien ne manque",
+    ),
+    (
+        SyntaxWarning,
+        "invalid escape sequence",
+        r".*[\\/]torchao[\\/]",
+        "torchao (dépendance facultative d'Unsloth) contient des chaînes à séquences d'échappement "
+        "invalides, que Python signale en compilant le paquet (SyntaxWarning depuis Python 3.12) ; cela "
+        "ne change rien à son exécution",
+    ),
+    (
+        DeprecationWarning,
+        "invalid escape sequence",
+        r".*[\\/]torchao[\\/]",
+        "le même signalement que la ligne précédente, sous Python 3.11",
+    ),
 )
 #: Journaux de bibliothèques ramenés au niveau ERROR : (nom du journal, pourquoi).
 KNOWN_HARMLESS_LOGGERS = (
-    ("bitsandbytes.backends.cpu.ops",
-     "sur un CPU AVX512-BF16, bitsandbytes cherche sur le hub un noyau 4 bits optionnel (paquet "
-     "« kernels ») ; hors ligne ou sans ce paquet, il garde son noyau intégré"),
+    (
+        "bitsandbytes.backends.cpu.ops",
+        "sur un CPU AVX512-BF16, bitsandbytes cherche sur le hub un noyau 4 bits optionnel (paquet "
+        "« kernels ») ; hors ligne ou sans ce paquet, il garde son noyau intégré",
+    ),
 )
 #: Lignes de journal précises retirées d'un journal qui reste actif : (nom du journal, début du
 #: message, pourquoi).
 KNOWN_HARMLESS_LOG_MESSAGES = (
-    ("transformers.trainer_utils", "The tokenizer has new PAD/BOS/EOS tokens",
-     "au début d'un entraînement, transformers recopie dans la configuration du modèle les jetons "
-     "spéciaux du tokenizer quand elle ne les a pas (cas du e5-small converti hors ligne) : les "
-     "identifiants retenus sont ceux du tokenizer, ceux que le cours utilise partout"),
-    ("transformers.models.llama.modeling_llama", "Unsloth: Restored added_tokens_decoder metadata in",
-     "à chaque checkpoint, Unsloth réécrit la table des jetons ajoutés du tokenizer et l'annonce avec "
-     "le chemin absolu du dossier (journal emprunté à transformers) ; le checkpoint est correct"),
+    (
+        "transformers.trainer_utils",
+        "The tokenizer has new PAD/BOS/EOS tokens",
+        "au début d'un entraînement, transformers recopie dans la configuration du modèle les jetons "
+        "spéciaux du tokenizer quand elle ne les a pas (cas du e5-small converti hors ligne) : les "
+        "identifiants retenus sont ceux du tokenizer, ceux que le cours utilise partout",
+    ),
+    (
+        "transformers.models.llama.modeling_llama",
+        "Unsloth: Restored added_tokens_decoder metadata in",
+        "à chaque checkpoint, Unsloth réécrit la table des jetons ajoutés du tokenizer et l'annonce avec "
+        "le chemin absolu du dossier (journal emprunté à transformers) ; le checkpoint est correct",
+    ),
 )
 
 
@@ -289,8 +318,9 @@ def git_commit() -> str:
     from .paths import REPO_ROOT
 
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        )
         return out.stdout.strip() or "inconnu"
     except (OSError, subprocess.SubprocessError):
         return "inconnu"

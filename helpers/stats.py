@@ -1,5 +1,6 @@
 """Intervalles de confiance du cours : bootstrap apparié (``scipy.stats.bootstrap``, méthode BCa) pour
 les écarts moyens, intervalle de Wilson (``scipy.stats.binomtest``) pour une proportion."""
+
 from __future__ import annotations
 
 import math
@@ -7,8 +8,9 @@ import math
 import numpy as np
 
 
-def mean_interval(diff, *, n_resamples: int = 2000, seed: int = 0,
-                  confidence: float = 0.95) -> tuple[float, float, float]:
+def mean_interval(
+    diff, *, n_resamples: int = 2000, seed: int = 0, confidence: float = 0.95
+) -> tuple[float, float, float]:
     """``(moyenne, borne basse, borne haute)`` de la moyenne de ``diff`` (écarts appariés : le même
     élément mesuré pour les deux modèles), par bootstrap BCa. Écarts tous égaux (ou un seul) :
     l'intervalle se réduit à la moyenne ; aucun écart : NaN."""
@@ -20,8 +22,14 @@ def mean_interval(diff, *, n_resamples: int = 2000, seed: int = 0,
     mean = float(diff.mean())
     if len(diff) < 2 or np.all(diff == diff[0]):
         return mean, mean, mean
-    res = bootstrap((diff,), np.mean, n_resamples=n_resamples, confidence_level=confidence, method="BCa",
-                    rng=np.random.default_rng(seed))
+    res = bootstrap(
+        (diff,),
+        np.mean,
+        n_resamples=n_resamples,
+        confidence_level=confidence,
+        method="BCa",
+        rng=np.random.default_rng(seed),
+    )
     return mean, float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 

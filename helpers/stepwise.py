@@ -22,6 +22,7 @@ Exemple, « Volume globulaire moyen : 091 fL (référence : 080 à 100 fL) » ::
 suit le raisonnement ; :func:`drills` fabrique des exercices de comparaison seuls (nombres
 aléatoires), pour un échauffement avant la tâche.
 """
+
 from __future__ import annotations
 
 import random
@@ -114,8 +115,11 @@ def stepwise_case(analyte: Analyte, value: float, sexe: str, *, stop_early: bool
             break
     status = analyte.status(value, sexe)
     lines.append(f"{analyte.titre} : {status}")
-    return StepwiseCase(input=f"{analyte.titre} : {v} {analyte.unite} (référence : {reference} {analyte.unite})",
-                        output="\n".join(lines), status=status)
+    return StepwiseCase(
+        input=f"{analyte.titre} : {v} {analyte.unite} (référence : {reference} {analyte.unite})",
+        output="\n".join(lines),
+        status=status,
+    )
 
 
 def status_from_signs(signs: dict[str, str]) -> str:
@@ -149,8 +153,12 @@ def check_reasoning(text: str) -> dict:
             justes += comparison_line(kind, value, bound) == raw.strip()
         except ValueError:
             pass
-    return {"lignes": lines, "justes": justes, "signes": signs,
-            "statut_du_raisonnement": status_from_signs(signs) if signs else None}
+    return {
+        "lignes": lines,
+        "justes": justes,
+        "signes": signs,
+        "statut_du_raisonnement": status_from_signs(signs) if signs else None,
+    }
 
 
 def drill_pair(rng: random.Random) -> tuple[str, str]:
@@ -163,7 +171,7 @@ def drill_pair(rng: random.Random) -> tuple[str, str]:
     if rng.random() >= 0.1:
         pos = rng.randrange(n)
         b[pos] = rng.choice([d for d in range(10) if d != a[pos]])
-        b[pos + 1:] = [rng.randint(0, 9) for _ in range(n - pos - 1)]
+        b[pos + 1 :] = [rng.randint(0, 9) for _ in range(n - pos - 1)]
 
     def text(digits: list[int]) -> str:
         s = "".join(map(str, digits))
@@ -209,8 +217,13 @@ def digit_table_drills(n: int, seed: int = 0, pairs: int = 20) -> list[dict]:
     for _ in range(n):
         digits = [(rng.randint(0, 9), rng.randint(0, 9)) for _ in range(pairs)]
         signs = ["<" if x < y else ">" if x > y else "=" for x, y in digits]
-        rows.append({"instruction": TABLE_INSTRUCTION, "input": " ".join(f"{x}{y}" for x, y in digits),
-                     "output": " ".join(f"{x}{y}{s}" for (x, y), s in zip(digits, signs))})
+        rows.append(
+            {
+                "instruction": TABLE_INSTRUCTION,
+                "input": " ".join(f"{x}{y}" for x, y in digits),
+                "output": " ".join(f"{x}{y}{s}" for (x, y), s in zip(digits, signs)),
+            }
+        )
     return rows
 
 
@@ -228,14 +241,22 @@ def reasoning_scores(answers: list[str], cases) -> dict:
         if check["statut_du_raisonnement"] is not None and status is not None:
             readable += 1
             follows += status == check["statut_du_raisonnement"]
-    return {"raisonnement_juste": right / lines if lines else None,
-            "statut_suit_raisonnement": follows / readable if readable else None}
+    return {
+        "raisonnement_juste": right / lines if lines else None,
+        "statut_suit_raisonnement": follows / readable if readable else None,
+    }
 
 
 #: Les sortes d'erreurs du raisonnement, dans l'ordre où :func:`reasoning_errors` les cherche.
-ERROR_KINDS = ("ligne manquante ou en trop", "nombres mal recopiés", "chiffres des paires",
-               "signe entre deux chiffres", "comparaison arrêtée trop tôt ou trop tard", "signe final",
-               "statut contraire au raisonnement")
+ERROR_KINDS = (
+    "ligne manquante ou en trop",
+    "nombres mal recopiés",
+    "chiffres des paires",
+    "signe entre deux chiffres",
+    "comparaison arrêtée trop tôt ou trop tard",
+    "signe final",
+    "statut contraire au raisonnement",
+)
 
 
 def _pairs(steps: str) -> list[str]:
@@ -245,6 +266,7 @@ def _pairs(steps: str) -> list[str]:
 def reasoning_errors(answer: str, gold: str) -> list[str]:
     """Les erreurs d'une réponse pas à pas, comparée ligne à ligne à la réponse attendue ``gold``
     (une sorte d'erreur par ligne fautive, parmi :data:`ERROR_KINDS`) ; liste vide si tout est juste."""
+
     def lines(text):
         return {m.group(1): m for m in (_LINE.match(raw.strip()) for raw in text.splitlines()) if m}
 
@@ -257,7 +279,7 @@ def reasoning_errors(answer: str, gold: str) -> list[str]:
         gp, wp = _pairs(g.group(4)), _pairs(w.group(4))
         if g.group(2, 3) != w.group(2, 3):
             errors.append(ERROR_KINDS[1])
-        elif [p[:2] for p in gp][:len(wp)] != [p[:2] for p in wp][:len(gp)]:
+        elif [p[:2] for p in gp][: len(wp)] != [p[:2] for p in wp][: len(gp)]:
             errors.append(ERROR_KINDS[2])
         elif any(a != b for a, b in zip(gp, wp)):
             errors.append(ERROR_KINDS[3])

@@ -15,6 +15,7 @@
 
 Les fichiers que relit du code (CSV, JSON) gardent le point décimal et les espaces ordinaires.
 """
+
 from __future__ import annotations
 
 import re
@@ -60,7 +61,7 @@ def _unprotected(text: str, protected: re.Pattern = _PROTECTED):
     zone protégée qui suit)``."""
     start = 0
     for match in protected.finditer(text):
-        yield start, text[start:match.start()], match.group(0)
+        yield start, text[start : match.start()], match.group(0)
         start = match.end()
     yield start, text[start:], ""
 
@@ -83,7 +84,7 @@ def _free_issues(text: str, context: int, protected: re.Pattern = _PROTECTED) ->
         for pattern in (_BEFORE, _AFTER_OPENING, _BEFORE_CLOSING):
             for match in pattern.finditer(free):
                 at = start + match.start()
-                issues.append(text[max(0, at - context): at + context].replace("\n", " "))
+                issues.append(text[max(0, at - context) : at + context].replace("\n", " "))
     return issues
 
 
@@ -102,8 +103,19 @@ def typography_issues(text: str, context: int = 25) -> list[str]:
 #: Ce qui ne se touche pas dans du reStructuredText : code en ligne, rôles, liens, substitutions, URL.
 _RST_PROTECTED = re.compile(r"``.+?``|:[\w:+-]+:`[^`]*`|`[^`]*`__?|`[^`]*`|\|[^|\n]+\||https?://\S+", re.S)
 #: Directives dont le contenu est du code ou une formule : on n'y touche pas.
-_RST_LITERAL_DIRECTIVES = {"code-block", "code", "sourcecode", "literalinclude", "math", "raw", "highlight",
-                           "parsed-literal", "doctest", "testcode", "testoutput"}
+_RST_LITERAL_DIRECTIVES = {
+    "code-block",
+    "code",
+    "sourcecode",
+    "literalinclude",
+    "math",
+    "raw",
+    "highlight",
+    "parsed-literal",
+    "doctest",
+    "testcode",
+    "testoutput",
+}
 _RST_DIRECTIVE = re.compile(r"^(\s*)\.\. ([\w-]+)::")
 _RST_FIELD = re.compile(r"^\s*:[\w -]+:(\s|$)")
 
@@ -147,8 +159,12 @@ def french_typography_rst(text: str) -> str:
 
 def rst_typography_issues(text: str, context: int = 25) -> list[str]:
     """Les passages de prose d'une page reStructuredText à corriger (voir :func:`french_typography_rst`)."""
-    return [issue for is_prose, chunk in _rst_chunks(text) if is_prose
-            for issue in _free_issues(chunk, context, _RST_PROTECTED)]
+    return [
+        issue
+        for is_prose, chunk in _rst_chunks(text)
+        if is_prose
+        for issue in _free_issues(chunk, context, _RST_PROTECTED)
+    ]
 
 
 def fix_notebook(path) -> int:
@@ -176,12 +192,26 @@ def fix_notebook(path) -> int:
 #: Étiquettes françaises des clés que le code écrit et relit (colonnes des CSV, noms de modèles) :
 #: appliquées seulement à l'affichage (:func:`for_display`), jamais aux fichiers.
 DISPLAY_LABELS = {
-    "model": "modèle", "modele": "modèle", "accuracy": "exactitude", "n_cases": "comptes rendus",
-    "n_values": "valeurs", "ndcg_at_10": "NDCG@10", "dim": "dimension", "split": "jeu de test",
-    "reference": "référence", "ic_bas": "IC 95 % bas", "ic_haut": "IC 95 % haut",
-    "latence_ms": "latence (ms)", "precision": "précision", "candidats": "candidats",
-    "finetuned": "fine-tuné", "base_few_shot": "base (few-shot)", "constante": "réponse constante",
-    "accuracy_at_1": "exactitude@1", "statut_lisible": "statut lisible", "format_etranger": "format étranger",
+    "model": "modèle",
+    "modele": "modèle",
+    "accuracy": "exactitude",
+    "n_cases": "comptes rendus",
+    "n_values": "valeurs",
+    "ndcg_at_10": "NDCG@10",
+    "dim": "dimension",
+    "split": "jeu de test",
+    "reference": "référence",
+    "ic_bas": "IC 95 % bas",
+    "ic_haut": "IC 95 % haut",
+    "latence_ms": "latence (ms)",
+    "precision": "précision",
+    "candidats": "candidats",
+    "finetuned": "fine-tuné",
+    "base_few_shot": "base (few-shot)",
+    "constante": "réponse constante",
+    "accuracy_at_1": "exactitude@1",
+    "statut_lisible": "statut lisible",
+    "format_etranger": "format étranger",
     "valeurs": "valeurs",
 }
 
@@ -210,10 +240,13 @@ def for_display(table, labels: dict | None = None):
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m helpers.text",
-                                     description="Typographie française des cellules Markdown des notebooks "
-                                                 "et des pages .rst de la documentation.")
-    parser.add_argument("--fix", nargs="+", metavar="NOTEBOOK", required=True, help="notebooks (.ipynb) ou pages (.rst) à corriger")
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.text",
+        description="Typographie française des cellules Markdown des notebooks et des pages .rst de la documentation.",
+    )
+    parser.add_argument(
+        "--fix", nargs="+", metavar="NOTEBOOK", required=True, help="notebooks (.ipynb) ou pages (.rst) à corriger"
+    )
     args = parser.parse_args(argv)
     for name in args.fix:
         if name.endswith(".rst"):
@@ -232,4 +265,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-

@@ -12,13 +12,13 @@ Sur plusieurs processus, chacun reçoit une part différente de chaque lot globa
 sont moyennés par ``DistributedDataParallel`` (NCCL sur GPU, gloo sur CPU), et les poids restent
 identiques d'un processus à l'autre.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
 import time
 from pathlib import Path
-
 
 
 class TrainingInterrupted(RuntimeError):
@@ -41,8 +41,10 @@ def interrupt_after(step: int):
     class InterruptAfterStep(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
             if state.global_step >= step:
-                raise TrainingInterrupted(f"Entraînement interrompu volontairement après le pas "
-                                          f"{state.global_step} (checkpoint dans {args.output_dir}).")
+                raise TrainingInterrupted(
+                    f"Entraînement interrompu volontairement après le pas "
+                    f"{state.global_step} (checkpoint dans {args.output_dir})."
+                )
             return control
 
     return InterruptAfterStep()
@@ -52,9 +54,12 @@ def interrupt_after(step: int):
 def world() -> dict:
     """Rang, rang local et nombre de processus (variables posées par torchrun / accelerate)."""
     env = os.environ
-    return {"rank": int(env.get("RANK", 0)), "local_rank": int(env.get("LOCAL_RANK", 0)),
-            "world_size": int(env.get("WORLD_SIZE", 1)),
-            "local_world_size": int(env.get("LOCAL_WORLD_SIZE", env.get("WORLD_SIZE", 1)))}
+    return {
+        "rank": int(env.get("RANK", 0)),
+        "local_rank": int(env.get("LOCAL_RANK", 0)),
+        "world_size": int(env.get("WORLD_SIZE", 1)),
+        "local_world_size": int(env.get("LOCAL_WORLD_SIZE", env.get("WORLD_SIZE", 1))),
+    }
 
 
 def is_main_process() -> bool:
@@ -136,9 +141,18 @@ def _quiet(trainer, log: bool):
     return trainer
 
 
-def embedding_trainer(profile, pairs, output_dir: Path | str, *, evaluator=None, max_steps: int = -1,
-                      save_steps: int | None = None, log: bool = False, callbacks=(),
-                      gather_across_devices: bool = False):
+def embedding_trainer(
+    profile,
+    pairs,
+    output_dir: Path | str,
+    *,
+    evaluator=None,
+    max_steps: int = -1,
+    save_steps: int | None = None,
+    log: bool = False,
+    callbacks=(),
+    gather_across_devices: bool = False,
+):
     """Le ``SentenceTransformerTrainer`` du notebook 02 : même modèle de départ, même perte
     (``MatryoshkaLoss`` autour de ``MultipleNegativesRankingLoss``), mêmes arguments.
 
@@ -148,7 +162,10 @@ def embedding_trainer(profile, pairs, output_dir: Path | str, *, evaluator=None,
     """
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import (
-        CachedMultipleNegativesRankingLoss, MatryoshkaLoss, MultipleNegativesRankingLoss)
+        CachedMultipleNegativesRankingLoss,
+        MatryoshkaLoss,
+        MultipleNegativesRankingLoss,
+    )
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
 
     from .embeddings import add_hard_negatives, freeze_lower_layers, freeze_word_embeddings, matryoshka_dims
@@ -156,8 +173,9 @@ def embedding_trainer(profile, pairs, output_dir: Path | str, *, evaluator=None,
 
     cfg = profile.embedding
     if list(pairs.column_names[:2]) != ["anchor", "positive"]:
-        raise ValueError(f"Paires d'entraînement : colonnes « anchor », « positive » attendues en tête, "
-                         f"trouvé {pairs.column_names}.")
+        raise ValueError(
+            f"Paires d'entraînement : colonnes « anchor », « positive » attendues en tête, trouvé {pairs.column_names}."
+        )
     model = load_sentence_transformer(cfg.model_id, cfg.offline_model)
     model.max_seq_length = cfg.max_seq_length
     dims = matryoshka_dims(cfg, model)  # un modèle de repli apporte ses dimensions
@@ -168,32 +186,47 @@ def embedding_trainer(profile, pairs, output_dir: Path | str, *, evaluator=None,
     if cfg.hard_negatives:  # minés par le modèle de départ, avant toute mise à jour
         pairs = add_hard_negatives(pairs, model, cfg.hard_negatives)
     if cfg.loss_mini_batch:
-        base = CachedMultipleNegativesRankingLoss(model, mini_batch_size=cfg.loss_mini_batch,
-                                                  gather_across_devices=gather_across_devices)
+        base = CachedMultipleNegativesRankingLoss(
+            model, mini_batch_size=cfg.loss_mini_batch, gather_across_devices=gather_across_devices
+        )
     else:
         base = MultipleNegativesRankingLoss(model, gather_across_devices=gather_across_devices)
     weights = cfg.matryoshka_weights
     if weights is not None and len(weights) != len(dims):
         raise ValueError(f"matryoshka_weights : {len(weights)} poids pour {len(dims)} dimensions {dims}.")
-    loss = MatryoshkaLoss(model, base, matryoshka_dims=list(dims),
-                          matryoshka_weights=list(weights) if weights else None)
-    checkpoints = {"save_strategy": "no"} if not save_steps else {
-        "save_strategy": "steps", "save_steps": save_steps, "save_total_limit": 1}
+    loss = MatryoshkaLoss(
+        model, base, matryoshka_dims=list(dims), matryoshka_weights=list(weights) if weights else None
+    )
+    checkpoints = (
+        {"save_strategy": "no"}
+        if not save_steps
+        else {"save_strategy": "steps", "save_steps": save_steps, "save_total_limit": 1}
+    )
     args = SentenceTransformerTrainingArguments(
-        output_dir=str(output_dir), num_train_epochs=cfg.epochs, max_steps=max_steps,
-        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.learning_rate,
-        warmup_steps=cfg.warmup_ratio, bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16",
+        output_dir=str(output_dir),
+        num_train_epochs=cfg.epochs,
+        max_steps=max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        warmup_steps=cfg.warmup_ratio,
+        bf16=cfg.precision == "bf16",
+        fp16=cfg.precision == "fp16",
         batch_sampler=BatchSamplers.NO_DUPLICATES,
         prompts={"anchor": model.prompts["query"], "positive": model.prompts["document"]},
-        logging_steps=1 if log else 10_000, report_to="none", seed=profile.seed,
-        disable_tqdm=not log, **checkpoints, **device_args())
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs, loss=loss,
-                                         evaluator=evaluator, callbacks=list(callbacks))
+        logging_steps=1 if log else 10_000,
+        report_to="none",
+        seed=profile.seed,
+        disable_tqdm=not log,
+        **checkpoints,
+        **device_args(),
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=pairs, loss=loss, evaluator=evaluator, callbacks=list(callbacks)
+    )
     return _quiet(trainer, log)
 
 
-def train_embeddings(profile, pairs, output_dir: Path | str, *, resume: bool = False, trainer=None,
-                     **kwargs) -> dict:
+def train_embeddings(profile, pairs, output_dir: Path | str, *, resume: bool = False, trainer=None, **kwargs) -> dict:
     """Entraîne (ou reprend, ``resume=True``) le modèle d'embeddings ; voir :func:`embedding_trainer`
     (``trainer`` : un trainer déjà construit par elle, par exemple pour évaluer la base avant).
 
@@ -208,8 +241,14 @@ def train_embeddings(profile, pairs, output_dir: Path | str, *, resume: bool = F
     start = time.perf_counter()
     set_seed(profile.seed)  # même ordre des exemples, qu'on reprenne ou non
     output = trainer.train(resume_from_checkpoint=checkpoint)
-    return {"model": trainer.model, "trainer": trainer, "secondes": time.perf_counter() - start,
-            "pas": output.global_step, "pic_rss_mo": peak_rss_mb(), "reprise": checkpoint}
+    return {
+        "model": trainer.model,
+        "trainer": trainer,
+        "secondes": time.perf_counter() - start,
+        "pas": output.global_step,
+        "pic_rss_mo": peak_rss_mb(),
+        "reprise": checkpoint,
+    }
 
 
 # --------------------------------------------------------------------------- QLoRA
@@ -227,8 +266,10 @@ def choose_backend(profile, requested: str = "auto") -> tuple[str, str]:
     if requested == "bitsandbytes":
         return "bitsandbytes", "bitsandbytes + peft (demandé)."
     if requested == "auto" and world()["world_size"] > 1 and profile.llm.backend == "unsloth":
-        return "bitsandbytes", ("plusieurs processus : bitsandbytes + peft sous DDP (l'Unsloth libre "
-                                "vise un seul GPU ; --moteur unsloth pour essayer quand même).")
+        return "bitsandbytes", (
+            "plusieurs processus : bitsandbytes + peft sous DDP (l'Unsloth libre "
+            "vise un seul GPU ; --moteur unsloth pour essayer quand même)."
+        )
     cfg, _ = select_backend(profile.llm, force=requested == "unsloth")
     return cfg.backend, ("Unsloth (GPU)." if cfg.backend == "unsloth" else "bitsandbytes + peft.")
 
@@ -236,7 +277,6 @@ def choose_backend(profile, requested: str = "auto") -> tuple[str, str]:
 def load_qlora_model(profile, backend: str):
     """Modèle de base en 4 bits (nf4) + adaptateurs LoRA, comme aux cellules des sections 4 et 6
     du notebook 04. Renvoie ``(model, tokenizer, source)``."""
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
     from .llm import torch_dtype
@@ -250,29 +290,48 @@ def load_qlora_model(profile, backend: str):
         from unsloth import FastLanguageModel
 
         model, tokenizer = FastLanguageModel.from_pretrained(
-            model_name=source, max_seq_length=cfg.max_seq_length, dtype=torch_dtype(cfg.precision),
-            load_in_4bit=True)
+            model_name=source, max_seq_length=cfg.max_seq_length, dtype=torch_dtype(cfg.precision), load_in_4bit=True
+        )
         model = FastLanguageModel.get_peft_model(
-            model, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-            target_modules=list(cfg.target_modules), bias="none",
-            use_gradient_checkpointing="unsloth", random_state=profile.seed,
-            **lora_layers(cfg, model))
+            model,
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.target_modules),
+            bias="none",
+            use_gradient_checkpointing="unsloth",
+            random_state=profile.seed,
+            **lora_layers(cfg, model),
+        )
         return model, tokenizer, why
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     compute_dtype = torch_dtype(cfg.precision)
-    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                             bnb_4bit_compute_dtype=compute_dtype)
+    bnb = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
     device_map = {"": world()["local_rank"]} if cuda_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(source, quantization_config=bnb, dtype=compute_dtype,
-                                                 device_map=device_map)
+    model = AutoModelForCausalLM.from_pretrained(
+        source, quantization_config=bnb, dtype=compute_dtype, device_map=device_map
+    )
     disable_cpu_weight_packing(model)
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     set_seed(profile.seed)  # initialisation aléatoire des matrices A de LoRA
-    model = get_peft_model(model, LoraConfig(
-        r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-        target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM",
-        **lora_layers(cfg, model)))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=cfg.lora_r,
+            lora_alpha=cfg.lora_alpha,
+            lora_dropout=cfg.lora_dropout,
+            target_modules=list(cfg.target_modules),
+            bias="none",
+            task_type="CAUSAL_LM",
+            **lora_layers(cfg, model),
+        ),
+    )
     return model, AutoTokenizer.from_pretrained(source), why
 
 
@@ -285,8 +344,9 @@ def lora_layers(cfg, model) -> dict:
         return {}
     num_layers = model if isinstance(model, int) else model.config.num_hidden_layers
     if not 0 <= first < num_layers:
-        raise ValueError(f"lora_layers_from={first} : le modèle n'a que {num_layers} couches (indices 0 à "
-                         f"{num_layers - 1}).")
+        raise ValueError(
+            f"lora_layers_from={first} : le modèle n'a que {num_layers} couches (indices 0 à {num_layers - 1})."
+        )
     return {"layers_to_transform": list(range(first, num_layers))}
 
 
@@ -316,14 +376,17 @@ def qlora_datasets(profile, tokenizer, instructions=None, task: str | None = Non
     eos = tokenizer.eos_token
 
     def to_prompt_completion(example):
-        return {"prompt": format_prompt(example["instruction"], example["input"], cfg.prompt_style),
-                "completion": example["output"] + eos}
+        return {
+            "prompt": format_prompt(example["instruction"], example["input"], cfg.prompt_style),
+            "completion": example["output"] + eos,
+        }
 
     validation = splits["validation"]
     if cfg.val_loss_examples:
         validation = validation.select(range(min(cfg.val_loss_examples, len(validation))))
-    out = [split.map(to_prompt_completion, remove_columns=split.column_names)
-           for split in (splits["train"], validation)]
+    out = [
+        split.map(to_prompt_completion, remove_columns=split.column_names) for split in (splits["train"], validation)
+    ]
     if task == "analyte" and (cfg.drill_examples or cfg.table_drills):
         out[0] = with_drills(out[0], cfg, eos, profile.seed)
     check_lengths(out[0], tokenizer, cfg.max_seq_length)
@@ -339,10 +402,15 @@ def drill_dataset(cfg, eos: str, seed: int):
     from .llm import format_prompt
     from .stepwise import digit_table_drills, drills
 
-    exercises = (drills(cfg.drill_examples, seed=seed, pairs=cfg.drill_pairs)
-                 + digit_table_drills(cfg.table_drills, seed=seed))
-    return Dataset.from_list([{"prompt": format_prompt(r["instruction"], r["input"], cfg.prompt_style),
-                               "completion": r["output"] + eos} for r in exercises])
+    exercises = drills(cfg.drill_examples, seed=seed, pairs=cfg.drill_pairs) + digit_table_drills(
+        cfg.table_drills, seed=seed
+    )
+    return Dataset.from_list(
+        [
+            {"prompt": format_prompt(r["instruction"], r["input"], cfg.prompt_style), "completion": r["output"] + eos}
+            for r in exercises
+        ]
+    )
 
 
 def with_drills(train, cfg, eos: str, seed: int):
@@ -361,8 +429,12 @@ def _saved_state_dtypes(checkpoint: str | Path | None) -> dict:
     if path is None or not path.is_file():
         return {}
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    return {(i, key): value.dtype for i, st in saved.get("state", {}).items()
-            for key, value in st.items() if torch.is_tensor(value)}
+    return {
+        (i, key): value.dtype
+        for i, st in saved.get("state", {}).items()
+        for key, value in st.items()
+        if torch.is_tensor(value)
+    }
 
 
 def keep_adapter_dtype(trainer, checkpoint: str | Path | None = None):
@@ -418,8 +490,10 @@ def score_completion_only_on_cpu() -> bool:
 
     current = getattr(trl_utils, "_use_triton", None)
     if current is None:
-        print("TRL ne choisit plus les positions notées par _use_triton : toutes les positions sont "
-              "projetées (plus lent sur CPU, même perte).")
+        print(
+            "TRL ne choisit plus les positions notées par _use_triton : toutes les positions sont "
+            "projetées (plus lent sur CPU, même perte)."
+        )
         return False
     if getattr(current, "_cours_cpu", False):
         return True
@@ -432,9 +506,20 @@ def score_completion_only_on_cpu() -> bool:
     return True
 
 
-def qlora_trainer(profile, model, tokenizer, train_dataset, eval_dataset, output_dir: Path | str, *,
-                  backend: str, max_steps: int | None = None, save_steps: int | None = None,
-                  callbacks=(), log: bool = False):
+def qlora_trainer(
+    profile,
+    model,
+    tokenizer,
+    train_dataset,
+    eval_dataset,
+    output_dir: Path | str,
+    *,
+    backend: str,
+    max_steps: int | None = None,
+    save_steps: int | None = None,
+    callbacks=(),
+    log: bool = False,
+):
     """Le ``SFTTrainer`` du notebook 04 (mêmes ``SFTConfig``), avec checkpoints si ``save_steps``."""
     from trl import SFTConfig, SFTTrainer
 
@@ -443,25 +528,47 @@ def qlora_trainer(profile, model, tokenizer, train_dataset, eval_dataset, output
     cfg = profile.llm
     if not cuda_available():
         score_completion_only_on_cpu()
-    checkpoints = {"save_strategy": "no"} if not save_steps else {
-        "save_strategy": "steps", "save_steps": save_steps, "save_total_limit": 1}
+    checkpoints = (
+        {"save_strategy": "no"}
+        if not save_steps
+        else {"save_strategy": "steps", "save_steps": save_steps, "save_total_limit": 1}
+    )
     args = SFTConfig(
-        output_dir=str(output_dir), per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps, learning_rate=cfg.learning_rate,
-        num_train_epochs=cfg.epochs, max_steps=cfg.max_steps if max_steps is None else max_steps,
-        warmup_steps=0.1, lr_scheduler_type="linear", optim=cfg.optim,
+        output_dir=str(output_dir),
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps if max_steps is None else max_steps,
+        warmup_steps=0.1,
+        lr_scheduler_type="linear",
+        optim=cfg.optim,
         train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         # Sans remplissage, trl ne tronque plus : qlora_datasets a déjà vérifié les longueurs.
-        padding_free=cfg.padding_free, max_length=None if cfg.padding_free else cfg.max_seq_length,
-        bf16=cfg.precision == "bf16", fp16=cfg.precision == "fp16",
+        padding_free=cfg.padding_free,
+        max_length=None if cfg.padding_free else cfg.max_seq_length,
+        bf16=cfg.precision == "bf16",
+        fp16=cfg.precision == "fp16",
         # trl 1.x l'active par défaut : utile sur GPU (mémoire des activations), ~40 % de temps en
         # plus par pas et aucun gain sur CPU (exercice 3 du notebook 04)
         activation_checkpointing=cuda_available(),
-        per_device_eval_batch_size=cfg.eval_batch_size, eval_strategy="no",
-        logging_steps=1 if log else 10, disable_tqdm=not log, report_to="none", seed=profile.seed,
-        **checkpoints, **device_args())
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                         processing_class=tokenizer, callbacks=list(callbacks))
+        per_device_eval_batch_size=cfg.eval_batch_size,
+        eval_strategy="no",
+        logging_steps=1 if log else 10,
+        disable_tqdm=not log,
+        report_to="none",
+        seed=profile.seed,
+        **checkpoints,
+        **device_args(),
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
     if cfg.precision != "bf16":  # fp16 (GradScaler) ou fp32 (CPU) : adaptateurs en fp32 (TRL les a mis en bf16)
         from .llm import upcast_adapters
 
@@ -469,8 +576,17 @@ def qlora_trainer(profile, model, tokenizer, train_dataset, eval_dataset, output
     return _quiet(trainer, log)
 
 
-def train_qlora(profile, output_dir: Path | str, *, backend: str = "bitsandbytes", instructions=None,
-                task: str | None = None, resume: bool = False, evaluate: bool = True, **kwargs) -> dict:
+def train_qlora(
+    profile,
+    output_dir: Path | str,
+    *,
+    backend: str = "bitsandbytes",
+    instructions=None,
+    task: str | None = None,
+    resume: bool = False,
+    evaluate: bool = True,
+    **kwargs,
+) -> dict:
     """Charge, entraîne (ou reprend) et évalue le QLoRA ; voir :func:`qlora_trainer`.
 
     Renvoie ``{"model", "tokenizer", "trainer", "secondes", "pas", "pic_rss_mo", "reprise",
@@ -483,8 +599,9 @@ def train_qlora(profile, output_dir: Path | str, *, backend: str = "bitsandbytes
     reset_peak_rss()
     model, tokenizer, source = load_qlora_model(profile, backend)
     train_dataset, eval_dataset = qlora_datasets(profile, tokenizer, instructions, task)
-    trainer = qlora_trainer(profile, model, tokenizer, train_dataset, eval_dataset, output_dir,
-                            backend=backend, **kwargs)
+    trainer = qlora_trainer(
+        profile, model, tokenizer, train_dataset, eval_dataset, output_dir, backend=backend, **kwargs
+    )
     checkpoint = resume_checkpoint(Path(output_dir), resume)
     trainer.add_callback(keep_adapter_dtype(trainer, checkpoint))
     # Graine posée juste avant train() : l'ordre des exemples ne dépend pas de ce qui précède,
@@ -501,7 +618,16 @@ def train_qlora(profile, output_dir: Path | str, *, backend: str = "bitsandbytes
         final_loss = trainer.evaluate()["eval_loss"]
         with trainer.model.disable_adapter():
             base_loss = trainer.evaluate()["eval_loss"]
-    return {"model": trainer.model, "tokenizer": tokenizer, "trainer": trainer, "secondes": seconds,
-            "pas": output.global_step, "pic_rss_mo": peak_rss_mb(), "reprise": checkpoint,
-            "perte_validation_base": base_loss, "perte_validation_finetune": final_loss, "source": source,
-            "exemples_entrainement": len(train_dataset)}
+    return {
+        "model": trainer.model,
+        "tokenizer": tokenizer,
+        "trainer": trainer,
+        "secondes": seconds,
+        "pas": output.global_step,
+        "pic_rss_mo": peak_rss_mb(),
+        "reprise": checkpoint,
+        "perte_validation_base": base_loss,
+        "perte_validation_finetune": final_loss,
+        "source": source,
+        "exemples_entrainement": len(train_dataset),
+    }

@@ -1,4 +1,5 @@
 """Configuration commune des tests : pas de réseau, backend graphique sans écran, 1 à 2 threads."""
+
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")

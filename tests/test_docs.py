@@ -1,4 +1,5 @@
 """Documentation : table des matières complète, notebooks rendus sans exécution, résultats, liens."""
+
 import re
 from pathlib import Path
 
@@ -21,7 +22,9 @@ def toctree_entries() -> list[str]:
 
 def test_every_notebook_is_in_the_table_of_contents():
     entries = toctree_entries()
-    missing = [nb.stem for nb in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")) if f"notebooks/{nb.stem}" not in entries]
+    missing = [
+        nb.stem for nb in sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")) if f"notebooks/{nb.stem}" not in entries
+    ]
     assert not missing, f"Notebooks absents de la table des matières (docs/index.rst) : {missing}"
 
 
@@ -33,15 +36,30 @@ def test_every_toctree_page_exists_and_pages_are_french():
             assert (NOTEBOOKS_DIR / f"{entry.split('/', 1)[1]}.ipynb").exists(), entry
         else:
             assert (DOCS / f"{entry}.rst").exists(), f"page de la table des matières absente : {entry}.rst"
-    for page in ("installation", "guide_qlora", "embeddings_matryoshka", "mistral_unsloth", "comparaison_cas_etude",
-                 "jeu_de_donnees", "resultats", "gpu", "multi_gpu", "depannage", "glossaire", "api", "enseignants"):
+    for page in (
+        "installation",
+        "guide_qlora",
+        "embeddings_matryoshka",
+        "mistral_unsloth",
+        "comparaison_cas_etude",
+        "jeu_de_donnees",
+        "resultats",
+        "gpu",
+        "multi_gpu",
+        "depannage",
+        "glossaire",
+        "api",
+        "enseignants",
+    ):
         assert page in toctree_entries(), page
     assert "<span style" not in "".join(p.read_text(encoding="utf-8") for p in DOCS.glob("*.rst"))
 
 
 def test_api_page_documents_every_helper_module():
     text = (DOCS / "api.rst").read_text(encoding="utf-8")
-    modules = sorted(p.stem for p in (NOTEBOOKS_DIR.parent / "helpers").glob("*.py") if p.stem not in ("__init__", "e5_convert"))
+    modules = sorted(
+        p.stem for p in (NOTEBOOKS_DIR.parent / "helpers").glob("*.py") if p.stem not in ("__init__", "e5_convert")
+    )
     assert [m for m in modules if f".. automodule:: helpers.{m}" not in text] == []
 
 
@@ -71,8 +89,17 @@ def test_prepare_notebooks_prefers_a_matching_executed_copy(tmp_path, monkeypatc
 
 
 def test_rst_table_rounds_and_rejects_empty():
-    text = docs.rst_table(pd.DataFrame({"bras": ["A", "B"], "ndcg": [0.123456, 0.5], "vide": [float("nan")] * 2,
-                                        "parametres": [21639552.0, float("nan")]}), "T")
+    text = docs.rst_table(
+        pd.DataFrame(
+            {
+                "bras": ["A", "B"],
+                "ndcg": [0.123456, 0.5],
+                "vide": [float("nan")] * 2,
+                "parametres": [21639552.0, float("nan")],
+            }
+        ),
+        "T",
+    )
     assert ".. list-table:: T" in text and "     - 0.123" in text and "     - 0.500" in text
     assert "     - 21639552\n" in text and text.count("   * - ") == 3
     with pytest.raises(ValueError, match="Tableau vide"):
@@ -86,7 +113,8 @@ def test_results_page_reads_outputs_with_profile_and_date(tmp_path, monkeypatch)
     llm = tmp_path / "outputs" / "cpu" / "llm"
     llm.mkdir(parents=True)
     pd.DataFrame({"model": ["finetuned"], "n_cases": [60], "n_values": [262], "accuracy": [0.5]}).to_csv(
-        llm / "status_accuracy.csv", index=False)
+        llm / "status_accuracy.csv", index=False
+    )
     import matplotlib.pyplot as plt
 
     fig, _ = plt.subplots()
@@ -99,12 +127,18 @@ def test_results_page_reads_outputs_with_profile_and_date(tmp_path, monkeypatch)
 
 
 def test_check_links_finds_missing_files_and_anchors(tmp_path):
-    (tmp_path / "index.html").write_text('<a href="a.html#ok">1</a><a href="a.html#non">2</a>'
-                                         '<a href="absent.html">3</a><a href="https://exemple.org">4</a>'
-                                         '<img src="img/x.png">', encoding="utf-8")
+    (tmp_path / "index.html").write_text(
+        '<a href="a.html#ok">1</a><a href="a.html#non">2</a>'
+        '<a href="absent.html">3</a><a href="https://exemple.org">4</a>'
+        '<img src="img/x.png">',
+        encoding="utf-8",
+    )
     (tmp_path / "a.html").write_text('<h1 id="ok">A</h1><a href="#ok">haut</a>', encoding="utf-8")
     problems = docs.check_links(tmp_path)
-    assert problems == ["index.html → a.html#non (ancre absente)", "index.html → absent.html (fichier absent)",
-                        "index.html → img/x.png (fichier absent)"]
+    assert problems == [
+        "index.html → a.html#non (ancre absente)",
+        "index.html → absent.html (fichier absent)",
+        "index.html → img/x.png (fichier absent)",
+    ]
     with pytest.raises(FileNotFoundError, match="construisez"):
         docs.check_links(tmp_path / "vide")

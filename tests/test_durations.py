@@ -1,4 +1,5 @@
 """Durées mesurées par make course : enregistrement, relecture, affichage, page de documentation."""
+
 import pandas as pd
 import pytest
 
@@ -11,14 +12,20 @@ def results(*items):
 
 def test_record_replaces_only_the_notebooks_run_on_that_profile(tmp_path):
     path = tmp_path / "durees.csv"
-    durations.record_durations("cpu", results(("01", "ok", 11.6), ("02", "ok", 293.5)), threads=2,
-                               commit="aaa", date="2026-11-26", path=path)
-    durations.record_durations("smoke", results(("02", "ok", 20.0)), threads=2, commit="bbb", date="2026-11-27",
-                               path=path)
-    table = durations.record_durations("cpu", results(("02", "ok", 250.0), ("03", "échec", 5.0)), threads=2,
-                                       commit="ccc", date="2026-11-27", path=path)
+    durations.record_durations(
+        "cpu", results(("01", "ok", 11.6), ("02", "ok", 293.5)), threads=2, commit="aaa", date="2026-11-26", path=path
+    )
+    durations.record_durations(
+        "smoke", results(("02", "ok", 20.0)), threads=2, commit="bbb", date="2026-11-27", path=path
+    )
+    table = durations.record_durations(
+        "cpu", results(("02", "ok", 250.0), ("03", "échec", 5.0)), threads=2, commit="ccc", date="2026-11-27", path=path
+    )
     assert list(zip(table["profil"], table["notebook"], table["secondes"])) == [
-        ("cpu", "01", 11.6), ("cpu", "02", 250.0), ("smoke", "02", 20.0)]  # l'échec n'est pas une durée
+        ("cpu", "01", 11.6),
+        ("cpu", "02", 250.0),
+        ("smoke", "02", 20.0),
+    ]  # l'échec n'est pas une durée
     assert durations.load_durations(path).equals(table)
     pd.DataFrame({"profil": ["cpu"]}).to_csv(path, index=False)
     with pytest.raises(ValueError, match="colonnes manquantes"):
@@ -29,8 +36,10 @@ def test_lines_and_formatting(tmp_path):
     path = tmp_path / "durees.csv"
     durations.record_durations("cpu", results(("04", "ok", 293.4)), threads=2, commit="a", date="2026-11-27", path=path)
     assert durations.duration_lines("04", path) == [
-        "gpu : pas encore mesurée", "cpu : 4 min 53 s, pic 1\u202f000 Mo (make course du 2026-11-27, 2 thread(s))",
-        "smoke : pas encore mesurée"]
+        "gpu : pas encore mesurée",
+        "cpu : 4 min 53 s, pic 1\u202f000 Mo (make course du 2026-11-27, 2 thread(s))",
+        "smoke : pas encore mesurée",
+    ]
     assert [durations.format_seconds(s) for s in (44.6, 60, 3725)] == ["45 s", "1 min 00 s", "1 h 02 min"]
     assert durations.notebook_prefix("04 — QLoRA") == "04"
     assert durations.notebook_prefix("04 — solutions") is None and durations.notebook_prefix("essai") is None
@@ -54,7 +63,9 @@ def test_durations_page_lists_every_notebook(tmp_path):
     from helpers.docs import write_durations_page
 
     path = tmp_path / "durees.csv"
-    durations.record_durations("cpu", results(("01", "ok", 11.6)), threads=2, commit="abc", date="2026-11-27", path=path)
+    durations.record_durations(
+        "cpu", results(("01", "ok", 11.6)), threads=2, commit="abc", date="2026-11-27", path=path
+    )
     page = write_durations_page(tmp_path / "durees.rst", path).read_text(encoding="utf-8")
     assert "``01_exploration_donnees``" in page and "12 s, 1000 Mo (2026-11-27, commit abc, 2 thread(s))" in page
     assert "``07_cas_etude_analyses_sang``" in page and page.count("pas encore mesurée") >= 2 * 7

@@ -1,4 +1,5 @@
 """Étude de généralisation des embeddings : table versionnée, règle de choix, profil cpu, leviers."""
+
 from dataclasses import replace
 
 import pandas as pd
@@ -11,10 +12,24 @@ def _rows(name, natural_gaps, templated_gap=0.1, seconds=100.0):
     rows = []
     for split, gaps in (("naturel_validation", natural_gaps), ("validation", [templated_gap] * len(natural_gaps))):
         for dim, gap in zip((384, 64), gaps):
-            rows.append({"variante": name, "description": f"variante {name}", "split": split, "dim": dim,
-                         "ndcg_base": 0.5, "ndcg_fine_tune": 0.5 + gap, "ecart": gap, "paires": 100, "pas": 10,
-                         "secondes_entrainement": seconds, "pic_rss_mo": 1, "threads": 2, "commit": "x",
-                         "date": "2026-11-26"})
+            rows.append(
+                {
+                    "variante": name,
+                    "description": f"variante {name}",
+                    "split": split,
+                    "dim": dim,
+                    "ndcg_base": 0.5,
+                    "ndcg_fine_tune": 0.5 + gap,
+                    "ecart": gap,
+                    "paires": 100,
+                    "pas": 10,
+                    "secondes_entrainement": seconds,
+                    "pic_rss_mo": 1,
+                    "threads": 2,
+                    "commit": "x",
+                    "date": "2026-11-26",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -29,8 +44,14 @@ def test_save_rows_replaces_a_variant(tmp_path):
 
 
 def test_best_variant_never_below_base_on_natural_questions():
-    table = pd.concat([_rows("haut_mais_perd", [-0.01, 0.5]), _rows("sur", [0.0, 0.1]),
-                       _rows("meilleur_sur", [0.02, 0.2]), _rows("trop_long", [0.3, 0.6], seconds=1e4)])
+    table = pd.concat(
+        [
+            _rows("haut_mais_perd", [-0.01, 0.5]),
+            _rows("sur", [0.0, 0.1]),
+            _rows("meilleur_sur", [0.02, 0.2]),
+            _rows("trop_long", [0.3, 0.6], seconds=1e4),
+        ]
+    )
     assert study.best_variant(table) == "meilleur_sur"
     assert study.best_variant(table, budget_s=1e5) == "trop_long"
     # aucune ne tient la base partout : la moins mauvaise au pire écart
@@ -74,8 +95,9 @@ def test_trainer_applies_the_levers(tmp_path):
     from helpers.profiles import get_profile
 
     profile = get_profile("smoke")
-    profile = replace(profile, embedding=replace(profile.embedding, hard_negatives=1, loss_mini_batch=4,
-                                                 frozen_layers=3))
+    profile = replace(
+        profile, embedding=replace(profile.embedding, hard_negatives=1, loss_mini_batch=4, frozen_layers=3)
+    )
     data = load_retrieval(profile)
     trainer = training.embedding_trainer(profile, training_pairs(data["train"], data["corpus"]), tmp_path)
     assert trainer.train_dataset.column_names == ["anchor", "positive", "negative_1"]

@@ -1,4 +1,5 @@
 """Plomberie des notebooks 02–03 : dimensions, évaluateur Matryoshka, résultats, coûts."""
+
 import re
 
 import numpy as np
@@ -17,8 +18,7 @@ def e5():
 
     from helpers.models import E5_PROMPTS, model_path
 
-    return SentenceTransformer(str(model_path("multilingual-e5-small")), device="cpu",
-                               prompts=dict(E5_PROMPTS))
+    return SentenceTransformer(str(model_path("multilingual-e5-small")), device="cpu", prompts=dict(E5_PROMPTS))
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +44,19 @@ def test_check_dims_sorts_descending():
     assert embeddings.check_dims([64, 384, 128], 384) == (384, 128, 64)
 
 
-@pytest.mark.parametrize("dims, needle", [
-    ([512, 64], "dépasse celle du modèle (384)"),
-    ([0, 64], "strictement positive"),
-    ([-32], "strictement positive"),
-    ([64.0], "n'est pas un entier"),
-    (["64"], "n'est pas un entier"),
-    ([True], "n'est pas un entier"),
-    ([], "vide"),
-    ([64, 64], "en double"),
-])
+@pytest.mark.parametrize(
+    "dims, needle",
+    [
+        ([512, 64], "dépasse celle du modèle (384)"),
+        ([0, 64], "strictement positive"),
+        ([-32], "strictement positive"),
+        ([64.0], "n'est pas un entier"),
+        (["64"], "n'est pas un entier"),
+        ([True], "n'est pas un entier"),
+        ([], "vide"),
+        ([64, 64], "en double"),
+    ],
+)
 def test_check_dims_rejects_with_french_message(dims, needle):
     with pytest.raises(DimensionError, match=re.escape(needle)):
         embeddings.check_dims(dims, 384)
@@ -94,8 +97,15 @@ def test_evaluator_matches_library_evaluator_with_truncate_dim(e5, small_retriev
     for split_name, split in splits.items():
         for dim in (384, 32):
             queries, docs, relevant = ir_inputs(split, corpus)
-            lib = InformationRetrievalEvaluator(queries, docs, relevant, truncate_dim=dim, name="x",
-                                                query_prompt_name="query", corpus_prompt_name="document")
+            lib = InformationRetrievalEvaluator(
+                queries,
+                docs,
+                relevant,
+                truncate_dim=dim,
+                name="x",
+                query_prompt_name="query",
+                corpus_prompt_name="document",
+            )
             ref = lib(e5)
             ours = scores[(scores.split == split_name) & (scores.dim == dim)].iloc[0]
             assert ours.ndcg_at_10 == pytest.approx(ref["x_cosine_ndcg@10"], abs=1e-9)
@@ -128,7 +138,8 @@ def test_evaluator_as_trainer_evaluator(e5, evaluated):
     metrics = ev(e5)
     assert ev.primary_metric == "test_questions_dim384_ndcg@10"
     assert metrics["test_questions_dim384_ndcg@10"] == pytest.approx(
-        scores[(scores.split == "test_questions") & (scores.dim == 384)].ndcg_at_10.item())
+        scores[(scores.split == "test_questions") & (scores.dim == 384)].ndcg_at_10.item()
+    )
 
 
 def test_without_prompts_gives_other_embeddings(e5, small_retrieval):
@@ -194,11 +205,27 @@ def _fake_scores(gain=0.1):
     rows = []
     for split in ("test_questions", "test_analytes"):
         for dim, base in ((384, 0.70), (128, 0.60), (64, 0.50)):
-            rows.append({"split": split, "model": "base", "dim": dim, "ndcg_at_10": base,
-                         "mrr_at_10": base, "recall_at_10": base})
+            rows.append(
+                {
+                    "split": split,
+                    "model": "base",
+                    "dim": dim,
+                    "ndcg_at_10": base,
+                    "mrr_at_10": base,
+                    "recall_at_10": base,
+                }
+            )
             ft = 0.80 - (384 - dim) * 0.00005 if gain else base
-            rows.append({"split": split, "model": "finetuned", "dim": dim, "ndcg_at_10": ft,
-                         "mrr_at_10": ft, "recall_at_10": ft})
+            rows.append(
+                {
+                    "split": split,
+                    "model": "finetuned",
+                    "dim": dim,
+                    "ndcg_at_10": ft,
+                    "mrr_at_10": ft,
+                    "recall_at_10": ft,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -209,8 +236,10 @@ def _fake_per_query(n=120, shift=0.1, seed=0):
         for dim in (384, 64):
             base = rng.uniform(0, 0.8, n)
             for model, values in (("base", base), ("finetuned", np.clip(base + shift + rng.normal(0, 0.02, n), 0, 1))):
-                rows += [{"split": split, "model": model, "dim": dim, "pair_id": f"q{i}", "rank": 1,
-                          "ndcg_at_10": v} for i, v in enumerate(values)]
+                rows += [
+                    {"split": split, "model": model, "dim": dim, "pair_id": f"q{i}", "rank": 1, "ndcg_at_10": v}
+                    for i, v in enumerate(values)
+                ]
     return pd.DataFrame(rows)
 
 
@@ -276,8 +305,10 @@ def test_dimension_gap_reads_retention_above_100():
     full = rng.uniform(0.2, 0.7, 150)
     for model, shift in (("base", 0.0), ("finetuned", 0.1)):
         for dim, values in ((384, full), (64, full + shift + rng.normal(0, 0.01, 150) * (shift > 0))):
-            rows += [{"split": "s", "model": model, "dim": dim, "pair_id": f"q{i}", "ndcg_at_10": v}
-                     for i, v in enumerate(values)]
+            rows += [
+                {"split": "s", "model": model, "dim": dim, "pair_id": f"q{i}", "ndcg_at_10": v}
+                for i, v in enumerate(values)
+            ]
     pq = pd.DataFrame(rows)
     tuned = embeddings.dimension_gap(pq, 64, n_resamples=300).iloc[0]
     assert tuned.dim_pleine == 384 and tuned.retention_pct > 100 and tuned.significatif
@@ -332,8 +363,7 @@ def test_plots_return_figures():
 
     fig = embeddings.plot_ndcg_vs_dim(_fake_scores())
     assert len(fig.axes) == 2
-    log = [{"step": 5, "loss": 3.0}, {"step": 10, "loss": 2.0},
-           {"step": 10, "eval_validation_dim384_ndcg@10": 0.7}]
+    log = [{"step": 5, "loss": 3.0}, {"step": 10, "loss": 2.0}, {"step": 10, "eval_validation_dim384_ndcg@10": 0.7}]
     assert embeddings.plot_training_log(log) is not None
     with pytest.raises(ValueError, match="vide"):
         embeddings.plot_training_log([{"train_loss": 1.0}])
@@ -404,13 +434,26 @@ def test_distractors_are_unit_vectors_near_the_corpus():
 
 
 def test_recommendations_follow_the_rules():
-    quant = pd.DataFrame([
-        {"split": s, "dim": d, "precision": p, "ndcg_at_10": v}
-        for s in ("validation", "test_questions", "test_analytes")
-        for d, p, v in ((384, "float32", 0.90), (64, "float32", 0.89), (64, "int8", 0.885),
-                        (32, "int8", 0.83), (384, "binaire", 0.50))])
-    latency = pd.DataFrame([{"dim": d, "precision": p, "octets_par_vecteur": costs.THEORETICAL_BYTES[p](d),
-                             "latence_ms": 1.0} for d in (384, 64, 32) for p in costs.PRECISIONS])
+    quant = pd.DataFrame(
+        [
+            {"split": s, "dim": d, "precision": p, "ndcg_at_10": v}
+            for s in ("validation", "test_questions", "test_analytes")
+            for d, p, v in (
+                (384, "float32", 0.90),
+                (64, "float32", 0.89),
+                (64, "int8", 0.885),
+                (32, "int8", 0.83),
+                (384, "binaire", 0.50),
+            )
+        ]
+    )
+    latency = pd.DataFrame(
+        [
+            {"dim": d, "precision": p, "octets_par_vecteur": costs.THEORETICAL_BYTES[p](d), "latence_ms": 1.0}
+            for d in (384, 64, 32)
+            for p in costs.PRECISIONS
+        ]
+    )
     advice = costs.recommendations(quant, latency)
     picks = list(zip(advice["dimension"], advice["précision"]))
     assert picks == [(384, "float32"), (64, "int8"), (32, "int8")]
@@ -421,14 +464,16 @@ def test_recommendations_follow_the_rules():
 
 def test_training_resumes_from_last_checkpoint(tmp_path, small_retrieval):
     """Le flux du notebook 02 : un entraînement interrompu reprend au dernier checkpoint."""
-    from sentence_transformers import (SentenceTransformer, SentenceTransformerTrainer,
-                                       SentenceTransformerTrainingArguments)
+    from sentence_transformers import (
+        SentenceTransformer,
+        SentenceTransformerTrainer,
+        SentenceTransformerTrainingArguments,
+    )
     from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
     from sentence_transformers.sentence_transformer.training_args import BatchSamplers
+    from transformers import TrainerCallback
 
     from helpers.models import E5_PROMPTS, model_path
-
-    from transformers import TrainerCallback
 
     splits, corpus = small_retrieval
     pairs = embeddings.training_pairs(splits["test_questions"], corpus).select(range(8))
@@ -439,18 +484,25 @@ def test_training_resumes_from_last_checkpoint(tmp_path, small_retrieval):
             steps_run.append(state.global_step)
 
     def run(max_steps):
-        model = SentenceTransformer(str(model_path("multilingual-e5-small")), device="cpu",
-                                    prompts=dict(E5_PROMPTS))
+        model = SentenceTransformer(str(model_path("multilingual-e5-small")), device="cpu", prompts=dict(E5_PROMPTS))
         model.max_seq_length = 32
         embeddings.freeze_word_embeddings(model)
         args = SentenceTransformerTrainingArguments(
-            output_dir=str(tmp_path), max_steps=max_steps, per_device_train_batch_size=4,
-            batch_sampler=BatchSamplers.NO_DUPLICATES, save_strategy="steps", save_steps=1,
-            save_total_limit=1, report_to="none", disable_tqdm=True,
-            prompts={"anchor": E5_PROMPTS["query"], "positive": E5_PROMPTS["document"]})
+            output_dir=str(tmp_path),
+            max_steps=max_steps,
+            per_device_train_batch_size=4,
+            batch_sampler=BatchSamplers.NO_DUPLICATES,
+            save_strategy="steps",
+            save_steps=1,
+            save_total_limit=1,
+            report_to="none",
+            disable_tqdm=True,
+            prompts={"anchor": E5_PROMPTS["query"], "positive": E5_PROMPTS["document"]},
+        )
         loss = MatryoshkaLoss(model, MultipleNegativesRankingLoss(model), matryoshka_dims=[384, 32])
-        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=pairs, loss=loss,
-                                             callbacks=[CountSteps()])
+        trainer = SentenceTransformerTrainer(
+            model=model, args=args, train_dataset=pairs, loss=loss, callbacks=[CountSteps()]
+        )
         return trainer.train(resume_from_checkpoint=embeddings.last_checkpoint(tmp_path))
 
     assert run(1).global_step == 1  # « interrompu » après un pas

@@ -1,4 +1,5 @@
 """Le générateur est déterministe et produit des vues conformes au cahier des charges."""
+
 import json
 import random
 from collections import Counter
@@ -40,8 +41,9 @@ def test_retrieval_view_sizes_and_styles():
     corpus = _jsonl("corpus.jsonl")
     assert len(corpus) == 46 * 6
     assert Counter(p["aspect"] for p in corpus) == {a: 46 for a in generate.ASPECTS}
-    pairs = [p for s in ("train", "validation", "test_questions", "test_analytes")
-             for p in _jsonl(f"retrieval_{s}.jsonl")]
+    pairs = [
+        p for s in ("train", "validation", "test_questions", "test_analytes") for p in _jsonl(f"retrieval_{s}.jsonl")
+    ]
     assert len(pairs) >= 2000
     assert set(p["style"] for p in pairs) == set(generate.STYLES)
     test_codes = {p["code"] for p in _jsonl("retrieval_test_analytes.jsonl")}
@@ -59,7 +61,11 @@ def test_instruction_labels_agree_with_reference_ranges():
         for lab in r["labels"]:
             assert analytes[lab["code"]].status(lab["valeur"], r["sexe"]) == lab["statut"]
             # le statut attendu figure dans la réponse, sur la ligne de l'analyte
-            line = next(x for x in r["output"].splitlines() if x.startswith(f"- {lab['analyte'][:1].upper()}{lab['analyte'][1:]} :"))
+            line = next(
+                x
+                for x in r["output"].splitlines()
+                if x.startswith(f"- {lab['analyte'][:1].upper()}{lab['analyte'][1:]} :")
+            )
             assert f"— {lab['statut']} (" in line
             statuses[lab["statut"]] += 1
         assert "ne remplace pas" in r["output"]
@@ -105,8 +111,11 @@ def test_reference_change_value():
 # --------------------------------------------------------------------------- questions naturelles
 def test_natural_questions_are_hand_written_halves_without_templated_duplicates():
     natural = {s: _jsonl(f"retrieval_naturel_{s}.jsonl") for s in ("validation", "test")}
-    templated = [p["question"] for s in ("train", "validation", "test_questions", "test_analytes")
-                 for p in _jsonl(f"retrieval_{s}.jsonl")]
+    templated = [
+        p["question"]
+        for s in ("train", "validation", "test_questions", "test_analytes")
+        for p in _jsonl(f"retrieval_{s}.jsonl")
+    ]
     corpus = {p["passage_id"]: p for p in _jsonl("corpus.jsonl")}
     assert sum(map(len, natural.values())) >= 150
     assert abs(len(natural["validation"]) - len(natural["test"])) <= 1
@@ -156,8 +165,9 @@ def test_natural_questions_are_refused_with_their_line(tmp_path):
 
 def test_descriptions_name_nothing_and_stay_in_training():
     analytes = load_analytes()
-    assert generate.describe(analytes["HB"]) == ("la protéine des globules rouges qui transporte l'oxygène "
-                                                 "des poumons vers les tissus")
+    assert generate.describe(analytes["HB"]) == (
+        "la protéine des globules rouges qui transporte l'oxygène des poumons vers les tissus"
+    )
     assert generate.describe(analytes["NA"]) is None  # « mesure le sodium » : la description le nomme
     for a in analytes.values():
         desc = generate.describe(a)

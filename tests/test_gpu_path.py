@@ -5,6 +5,7 @@
 Unsloth ; 4. bf16 « émulé » sur T4 ; 5. repli sans hub et ses dimensions ; 6. avertissement
 max_length à chaque lot ; 7. Unsloth choisi avant sentence-transformers.
 """
+
 import json
 import os
 import subprocess
@@ -165,7 +166,7 @@ def test_upcast_adapters_touches_only_trainable_weights():
 
 
 # --------------------------------------------------------------------------- 1. rechargement du 02
-@pytest.mark.parametrize("precision,tol", [("fp32", 1e-5), ("fp16", 2 ** -10), ("bf16", 2 ** -7)])
+@pytest.mark.parametrize("precision,tol", [("fp32", 1e-5), ("fp16", 2**-10), ("bf16", 2**-7)])
 def test_reload_tolerance_is_the_epsilon_of_the_compute_format(precision, tol):
     from helpers.embeddings import reload_tolerance
 
@@ -301,8 +302,11 @@ def _code(path: Path) -> str:
 def _cells_until_backend(path: Path) -> str:
     """Le code des cellules qui précèdent le choix du moteur, jusqu'à lui inclus (sans la cellule
     Colab ni les commandes IPython)."""
-    cells = [("".join(c["source"])) for c in json.loads(path.read_text(encoding="utf-8"))["cells"]
-             if c["cell_type"] == "code"][1:]
+    cells = [
+        ("".join(c["source"]))
+        for c in json.loads(path.read_text(encoding="utf-8"))["cells"]
+        if c["cell_type"] == "code"
+    ][1:]
     kept = []
     for source in cells:
         lines = [line for line in source.splitlines() if not line.lstrip().startswith(("%", "!"))]
@@ -313,15 +317,25 @@ def _cells_until_backend(path: Path) -> str:
     raise AssertionError(f"{path.name} : aucun appel à select_backend")
 
 
-@pytest.mark.parametrize("name", ["04_qlora_mistral_unsloth.ipynb", "05_inference_mistral.ipynb",
-                                  "06_embeddings_vs_modele_complet.ipynb", "07_cas_etude_analyses_sang.ipynb"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "04_qlora_mistral_unsloth.ipynb",
+        "05_inference_mistral.ipynb",
+        "06_embeddings_vs_modele_complet.ipynb",
+        "07_cas_etude_analyses_sang.ipynb",
+    ],
+)
 def test_backend_is_chosen_before_transformers_is_imported(name):
     code = _cells_until_backend(NOTEBOOKS_DIR / name)
-    check = code + ("\nimport sys\nloaded = [m for m in ('transformers', 'sentence_transformers', 'trl', 'peft') "
-                    "if m in sys.modules]\nassert not loaded, loaded\n")
+    check = code + (
+        "\nimport sys\nloaded = [m for m in ('transformers', 'sentence_transformers', 'trl', 'peft') "
+        "if m in sys.modules]\nassert not loaded, loaded\n"
+    )
     env = {**os.environ, "COURSE_PROFILE": "smoke", "PYTHONPATH": str(REPO_ROOT)}
-    res = subprocess.run([sys.executable, "-c", check], cwd=NOTEBOOKS_DIR, env=env, capture_output=True, text=True,
-                         timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-c", check], cwd=NOTEBOOKS_DIR, env=env, capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stderr[-1500:]
 
 
@@ -342,7 +356,12 @@ def test_environment_points_the_profile_at_local_models_and_caps_samples(clean_e
     assert p.embedding.model_id == str(folder.resolve())
     assert p.embedding.matryoshka_dims == (512, 384, 128, 32)  # dimension du dossier, puis celles du profil
     assert (p.llm.model_id, p.llm.offline_model) == ("tiny-mistral-7b", "tiny-mistral-7b")
-    assert (p.embedding.train_pairs, p.embedding.eval_queries, p.llm.train_examples, p.llm.eval_examples) == (10, 2, 10, 2)
+    assert (p.embedding.train_pairs, p.embedding.eval_queries, p.llm.train_examples, p.llm.eval_examples) == (
+        10,
+        2,
+        10,
+        2,
+    )
     assert "COURSE_LLM_MODEL" in p.reason
 
 
@@ -377,6 +396,9 @@ def test_gpu_check_reports_missing_requirements(tmp_path):
     from helpers.gpu_check import missing_requirements
 
     req = tmp_path / "requirements-gpu.txt"
-    req.write_text("# commentaire\nnumpy>=1\nfaiss-cpu==1.15.1\nsentence-transformers[train]==6.2.0\n"
-                   "paquet-qui-n-existe-pas==1.0\n", encoding="utf-8")
+    req.write_text(
+        "# commentaire\nnumpy>=1\nfaiss-cpu==1.15.1\nsentence-transformers[train]==6.2.0\n"
+        "paquet-qui-n-existe-pas==1.0\n",
+        encoding="utf-8",
+    )
     assert missing_requirements(req) == ["paquet-qui-n-existe-pas"]

@@ -1,5 +1,6 @@
 """La mémoire d'un bras du notebook 06, seule : pas à exemples égaux, tableau, sonde du noyau et
 erreurs du processus à part."""
+
 import pytest
 
 from helpers import isolated
@@ -15,14 +16,29 @@ def test_matched_steps_cover_the_examples():
 
 
 def test_memory_table_subtracts_the_start():
-    runs = {"B": {"pas": 5, "rss_bibliotheques_mo": 300.4, "rss_modele_charge_mo": 1350.0,
-                  "pic_rss_premier_pas_mo": 2300, "pic_rss_mo": 2800},
-            "C": {"methode": "noyau, pic remis à zéro (vérifié)", "pas": 20, "rss_depart_mo": 1310.0,
-                  "rss_modele_charge_mo": None, "pic_rss_mo": 4000, "pic_gpu_reserve_mo": 1200}}
+    runs = {
+        "B": {
+            "pas": 5,
+            "rss_bibliotheques_mo": 300.4,
+            "rss_modele_charge_mo": 1350.0,
+            "pic_rss_premier_pas_mo": 2300,
+            "pic_rss_mo": 2800,
+        },
+        "C": {
+            "methode": "noyau, pic remis à zéro (vérifié)",
+            "pas": 20,
+            "rss_depart_mo": 1310.0,
+            "rss_modele_charge_mo": None,
+            "pic_rss_mo": 4000,
+            "pic_gpu_reserve_mo": 1200,
+        },
+    }
     table = isolated.memory_table(runs)
     assert table.loc["B", "propre_au_bras_mo"] == 2500 and table.loc["C", "propre_au_bras_mo"] == 2690
     assert table.loc["B", "mesure"] == "processus à part" and table.loc["C", "pic_gpu_reserve_mo"] == 1200
-    assert table.loc["B", "chargement_mo"] == 1050 and table.loc["C", "chargement_mo"] != table.loc["C", "chargement_mo"]
+    assert (
+        table.loc["B", "chargement_mo"] == 1050 and table.loc["C", "chargement_mo"] != table.loc["C", "chargement_mo"]
+    )
 
 
 def test_memory_probe_sees_an_allocation_after_a_verified_reset():

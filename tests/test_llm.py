@@ -1,4 +1,5 @@
 """Plomberie des notebooks 04–05 : prompt, cas d'un analyte, garde Unsloth, lecture des statuts."""
+
 import builtins
 import sys
 
@@ -22,8 +23,9 @@ def L(*codes):
 def test_prompt_has_the_alpaca_sections_in_order():
     prompt = llm.format_prompt("Interprétez.", "Hb : 10,9 g/dL")
     assert prompt.startswith("Vous êtes l'assistant pédagogique d'un cours sur les analyses de laboratoire")
-    positions = [prompt.index(s) for s in ("### Instruction:\nInterprétez.", "### Input:\nHb : 10,9 g/dL",
-                                            "### Response:\n")]
+    positions = [
+        prompt.index(s) for s in ("### Instruction:\nInterprétez.", "### Input:\nHb : 10,9 g/dL", "### Response:\n")
+    ]
     assert positions == sorted(positions) and prompt.endswith("### Response:\n")
     with pytest.raises(ValueError, match="Instruction vide"):
         llm.format_prompt("  ", "x")
@@ -51,7 +53,8 @@ def test_analyte_cases_one_value_per_prompt_with_its_range(instructions):
     # la réponse de référence est lue correctement par le parseur : la boucle est cohérente
     for case in cases:
         assert llm.parse_statuses(case["output"], case["labels"]) == {
-            case["labels"][0]["code"]: case["labels"][0]["statut"]}
+            case["labels"][0]["code"]: case["labels"][0]["statut"]
+        }
     with pytest.raises(ValueError, match="vide"):
         llm.analyte_cases(reports.select([]))
 
@@ -68,9 +71,9 @@ def test_analyte_cases_reject_unknown_analyte_and_status(instructions):
 def test_balance_statuses_equalises_counts(instructions):
     cases = llm.analyte_cases(instructions["validation"].select(range(40)))
     balanced = llm.balance_statuses(cases, seed=1)
-    counts = pd.Series([l[0]["statut"] for l in balanced["labels"]]).value_counts()
+    counts = pd.Series([labels[0]["statut"] for labels in balanced["labels"]]).value_counts()
     assert set(counts.index) == set(llm.STATUSES) and counts.nunique() == 1
-    assert counts.iloc[0] == min(pd.Series([l[0]["statut"] for l in cases["labels"]]).value_counts())
+    assert counts.iloc[0] == min(pd.Series([labels[0]["statut"] for labels in cases["labels"]]).value_counts())
     with pytest.raises(ValueError, match="un seul analyte"):
         llm.balance_statuses(instructions["validation"].select(range(3)))
     only_normal = cases.filter(lambda c: c["labels"][0]["statut"] == "normal")
@@ -124,27 +127,44 @@ def test_unsloth_is_not_installed_on_cpu_machines():
 
 
 # --------------------------------------------------------------------------- statuts
-@pytest.mark.parametrize("text, codes, expected", [
-    ("- TSH : 4,81 mUI/L — élevé (référence : 0,4 à 4 mUI/L). Signification habituelle d'une "
-     "valeur haute : hypothyroïdie (fruste si T4L normale).\n- T4 libre : 5,9 pmol/L — bas",
-     ("TSH", "T4L"), {"TSH": "élevé", "T4L": "bas"}),
-    ("- Hémoglobine : 10,9 g/dL (référence : 12 à 16 g/dL) → bas", ("HB",), {"HB": "bas"}),
-    ("La TSH est légèrement élevée. La T4 libre est dans les normes.", ("TSH", "T4L"),
-     {"TSH": "élevé", "T4L": "normal"}),
-    ("Votre ferritine n'est pas basse, mais le fer sérique est bas.", ("FERRITINE", "FER"),
-     {"FERRITINE": "normal", "FER": "bas"}),
-    ("Votre ferritine n'est pas basse ; le fer est bas.", ("FERRITINE", "FER"),
-     {"FERRITINE": "normal", "FER": "bas"}),
-    ("Cholestérol total : ni bas ni élevé.\nLDL-cholestérol : élevé", ("CT", "LDL"),
-     {"CT": "normal", "LDL": "élevé"}),
-    ("- Urée : 1,5 mmol/L — à la limite inférieure de la normale", ("UREE",), {"UREE": "normal"}),
-    ("- CPK : 3020 UI/L — pas normal, nettement augmentées", ("CPK",), {"CPK": "élevé"}),
-    ("- CRP : 3,3 mg/L — normal.\n- Magnésium : 0,56 mmol/L — bas", ("CRP", "MG"),
-     {"CRP": "normal", "MG": "bas"}),
-    ("HÉMOGLOBINE : BASSE", ("HB",), {"HB": "bas"}),
-    ("L’hémoglobine n’est pas élevée.", ("HB",), {"HB": "normal"}),
-    ("Rien à signaler.", ("CPK",), {"CPK": None}),
-])
+@pytest.mark.parametrize(
+    "text, codes, expected",
+    [
+        (
+            "- TSH : 4,81 mUI/L — élevé (référence : 0,4 à 4 mUI/L). Signification habituelle d'une "
+            "valeur haute : hypothyroïdie (fruste si T4L normale).\n- T4 libre : 5,9 pmol/L — bas",
+            ("TSH", "T4L"),
+            {"TSH": "élevé", "T4L": "bas"},
+        ),
+        ("- Hémoglobine : 10,9 g/dL (référence : 12 à 16 g/dL) → bas", ("HB",), {"HB": "bas"}),
+        (
+            "La TSH est légèrement élevée. La T4 libre est dans les normes.",
+            ("TSH", "T4L"),
+            {"TSH": "élevé", "T4L": "normal"},
+        ),
+        (
+            "Votre ferritine n'est pas basse, mais le fer sérique est bas.",
+            ("FERRITINE", "FER"),
+            {"FERRITINE": "normal", "FER": "bas"},
+        ),
+        (
+            "Votre ferritine n'est pas basse ; le fer est bas.",
+            ("FERRITINE", "FER"),
+            {"FERRITINE": "normal", "FER": "bas"},
+        ),
+        (
+            "Cholestérol total : ni bas ni élevé.\nLDL-cholestérol : élevé",
+            ("CT", "LDL"),
+            {"CT": "normal", "LDL": "élevé"},
+        ),
+        ("- Urée : 1,5 mmol/L — à la limite inférieure de la normale", ("UREE",), {"UREE": "normal"}),
+        ("- CPK : 3020 UI/L — pas normal, nettement augmentées", ("CPK",), {"CPK": "élevé"}),
+        ("- CRP : 3,3 mg/L — normal.\n- Magnésium : 0,56 mmol/L — bas", ("CRP", "MG"), {"CRP": "normal", "MG": "bas"}),
+        ("HÉMOGLOBINE : BASSE", ("HB",), {"HB": "bas"}),
+        ("L’hémoglobine n’est pas élevée.", ("HB",), {"HB": "normal"}),
+        ("Rien à signaler.", ("CPK",), {"CPK": None}),
+    ],
+)
 def test_parse_statuses_on_tricky_french(text, codes, expected):
     assert llm.parse_statuses(text, L(*codes)) == expected
 

@@ -1,4 +1,5 @@
 """Anomalies, tendances et prévisions (notebook 07) sur des séries synthétiques aux réponses connues."""
+
 import datetime as dt
 import math
 
@@ -87,7 +88,9 @@ def test_forecasts_on_known_series():
     assert f["lissage_exponentiel"] == pytest.approx(expected_ewm)
     assert f["ae_derniere_valeur"] == pytest.approx(2.0)
     flat = lg.forecast_last_visit(series([5.0] * 6, pid="P2")).iloc[0]
-    assert flat[["ae_derniere_valeur", "ae_tendance_lineaire", "ae_lissage_exponentiel"]].max() == pytest.approx(0, abs=1e-9)
+    assert flat[["ae_derniere_valeur", "ae_tendance_lineaire", "ae_lissage_exponentiel"]].max() == pytest.approx(
+        0, abs=1e-9
+    )
     with pytest.raises(ValueError, match="alpha"):
         lg.forecast_last_visit(linear, alpha=0)
 
@@ -146,11 +149,22 @@ def test_labelled_anomalies_accepts_empty_strings_and_nan():
 def test_false_alarm_sources_find_the_visit_after_a_peak():
     rows = []
     for pid, trend, values, labels in (
-            ("p1", "stable", [10.0, 10.1, 20.0, 10.0, 10.1], ["", "", "pic", "", ""]),
-            ("p2", "hausse", [10.0, 13.0, 16.9], ["", "", ""])):
+        ("p1", "stable", [10.0, 10.1, 20.0, 10.0, 10.1], ["", "", "pic", "", ""]),
+        ("p2", "hausse", [10.0, 13.0, 16.9], ["", "", ""]),
+    ):
         for v, (value, label) in enumerate(zip(values, labels)):
-            rows.append({"patient_id": pid, "code": "HB", "visite": v + 1, "date": f"2020-0{v + 1}-01",
-                         "valeur": value, "sexe": "F", "anomalie": label, "tendance": trend})
+            rows.append(
+                {
+                    "patient_id": pid,
+                    "code": "HB",
+                    "visite": v + 1,
+                    "date": f"2020-0{v + 1}-01",
+                    "valeur": value,
+                    "sexe": "F",
+                    "anomalie": label,
+                    "tendance": trend,
+                }
+            )
     df = pd.DataFrame(rows)
     df["date"] = pd.to_datetime(df["date"])
     table = lg.false_alarm_sources(lg.flag_changes(df, {"HB": 0.1}))

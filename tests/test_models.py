@@ -1,4 +1,5 @@
 """Modèles hors ligne : fidélité de la reconstruction e5, repli hors ligne, SmolLM2 entraînable."""
+
 import struct
 import subprocess
 import sys
@@ -90,19 +91,23 @@ def test_unknown_model_name():
 
 
 def test_cli_prints_path():
-    out = subprocess.run([sys.executable, "-m", "helpers.models", "--path", "all-minilm-l6-v2"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "helpers.models", "--path", "all-minilm-l6-v2"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert out.stdout.strip().endswith("model")
-    bad = subprocess.run([sys.executable, "-m", "helpers.models", "--path", "inconnu"],
-                         capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-m", "helpers.models", "--path", "inconnu"], capture_output=True, text=True)
     assert bad.returncode == 2 and "Modèle hors ligne inconnu" in bad.stderr
 
 
 def test_hub_unreachable_falls_back_fast(clean_env, capsys):
     clean_env.setattr(runtime, "hub_reachable", lambda timeout=2.0: False)
     start = time.perf_counter()
-    source, why = models.resolve_model("intfloat/multilingual-e5-large", "multilingual-e5-small",
-                                       what="modèle d'embeddings")
+    source, why = models.resolve_model(
+        "intfloat/multilingual-e5-large", "multilingual-e5-small", what="modèle d'embeddings"
+    )
     elapsed = time.perf_counter() - start
     assert source == str(models.model_path("multilingual-e5-small"))
     assert "Hub Hugging Face injoignable" in why and "Repli" in capsys.readouterr().err
@@ -137,14 +142,24 @@ def test_smollm2_is_trainable_in_4bit_and_saveable(tmp_path):
 
     path = models.model_path("smollm2-135m-instruct")
     tok = AutoTokenizer.from_pretrained(path)
-    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                             bnb_4bit_compute_dtype=torch.float32, bnb_4bit_use_double_quant=True)
+    bnb = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch.float32,
+        bnb_4bit_use_double_quant=True,
+    )
     model = AutoModelForCausalLM.from_pretrained(path, quantization_config=bnb, device_map="cpu")
     assert model.config.model_type == "llama" and model.is_loaded_in_4bit
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=8, task_type="CAUSAL_LM",
-                                             target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
-                                                             "gate_proj", "up_proj", "down_proj"]))
+    model = get_peft_model(
+        model,
+        LoraConfig(
+            r=8,
+            lora_alpha=8,
+            task_type="CAUSAL_LM",
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        ),
+    )
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert trainable
     batch = tok(["Hémoglobine : 10,9 g/dL — bas."], return_tensors="pt")

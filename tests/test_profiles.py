@@ -66,8 +66,9 @@ def test_gpu_requested_without_cuda_falls_back(clean_env):
     assert p.name == "cpu" and "aucun GPU" in p.reason
 
 
-@pytest.mark.parametrize("cuda,hub,expected", [(True, True, "gpu"), (True, False, "cpu"), (False, True, "cpu"),
-                                                (False, False, "cpu")])
+@pytest.mark.parametrize(
+    "cuda,hub,expected", [(True, True, "gpu"), (True, False, "cpu"), (False, True, "cpu"), (False, False, "cpu")]
+)
 def test_automatic_choice(clean_env, cuda, hub, expected):
     clean_env.setattr(runtime, "cuda_available", lambda: cuda)
     clean_env.setattr(runtime, "hub_reachable", lambda timeout=2.0: hub)
@@ -108,10 +109,19 @@ def test_comparison_settings_are_consistent():
 from helpers.profiles import choose_precision, gpu_fit_warning  # noqa: E402
 
 
-@pytest.mark.parametrize("requested,cuda,bf16_ok,expected,warns", [
-    (None, True, True, "bf16", False), (None, True, False, "fp16", False), (None, False, False, "fp32", False),
-    ("bf16", True, True, "bf16", False), ("bf16", True, False, "fp16", True), ("fp16", True, False, "fp16", False),
-    ("bf16", False, False, "fp32", True), ("fp32", True, True, "fp32", False)])
+@pytest.mark.parametrize(
+    "requested,cuda,bf16_ok,expected,warns",
+    [
+        (None, True, True, "bf16", False),
+        (None, True, False, "fp16", False),
+        (None, False, False, "fp32", False),
+        ("bf16", True, True, "bf16", False),
+        ("bf16", True, False, "fp16", True),
+        ("fp16", True, False, "fp16", False),
+        ("bf16", False, False, "fp32", True),
+        ("fp32", True, True, "fp32", False),
+    ],
+)
 def test_precision_choice_and_bf16_fallback(requested, cuda, bf16_ok, expected, warns):
     precision, warning = choose_precision(requested, cuda, bf16_ok)
     assert precision == expected

@@ -1,4 +1,5 @@
 """Plomberie des notebooks 04–05 : mémoire d'entraînement, génération par lots, exemples, sorties."""
+
 import json
 
 import pandas as pd
@@ -137,8 +138,9 @@ class _AlwaysYes:
         return iter([self.weight])
 
     def __call__(self, input_ids, attention_mask=None):
-        import torch
         from types import SimpleNamespace
+
+        import torch
 
         logits = torch.zeros(input_ids.shape[0], input_ids.shape[1], 10_000)
         logits[:, -1, self.yes_id] = 1.0
@@ -163,8 +165,11 @@ def _lora_grads(model, batch):
     model.train()
     model(**batch, labels=batch["input_ids"]).loss.backward()
     # un gradient absent (None) = le graphe est coupé : on le note par des zéros
-    return {n: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
-            for n, p in model.named_parameters() if p.requires_grad}
+    return {
+        n: p.grad.clone() if p.grad is not None else torch.zeros_like(p)
+        for n, p in model.named_parameters()
+        if p.requires_grad
+    }
 
 
 def _tiny_qlora(guard: bool):
@@ -176,13 +181,22 @@ def _tiny_qlora(guard: bool):
 
     path = model_path("tiny-mistral")
     torch.manual_seed(0)
-    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                             bnb_4bit_compute_dtype=torch.float32)
+    bnb = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.float32,
+    )
     model = AutoModelForCausalLM.from_pretrained(path, quantization_config=bnb, device_map="cpu")
     if guard:
         assert qlora.disable_cpu_weight_packing(model) > 0
-    lora = LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj", "down_proj"], task_type="CAUSAL_LM",
-                      init_lora_weights=False)  # B ≠ 0 : les gradients traversent les poids 4 bits
+    lora = LoraConfig(
+        r=4,
+        lora_alpha=4,
+        target_modules=["q_proj", "v_proj", "down_proj"],
+        task_type="CAUSAL_LM",
+        init_lora_weights=False,
+    )  # B ≠ 0 : les gradients traversent les poids 4 bits
     model = get_peft_model(model, lora)
     batch = AutoTokenizer.from_pretrained(path)(["Hémoglobine : 10,9 g/dL"], return_tensors="pt")
     return model, batch
@@ -217,7 +231,6 @@ def _has_avx512_bf16() -> bool:
 @pytest.mark.skipif(not _has_avx512_bf16(), reason="l'empaquetage CPU de bitsandbytes exige AVX512-BF16")
 def test_without_guard_bitsandbytes_packing_changes_gradients():
     """Le piège existe bien dans la version épinglée : s'il disparaît, ce test le signalera."""
-    import torch
 
     model, batch = _tiny_qlora(guard=False)
     fresh = _lora_grads(model, batch)
@@ -242,8 +255,10 @@ def test_plot_losses_draws_train_base_and_final():
     import matplotlib
 
     matplotlib.use("Agg")
-    history = ([{"step": i, "loss": 5.0 / i} for i in range(1, 6)]
-               + [{"step": 3, "eval_loss": 0.9}, {"step": 5, "eval_loss": 0.8}])
+    history = [{"step": i, "loss": 5.0 / i} for i in range(1, 6)] + [
+        {"step": 3, "eval_loss": 0.9},
+        {"step": 5, "eval_loss": 0.8},
+    ]
     fig = qlora.plot_losses(history, base_eval_loss=4.8, final_eval_loss=0.8)
     assert list(fig.axes[0].get_lines()[1].get_xdata()) == [3]  # la finale n'est pas dessinée deux fois
     labels = [line.get_label() for line in fig.axes[0].get_lines()]
@@ -262,8 +277,9 @@ def test_load_answers_checks_they_answer_these_cases(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="notebook 05"):
         load_answers("smoke", cases)
     accuracy = pd.DataFrame({"model": ["finetuned"], "n_cases": [2], "n_values": [2], "accuracy": [0.5]})
-    save_status_results(accuracy, pd.DataFrame(), {"base": ["x", "y"], "finetuned": ["Sodium : normal", "?"]},
-                        cases, "smoke")
+    save_status_results(
+        accuracy, pd.DataFrame(), {"base": ["x", "y"], "finetuned": ["Sodium : normal", "?"]}, cases, "smoke"
+    )
     assert load_answers("smoke", cases) == ["Sodium : normal", "?"]
     assert load_answers("smoke", cases, label="base") == ["x", "y"]
     with pytest.raises(ValueError, match="ne correspond pas au cas « b »"):
@@ -293,7 +309,7 @@ def test_prefix_cache_generation_matches_plain_generation():
         enc = tok(batch, return_tensors="pt", padding=True)
         with torch.no_grad():
             out = model.generate(**enc, **settings)
-        return tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        return tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
 
     expected = qlora.in_batches(plain, prompts, 3, by_length=True)
     got = qlora.generate_with_prefix_cache(model, tok, prompts, 3, **settings)

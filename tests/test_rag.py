@@ -1,4 +1,5 @@
 """Recherche de passages pour les valeurs anormales (notebook 07)."""
+
 import pandas as pd
 import pytest
 
@@ -33,7 +34,7 @@ def test_report_line_style(corpus):
 def test_every_abnormal_test_value_has_its_passage(corpus):
     reports = load_instructions()["test"]
     q = rag.abnormal_queries(reports, corpus)
-    n_abnormal = sum(l["statut"] != "normal" for r in reports for l in r["labels"])
+    n_abnormal = sum(label["statut"] != "normal" for r in reports for label in r["labels"])
     assert len(q) == n_abnormal and set(q["relevant"]) <= {p["passage_id"] for p in corpus}
 
 
@@ -78,8 +79,13 @@ def test_require_model_names_the_missing_notebook(tmp_path, monkeypatch):
 
 
 def test_result_queries_hide_the_status_and_contexts_follow_cases(corpus):
-    c = {"id": "c1", "labels": [{"code": "FERRITINE", "statut": "bas", "valeur": 8.0},
-                                {"code": "HB", "statut": "normal", "valeur": 14.2}]}
+    c = {
+        "id": "c1",
+        "labels": [
+            {"code": "FERRITINE", "statut": "bas", "valeur": 8.0},
+            {"code": "HB", "statut": "normal", "valeur": 14.2},
+        ],
+    }
     queries = rag.result_queries(c)
     assert queries[0].startswith("Ferritine : 8") and "bas" not in queries[0]
 
@@ -113,14 +119,17 @@ def test_precomputed_corpus_embeddings_give_the_same_hits(corpus):
     small = [p for p in corpus if p["code"] in ("FERRITINE", "HB", "TSH")]
     q = rag.abnormal_queries([case(("FERRITINE", "bas"), ("HB", "élevé"), ("TSH", "bas"))], small)
     assert rag.hit_rates(model, q, small) == rag.hit_rates(
-        model, q, small, corpus_embeddings=rag.encode_corpus(model, small))
+        model, q, small, corpus_embeddings=rag.encode_corpus(model, small)
+    )
 
 
 def summary_case():
-    labels = [{"code": "FERRITINE", "statut": "bas", "valeur": 8.0},
-              {"code": "HB", "statut": "normal", "valeur": 14.1},
-              {"code": "CPK", "statut": "élevé", "valeur": 900.0}]
-    cases = [{"id": f"r1-{i}", "case_id": "r1", "labels": [l]} for i, l in enumerate(labels)]
+    labels = [
+        {"code": "FERRITINE", "statut": "bas", "valeur": 8.0},
+        {"code": "HB", "statut": "normal", "valeur": 14.1},
+        {"code": "CPK", "statut": "élevé", "valeur": 900.0},
+    ]
+    cases = [{"id": f"r1-{i}", "case_id": "r1", "labels": [label]} for i, label in enumerate(labels)]
     cases.append({"id": "r2-1", "case_id": "r2", "labels": [labels[0]]})
     answers = ["Ferritine : bas", "Hémoglobine : normal", "bla bla", "Ferritine : normal"]
     contexts = [["Une ferritine basse évoque une carence en fer. Deuxième phrase."], ["x"], ["Les CPK hautes."], ["y"]]
@@ -131,7 +140,10 @@ def test_summary_items_read_the_model_answers():
     cases, answers, contexts = summary_case()
     items = rag.summary_items(cases, answers, contexts, "r1")
     assert [(i["code"], i["statut_labo"], i["statut_modele"]) for i in items] == [
-        ("FERRITINE", "bas", "bas"), ("HB", "normal", "normal"), ("CPK", "élevé", None)]
+        ("FERRITINE", "bas", "bas"),
+        ("HB", "normal", "normal"),
+        ("CPK", "élevé", None),
+    ]
     assert items[0]["passage"].startswith("Une ferritine basse")
     with pytest.raises(ValueError, match="introuvable"):
         rag.summary_items(cases, answers, contexts, "r9")
@@ -150,45 +162,57 @@ def test_prudent_summary_uses_model_statuses_and_refers_to_a_doctor():
     assert "Attention" not in text  # les statuts lisibles sont ceux du laboratoire
     wrong = rag.summary_items(cases, ["Ferritine : normal", "Hémoglobine : élevé", "?", "?"], contexts, "r1")
     warned = rag.prudent_summary(wrong, "r1")
-    assert ("pour 2 valeur(s), le statut lu par le modèle diffère de celui du laboratoire, dont le compte rendu "
-            "fait foi : Ferritine (laboratoire : bas ; modèle : normal); Hémoglobine (laboratoire : normal ; "
-            "modèle : élevé).") in warned
+    assert (
+        "pour 2 valeur(s), le statut lu par le modèle diffère de celui du laboratoire, dont le compte rendu "
+        "fait foi : Ferritine (laboratoire : bas ; modèle : normal); Hémoglobine (laboratoire : normal ; "
+        "modèle : élevé)."
+    ) in warned
     with pytest.raises(ValueError, match="Aucune valeur"):
         rag.prudent_summary([], "r1")
-    unread = rag.prudent_summary([{**i, "statut_modele": None} for i in rag.summary_items(cases, answers, contexts, "r1")], "r1")
+    unread = rag.prudent_summary(
+        [{**i, "statut_modele": None} for i in rag.summary_items(cases, answers, contexts, "r1")], "r1"
+    )
     assert "hors de l'intervalle" not in unread  # rien de lisible : rien n'est affirmé
     assert "Statut non lisible dans la réponse du modèle pour : Ferritine, Hémoglobine, CPK." in unread
 
 
 def test_prudence_issues_catch_obvious_drifts():
     assert rag.prudence_issues("Vous avez une anémie. Prenez du fer.") == [
-        "affirme un diagnostic (« vous avez… »)", "donne une consigne de traitement",
-        "ne renvoie pas vers un médecin ou un professionnel de santé"]
+        "affirme un diagnostic (« vous avez… »)",
+        "donne une consigne de traitement",
+        "ne renvoie pas vers un médecin ou un professionnel de santé",
+    ]
     assert rag.prudence_issues("Valeur basse, c'est certainement rien ; parlez-en à votre médecin.") == [
-        "prend un ton affirmatif"]
+        "prend un ton affirmatif"
+    ]
     assert rag.prudence_issues("Inutile de consulter un médecin.") == ["déconseille de consulter"]
 
 
 def test_status_issues_rank_a_reassuring_error_first():
-    items = [{"titre": "Ferritine", "statut_labo": "bas", "statut_modele": "normal"},
-             {"titre": "Sodium", "statut_labo": "bas", "statut_modele": "élevé"},
-             {"titre": "Hémoglobine", "statut_labo": "normal", "statut_modele": "élevé"},
-             {"titre": "CPK", "statut_labo": "élevé", "statut_modele": None},
-             {"titre": "TSH", "statut_labo": "élevé", "statut_modele": "élevé"}]
+    items = [
+        {"titre": "Ferritine", "statut_labo": "bas", "statut_modele": "normal"},
+        {"titre": "Sodium", "statut_labo": "bas", "statut_modele": "élevé"},
+        {"titre": "Hémoglobine", "statut_labo": "normal", "statut_modele": "élevé"},
+        {"titre": "CPK", "statut_labo": "élevé", "statut_modele": None},
+        {"titre": "TSH", "statut_labo": "élevé", "statut_modele": "élevé"},
+    ]
     assert rag.status_issues(items) == [
         "valeur anormale présentée comme normale : Ferritine (laboratoire : bas ; modèle : normal)",
         "sens inversé (basse dite élevée ou l'inverse) : Sodium (laboratoire : bas ; modèle : élevé)",
         "valeur normale présentée comme anormale : Hémoglobine (laboratoire : normal ; modèle : élevé)",
-        "statut illisible dans la réponse du modèle : CPK (laboratoire : élevé ; modèle : ?)"]
+        "statut illisible dans la réponse du modèle : CPK (laboratoire : élevé ; modèle : ?)",
+    ]
     assert rag.status_issues(items[-1:]) == []
     # le cas du rapport : un résumé au ton prudent, mais qui rassure à tort, doit être signalé
     cases, _, contexts = summary_case()
-    wrong = rag.summary_items(cases, ["Ferritine : normal", "Hémoglobine : normal", "CPK : normal", "?"],
-                              contexts, "r1")
+    wrong = rag.summary_items(
+        cases, ["Ferritine : normal", "Hémoglobine : normal", "CPK : normal", "?"], contexts, "r1"
+    )
     text = rag.prudent_summary(wrong, "r1")
     assert rag.prudence_issues(text) == [] and rag.status_issues(wrong) == [
         "valeur anormale présentée comme normale : Ferritine (laboratoire : bas ; modèle : normal), "
-        "CPK (laboratoire : élevé ; modèle : normal)"]
+        "CPK (laboratoire : élevé ; modèle : normal)"
+    ]
 
 
 def test_explanation_passages_search_abnormal_values_with_the_lab_status(corpus):
@@ -196,8 +220,10 @@ def test_explanation_passages_search_abnormal_values_with_the_lab_status(corpus)
 
     model = load_sentence_transformer("multilingual-e5-small", "multilingual-e5-small")
     small = [p for p in corpus if p["code"] in ("NA", "MG")]
-    items = [{"valeur": "Sodium : 134 mmol/L", "statut_labo": "bas", "passage": "bornes"},
-             {"valeur": "Magnésium : 0,85 mmol/L", "statut_labo": "normal", "passage": "bornes"}]
+    items = [
+        {"valeur": "Sodium : 134 mmol/L", "statut_labo": "bas", "passage": "bornes"},
+        {"valeur": "Magnésium : 0,85 mmol/L", "statut_labo": "normal", "passage": "bornes"},
+    ]
     found = rag.explanation_passages(model, items, small)
     aspect = {p["text"]: p["aspect"] for p in small}
     assert aspect[found[0]["passage"]] == "basse" and found[1]["passage"] == "bornes"

@@ -2,6 +2,7 @@
 cellules des notebooks 02 et 04 sont lus (``ast``) et comparés à ceux de ``helpers/training.py``
 (scripts, notebook 06, études). Toute différence doit figurer dans ``ALLOWED`` avec sa raison : la
 leçon et les scripts ne peuvent pas diverger en silence."""
+
 from __future__ import annotations
 
 import ast
@@ -46,17 +47,25 @@ SAME = {
 
 #: Différences voulues : (appel, argument) → raison. Un argument absent d'un côté vaut « — ».
 ALLOWED = {
-    ("MultipleNegativesRankingLoss", "gather_across_devices"):
-        "scripts multi-processus (torchrun) : négatifs des autres processus ; un seul processus au notebook",
-    ("MatryoshkaLoss", "matryoshka_weights"):
-        "levier d'étude ; aucun profil de leçon ne le règle (test_study_levers_keep_their_defaults)",
+    (
+        "MultipleNegativesRankingLoss",
+        "gather_across_devices",
+    ): "scripts multi-processus (torchrun) : négatifs des autres processus ; un seul processus au notebook",
+    (
+        "MatryoshkaLoss",
+        "matryoshka_weights",
+    ): "levier d'étude ; aucun profil de leçon ne le règle (test_study_levers_keep_their_defaults)",
     ("SentenceTransformerTrainingArguments", "output_dir"): "dossier de sortie propre à chaque appelant",
     ("SentenceTransformerTrainingArguments", "max_steps"): "courbes et reprises ; -1 = les époques du profil",
     ("SentenceTransformerTrainingArguments", "dataloader_pin_memory"): "fourni par **device_args() côté scripts",
-    ("SentenceTransformerTrainingArguments", "**device_args()"):
-        "use_cpu, mémoire épinglée et gloo pour torchrun ; le notebook ne règle que la mémoire épinglée",
-    ("SentenceTransformerTrainingArguments", "eval_strategy"):
-        "le notebook suit la validation pendant l'entraînement ; les scripts évaluent avant et après",
+    (
+        "SentenceTransformerTrainingArguments",
+        "**device_args()",
+    ): "use_cpu, mémoire épinglée et gloo pour torchrun ; le notebook ne règle que la mémoire épinglée",
+    (
+        "SentenceTransformerTrainingArguments",
+        "eval_strategy",
+    ): "le notebook suit la validation pendant l'entraînement ; les scripts évaluent avant et après",
     ("SentenceTransformerTrainingArguments", "eval_steps"): "idem eval_strategy",
     ("SentenceTransformerTrainingArguments", "save_strategy"): "checkpoints à la demande (save_steps)",
     ("SentenceTransformerTrainingArguments", "save_steps"): "idem save_strategy",
@@ -64,8 +73,10 @@ ALLOWED = {
     ("SentenceTransformerTrainingArguments", "**checkpoints"): "idem save_strategy",
     ("SentenceTransformerTrainingArguments", "logging_steps"): "journal affiché au notebook, muet dans les scripts",
     ("SentenceTransformerTrainingArguments", "disable_tqdm"): "idem logging_steps",
-    ("AutoModelForCausalLM.from_pretrained:quantization_config", "device_map"):
-        "torchrun : chaque processus sur son GPU (local_rank) ; le notebook n'a qu'un processus",
+    (
+        "AutoModelForCausalLM.from_pretrained:quantization_config",
+        "device_map",
+    ): "torchrun : chaque processus sur son GPU (local_rank) ; le notebook n'a qu'un processus",
     ("LoraConfig", "layers_to_transform"): "même valeur, lue par lora_layers(cfg, model) dans les deux cas",
     ("LoraConfig", "**lora_layers(cfg, model)"): "idem layers_to_transform",
     ("SFTConfig", "output_dir"): "dossier de sortie propre à chaque appelant",
@@ -84,8 +95,11 @@ ALLOWED = {
 
 def _code_cells(path) -> list[str]:
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    return ["\n".join(line for line in "".join(c["source"]).splitlines() if not line.lstrip().startswith(("%", "!")))
-            for c in cells if c["cell_type"] == "code"]
+    return [
+        "\n".join(line for line in "".join(c["source"]).splitlines() if not line.lstrip().startswith(("%", "!")))
+        for c in cells
+        if c["cell_type"] == "code"
+    ]
 
 
 def _arguments(call: ast.Call) -> dict[str, str]:
@@ -104,8 +118,9 @@ def calls_in(tree: ast.AST, name: str) -> list[dict[str, str]]:
     """Tous les appels à ``name`` (``f`` ou ``a.f``, ``f:argument`` pour ceux qui passent cet
     argument) dans l'arbre, avec leurs arguments."""
     name, _, needed = name.partition(":")
-    calls = [_arguments(node) for node in ast.walk(tree)
-             if isinstance(node, ast.Call) and ast.unparse(node.func) == name]
+    calls = [
+        _arguments(node) for node in ast.walk(tree) if isinstance(node, ast.Call) and ast.unparse(node.func) == name
+    ]
     return [c for c in calls if not needed or needed in c]
 
 
@@ -123,18 +138,24 @@ def training_calls(function: str, name: str, source: str | None = None) -> list[
 def differences(name: str, lesson: dict[str, str], script: dict[str, str]) -> dict[str, tuple]:
     """Arguments dont la valeur diffère (absent = « — ») et qui ne sont pas dans ``ALLOWED``."""
     keys = set(lesson) | set(script)
-    return {k: (lesson.get(k, "—"), script.get(k, "—")) for k in sorted(keys)
-            if lesson.get(k, "—") != script.get(k, "—") and (name, k) not in ALLOWED}
+    return {
+        k: (lesson.get(k, "—"), script.get(k, "—"))
+        for k in sorted(keys)
+        if lesson.get(k, "—") != script.get(k, "—") and (name, k) not in ALLOWED
+    }
 
 
-@pytest.mark.parametrize("path, name, function", RECIPES, ids=[f"{p.name[:2]}-{n.split(':')[0]}" for p, n, _ in RECIPES])
+@pytest.mark.parametrize(
+    "path, name, function", RECIPES, ids=[f"{p.name[:2]}-{n.split(':')[0]}" for p, n, _ in RECIPES]
+)
 def test_lesson_and_scripts_use_the_same_recipe(path, name, function):
     lesson, script = notebook_calls(path, name), training_calls(function, name)
     assert len(lesson) == 1, f"{path.name} : {len(lesson)} appels à {name} (1 attendu)"
     assert len(script) == 1, f"training.{function} : {len(script)} appels à {name} (1 attendu)"
     assert differences(name, lesson[0], script[0]) == {}, (
         f"{name} : le notebook {path.name[:2]} et training.{function} divergent (notebook, script). "
-        "Alignez-les, ou ajoutez la différence voulue à ALLOWED avec sa raison.")
+        "Alignez-les, ou ajoutez la différence voulue à ALLOWED avec sa raison."
+    )
 
 
 def test_every_allowed_difference_is_still_a_difference():
@@ -153,10 +174,12 @@ def test_a_changed_argument_is_caught():
     assert changed != source
     lesson = notebook_calls(NB04, "SFTConfig")[0]
     assert differences("SFTConfig", lesson, training_calls("qlora_trainer", "SFTConfig", changed)[0]) == {
-        "learning_rate": ("cfg.learning_rate", "2 * cfg.learning_rate")}
+        "learning_rate": ("cfg.learning_rate", "2 * cfg.learning_rate")
+    }
     lesson = {**notebook_calls(NB02, "MatryoshkaLoss")[0], "matryoshka_dims": "[64]"}
-    assert "matryoshka_dims" in differences("MatryoshkaLoss", lesson, training_calls("embedding_trainer",
-                                                                                      "MatryoshkaLoss")[0])
+    assert "matryoshka_dims" in differences(
+        "MatryoshkaLoss", lesson, training_calls("embedding_trainer", "MatryoshkaLoss")[0]
+    )
 
 
 def test_study_levers_keep_their_defaults():

@@ -1,15 +1,19 @@
 """Bilan chiffré (helpers.report) : relit les sorties, compare aux objectifs, n'invente rien."""
+
 import json
+
+from test_embeddings import _fake_per_query, _fake_scores
 
 from helpers import report
 from helpers.embeddings import save_results
-from test_embeddings import _fake_per_query, _fake_scores
 
 
 def _write_run_summary(root, runs: dict, profile: str = "cpu") -> None:
     """``run_summary.json`` comme l'écrit make course : {préfixe: (secondes, pic Mo)}, tous « ok »."""
-    notebooks = [{"notebook": f"{k}_x.ipynb", "statut": "ok", "secondes": sec, "pic_rss_noyau_mo": peak}
-                 for k, (sec, peak) in runs.items()]
+    notebooks = [
+        {"notebook": f"{k}_x.ipynb", "statut": "ok", "secondes": sec, "pic_rss_noyau_mo": peak}
+        for k, (sec, peak) in runs.items()
+    ]
     summary = {"date": "2026-11-23T10:00:00", "notebooks": notebooks}
     (root / profile / "run_summary.json").write_text(json.dumps(summary), encoding="utf-8")
 
@@ -39,13 +43,16 @@ def test_llm_report_reads_training_accuracy_and_budget(tmp_path, monkeypatch):
 
     monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     assert "pas de résultats" in report.llm_report("cpu")[1]
-    save_training_summary({"perte_validation_base": 4.0, "perte_validation_finetune": 0.2, "pas": 40,
-                           "secondes_entrainement": 380.0}, "cpu")
+    save_training_summary(
+        {"perte_validation_base": 4.0, "perte_validation_finetune": 0.2, "pas": 40, "secondes_entrainement": 380.0},
+        "cpu",
+    )
     text = "\n".join(report.llm_report("cpu"))
     assert "[atteint] perte de validation : base 4,0000 → fine-tuné 0,2000" in text
     assert "status_accuracy.csv absent" in text
-    pd.DataFrame({"model": ["base", "finetuned"], "n_cases": [60, 60], "n_values": [250, 250],
-                  "accuracy": [0.0, 0.55]}).to_csv(llm_dir("cpu") / "status_accuracy.csv", index=False)
+    pd.DataFrame(
+        {"model": ["base", "finetuned"], "n_cases": [60, 60], "n_values": [250, 250], "accuracy": [0.0, 0.55]}
+    ).to_csv(llm_dir("cpu") / "status_accuracy.csv", index=False)
     _write_run_summary(tmp_path, {"04": (500.0, 2000), "05": (150.0, 1500)})
     text = "\n".join(report.llm_report("cpu"))
     assert "finetuned : 55,0\u00a0% (250 valeurs, 60 comptes rendus)" in text
@@ -58,9 +65,17 @@ def test_llm_report_reads_training_accuracy_and_budget(tmp_path, monkeypatch):
     predicted = list(expected)
     for i in (0, 1, 2, 3):  # quatre « bas » lus normaux : rappel bas 84 %
         predicted[i] = "normal"
-    pd.DataFrame({"model": "finetuned", "row": range(100), "code": "NA", "attendu": expected,
-                  "predit": predicted, "correct": [e == p for e, p in zip(expected, predicted)],
-                  "case_id": range(100)}).to_csv(llm_dir("cpu") / "status_values.csv", index=False)
+    pd.DataFrame(
+        {
+            "model": "finetuned",
+            "row": range(100),
+            "code": "NA",
+            "attendu": expected,
+            "predit": predicted,
+            "correct": [e == p for e, p in zip(expected, predicted)],
+            "case_id": range(100),
+        }
+    ).to_csv(llm_dir("cpu") / "status_values.csv", index=False)
     text = "\n".join(report.llm_report("cpu"))
     assert "[atteint] gain sur la réponse constante : +46,0\u00a0%" in text
     assert "[atteint] rappel par statut : bas 84\u00a0%, normal 100\u00a0%, élevé 100\u00a0%" in text
@@ -68,29 +83,45 @@ def test_llm_report_reads_training_accuracy_and_budget(tmp_path, monkeypatch):
 
 def test_comparison_report_reads_table_rag_and_budget(tmp_path, monkeypatch):
     import pandas as pd
+    from test_compare import rows
 
     from helpers import compare
     from helpers.paths import output_dir
-    from test_compare import rows
 
     monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     text = "\n".join(report.comparison_report("cpu"))
     assert "comparison.csv absent" in text and "rag_taux_de_succes.csv absent" in text
     compare.save_comparison(compare.comparison_table(rows()), "cpu")
-    pd.DataFrame({"requête": ["ligne", "ligne"], "modèle": ["base", "fine-tuné"], "hit@1": [0.6, 0.95],
-                  "hit@3": [0.8, 1.0], "questions": [10, 10]}).to_csv(
-        output_dir("cpu", "case_study") / "rag_taux_de_succes.csv", index=False)
+    pd.DataFrame(
+        {
+            "requête": ["ligne", "ligne"],
+            "modèle": ["base", "fine-tuné"],
+            "hit@1": [0.6, 0.95],
+            "hit@3": [0.8, 1.0],
+            "questions": [10, 10],
+        }
+    ).to_csv(output_dir("cpu", "case_study") / "rag_taux_de_succes.csv", index=False)
     _write_run_summary(tmp_path, {"06": (700.0, 5000), "07": (250.0, 3000)})
     text = "\n".join(report.comparison_report("cpu"))
     assert "latence non mesurée" not in text
     assert "A embeddings : 20 paramètres entraînés, 200 s, 470,0 Mo, 20 ms/question ; NDCG@10 0,850" in text
-    assert "C complet : 120 paramètres entraînés" in text and "statuts justes 34,0\u00a0%, perte de validation 0,139" in text
+    assert (
+        "C complet : 120 paramètres entraînés" in text
+        and "statuts justes 34,0\u00a0%, perte de validation 0,139" in text
+    )
     assert "requête « ligne » : base 0,600, fine-tuné 0,950" in text
-    pd.DataFrame({"requête": ["ligne"] * 4, "modèle": ["base", "fine-tuné"] * 2,
-                  "analytes": ["tous", "tous", "jamais vus", "jamais vus"], "hit@1": [0.6, 0.95, 0.5, 0.9],
-                  "hit@1_ic_bas": [0.5, 0.9, 0.2, 0.6], "hit@1_ic_haut": [0.7, 0.99, 0.8, 0.98],
-                  "hit@3": [0.8, 1.0, 0.7, 1.0], "questions": [40, 40, 10, 10]}).to_csv(
-        output_dir("cpu", "case_study") / "rag_taux_de_succes.csv", index=False)
+    pd.DataFrame(
+        {
+            "requête": ["ligne"] * 4,
+            "modèle": ["base", "fine-tuné"] * 2,
+            "analytes": ["tous", "tous", "jamais vus", "jamais vus"],
+            "hit@1": [0.6, 0.95, 0.5, 0.9],
+            "hit@1_ic_bas": [0.5, 0.9, 0.2, 0.6],
+            "hit@1_ic_haut": [0.7, 0.99, 0.8, 0.98],
+            "hit@3": [0.8, 1.0, 0.7, 1.0],
+            "questions": [40, 40, 10, 10],
+        }
+    ).to_csv(output_dir("cpu", "case_study") / "rag_taux_de_succes.csv", index=False)
     text = "\n".join(report.comparison_report("cpu"))
     assert "requête « ligne » : base 0,600 [0,50 ; 0,70], fine-tuné 0,950 [0,90 ; 0,99]" in text
     assert "requête « ligne », analytes jamais vus (10 questions) : base 0,500 [0,20 ; 0,80]" in text
@@ -99,11 +130,14 @@ def test_comparison_report_reads_table_rag_and_budget(tmp_path, monkeypatch):
 
 
 def test_comparison_report_shows_intervals_and_unmeasured_latency(tmp_path, monkeypatch):
-    from helpers import compare
     from test_compare import rows
+
+    from helpers import compare
 
     monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     b_prime = {**rows()[1], "bras": "B'", "latence_ms": None, **compare.status_accuracy_interval(0, 96)}
     compare.save_comparison(compare.comparison_table([*rows(), b_prime]), "cpu")
     text = "\n".join(report.comparison_report("cpu"))
-    assert "B' QLoRA : 5 paramètres entraînés, 360 s, 13,4 Mo, latence non mesurée ; statuts justes 0,0\u00a0% [" in text
+    assert (
+        "B' QLoRA : 5 paramètres entraînés, 360 s, 13,4 Mo, latence non mesurée ; statuts justes 0,0\u00a0% [" in text
+    )

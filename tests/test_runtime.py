@@ -1,9 +1,9 @@
 import os
 
+import pytest
+
 from helpers import runtime
 from helpers.paths import output_dir
-
-import pytest
 
 
 def test_hub_offline_env_means_unreachable(clean_env):
@@ -76,8 +76,12 @@ def test_quiet_known_warnings_silences_only_the_listed_messages():
         warnings.warn("`autre_chose` is deprecated", FutureWarning)
     assert [str(w.message) for w in caught] == ["`autre_chose` is deprecated"]
     assert logging.getLogger("bitsandbytes.backends.cpu.ops").level == logging.ERROR
-    assert all(why for *_, why in runtime.KNOWN_HARMLESS_WARNINGS + runtime.KNOWN_HARMLESS_LOGGERS
-               + runtime.KNOWN_HARMLESS_LOG_MESSAGES)
+    assert all(
+        why
+        for *_, why in runtime.KNOWN_HARMLESS_WARNINGS
+        + runtime.KNOWN_HARMLESS_LOGGERS
+        + runtime.KNOWN_HARMLESS_LOG_MESSAGES
+    )
 
 
 def test_quiet_known_warnings_drops_unsloth_path_line_but_keeps_the_logger(caplog):
@@ -120,8 +124,11 @@ def test_quiet_known_warnings_silences_torchao_syntax_warnings_only(tmp_path, mo
             sys.modules.pop(package, None)
             importlib.import_module(package)
     category = SyntaxWarning if sys.version_info >= (3, 12) else DeprecationWarning
-    sources = {w.filename.split("/")[-2] for w in caught
-               if issubclass(w.category, category) and "invalid escape" in str(w.message)}
+    sources = {
+        w.filename.split("/")[-2]
+        for w in caught
+        if issubclass(w.category, category) and "invalid escape" in str(w.message)
+    }
     assert sources == {"mon_code"}
     sys.modules.pop("torchao", None)
     sys.modules.pop("mon_code", None)

@@ -1,5 +1,6 @@
 """Sécurité du code du cours : pas de code distant exécuté, poids en safetensors, aucun envoi au hub
 ni jeton affiché. Le code des notebooks est lu comme celui des helpers."""
+
 import re
 from pathlib import Path
 
@@ -31,8 +32,12 @@ FORBIDDEN = {
 
 @pytest.mark.parametrize("pattern", list(FORBIDDEN))
 def test_no_unsafe_call(pattern):
-    hits = [where for where, text in sources() for line in text.splitlines()
-            if re.search(pattern, line) and not line.lstrip().startswith("#")]
+    hits = [
+        where
+        for where, text in sources()
+        for line in text.splitlines()
+        if re.search(pattern, line) and not line.lstrip().startswith("#")
+    ]
     assert not hits, f"{FORBIDDEN[pattern]} : {hits}"
 
 

@@ -1,4 +1,5 @@
 """La comparaison pas à pas (helpers.stepwise) : exacte sur tous les cas du jeu, relue par le lecteur."""
+
 import random
 
 import pytest
@@ -129,8 +130,10 @@ def test_chat_prompt_uses_the_model_template_and_few_shot_turns():
     tok = AutoTokenizer.from_pretrained(model_path("tiny-mistral"))
     with pytest.raises(ValueError, match="gabarit de conversation"):
         chat_prompt(tok, "Consigne.", "Sodium : 134 mmol/L")
-    tok.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tok.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
     cases = analyte_cases(load_instructions(get_profile("cpu"))["train"])
     shots = few_shot_examples(cases, seed=1)
     assert sorted(c["labels"][0]["statut"] for c in shots) == ["bas", "normal", "élevé"]
@@ -139,9 +142,11 @@ def test_chat_prompt_uses_the_model_template_and_few_shot_turns():
     assert shots[0]["output"] in text
     assert text.startswith("<|system|>Consigne.") and text.count("Consigne.") == 1  # consigne dite une fois
     # Gabarit sans rôle système : la consigne ouvre le premier tour utilisateur.
-    tok.chat_template = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('non') }}"
-                         "{% endif %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
-                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tok.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('non') }}"
+        "{% endif %}<|{{ m['role'] }}|>{{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
     text = chat_prompt(tok, "Consigne.", "Sodium : 134 mmol/L", shots)
     assert text.startswith("<|user|>Consigne.\n\n") and text.count("Consigne.") == 1
     # Format étranger imposé (chat=False) : exemples et cas écrits à la suite, sans gabarit.
@@ -156,8 +161,12 @@ def test_mistral_inst_template_renders_the_instruct_format():
     from helpers.models import model_path
 
     tok = AutoTokenizer.from_pretrained(model_path("tiny-mistral"))
-    messages = [{"role": "system", "content": "Consigne."}, {"role": "user", "content": "Sodium 150"},
-                {"role": "assistant", "content": "élevé"}, {"role": "user", "content": "Sodium 134"}]
+    messages = [
+        {"role": "system", "content": "Consigne."},
+        {"role": "user", "content": "Sodium 150"},
+        {"role": "assistant", "content": "élevé"},
+        {"role": "user", "content": "Sodium 134"},
+    ]
     text = tok.apply_chat_template(messages, chat_template=MISTRAL_INST_TEMPLATE, tokenize=False)
     assert text == "<s>[INST] Sodium 150 [/INST]élevé</s>[INST] Consigne.\n\nSodium 134 [/INST]"
 
@@ -170,10 +179,26 @@ def test_accuracy_gain_is_paired_and_has_an_interval():
     rows = []
     for i in range(60):
         expected = ("bas", "normal", "normal", "élevé")[i % 4]
-        rows.append({"model": "finetuned", "row": i, "code": "NA", "attendu": expected,
-                     "predit": expected if i % 10 else "normal", "correct": bool(i % 10)})
-        rows.append({"model": "base", "row": i, "code": "NA", "attendu": expected, "predit": "normal",
-                     "correct": expected == "normal"})
+        rows.append(
+            {
+                "model": "finetuned",
+                "row": i,
+                "code": "NA",
+                "attendu": expected,
+                "predit": expected if i % 10 else "normal",
+                "correct": bool(i % 10),
+            }
+        )
+        rows.append(
+            {
+                "model": "base",
+                "row": i,
+                "code": "NA",
+                "attendu": expected,
+                "predit": "normal",
+                "correct": expected == "normal",
+            }
+        )
     scored = pd.DataFrame(rows)
     gain = accuracy_gain(scored, "finetuned", "base")
     assert gain["gain"] == pytest.approx(54 / 60 - 30 / 60)
@@ -200,7 +225,9 @@ def test_stop_early_skips_the_upper_bound_once_the_value_is_low():
     for case in short:
         check = stepwise.check_reasoning(case["output"])
         assert check["justes"] == check["lignes"] and check["statut_du_raisonnement"] == case["labels"][0]["statut"]
-        assert parse_statuses(case["output"], case["labels"]) == {case["labels"][0]["code"]: case["labels"][0]["statut"]}
+        assert parse_statuses(case["output"], case["labels"]) == {
+            case["labels"][0]["code"]: case["labels"][0]["statut"]
+        }
     shorter = sum(len(a) < len(b) for a, b in zip(short["output"], full["output"]))
     assert shorter == sum(c["labels"][0]["statut"] == "bas" and "max" in f for c, f in zip(short, full["output"]))
     assert shorter > 0
@@ -251,7 +278,8 @@ def test_parse_statuses_reads_an_unnamed_single_value_and_base_prompt_without_te
     shot = {"instruction": "Consigne.", "input": "Sodium : 150", "output": "Sodium : élevé"}
     text = base_prompt(tok, "Consigne.", "Sodium : 134", [shot])
     assert text == format_prompt("Consigne.", "Sodium : 150", "court") + "Sodium : élevé\n\n" + format_prompt(
-        "Consigne.", "Sodium : 134", "court")
+        "Consigne.", "Sodium : 134", "court"
+    )
 
 
 def test_in_batches_by_length_groups_similar_prompts_and_keeps_order():
@@ -289,14 +317,18 @@ def test_short_instruction_and_length_grouping_reach_the_trainer(tmp_path):
 
     from helpers.llm import ANALYTE_INSTRUCTION, STEPWISE_INSTRUCTION, analyte_cases
     from helpers.profiles import get_profile
-    from helpers.training import qlora_datasets, with_drills
+    from helpers.training import qlora_datasets
 
     reports = load_instructions(get_profile("smoke"))["validation"]
     assert set(analyte_cases(reports)["instruction"]) == {ANALYTE_INSTRUCTION}
     assert set(analyte_cases(reports, "pas_a_pas_arret", STEPWISE_INSTRUCTION)["instruction"]) == {STEPWISE_INSTRUCTION}
     profile = get_profile("smoke")
-    profile = replace(profile, llm=replace(profile.llm, instruction=STEPWISE_INSTRUCTION, table_drills=3,
-                                           drill_examples=2, group_by_length=True))
+    profile = replace(
+        profile,
+        llm=replace(
+            profile.llm, instruction=STEPWISE_INSTRUCTION, table_drills=3, drill_examples=2, group_by_length=True
+        ),
+    )
 
     class Tok:
         eos_token = "</s>"
@@ -312,8 +344,9 @@ def test_short_instruction_and_length_grouping_reach_the_trainer(tmp_path):
 def test_trainer_groups_by_length_and_keeps_fp32_adapters_on_cpu(tmp_path):
     """Le trainer des scripts reçoit le réglage du profil, et des adaptateurs fp32 hors bf16 (TRL
     les met en bf16 : mesuré ici sur le modèle miniature)."""
-    import torch
     from dataclasses import replace
+
+    import torch
 
     from helpers import training
     from helpers.profiles import get_profile
@@ -327,16 +360,19 @@ def test_trainer_groups_by_length_and_keeps_fp32_adapters_on_cpu(tmp_path):
     assert {p.dtype for p in trainer.model.parameters() if p.requires_grad} == {torch.float32}
 
 
-@pytest.mark.parametrize("change, kinds", [
-    (lambda t: t, []),
-    (lambda t: t.replace("98>", "98<"), ["signe entre deux chiffres"]),
-    (lambda t: t.replace("min 091 / 080", "min 091 / 081"), ["nombres mal recopiés"]),
-    (lambda t: t.replace("00= 98>", "00= 88="), ["chiffres des paires"]),
-    (lambda t: t.replace("max 091 / 100 : 01< → <\n", ""), ["ligne manquante ou en trop"]),
-    (lambda t: t.replace("01< → <", "01< 10> → <"), ["comparaison arrêtée trop tôt ou trop tard"]),
-    (lambda t: t.replace(": normal", ": élevé"), ["statut contraire au raisonnement"]),
-    (lambda t: t.replace("98> → >", "98> → <"), ["signe final", "statut contraire au raisonnement"]),
-])
+@pytest.mark.parametrize(
+    "change, kinds",
+    [
+        (lambda t: t, []),
+        (lambda t: t.replace("98>", "98<"), ["signe entre deux chiffres"]),
+        (lambda t: t.replace("min 091 / 080", "min 091 / 081"), ["nombres mal recopiés"]),
+        (lambda t: t.replace("00= 98>", "00= 88="), ["chiffres des paires"]),
+        (lambda t: t.replace("max 091 / 100 : 01< → <\n", ""), ["ligne manquante ou en trop"]),
+        (lambda t: t.replace("01< → <", "01< 10> → <"), ["comparaison arrêtée trop tôt ou trop tard"]),
+        (lambda t: t.replace(": normal", ": élevé"), ["statut contraire au raisonnement"]),
+        (lambda t: t.replace("98> → >", "98> → <"), ["signe final", "statut contraire au raisonnement"]),
+    ],
+)
 def test_reasoning_errors_name_what_went_wrong(change, kinds):
     gold = "min 091 / 080 : 00= 98> → >\nmax 091 / 100 : 01< → <\nVolume globulaire moyen : normal"
     assert stepwise.reasoning_errors(change(gold), gold) == kinds
@@ -351,8 +387,10 @@ def test_the_reader_accepts_stepwise_reasoning_in_a_full_report_answer():
     reports = load_instructions()["test"]
     n = 0
     for report in reports:
-        answer = "\n".join(stepwise.stepwise_case(analytes[lb["code"]], lb["valeur"], report["sexe"],
-                                                  stop_early=True).output for lb in report["labels"])
+        answer = "\n".join(
+            stepwise.stepwise_case(analytes[lb["code"]], lb["valeur"], report["sexe"], stop_early=True).output
+            for lb in report["labels"]
+        )
         assert parse_statuses(answer, report["labels"]) == {lb["code"]: lb["statut"] for lb in report["labels"]}
         n += 1
     assert n >= 50
@@ -390,4 +428,8 @@ def test_study_variants_do_not_inherit_the_current_cpu_profile():
         assert levers <= set(spec["llm"]), name
     statut = llm_study.VARIANTS["statut"]["llm"]
     assert (statut["answer_format"], statut["prompt_style"], statut["max_steps"], statut["table_drills"]) == (
-        "statut", "alpaca", 40, 0)
+        "statut",
+        "alpaca",
+        40,
+        0,
+    )

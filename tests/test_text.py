@@ -1,17 +1,21 @@
 """Typographie française des textes que lit l'étudiant (notebooks)."""
+
 import json
 
 import pytest
 
-from helpers.paths import NOTEBOOKS_DIR, REPO_ROOT as ROOT
+from helpers.paths import NOTEBOOKS_DIR
+from helpers.paths import REPO_ROOT as ROOT
 from helpers.text import NBSP, french_typography, typography_issues
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("*.ipynb")) + sorted((NOTEBOOKS_DIR / "solutions").glob("*.ipynb"))
 
 
 def test_french_typography_spares_code_formulas_and_links():
-    text = ("Objectif : mesurer ; vraiment ? Oui ! « citation » `a : b` $x : y$ [lien](http://x.fr/a?b) "
-            "voir :doc:`gpu`\n```\nx = {'a' : 1}\n```\nfin :")
+    text = (
+        "Objectif : mesurer ; vraiment ? Oui ! « citation » `a : b` $x : y$ [lien](http://x.fr/a?b) "
+        "voir :doc:`gpu`\n```\nx = {'a' : 1}\n```\nfin :"
+    )
     fixed = french_typography(text)
     assert f"Objectif{NBSP}: mesurer{NBSP}; vraiment{NBSP}? Oui{NBSP}! «{NBSP}citation{NBSP}»" in fixed
     assert "`a : b`" in fixed and "$x : y$" in fixed and "(http://x.fr/a?b)" in fixed
@@ -23,10 +27,16 @@ def test_french_typography_spares_code_formulas_and_links():
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_prose_follows_french_typography(nb):
     cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
-    issues = [f"cellule {i} : …{snippet}…" for i, c in enumerate(cells) if c["cell_type"] == "markdown"
-              for snippet in typography_issues("".join(c["source"]))]
-    assert not issues, (f"{nb.name} : espace ordinaire avant « : ; ? ! » ou dans « » "
-                        f"(python -m helpers.text --fix {nb.name}) :\n" + "\n".join(issues[:10]))
+    issues = [
+        f"cellule {i} : …{snippet}…"
+        for i, c in enumerate(cells)
+        if c["cell_type"] == "markdown"
+        for snippet in typography_issues("".join(c["source"]))
+    ]
+    assert not issues, (
+        f"{nb.name} : espace ordinaire avant « : ; ? ! » ou dans « » "
+        f"(python -m helpers.text --fix {nb.name}) :\n" + "\n".join(issues[:10])
+    )
 
 
 def test_french_percent_and_decimals():
@@ -57,8 +67,10 @@ def test_for_display_translates_keys_only_on_a_copy():
 def test_rst_typography_keeps_code_and_fixes_prose():
     from helpers.text import french_typography_rst, rst_typography_issues
 
-    page = ("Titre : voir\n============\n\nLancez ``a : b`` puis :doc:`x` ; lien `t <https://a.b/?q=1>`_ !\n\n"
-            "Exemple ::\n\n    a = {1 : 2} ; b ?\n\n.. code-block:: bash\n\n   echo \"x : y\"\n\nFin : ok\n")
+    page = (
+        "Titre : voir\n============\n\nLancez ``a : b`` puis :doc:`x` ; lien `t <https://a.b/?q=1>`_ !\n\n"
+        "Exemple ::\n\n    a = {1 : 2} ; b ?\n\n.. code-block:: bash\n\n   echo \"x : y\"\n\nFin : ok\n"
+    )
     fixed = french_typography_rst(page)
     assert "Titre\u00a0: voir" in fixed and "``a : b``" in fixed and ":doc:`x`\u00a0;" in fixed
     assert "a = {1 : 2} ; b ?" in fixed and 'echo "x : y"' in fixed and "Fin\u00a0: ok" in fixed

@@ -1,5 +1,6 @@
 """Entraînements hors notebook (helpers.training, helpers.cli) : reprise exacte après interruption,
 deux processus gloo avec torchrun, replis du moteur QLoRA. Profil smoke."""
+
 import json
 import os
 import subprocess
@@ -49,12 +50,10 @@ def test_embedding_resume_gives_the_uninterrupted_weights(smoke, tmp_path):
     assert straight["pas"] == 4
 
     with pytest.raises(training.TrainingInterrupted, match="après le pas 2"):
-        training.train_embeddings(smoke, pairs, tmp_path / "b", save_steps=2,
-                                  callbacks=[training.interrupt_after(2)])
+        training.train_embeddings(smoke, pairs, tmp_path / "b", save_steps=2, callbacks=[training.interrupt_after(2)])
     assert (tmp_path / "b" / "checkpoint-2").is_dir()
     counter = StepCounter()
-    resumed = training.train_embeddings(smoke, pairs, tmp_path / "b", save_steps=2, resume=True,
-                                        callbacks=[counter])
+    resumed = training.train_embeddings(smoke, pairs, tmp_path / "b", save_steps=2, resume=True, callbacks=[counter])
     assert resumed["reprise"].endswith("checkpoint-2")
     assert counter.steps == 2, "la reprise doit exécuter les 2 pas restants, pas tout refaire"
     assert resumed["pas"] == 4
@@ -111,12 +110,24 @@ def test_qlora_cli_interrupt_then_resume_on_your_own_results(smoke, tmp_path, ca
     results = tmp_path / "mes_resultats.csv"
     lines = ["patient_id,sexe,age,analyte,valeur,unite"]
     for i in range(6):
-        lines += [f"P{i},femme,{30 + i},Hémoglobine,\"{10.5 + i * 0.8:.1f}\",g/dL",
-                  f"P{i},femme,{30 + i},TSH,{0.2 + i * 1.1:.1f},mUI/L"]
+        lines += [
+            f"P{i},femme,{30 + i},Hémoglobine,\"{10.5 + i * 0.8:.1f}\",g/dL",
+            f"P{i},femme,{30 + i},TSH,{0.2 + i * 1.1:.1f},mUI/L",
+        ]
     results.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "sortie"
-    base = ["--profil", "smoke", "--sortie", str(out), "--donnees", str(results), "--pas-max", "3",
-            "--sauver-tous", "1"]
+    base = [
+        "--profil",
+        "smoke",
+        "--sortie",
+        str(out),
+        "--donnees",
+        str(results),
+        "--pas-max",
+        "3",
+        "--sauver-tous",
+        "1",
+    ]
     assert cli.qlora_main(base + ["--interrompre-apres", "2"]) == cli.EXIT_INTERRUPTED
     assert "--reprendre" in capsys.readouterr().err
     assert (out / "checkpoints" / "checkpoint-2").is_dir()
@@ -137,9 +148,23 @@ def test_embeddings_cli_with_two_gloo_processes(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "COURSE_PROFILE": "smoke", "PYTHONPATH": str(REPO_ROOT)}
     torchrun = Path(sys.executable).with_name("torchrun")
     proc = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node", "2", str(REPO_ROOT / "scripts" / "train_embeddings.py"),
-         "--profil", "smoke", "--sortie", str(out)],
-        env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+        [
+            str(torchrun),
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(REPO_ROOT / "scripts" / "train_embeddings.py"),
+            "--profil",
+            "smoke",
+            "--sortie",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO_ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "resume_entrainement.json").read_text(encoding="utf-8"))
     assert summary["processus"] == 2 and summary["lot_global"] == 2 * summary["lot_par_processus"]
@@ -273,8 +298,9 @@ def test_qlora_training_does_not_recompute_activations_on_cpu(smoke, tmp_path):
         def on_step_begin(self, args, state, control, model=None, **kwargs):
             seen.append(model.get_base_model().model.gradient_checkpointing)
 
-    trainer = training.qlora_trainer(smoke, model, tokenizer, train, val, tmp_path, backend="bitsandbytes",
-                                     max_steps=1, callbacks=[Spy()])
+    trainer = training.qlora_trainer(
+        smoke, model, tokenizer, train, val, tmp_path, backend="bitsandbytes", max_steps=1, callbacks=[Spy()]
+    )
     assert trainer.args.activation_checkpointing is False
     trainer.train()
     assert seen == [False]

@@ -3,6 +3,7 @@
 La dérive d'API est la première cause de notebooks cassés dans ce domaine : ces tests échouent
 dès qu'une mise à jour change un argument ou un chemin de module dont le cours dépend.
 """
+
 import importlib.metadata as md
 import inspect
 import re
@@ -21,7 +22,9 @@ def _pins(name):
     return pins
 
 
-@pytest.mark.parametrize("package,version", sorted({**_pins("requirements.txt"), **_pins("requirements-nodeps.txt")}.items()))
+@pytest.mark.parametrize(
+    "package,version", sorted({**_pins("requirements.txt"), **_pins("requirements-nodeps.txt")}.items())
+)
 def test_installed_version_matches_pin(package, version):
     installed = md.version(package)
     assert installed.split("+")[0] == version, f"{package} : {installed} installé, {version} épinglé"
@@ -68,9 +71,15 @@ def test_transformers_training_arguments_accept_ratios():
     """warmup_steps / eval_steps / save_steps / logging_steps < 1 = proportion des pas (transformers 5)."""
     from sentence_transformers import SentenceTransformerTrainingArguments
 
-    args = SentenceTransformerTrainingArguments(output_dir="/tmp/x", warmup_steps=0.1, eval_strategy="steps",
-                                                eval_steps=0.5, save_steps=0.25, logging_steps=0.1,
-                                                report_to="none")
+    args = SentenceTransformerTrainingArguments(
+        output_dir="/tmp/x",
+        warmup_steps=0.1,
+        eval_strategy="steps",
+        eval_steps=0.5,
+        save_steps=0.25,
+        logging_steps=0.1,
+        report_to="none",
+    )
     assert args.warmup_steps == 0.1 and args.save_steps == 0.25
 
 
@@ -117,15 +126,41 @@ def test_sft_arguments_used_by_notebook_04_exist():
     from trl import SFTConfig
 
     params = inspect.signature(SFTConfig).parameters
-    used = ("per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate",
-            "num_train_epochs", "max_steps", "warmup_steps", "lr_scheduler_type", "optim", "max_length",
-            "bf16", "fp16", "use_cpu", "gradient_checkpointing", "per_device_eval_batch_size",
-            "eval_strategy", "eval_steps", "logging_steps", "save_strategy", "report_to", "seed",
-            "completion_only_loss")
+    used = (
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "learning_rate",
+        "num_train_epochs",
+        "max_steps",
+        "warmup_steps",
+        "lr_scheduler_type",
+        "optim",
+        "max_length",
+        "bf16",
+        "fp16",
+        "use_cpu",
+        "gradient_checkpointing",
+        "per_device_eval_batch_size",
+        "eval_strategy",
+        "eval_steps",
+        "logging_steps",
+        "save_strategy",
+        "report_to",
+        "seed",
+        "completion_only_loss",
+    )
     assert [a for a in used if a not in params] == []
     assert "adamw_8bit" in {o.value for o in OptimizerNames} and "paged_adamw_8bit" in {o.value for o in OptimizerNames}
-    args = SFTConfig(output_dir="/tmp/x", report_to="none", use_cpu=True, optim="adamw_8bit",
-                     warmup_steps=0.1, eval_strategy="steps", eval_steps=0.5, max_steps=3)
+    args = SFTConfig(
+        output_dir="/tmp/x",
+        report_to="none",
+        use_cpu=True,
+        optim="adamw_8bit",
+        warmup_steps=0.1,
+        eval_strategy="steps",
+        eval_steps=0.5,
+        max_steps=3,
+    )
     assert args.completion_only_loss in (None, True)  # None = perte sur la réponse pour prompt/completion
 
 
