@@ -296,14 +296,27 @@ def _subsample(rows: list[dict], n: int | None, seed: int) -> list[dict]:
     return [rows[i] for i in idx]
 
 
-def _reduce_corpus(corpus: list[dict], splits: dict, n: int | None, seed: int) -> list[dict]:
-    """Au moins ``n`` passages du corpus (``None`` : tous) : tous ceux qui sont pertinents pour une
-    requête gardée dans un split, complétés par un tirage des autres ; ordre du fichier conservé."""
+#: Passage du corpus qui explique un statut anormal : ``<code>-haute`` ou ``<code>-basse``
+#: (recherche d'explications du notebook 07, :mod:`helpers.rag`).
+STATUS_ASPECT = {"élevé": "haute", "bas": "basse"}
+
+
+def _reduce_corpus(corpus: list[dict], splits: dict, n: int | None, seed: int, profile=None) -> list[dict]:
+    """Au moins ``n`` passages du corpus (``None`` : tous) : ceux qui sont pertinents pour une
+    requête gardée dans un split, ceux qui expliquent une valeur anormale des comptes rendus gardés
+    par le profil (notebook 07), complétés par un tirage des autres ; ordre du fichier conservé."""
     if n is None or n >= len(corpus):
         return corpus
-    needed = {
-        pid for rows in splits.values() for r in rows for pid in r.get("passages_pertinents") or [r["passage_id"]]
-    }
+    relevant = (r.get("passages_pertinents") or [r["passage_id"]] for rows in splits.values() for r in rows)
+    needed = {pid for ids in relevant for pid in ids}
+    if profile is not None:
+        for split in load_instructions(profile).values():
+            needed |= {
+                f"{label['code']}-{STATUS_ASPECT[label['statut']]}"
+                for case in split
+                for label in case["labels"]
+                if label["statut"] in STATUS_ASPECT
+            }
     others = [i for i, p in enumerate(corpus) if p["passage_id"] not in needed]
     extra = set(random.Random(seed).sample(others, max(0, min(len(others), n - len(needed)))))
     return [p for i, p in enumerate(corpus) if p["passage_id"] in needed or i in extra]
@@ -348,7 +361,7 @@ def load_retrieval(profile=None, data_dir: Path = DATASET_DIR):
         splits["train"] = _subsample(splits["train"], profile.embedding.train_pairs, seed)
         for name in [n for n in splits if n != "train"]:
             splits[name] = _subsample(splits[name], profile.embedding.eval_queries, seed)
-        corpus = _reduce_corpus(corpus, splits, profile.embedding.corpus_passages, seed)
+        corpus = _reduce_corpus(corpus, splits, profile.embedding.corpus_passages, seed, profile)
     return DatasetDict({"corpus": Dataset.from_list(corpus), **{k: Dataset.from_list(v) for k, v in splits.items()}})
 
 

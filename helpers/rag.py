@@ -22,8 +22,9 @@ from typing import Iterable
 import pandas as pd
 
 from .analytes import load_analytes
+from .data import STATUS_ASPECT
 
-ASPECT = {"élevé": "haute", "bas": "basse"}
+ASPECT = STATUS_ASPECT  # le passage qui explique un statut anormal (défini avec le jeu de données)
 
 
 def abnormal_queries(cases: Iterable[dict], corpus: Iterable[dict], style: str = "question") -> pd.DataFrame:

@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from helpers.data import (
+    STATUS_ASPECT,
     DatasetValidationError,
     check_split_integrity,
     ir_inputs,
@@ -70,6 +71,9 @@ def test_profile_subsamples_deterministically():
     for split in (s for s in a if s != "corpus"):
         for row in a[split]:
             assert set(row.get("passages_pertinents") or [row["passage_id"]]) <= corpus, split
+    for case in (c for split in load_instructions(smoke).values() for c in split):  # notebook 07
+        explained = {f"{x['code']}-{STATUS_ASPECT[x['statut']]}" for x in case["labels"] if x["statut"] != "normal"}
+        assert explained <= corpus
     assert len(load_retrieval(get_profile("cpu"))["corpus"]) == 276  # les leçons : corpus complet
     assert a["corpus"]["passage_id"] == b["corpus"]["passage_id"]
     assert a["train"]["pair_id"] == b["train"]["pair_id"]
