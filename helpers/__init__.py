@@ -2,6 +2,22 @@
 
 Les notebooks restent des leçons : le code à apprendre y est visible, la plomberie
 (chemins, profils, modèles hors ligne, validation des données, graphiques) vit ici.
+
+Un seul paquet plat, rangé en couches (:data:`LAYERS`) ; chaque module n'importe que sa couche et
+celles du dessous (contrôlé par ``tests/test_layers.py``) :
+
+* **base** — ne connaît aucun chapitre : chemins, registre des sorties (:mod:`helpers.outputs`),
+  texte et nombres français, mémoire (calcul et mesure), exécution (threads, GPU, moteur du
+  QLoRA, avertissements), statistiques, mesures versionnées ;
+* **domaine** — le jeu de données, ses analytes et leurs intervalles, vos fichiers, les modèles
+  hors ligne, les profils, la lecture des statuts ;
+* **chapitres** — ce qui est propre à une leçon (notebook 01, 02–03, 04–05, 07) ; un chapitre
+  n'importe pas d'utilitaire d'un autre chapitre ;
+* **recettes** — :mod:`helpers.training`, les entraînements des notebooks 02 et 04 réutilisés par
+  les scripts, le notebook 06 et les études (leur parité avec les notebooks est testée) ;
+* **comparaisons** — le notebook 06 (:mod:`helpers.compare`, :mod:`helpers.isolated`) et les
+  études de réglage des notebooks 02 et 04, qui entraînent par les recettes ;
+* **outils** — ``make course``, le bilan, la documentation, les scripts, Colab, le contrôle GPU.
 """
 
 from __future__ import annotations
@@ -9,6 +25,32 @@ from __future__ import annotations
 import platform
 
 __version__ = "0.1.0"
+
+#: Les couches du paquet, de la base aux outils (voir la docstring du paquet).
+LAYERS = {
+    "base": ("paths", "outputs", "text", "memory", "runtime", "stats", "measures"),
+    "domaine": ("analytes", "data", "user_data", "generate", "datacard", "models", "e5_convert", "profiles", "status"),
+    "chapitres": ("explore", "embeddings", "costs", "llm", "stepwise", "qlora", "rag", "longitudinal"),
+    "recettes": ("training",),
+    "comparaisons": ("compare", "isolated", "embedding_study", "llm_study"),
+    "outils": ("course", "report", "docs", "durations", "cli", "colab", "gpu_check"),
+}
+
+#: Le chapitre (notebooks) de chaque module des couches « chapitres » et « comparaisons ».
+CHAPTERS = {
+    "explore": "01",
+    "embeddings": "02-03",
+    "embedding_study": "02-03",
+    "costs": "02-03",
+    "llm": "04-05",
+    "stepwise": "04-05",
+    "qlora": "04-05",
+    "llm_study": "04-05",
+    "compare": "06",
+    "isolated": "06",
+    "rag": "07",
+    "longitudinal": "07",
+}
 
 MEDICAL_DISCLAIMER = (
     "Avertissement : contenu pédagogique généré à partir d'un jeu de données synthétique. "

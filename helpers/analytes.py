@@ -274,3 +274,37 @@ def load_analytes(reference_dir: Path = REFERENCE_DIR) -> dict[str, Analyte]:
     if extra:
         raise ReferenceDataError(f"{det_path} : analyte(s) sans valeurs de référence : {', '.join(extra)}.")
     return analytes
+
+
+def get_analyte(code: str) -> Analyte:
+    """L'analyte de code ``code`` (« HB ») ; erreur française s'il n'est pas dans le référentiel."""
+    analytes = load_analytes()
+    if code not in analytes:
+        raise ValueError(f"Analyte inconnu dans les étiquettes : « {code} ».")
+    return analytes[code]
+
+
+# Variation biologique intra-individuelle (CVi) et analytique (CVa), en % : ordres de grandeur
+# inspirés de la base de données EFLM de variation biologique, arrondis, à but pédagogique.
+BIOLOGICAL_VARIATION = {
+    "HB": (2.7, 1.5),
+    "CREAT": (4.5, 3.0),
+    "GLY": (5.0, 2.5),
+    "LDL": (7.0, 3.0),
+    "TSH": (18.0, 4.0),
+    "ALAT": (10.0, 5.0),
+    "FERRITINE": (10.0, 5.0),
+}
+
+
+def rcv_from_cv(cvi: float, cva: float, z: float = 1.96) -> float:
+    """Valeur de référence du changement (RCV, en fraction) : z × √2 × √(CVa² + CVi²), CV en % ;
+    ``z = 1,96`` : seuil bilatéral à 95 % (2,58 : à 99 %)."""
+    if z <= 0:
+        raise ValueError(f"z doit être positif (reçu {z}).")
+    return z * math.sqrt(2) * math.hypot(cvi, cva) / 100
+
+
+def reference_change_value(code: str) -> float:
+    """RCV (fraction) d'un analyte de la vue longitudinale, depuis ses CV biologique et analytique."""
+    return rcv_from_cv(*BIOLOGICAL_VARIATION[code])

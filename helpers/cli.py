@@ -61,14 +61,14 @@ def _setup(args, what: str):
     import os
 
     from . import runtime, training
-    from .paths import output_dir
+    from .outputs import output_path
     from .profiles import detect_profile
 
     if args.profil:
         os.environ["COURSE_PROFILE"] = args.profil
     profile = detect_profile()
     threads = runtime.configure_threads(training.threads_per_process())
-    output = args.sortie or output_dir(profile.name, "scripts") / what
+    output = args.sortie or output_path(profile.name, f"scripts/{what}")
     w = training.world()
     if training.is_main_process():
         print(f"Profil {profile.name} : {profile.reason}")
@@ -105,8 +105,10 @@ def embeddings_main(argv: list[str] | None = None) -> int:
     profile, output = _setup(args, "embeddings")
 
     from . import training
-    from .data import load_retrieval, load_user_pairs
-    from .embeddings import MatryoshkaIREvaluator, remove_checkpoints, training_pairs
+    from .data import load_retrieval
+    from .embeddings import MatryoshkaIREvaluator, training_pairs
+    from .outputs import remove_checkpoints
+    from .user_data import load_user_pairs
 
     retrieval = load_user_pairs(args.donnees, seed=profile.seed) if args.donnees else load_retrieval(profile)
     pairs = training_pairs(retrieval["train"], retrieval["corpus"])
@@ -187,9 +189,12 @@ def qlora_main(argv: list[str] | None = None) -> int:
     profile, output = _setup(args, "qlora")
 
     from . import training
-    from .data import load_user_instructions
+    from .runtime import select_backend
+    from .user_data import load_user_instructions
 
-    backend, why = training.choose_backend(profile, args.moteur)  # avant transformers (Unsloth)
+    cfg, _ = select_backend(profile.llm, args.moteur)  # avant transformers (Unsloth)
+    backend = cfg.backend
+    why = "Unsloth (GPU)." if backend == "unsloth" else f"bitsandbytes + peft (moteur demandé : {args.moteur})."
     instructions, task = None, None
     if args.donnees:
         instructions, kind = load_user_instructions(args.donnees, seed=profile.seed)
@@ -215,7 +220,7 @@ def qlora_main(argv: list[str] | None = None) -> int:
     digests = training.gather_digests(result["model"])
     if not training.is_main_process():
         return 0
-    from .embeddings import remove_checkpoints
+    from .outputs import remove_checkpoints
 
     adapter = output / "adaptateur"
     result["model"].save_pretrained(str(adapter))

@@ -21,7 +21,8 @@ from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 
-from .explore import save_table
+from .outputs import save_table
+from .text import french_decimals, french_float, french_int, french_percent, normalize
 
 #: (langue, question, mots attendus) — les vingt mêmes questions de culture générale en français et
 #: en anglais : SmolLM2-135M a appris l'essentiel de ce qu'il sait en anglais.
@@ -204,7 +205,7 @@ def plot_learning_curve(curve: pd.DataFrame, metric: str = "ndcg_at_10"):
     for col in ("paires", "split", "dim", metric):
         if col not in curve.columns:
             raise ValueError(f"Courbe d'apprentissage : colonne « {col} » manquante.")
-    from .embeddings import SPLIT_LABELS
+    from .text import SPLIT_LABELS
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for (split, dim), sub in curve.groupby(["split", "dim"]):
@@ -252,15 +253,13 @@ def keyword_hits(answers: Sequence[str], questions=GENERAL_QUESTIONS, label: str
     """
     import re
 
-    from .llm import _norm
-
     questions = list(questions)
     if len(answers) != len(questions):
         raise ValueError(f"{len(answers)} réponses pour {len(questions)} questions générales.")
     rows = []
     for (lang, question, expected), answer in zip(questions, answers):
-        text = _norm(answer)
-        ok = any(re.search(rf"(?<!\w){re.escape(_norm(w))}(?!\w)", text) for w in expected)
+        text = normalize(answer)
+        ok = any(re.search(rf"(?<!\w){re.escape(normalize(w))}(?!\w)", text) for w in expected)
         rows.append({"modele": label, "langue": lang, "question": question, "reponse": answer.strip(), "correct": ok})
     return pd.DataFrame(rows)
 
@@ -443,7 +442,7 @@ def save_comparison(table: pd.DataFrame, profile_name: str) -> Path:
     """Écrit ``outputs/<profil>/comparison/comparison.csv`` (colonnes vérifiées)."""
     if list(table.columns) != list(COMPARISON_COLUMNS):
         raise ValueError("Colonnes inattendues : construisez le tableau avec comparison_table().")
-    return save_table(table, profile_name, "comparison", topic="comparison")
+    return save_table(table, profile_name, "comparison/comparison.csv")
 
 
 def plot_costs(table: pd.DataFrame):
@@ -473,7 +472,7 @@ def plot_costs(table: pd.DataFrame):
         ax.set_title(title, fontsize=10)
         for x, v in enumerate(values):
             if not math.isnan(v):
-                ax.annotate(_thousands(v), (x, v), ha="center", va="bottom", fontsize=8)
+                ax.annotate(french_int(v), (x, v), ha="center", va="bottom", fontsize=8)
     fig.suptitle("Coûts mesurés des trois approches")
     fig.tight_layout()
     return fig
@@ -508,7 +507,6 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """Le tableau de :func:`comparison_table` prêt à lire : une colonne par bras, entiers avec
     espaces fines, décimaux avec virgule (trois chiffres significatifs au moins), « — » pour une
     mesure sans objet. Pour l'affichage seulement : ``comparison.csv`` garde les nombres."""
-    from .text import french_float, french_int
 
     def fmt(value):
         if isinstance(value, str):
@@ -522,13 +520,6 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     return table.set_index("bras").T.map(fmt)
 
 
-def _thousands(n: float) -> str:
-    """12345678 → « 12 345 678 » (:func:`helpers.text.french_int`)."""
-    from .text import french_int
-
-    return french_int(n)
-
-
 def _row(table: pd.DataFrame, bras: str) -> pd.Series:
     match = table[table["bras"] == bras]
     if match.empty:
@@ -538,8 +529,6 @@ def _row(table: pd.DataFrame, bras: str) -> pd.Series:
 
 def _percent(x: float) -> str:
     """0.366 → « 36,6 % » (:func:`helpers.text.french_percent`)."""
-    from .text import french_percent
-
     return french_percent(x)
 
 
@@ -566,8 +555,8 @@ def decision_guide(
     lines = []
     ratio = c["parametres_entraines"] / a["parametres_entraines"]
     lines.append(
-        f"Paramètres entraînés : A {_thousands(a['parametres_entraines'])}, "
-        f"B {_thousands(b['parametres_entraines'])}, C {_thousands(c['parametres_entraines'])} "
+        f"Paramètres entraînés : A {french_int(a['parametres_entraines'])}, "
+        f"B {french_int(b['parametres_entraines'])}, C {french_int(c['parametres_entraines'])} "
         f"(C entraîne {ratio:.1f} × plus de poids que A)."
     )
     lines.append(
@@ -590,12 +579,12 @@ def decision_guide(
     if own:
         lines.append(
             "Mémoire ajoutée par l'entraînement (pic moins mémoire au départ, chaque bras seul) : "
-            + ", ".join(f"{x} {_thousands(v)} Mo" for x, v in own.items())
+            + ", ".join(f"{x} {french_int(v)} Mo" for x, v in own.items())
             + "."
         )
     elif memory:
         lines.append(
-            "Pic mémoire de l'entraînement : " + ", ".join(f"{x} {_thousands(v)} Mo" for x, v in memory.items()) + "."
+            "Pic mémoire de l'entraînement : " + ", ".join(f"{x} {french_int(v)} Mo" for x, v in memory.items()) + "."
         )
     fastest = min((("A", a), ("B", b), ("C", c)), key=lambda kv: kv[1]["latence_ms"])
     lines.append(
@@ -621,8 +610,8 @@ def decision_guide(
     )
     line = (
         f"Statuts justes (test, intervalles à 95 %) : B {_status_text(b)} "
-        f"({_thousands(b['exemples_vus'])} exemples vus), C {_status_text(c)} "
-        f"({_thousands(c['exemples_vus'])} exemples vus) — meilleur : {better}"
+        f"({french_int(b['exemples_vus'])} exemples vus), C {_status_text(c)} "
+        f"({french_int(c['exemples_vus'])} exemples vus) — meilleur : {better}"
     )
     if constant is not None:
         line += f" ; réponse constante « {constant['statut']} » : {_percent(constant['exactitude'])}"
@@ -646,7 +635,7 @@ def decision_guide(
                 "à ce budget, ni l'une ni l'autre méthode n'a appris la tâche"
             )
         lines.append(
-            f"À exemples égaux ({_thousands(c['exemples_vus'])}) : B' {_status_text(matched)}, "
+            f"À exemples égaux ({french_int(c['exemples_vus'])}) : B' {_status_text(matched)}, "
             f"C {_status_text(c)} — {verdict}."
         )
     lines.append(
@@ -671,6 +660,4 @@ def decision_guide(
                     f"[{100 * e['bas']:+.0f} ; {100 * e['haut']:+.0f}] sur {int(e['n'])} questions)"
                 )
             lines.append(text + ".")
-    from .text import french_decimals
-
     return [french_decimals(line) for line in lines]

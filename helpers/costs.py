@@ -205,7 +205,8 @@ def plot_tradeoff(quant: pd.DataFrame, latency: pd.DataFrame, splits=None):
     un panneau par split de test (par défaut :data:`helpers.embeddings.TEST_SPLITS`)."""
     import matplotlib.pyplot as plt
 
-    from .embeddings import SPLIT_LABELS, reported_splits
+    from .embeddings import reported_splits
+    from .text import SPLIT_LABELS
 
     splits = [s for s in splits if s in set(quant["split"])] if splits else reported_splits(quant)
 

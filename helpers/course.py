@@ -20,7 +20,8 @@ import threading
 import time
 from pathlib import Path
 
-from .paths import NOTEBOOKS_DIR, output_dir, outputs_root, shown
+from .outputs import output_path, profile_root, reread_outputs, written_path
+from .paths import NOTEBOOKS_DIR, shown
 
 
 def list_notebooks(only: list[str] | None = None) -> list[Path]:
@@ -42,7 +43,7 @@ class PeakMemory:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _read(self) -> None:
-        from .runtime import vm_hwm_kb
+        from .memory import vm_hwm_kb
 
         pid = self.get_pid()
         kb = vm_hwm_kb(pid) if pid else None
@@ -123,8 +124,7 @@ def write_run_summary(profile, results: list[dict], now: str | None = None) -> P
     celles des autres ; chaque entrée porte la date de sa propre exécution.
     """
     now = now or dt.datetime.now().isoformat(timespec="seconds")
-    path = outputs_root() / profile.name / "run_summary.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = output_path(profile.name, "run_summary.json")
     previous = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     ran = {r["notebook"] for r in results}
     kept = [{"date": previous.get("date"), **r} for r in previous.get("notebooks", []) if r["notebook"] not in ran]
@@ -135,21 +135,9 @@ def write_run_summary(profile, results: list[dict], now: str | None = None) -> P
 
 
 def produced_outputs(profile_name: str) -> dict[str, list[Path]]:
-    """Ce que les notebooks suivants relisent de chaque notebook qui entraîne ou évalue."""
-    from . import embeddings, qlora
-
-    comparison = output_dir(profile_name, "comparison")
-    return {
-        "02": [embeddings.model_marker(profile_name), embeddings.training_summary_path(profile_name)],
-        "04": [qlora.adapter_marker(profile_name), qlora.training_summary_path(profile_name)],
-        "05": [qlora.status_accuracy_path(profile_name)],
-        "06": [
-            comparison / "comparison.csv",
-            comparison / "courbe_apprentissage.csv",
-            comparison / "oubli.csv",
-            comparison / "modele_complet" / "config.json",
-        ],
-    }
+    """Ce que les notebooks suivants relisent de chaque notebook (le registre
+    :data:`helpers.outputs.OUTPUTS`, sorties marquées ``reread``)."""
+    return reread_outputs(profile_name)
 
 
 #: Un notebook relancé rend périmées les sorties de ceux qui en dépendent.
@@ -196,7 +184,7 @@ REFERENCE_SECONDS = {
 def expected_duration(profile_name: str, prefix: str) -> str:
     """Durée attendue d'un notebook, en français, avec sa provenance : la dernière exécution de ce
     profil (``run_summary.json``) si elle existe, sinon la référence mesurée, sinon « inconnue »."""
-    path = outputs_root() / profile_name / "run_summary.json"
+    path = written_path(profile_name, "run_summary.json")
     if path.exists():
         try:
             runs = json.loads(path.read_text(encoding="utf-8")).get("notebooks", [])
@@ -235,7 +223,7 @@ def ensure_outputs(profile, needed: list[str], runner=None, *, allow_long: bool 
     long = [nb for nb in to_run if nb in LONG_NOTEBOOKS.get(profile.name, ())]
     if long and not allow_long:
         raise MissingOutputsError(
-            f"Sorties du notebook {', '.join(long)} introuvables dans {shown(outputs_root() / profile.name)} "
+            f"Sorties du notebook {', '.join(long)} introuvables dans {shown(profile_root(profile.name))} "
             f"(profil « {profile.name} »). Le produire ici réentraînerait Mistral-7B : "
             f"{expected_duration(profile.name, long[0])}. Trois possibilités :\n"
             "  1. si vous l'avez déjà exécuté avec vos résultats sur Google Drive, relancez la cellule "
@@ -244,7 +232,6 @@ def ensure_outputs(profile, needed: list[str], runner=None, *, allow_long: bool 
             "  3. ou passez allow_long=True à ensure_outputs pour l'exécuter ici, en connaissance de cause."
         )
     os.environ["COURSE_PROFILE"] = profile.name  # le noyau lancé tourne sur le même profil
-    out_dir = output_dir(profile.name, "notebooks")
     print(f"Sorties absentes (profil « {profile.name} ») : exécution des notebooks {', '.join(to_run)}.")
     for prefix in to_run:
         print(f"  {prefix} : {expected_duration(profile.name, prefix)}")
@@ -252,7 +239,7 @@ def ensure_outputs(profile, needed: list[str], runner=None, *, allow_long: bool 
     for prefix in to_run:
         nb = list_notebooks([prefix])[0]
         print(f"▶ {nb.name} (profil « {profile.name} »)…", flush=True)
-        res = runner(nb, out_dir / nb.name)
+        res = runner(nb, output_path(profile.name, f"notebooks/{nb.name}"))
         results.append(res)
         if res["statut"] != "ok":
             raise RuntimeError(
@@ -281,11 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     if profile.name != "gpu":
         for name in models_for_profile(profile.name):
             print(f"Modèle hors ligne prêt : {name} → {model_path(name)}")
-    out_dir = output_dir(profile.name, "notebooks")
     results = []
     for nb in list_notebooks(args.only):
         print(f"\n▶ {nb.name} …", flush=True)
-        res = execute_notebook(nb, out_dir / nb.name, timeout=args.timeout)
+        res = execute_notebook(nb, output_path(profile.name, f"notebooks/{nb.name}"), timeout=args.timeout)
         results.append(res)
         print(f"  {res['statut']} en {res['secondes']} s (pic mémoire du noyau : {res['pic_rss_noyau_mo']} Mo)")
         if res["statut"] != "ok":
@@ -315,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         from .report import comparison_report
 
         print("\n" + "\n".join(comparison_report(profile.name)))
-    print(f"Résultats : {shown(outputs_root() / profile.name)}")
+    print(f"Résultats : {shown(profile_root(profile.name))}")
     return 0 if all(r["statut"] == "ok" for r in results) else 1
 
 

@@ -122,7 +122,7 @@ LABEL_KEYS = {"code": str, "analyte": str, "valeur": float, "unite": str, "statu
 _LONGITUDINAL_KEY = ("patient_id", "visite", "code")
 
 
-def _decode(path: Path) -> str:
+def decode_file(path: Path) -> str:
     """Contenu texte UTF-8 du fichier ; erreur française s'il manque ou est mal encodé."""
     if not path.exists():
         raise DatasetValidationError(
@@ -221,8 +221,10 @@ def validate_records(records: list[tuple[int, dict]], schema: str, path: Path | 
             raise DatasetValidationError(path, line, extra[0], "colonne inattendue (faute de frappe ?).")
         if schema == "instructions":
             _check_labels(path, line, clean["labels"])
-        if schema == "resultats":
-            _check_result(path, line, clean, seen_keys)
+        if schema == "resultats":  # résultats de l'utilisateur : analyte connu, unité, doublons
+            from .user_data import check_result_row
+
+            check_result_row(path, line, clean, seen_keys)
         if schema == "longitudinal":
             key = tuple(clean[k] for k in _LONGITUDINAL_KEY)
             if key in seen_keys:
@@ -238,7 +240,7 @@ def read_jsonl(path: Path | str, schema: str) -> list[dict]:
     """Lit et valide un fichier JSON Lines (une ligne = un objet)."""
     path = Path(path)
     records = []
-    for n, raw in enumerate(_decode(path).split("\n"), start=1):
+    for n, raw in enumerate(decode_file(path).split("\n"), start=1):
         if not raw.strip():
             continue
         try:
@@ -269,7 +271,7 @@ def _csv_cell(path: Path, line: int, col: Column, raw: str | None) -> Any:
 def read_csv(path: Path | str, schema: str) -> list[dict]:
     """Lit et valide un fichier CSV (en-tête en première ligne)."""
     path = Path(path)
-    rows = list(csv.reader(_decode(path).splitlines()))
+    rows = list(csv.reader(decode_file(path).splitlines()))
     if not rows:
         raise DatasetValidationError(path, None, None, "fichier vide.")
     header = rows[0]
@@ -478,195 +480,6 @@ def with_hub_examples(train, profile, loader=None):
     )
 
 
-# ---------------------------------------------------------------------------- vos données
-#: Formats de fichiers utilisateur (CSV avec en-tête, ou JSON Lines) et leur usage.
-USER_FORMATS = {
-    "paires": "question, passage — paires question / passage pertinent (embeddings, notebook 02)",
-    "instructions_utilisateur": "instruction, input (peut être vide), output — exemples Alpaca (QLoRA, notebook 04)",
-    "resultats": "patient_id, sexe, age, analyte, valeur, unite — résultats d'analyses, une ligne par "
-    "valeur ; le statut est calculé avec les intervalles de référence du cours",
-}
-
-
-def _key(text: str) -> str:
-    """Clé de comparaison d'un nom ou d'une unité : sans accents ni casse (``llm._norm``), sans
-    espaces, « µ » écrit « u » (« µg/L », « μg/L » et « ug/L » se valent)."""
-    from .llm import _norm
-
-    return _norm(text).replace("μ", "u").replace(" ", "")
-
-
-def find_analyte(name: str):
-    """L'analyte nommé ``name`` (code, nom, nom court, abréviation ou synonyme, sans tenir compte
-    des accents ni de la casse), ou ``None``."""
-    from .analytes import load_analytes
-
-    wanted = _key(name)
-    for a in load_analytes().values():
-        if wanted in {_key(n) for n in (a.code, a.nom, a.nom_court, a.abreviation, *a.synonymes) if n}:
-            return a
-    return None
-
-
-def _check_result(path: Path, line: int, row: dict, seen: dict) -> None:
-    """Une ligne de résultats : analyte connu, sexe, unité du cours, valeur plausible, pas de
-    doublon ; ajoute ``code`` et ``statut`` (calculé avec l'intervalle de référence)."""
-    from .analytes import SEXES
-
-    a = find_analyte(row["analyte"])
-    if a is None:
-        raise DatasetValidationError(
-            path, line, "analyte", f"analyte inconnu « {row['analyte']} » (liste : data/reference/analytes_fr.csv)."
-        )
-    if row["sexe"] not in SEXES:
-        raise DatasetValidationError(path, line, "sexe", f"« {row['sexe']} » : homme ou femme attendu.")
-    if not 0 <= row["age"] <= 120:
-        raise DatasetValidationError(path, line, "age", f"âge impossible : {row['age']}.")
-    if _key(row["unite"]) != _key(a.unite):
-        raise DatasetValidationError(
-            path,
-            line,
-            "unite",
-            f"unité inconnue « {row['unite']} » pour {a.le} : le cours attend {a.unite} (convertissez la valeur).",
-        )
-    lo, hi = a.plausible
-    if not lo <= row["valeur"] <= hi:
-        raise DatasetValidationError(
-            path,
-            line,
-            "valeur",
-            f"{a.fmt(row['valeur'])} {a.unite} n'est pas plausible pour {a.le} "
-            f"(entre {a.fmt(lo)} et {a.fmt(hi)} attendu) : erreur d'unité ou de saisie ?",
-        )
-    key = (row["patient_id"], a.code)
-    if key in seen:
-        raise DatasetValidationError(path, line, "analyte", f"doublon (patient, analyte) de la ligne {seen[key]}.")
-    seen[key] = line
-    person = seen.setdefault(("personne", row["patient_id"]), (line, row["sexe"], row["age"]))
-    if person[1:] != (row["sexe"], row["age"]):
-        raise DatasetValidationError(
-            path,
-            line,
-            "sexe" if person[1] != row["sexe"] else "age",
-            f"le patient « {row['patient_id']} » a un autre sexe ou âge ligne {person[0]}.",
-        )
-    row.update(code=a.code, unite=a.unite, statut=a.status(row["valeur"], row["sexe"]))
-
-
-def read_user_file(path: Path | str, kind: str) -> list[dict]:
-    """Lit et valide **votre** fichier (``.csv`` avec en-tête ou ``.jsonl``) au format ``kind``
-    (une clé de :data:`USER_FORMATS`). Toute erreur nomme le fichier, la ligne et la colonne."""
-    if kind not in USER_FORMATS:
-        raise ValueError(f"Format inconnu « {kind} » ; formats possibles : {', '.join(USER_FORMATS)}.")
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return read_csv(path, kind)
-    if suffix in (".jsonl", ".ndjson"):
-        return read_jsonl(path, kind)
-    raise DatasetValidationError(
-        path, None, None, f"extension « {suffix or '(aucune)'} » non prise en charge : .csv ou .jsonl attendu."
-    )
-
-
-def detect_user_format(path: Path | str, allowed=tuple(USER_FORMATS)) -> str:
-    """Le format d'un fichier utilisateur, reconnu à ses colonnes (première ligne)."""
-    path = Path(path)
-    text = _decode(path)
-    first = next((ln for ln in text.splitlines() if ln.strip()), "")
-    if path.suffix.lower() == ".csv":
-        columns = set(next(csv.reader([first]), []))
-    else:
-        try:
-            columns = set(json.loads(first)) if first else set()
-        except (json.JSONDecodeError, TypeError):
-            raise DatasetValidationError(path, 1, None, "JSON invalide sur la première ligne.") from None
-    for kind in allowed:
-        if {c.name for c in SCHEMAS[kind]} <= columns:
-            return kind
-    expected = " ; ".join(f"{k} : {USER_FORMATS[k].split(' — ')[0]}" for k in allowed)
-    raise DatasetValidationError(path, 1, None, f"colonnes {sorted(columns)} : aucun format reconnu ({expected}).")
-
-
-def _holdout(n: int, share: float, seed: int, path: Path) -> tuple[list[int], list[int]]:
-    if n < 2:
-        raise DatasetValidationError(
-            path, None, None, f"{n} exemple(s) : il en faut au moins 2 (un pour entraîner, un pour valider)."
-        )
-    n_val = max(1, round(n * share))
-    val = set(random.Random(seed).sample(range(n), n_val))
-    return [i for i in range(n) if i not in val], sorted(val)
-
-
-def load_user_pairs(path: Path | str, validation_share: float = 0.1, seed: int = 42):
-    """Vos paires question / passage, au format de :func:`load_retrieval` : ``DatasetDict`` avec
-    ``corpus`` (passages uniques), ``train`` et ``validation`` (questions tirées au hasard)."""
-    from datasets import Dataset, DatasetDict
-
-    path = Path(path)
-    rows = read_user_file(path, "paires")
-    passage_ids: dict[str, str] = {}
-    for r in rows:
-        passage_ids.setdefault(r["passage"], f"p{len(passage_ids):05d}")
-    records = [
-        {"question": r["question"], "passage_id": passage_ids[r["passage"]], "pair_id": f"q{i:05d}"}
-        for i, r in enumerate(rows)
-    ]
-    train, val = _holdout(len(records), validation_share, seed, path)
-    corpus = [{"passage_id": pid, "text": text} for text, pid in passage_ids.items()]
-    return DatasetDict(
-        {
-            "corpus": Dataset.from_list(corpus),
-            "train": Dataset.from_list([records[i] for i in train]),
-            "validation": Dataset.from_list([records[i] for i in val]),
-        }
-    )
-
-
-def results_to_reports(rows: list[dict]) -> list[dict]:
-    """Regroupe des lignes ``resultats`` validées en comptes rendus (un par patient), au schéma
-    des étiquettes du jeu d'instructions : de quoi appeler ``llm.analyte_cases``."""
-    from .analytes import load_analytes
-
-    analytes = load_analytes()
-    reports: dict[str, dict] = {}
-    for r in rows:
-        rep = reports.setdefault(
-            r["patient_id"],
-            {"id": str(r["patient_id"]), "sexe": r["sexe"], "age": r["age"], "panel": "personnel", "labels": []},
-        )
-        rep["labels"].append(
-            {
-                "code": r["code"],
-                "analyte": analytes[r["code"]].nom,
-                "valeur": r["valeur"],
-                "unite": r["unite"],
-                "statut": r["statut"],
-            }
-        )
-    return list(reports.values())
-
-
-def load_user_instructions(path: Path | str, validation_share: float = 0.1, seed: int = 42):
-    """Vos exemples pour le QLoRA : ``DatasetDict`` ``train`` / ``validation`` et le format lu.
-
-    ``instructions_utilisateur`` : colonnes ``instruction`` / ``input`` / ``output`` ;
-    ``resultats`` : un compte rendu par patient, avec ``labels`` (statuts calculés), à découper
-    ensuite par ``llm.analyte_cases``. La validation est tirée au hasard (par patient).
-    """
-    from datasets import Dataset, DatasetDict
-
-    path = Path(path)
-    kind = detect_user_format(path, ("instructions_utilisateur", "resultats"))
-    rows = read_user_file(path, kind)
-    if kind == "resultats":
-        rows = results_to_reports(rows)
-    train, val = _holdout(len(rows), validation_share, seed, path)
-    return DatasetDict(
-        {"train": Dataset.from_list([rows[i] for i in train]), "validation": Dataset.from_list([rows[i] for i in val])}
-    ), kind
-
-
 # ---------------------------------------------------------------------------- intégrité
 def split_integrity(retrieval) -> dict:
     """Vérifie qu'aucune question ni aucun analyte de test ne fuit dans l'entraînement.
@@ -689,12 +502,19 @@ def split_integrity(retrieval) -> dict:
     return report
 
 
-def check_split_integrity(retrieval) -> dict:
-    """Comme :func:`split_integrity`, mais lève une erreur en cas de fuite."""
+def check_split_integrity(retrieval, source: str = "retrieval_*.jsonl") -> dict:
+    """Comme :func:`split_integrity`, mais lève :class:`DatasetValidationError` en cas de fuite
+    (``source`` : les fichiers nommés par le message)."""
     report = split_integrity(retrieval)
     leaks = {k: v for k, v in report.items() if v}
     if leaks:
-        raise AssertionError(f"Fuite entre splits : {leaks}")
+        detail = ", ".join(f"{k} = {v}" for k, v in leaks.items())
+        raise DatasetValidationError(
+            source,
+            None,
+            None,
+            f"Fuite entre splits ({detail}) : des questions ou analytes de test sont vus à l'entraînement.",
+        )
     return report
 
 

@@ -25,7 +25,9 @@ from urllib.parse import unquote, urlparse
 
 import pandas as pd
 
-from .paths import NOTEBOOKS_DIR, REPO_ROOT, outputs_root
+from .measures import MEASURES_DIR
+from .outputs import written_path
+from .paths import NOTEBOOKS_DIR, REPO_ROOT
 from .text import french_typography_rst
 
 DOCS_DIR = REPO_ROOT / "docs"
@@ -54,7 +56,7 @@ def executed_copy(notebook: Path) -> tuple[Path, str] | None:
     """
     source = _cells(notebook)
     for profile in PROFILE_ORDER:
-        copy = outputs_root() / profile / "notebooks" / notebook.name
+        copy = written_path(profile, f"notebooks/{notebook.name}")
         if copy.exists() and _cells(copy) == source:
             return copy, profile
     return None
@@ -123,26 +125,24 @@ def rst_table(df: pd.DataFrame, title: str = "", decimals: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
-#: (thème, fichier, titre, colonnes gardées ou None) — tableaux montrés s'ils existent.
+#: (clé du registre :data:`helpers.outputs.OUTPUTS`, titre, colonnes gardées ou None) — tableaux
+#: montrés s'ils existent.
 RESULT_TABLES = (
-    ("embeddings", "ndcg.csv", "NDCG@10, MRR@10 et rappel@10 par dimension (notebook 02)", None),
-    ("embeddings", "bootstrap_gains.csv", "Gains du fine-tuning et intervalles bootstrap (notebook 03)", None),
+    ("embeddings/ndcg.csv", "NDCG@10, MRR@10 et rappel@10 par dimension (notebook 02)", None),
+    ("embeddings/bootstrap_gains.csv", "Gains du fine-tuning et intervalles bootstrap (notebook 03)", None),
     (
-        "embeddings",
-        "ecart_dimensions.csv",
+        "embeddings/ecart_dimensions.csv",
         "Rétention : NDCG@10 à 64 dimensions contre pleine dimension, écart et intervalle bootstrap (notebook 03)",
         None,
     ),
     (
-        "embeddings",
-        "rescoring_echelle.csv",
+        "embeddings/rescoring_echelle.csv",
         "Binaire et rescoring dans un index grossi de distracteurs (notebook 03)",
         None,
     ),
-    ("llm", "status_accuracy.csv", "Exactitude des statuts sur les cas de test (notebook 05)", None),
+    ("llm/status_accuracy.csv", "Exactitude des statuts sur les cas de test (notebook 05)", None),
     (
-        "comparison",
-        "comparison.csv",
+        "comparison/comparison.csv",
         "Les trois approches côte à côte (notebook 06)",
         [
             "bras",
@@ -164,45 +164,41 @@ RESULT_TABLES = (
         ],
     ),
     (
-        "comparison",
-        "memoire_par_bras.csv",
+        "comparison/memoire_par_bras.csv",
         "Mémoire de chaque bras, mesurée dans un processus à part (notebook 06)",
         None,
     ),
     (
-        "comparison",
-        "oubli.csv",
+        "comparison/oubli.csv",
         "Oubli : questions générales (intervalles de Wilson) et perte sur du français courant (notebook 06)",
         None,
     ),
     (
-        "comparison",
-        "oubli_ecarts.csv",
+        "comparison/oubli_ecarts.csv",
         "Oubli : écarts appariés au modèle de départ et intervalles bootstrap (notebook 06)",
         None,
     ),
-    ("case_study", "rag_taux_de_succes.csv", "Recherche des passages : taux de succès (notebook 07)", None),
-    ("case_study", "statuts_avec_sans_contexte.csv", "Statuts avec et sans contexte (notebook 07)", None),
-    ("case_study", "detection_changements.csv", "Changements significatifs : précision et rappel (notebook 07)", None),
+    ("case_study/rag_taux_de_succes.csv", "Recherche des passages : taux de succès (notebook 07)", None),
+    ("case_study/statuts_avec_sans_contexte.csv", "Statuts avec et sans contexte (notebook 07)", None),
+    ("case_study/detection_changements.csv", "Changements significatifs : précision et rappel (notebook 07)", None),
 )
-#: (thème, figure, légende)
+#: (clé du registre, légende)
 RESULT_FIGURES = (
-    ("embeddings", "ndcg_par_dimension.png", "NDCG@10 par dimension Matryoshka, base et fine-tuné"),
-    ("embeddings", "compromis_octets_ndcg.png", "Compromis taille d'index / qualité"),
-    ("llm", "pertes_entrainement.png", "Pertes d'entraînement et de validation du QLoRA"),
-    ("llm", "confusion_statuts.png", "Statuts attendus et lus, base et fine-tuné"),
-    ("comparison", "couts_des_trois_bras.png", "Coûts mesurés des trois approches"),
-    ("comparison", "courbe_apprentissage.png", "Courbe d'apprentissage des embeddings"),
-    ("comparison", "pertes_par_exemple.png", "Pertes de B et C en fonction des exemples vus"),
-    ("case_study", "erreurs_prevision.png", "Erreur de prévision de la dernière visite"),
+    ("embeddings/ndcg_par_dimension.png", "NDCG@10 par dimension Matryoshka, base et fine-tuné"),
+    ("embeddings/compromis_octets_ndcg.png", "Compromis taille d'index / qualité"),
+    ("llm/pertes_entrainement.png", "Pertes d'entraînement et de validation du QLoRA"),
+    ("llm/confusion_statuts.png", "Statuts attendus et lus, base et fine-tuné"),
+    ("comparison/couts_des_trois_bras.png", "Coûts mesurés des trois approches"),
+    ("comparison/courbe_apprentissage.png", "Courbe d'apprentissage des embeddings"),
+    ("comparison/pertes_par_exemple.png", "Pertes de B et C en fonction des exemples vus"),
+    ("case_study/erreurs_prevision.png", "Erreur de prévision de la dernière visite"),
 )
 
 
 def results_profile() -> str | None:
     """Premier profil de :data:`PROFILE_ORDER` qui a des résultats dans ``outputs/``."""
     for profile in PROFILE_ORDER:
-        root = outputs_root() / profile
-        if any((root / topic / name).exists() for topic, name, *_ in RESULT_TABLES):
+        if any(written_path(profile, key).exists() for key, *_ in RESULT_TABLES):
             return profile
     return None
 
@@ -219,7 +215,6 @@ def write_results_page(dest: Path | None = None) -> Path:
             encoding="utf-8",
         )
         return dest
-    root = outputs_root() / profile
     figures = dest.parent / "figures"
     if figures.exists():
         shutil.rmtree(figures)
@@ -228,30 +223,26 @@ def write_results_page(dest: Path | None = None) -> Path:
         f".. note::\n\n   Résultats du profil **{profile}**, lus dans ``outputs/{profile}/`` ; chaque tableau "
         "et chaque figure indique la date de l'exécution qui l'a produit.\n"
     ]
-    for topic, name, title, columns in RESULT_TABLES:
-        path = root / topic / name
+    for key, title, columns in RESULT_TABLES:
+        path = written_path(profile, key)
         if not path.exists():
             continue
         df = pd.read_csv(path)
         if columns:
             df = df[[c for c in columns if c in df.columns]]
-        parts.append(
-            rst_table(df, title) + f"\nSource : ``outputs/{profile}/{topic}/{name}``, écrit le {_date(path)}.\n"
-        )
-    for topic, name, caption in RESULT_FIGURES:
-        path = root / topic / name
+        parts.append(rst_table(df, title) + f"\nSource : ``outputs/{profile}/{key}``, écrit le {_date(path)}.\n")
+    for key, caption in RESULT_FIGURES:
+        path = written_path(profile, key)
         if not path.exists():
             continue
-        shutil.copy2(path, figures / f"{topic}_{name}")
+        copy = key.replace("/", "_")
+        shutil.copy2(path, figures / copy)
         parts.append(
-            f".. figure:: /_generated/figures/{topic}_{name}\n   :width: 100%\n\n   {caption} — profil {profile}, "
+            f".. figure:: /_generated/figures/{copy}\n   :width: 100%\n\n   {caption} — profil {profile}, "
             f"{_date(path)}.\n"
         )
     dest.write_text(french_typography_rst("\n".join(parts)), encoding="utf-8")
     return dest
-
-
-MEASURES_DIR = DOCS_DIR / "mesures"
 
 
 def write_gpu_check_page(dest: Path | None = None, measures: Path | None = None) -> Path:

@@ -20,7 +20,7 @@ PROFILE_ORDER = ("gpu", "cpu", "smoke")
 
 def durations_path() -> Path:
     """``docs/mesures/durees.csv`` (versionné)."""
-    from .docs import MEASURES_DIR
+    from .measures import MEASURES_DIR
 
     return MEASURES_DIR / "durees.csv"
 

@@ -110,7 +110,7 @@ STUDY_COLUMNS = [
 
 def study_path():
     """``docs/mesures/etude_embeddings_cpu.csv`` : l'étude est une **mesure versionnée**."""
-    from .docs import MEASURES_DIR
+    from .measures import MEASURES_DIR
 
     return MEASURES_DIR / "etude_embeddings_cpu.csv"
 
@@ -203,7 +203,7 @@ def run_variant(name: str, profile=None, base_scores: pd.DataFrame | None = None
 
 def save_rows(rows: pd.DataFrame, path=None) -> pd.DataFrame:
     """Remplace les lignes de la variante de ``rows`` dans l'étude (:func:`study_path`)."""
-    from .llm_study import replace_variant_rows
+    from .measures import replace_variant_rows
 
     return replace_variant_rows(rows, path or study_path(), STUDY_COLUMNS)
 
@@ -215,7 +215,7 @@ def study_table() -> pd.DataFrame | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .llm_study import study_main
+    from .measures import study_main
 
     base_scores = None  # les scores du modèle de base, mesurés une fois pour toutes les variantes
 

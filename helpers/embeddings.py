@@ -17,7 +17,6 @@ sentence-transformers) reste visible dans les notebooks. Ici :
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Iterable
 
@@ -26,20 +25,14 @@ import pandas as pd
 from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator, SentenceEvaluator
 
 from .data import ir_inputs
-from .paths import output_dir, require_output
+from .outputs import load_json, output_path, require_output
+from .text import SPLIT_LABELS
 
 SCORE_COLUMNS = ["split", "model", "dim", "ndcg_at_10", "mrr_at_10", "recall_at_10"]
 PER_QUERY_COLUMNS = ["split", "model", "dim", "pair_id", "rank", "ndcg_at_10"]
 #: Les splits de test rapportés : deux générés par les gabarits, et les questions naturelles écrites
 #: à la main (``naturel_test`` ; leur moitié ``naturel_validation`` sert aux choix).
 TEST_SPLITS = ("test_questions", "test_analytes", "naturel_test")
-SPLIT_LABELS = {
-    "test_questions": "questions inédites",
-    "test_analytes": "analytes inédits",
-    "naturel_test": "questions naturelles, écrites à la main",
-    "validation": "validation",
-    "naturel_validation": "questions naturelles (validation)",
-}
 
 
 def reported_splits(table: pd.DataFrame) -> list[str]:
@@ -136,7 +129,7 @@ def reload_tolerance(precision: str) -> float:
     """
     import torch
 
-    from .llm import torch_dtype
+    from .runtime import torch_dtype
 
     dtype = torch_dtype(precision)  # erreur française si la précision est inconnue
     return 1e-5 if dtype == torch.float32 else float(torch.finfo(dtype).eps)
@@ -271,24 +264,6 @@ def parameter_counts(model) -> dict:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"total": total, "trainable": trainable, "trainable_pct": round(100 * trainable / total, 1)}
-
-
-def last_checkpoint(checkpoint_dir: Path | str) -> str | None:
-    """Dernier checkpoint d'un entraînement interrompu (``None`` s'il n'y en a pas)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    checkpoint_dir = Path(checkpoint_dir)
-    if not checkpoint_dir.is_dir():
-        return None
-    return get_last_checkpoint(str(checkpoint_dir))
-
-
-def remove_checkpoints(checkpoint_dir: Path | str) -> None:
-    """Supprime les checkpoints une fois le modèle final sauvegardé.
-
-    Ainsi, un checkpoint présent signifie toujours « entraînement interrompu, à reprendre ».
-    """
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- évaluation
@@ -430,36 +405,30 @@ class MatryoshkaIREvaluator(SentenceEvaluator):
 
 # --------------------------------------------------------------------------- résultats
 def scores_path(profile_name: str) -> Path:
-    return output_dir(profile_name, "embeddings") / "ndcg.csv"
+    return output_path(profile_name, "embeddings/ndcg.csv")
 
 
 def per_query_path(profile_name: str) -> Path:
-    return output_dir(profile_name, "embeddings") / "per_query.csv"
+    return output_path(profile_name, "embeddings/per_query.csv")
 
 
 def model_dir(profile_name: str) -> Path:
     """Dossier du modèle fine-tuné (``SentenceTransformer(model_dir(...))`` le recharge)."""
-    return output_dir(profile_name, "embeddings") / "model"
-
-
-def model_marker(profile_name: str) -> Path:
-    """Fichier dont la présence dit que le modèle du notebook 02 a été enregistré en entier."""
-    return model_dir(profile_name) / "config_sentence_transformers.json"
+    return output_path(profile_name, "embeddings/model")
 
 
 def training_summary_path(profile_name: str) -> Path:
     """``outputs/<profil>/embeddings/training_summary.json`` (écrit par :func:`save_results`)."""
-    return output_dir(profile_name, "embeddings") / "training_summary.json"
+    return output_path(profile_name, "embeddings/training_summary.json")
 
 
 def require_model(profile_name: str) -> Path:
     """Dossier du modèle fine-tuné par le notebook 02, ou erreur claire s'il n'existe pas."""
-    require_output(model_marker(profile_name), "Modèle d'embeddings fine-tuné", "02", profile_name, MissingResultsError)
-    return model_dir(profile_name)
+    return require_output(profile_name, "embeddings/model", MissingResultsError)
 
 
 def checkpoint_dir(profile_name: str) -> Path:
-    return output_dir(profile_name, "embeddings") / "checkpoints"
+    return output_path(profile_name, "embeddings/checkpoints")
 
 
 def save_results(scores: pd.DataFrame, per_query: pd.DataFrame, profile_name: str, extra: dict | None = None) -> Path:
@@ -480,14 +449,7 @@ def save_results(scores: pd.DataFrame, per_query: pd.DataFrame, profile_name: st
 
 def load_training_summary(profile_name: str) -> dict:
     """Relit ``training_summary.json`` du notebook 02 (paires, pas, temps, mémoire, paramètres)."""
-    path = require_output(
-        training_summary_path(profile_name),
-        "Résumé d'entraînement des embeddings",
-        "02",
-        profile_name,
-        error=MissingResultsError,
-    )
-    return json.loads(path.read_text(encoding="utf-8"))
+    return load_json(profile_name, "embeddings/training_summary.json", MissingResultsError)
 
 
 def _check_columns(df: pd.DataFrame, columns: list[str], what: str) -> None:

@@ -6,15 +6,12 @@ Chaque fonction renvoie un ``pandas.DataFrame`` ou une figure ``matplotlib`` ; l
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from .analytes import Analyte, load_analytes
-from .paths import output_dir
 
 
 def dataset_sizes(retrieval, instructions, longitudinal) -> pd.DataFrame:
@@ -156,24 +153,3 @@ def plot_patient_series(longitudinal, patient_id: str, analytes: dict[str, Analy
     fig.suptitle(f"Patient {patient_id} ({sexe}, {df['age_inclusion'].iloc[0]} ans à l'inclusion)")
     fig.tight_layout()
     return fig
-
-
-def save_figure(fig, profile_name: str, name: str, topic: str = "data") -> Path:
-    """Enregistre ``fig`` en PNG sous ``outputs/<profil>/<topic>/<name>.png``."""
-    path = output_dir(profile_name, topic) / f"{name}.png"
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
-
-
-def save_table(df: pd.DataFrame, profile_name: str, name: str, topic: str = "data") -> Path:
-    """Enregistre un tableau en CSV sous ``outputs/<profil>/<topic>/<name>.csv``."""
-    path = output_dir(profile_name, topic) / f"{name}.csv"
-    df.to_csv(path, index=False)
-    return path
-
-
-def save_json(data: dict, profile_name: str, name: str, topic: str = "data") -> Path:
-    """Enregistre un dictionnaire en JSON sous ``outputs/<profil>/<topic>/<name>.json``."""
-    path = output_dir(profile_name, topic) / f"{name}.json"
-    path.write_text(json.dumps(data, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
-    return path

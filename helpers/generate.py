@@ -34,7 +34,7 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
-from .analytes import Analyte, load_analytes
+from .analytes import BIOLOGICAL_VARIATION, Analyte, load_analytes, reference_change_value
 from .paths import DATASET_DIR, REFERENCE_DIR
 
 SEED = 20261123
@@ -46,17 +46,6 @@ N_INSTRUCTIONS = 2400
 INSTRUCTION_SPLIT = {"train": 0.8, "validation": 0.1, "test": 0.1}
 N_PATIENTS = 240
 LONGITUDINAL_ANALYTES = ("HB", "CREAT", "GLY", "LDL", "TSH", "ALAT", "FERRITINE")
-# Variation biologique intra-individuelle (CVi) et analytique (CVa), en % : ordres de grandeur
-# inspirés de la base de données EFLM de variation biologique, arrondis, à but pédagogique.
-BIOLOGICAL_VARIATION = {
-    "HB": (2.7, 1.5),
-    "CREAT": (4.5, 3.0),
-    "GLY": (5.0, 2.5),
-    "LDL": (7.0, 3.0),
-    "TSH": (18.0, 4.0),
-    "ALAT": (10.0, 5.0),
-    "FERRITINE": (10.0, 5.0),
-}
 
 # ---------------------------------------------------------------------------- passages
 _REF_TAIL = (
@@ -763,17 +752,6 @@ def build_instructions(analytes: dict[str, Analyte], seed: int = SEED) -> dict[s
 
 
 # ---------------------------------------------------------------------------- longitudinal
-def rcv_from_cv(cvi: float, cva: float, z: float = 1.96) -> float:
-    """Valeur de référence du changement (RCV, en fraction) : z × √2 × √(CVa² + CVi²), CV en % ;
-    ``z = 1,96`` : seuil bilatéral à 95 % (2,58 : à 99 %)."""
-    if z <= 0:
-        raise ValueError(f"z doit être positif (reçu {z}).")
-    return z * math.sqrt(2) * math.hypot(cvi, cva) / 100
-
-
-def reference_change_value(code: str) -> float:
-    """RCV (fraction) d'un analyte de la vue longitudinale, depuis ses CV biologique et analytique."""
-    return rcv_from_cv(*BIOLOGICAL_VARIATION[code])
 
 
 def build_longitudinal(analytes: dict[str, Analyte], seed: int = SEED) -> list[dict]:

@@ -271,7 +271,7 @@ def probe_environment() -> None:
 
     info = {"transformers_avant_unsloth": "transformers" in sys.modules}
     start = time.perf_counter()
-    from .llm import load_unsloth
+    from .runtime import load_unsloth
 
     unsloth = load_unsloth()
     info["import_unsloth_s"] = round(time.perf_counter() - start, 1)

@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from .memory import current_rss_mb, gpu_peaks
+
 #: Les bras que ce module sait entraîner à part : B (QLoRA), le seul dont le notebook 06 mesure la
 #: mémoire dans un processus neuf (A et C le sont dans le noyau, :class:`MemoryProbe`).
 ARMS = ("B",)
@@ -45,46 +47,28 @@ def matched_steps(examples: int, per_step: int) -> int:
     return math.ceil(examples / per_step)
 
 
-def current_rss_mb() -> float | None:
-    """Mémoire résidente actuelle du processus (Mo, ``VmRSS`` sous Linux) ; ``None`` ailleurs."""
-    from .runtime import proc_status_kb
-
-    kb = proc_status_kb("VmRSS")
-    return None if kb is None else kb / 1024
-
-
-def _gpu_peaks() -> dict:
-    import torch
-
-    if not torch.cuda.is_available():
-        return {}
-    return {
-        "pic_gpu_reserve_mo": round(torch.cuda.max_memory_reserved() / 1e6),
-        "pic_gpu_alloue_mo": round(torch.cuda.max_memory_allocated() / 1e6),
-    }
-
-
 def _peak_callback(record: dict):
     """Rappel qui note le pic de mémoire après chaque pas d'optimisation (et à part, après le premier)."""
     from transformers import TrainerCallback
 
-    from .runtime import peak_rss_mb
+    from .memory import peak_rss_mb
 
     class PeakPerStep(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
             record.setdefault("pic_rss_par_pas_mo", []).append(peak_rss_mb())
             if state.global_step == 1:
                 record["pic_rss_premier_pas_mo"] = peak_rss_mb()
-                record.update({f"{k}_premier_pas": v for k, v in _gpu_peaks().items()})
+                record.update({f"{k}_premier_pas": v for k, v in gpu_peaks().items()})
             return control
 
     return PeakPerStep()
 
 
 def _arm_b(profile, steps: int, output_dir: Path):
-    from .training import choose_backend, load_qlora_model, qlora_datasets, qlora_trainer
+    from .runtime import select_backend
+    from .training import load_qlora_model, qlora_datasets, qlora_trainer
 
-    backend, _ = choose_backend(profile)
+    backend = select_backend(profile.llm)[0].backend
     loaded = {"moteur": backend}
 
     def build():
@@ -104,7 +88,7 @@ def run_arm(profile, arm: str, steps: int, output_dir: Path | str, save: bool = 
     pics GPU si CUDA, ``secondes``, ``pas``, ``exemples_vus``. ``save`` : enregistre l'adaptateur dans
     ``output_dir/modele`` et mesure sa ``perte_validation``. À appeler dans un processus neuf
     (:func:`measure_arm`)."""
-    from .runtime import peak_rss_mb, reset_peak_rss
+    from .memory import peak_rss_mb, reset_peak_rss
     from .training import set_seed
 
     if arm not in ARMS:
@@ -131,7 +115,7 @@ def run_arm(profile, arm: str, steps: int, output_dir: Path | str, save: bool = 
     record["pas"] = output.global_step
     record["exemples_vus"] = output.global_step * loaded["exemples_par_pas"]
     record["pic_rss_mo"] = peak_rss_mb()
-    record.update(_gpu_peaks())
+    record.update(gpu_peaks())
     record["moteur"] = loaded.get("moteur")
     if save:  # l'adaptateur et sa perte de validation (mêmes exemples que le notebook 04)
         record["perte_validation"] = trainer.evaluate()["eval_loss"]
@@ -176,44 +160,6 @@ def measure_arm(
             f"Bras {arm} en processus à part : échec (code {done.returncode}). Fin de son journal :\n{tail}"
         )
     return json.loads(result.read_text(encoding="utf-8"))
-
-
-class MemoryProbe:
-    """La mémoire d'une étape mesurée **dans le noyau**, pic remis à zéro au départ.
-
-    À la création : mémoire libérée rendue au système, pic (``VmHWM``) ramené à la mémoire actuelle
-    (:func:`helpers.runtime.reset_peak_rss`) et **vérification** de la remise à zéro (le pic relu
-    juste après ne dépasse pas la mémoire actuelle de plus de 1 %) ; :meth:`mark` note la mémoire à
-    un moment nommé (« modèle chargé ») ; :meth:`stop` renvoie un enregistrement que lit
-    :func:`memory_table` : la part **propre au bras** est le pic moins la mémoire du départ.
-    """
-
-    def __init__(self):
-        from .runtime import peak_rss_mb, reset_peak_rss
-
-        reset = reset_peak_rss()
-        self.start_mb = current_rss_mb()
-        peak = peak_rss_mb()
-        self.verified = bool(reset and self.start_mb and peak <= 1.01 * self.start_mb + 1)
-        self.marks: dict[str, float | None] = {}
-
-    def mark(self, name: str) -> None:
-        """Note la mémoire résidente actuelle sous ``name`` (Mo)."""
-        self.marks[name] = current_rss_mb()
-
-    def stop(self, steps: int | None = None) -> dict:
-        """L'enregistrement de la mesure (mêmes clés que :func:`run_arm` quand elles existent)."""
-        from .runtime import peak_rss_mb
-
-        record = {
-            "methode": "noyau, pic remis à zéro" + (" (vérifié)" if self.verified else " (NON vérifié)"),
-            "pas": steps,
-            "rss_depart_mo": self.start_mb,
-            "rss_modele_charge_mo": self.marks.get("modele_charge"),
-            "pic_rss_mo": peak_rss_mb(),
-        }
-        record.update(_gpu_peaks())
-        return record
 
 
 def memory_table(runs: dict[str, dict]):

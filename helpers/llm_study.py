@@ -16,13 +16,13 @@ Pour mesurer des durées comparables, lancez les variantes une à une, machine a
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import replace
 
 import pandas as pd
 
+from .measures import replace_variant_rows, study_main
 from .runtime import git_commit
 from .stepwise import STEPWISE_INSTRUCTION, reasoning_scores
 
@@ -201,7 +201,7 @@ STUDY_COLUMNS = [
 def study_path():
     """``docs/mesures/etude_formats_cpu.csv`` : l'étude est une **mesure versionnée** (comme le
     contrôle GPU), affichée par le notebook 04 avec sa provenance (commit, date, threads)."""
-    from .docs import MEASURES_DIR
+    from .measures import MEASURES_DIR
 
     return MEASURES_DIR / "etude_formats_cpu.csv"
 
@@ -244,18 +244,11 @@ def run_variant(name: str, profile=None) -> dict:
 
     from . import training
     from .data import load_instructions
-    from .llm import (
-        analyte_cases,
-        confusion,
-        format_prompt,
-        generation_tokenizer,
-        score_answers,
-        status_recall,
-        upcast_adapters,
-    )
+    from .llm import analyte_cases, format_prompt, generation_tokenizer, upcast_adapters
+    from .memory import peak_rss_mb, reset_peak_rss
     from .profiles import get_profile
-    from .qlora import in_batches
-    from .runtime import configure_threads, peak_rss_mb, reset_peak_rss
+    from .runtime import configure_threads, in_batches
+    from .status import confusion, score_answers, status_recall
 
     spec = VARIANTS[name]
     base = profile or get_profile("cpu")
@@ -343,9 +336,9 @@ def run_variant(name: str, profile=None) -> dict:
 
 def answers_path(name: str):
     """``outputs/cpu/llm/etude/<variante>.jsonl`` : les réponses de validation d'une variante."""
-    from .paths import output_dir
+    from .outputs import output_path
 
-    return output_dir("cpu", "llm") / "etude" / f"{name}.jsonl"
+    return output_path("cpu", f"llm/etude/{name}.jsonl")
 
 
 def save_answers(name: str, cases, answers: list[str]):
@@ -369,40 +362,6 @@ def save_answers(name: str, cases, answers: list[str]):
 def save_row(row: dict, path=None) -> pd.DataFrame:
     """Ajoute (ou remplace) la ligne d'une variante dans l'étude (:func:`study_path`)."""
     return replace_variant_rows(pd.DataFrame([row]), path or study_path(), STUDY_COLUMNS)
-
-
-def replace_variant_rows(rows: pd.DataFrame, path, columns: list[str]) -> pd.DataFrame:
-    """Remplace, dans le CSV d'une étude, les lignes des variantes de ``rows`` par ``rows`` (colonnes
-    ``columns``, dans cet ordre) ; commun à cette étude et à :mod:`helpers.embedding_study`."""
-    table = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=columns)
-    table = pd.concat([table[~table["variante"].isin(set(rows["variante"]))], rows], ignore_index=True)
-    table.reindex(columns=columns).to_csv(path, index=False)
-    return table
-
-
-def study_main(argv: list[str] | None, *, prog: str, description: str, variants: dict, run) -> int:
-    """Ligne de commande commune aux études (celle-ci et :mod:`helpers.embedding_study`) : ``--liste``,
-    refus d'une variante inconnue (code 2), puis ``run(nom)`` pour chaque variante demandée (toutes
-    par défaut), hors ligne."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("variantes", nargs="*", help="variantes à exécuter (par défaut : toutes)")
-    parser.add_argument("--liste", action="store_true")
-    args = parser.parse_args(argv)
-    if args.liste:
-        width = max(map(len, variants)) + 1
-        for name, spec in variants.items():
-            print(f"{name:<{width}}{spec['description']}")
-        return 0
-    unknown = set(args.variantes) - set(variants)
-    if unknown:
-        print(f"Variante(s) inconnue(s) : {', '.join(sorted(unknown))}.", file=sys.stderr)
-        return 2
-    from .runtime import go_offline
-
-    go_offline()
-    for name in args.variantes or list(variants):
-        run(name)
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

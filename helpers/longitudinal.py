@@ -41,7 +41,7 @@ def _check(df: pd.DataFrame) -> pd.DataFrame:
 def reference_change_values(cv: dict[str, tuple[float, float]], z: float = 1.96) -> dict[str, float]:
     """RCV (fraction) de chaque analyte : z × √2 × √(CVi² + CVa²), CV donnés en % ; ``z = 1,96``
     pour un seuil à 95 %, 2,58 pour 99 % (exercice 1 du notebook 07)."""
-    from .generate import rcv_from_cv
+    from .analytes import rcv_from_cv
 
     return {code: rcv_from_cv(cvi, cva, z) for code, (cvi, cva) in cv.items()}
 

@@ -407,7 +407,7 @@ def resolve_model(model_id: str, offline_name: str, *, what: str) -> tuple[str, 
             f"Hub Hugging Face injoignable : impossible de télécharger « {model_id} ». "
             f"Repli sur le modèle hors ligne « {offline_name} »."
         )
-        print(message, file=sys.stderr)
+        runtime.warn_fallback(message)
         return str(model_path(offline_name)), message
     return model_id, f"{what} « {model_id} » depuis le hub Hugging Face"
 
@@ -432,10 +432,9 @@ def load_sentence_transformer(model_id: str, offline_name: str, device: str | No
     except OSError as err:
         if offline_used is not None or local_model_dir(model_id) is not None:
             raise  # modèle hors ligne ou dossier local illisible : pas de repli à tenter
-        print(
+        runtime.warn_fallback(
             f"Échec du chargement de « {model_id} » depuis le hub ({type(err).__name__}: {err}). "
-            f"Repli sur « {offline_name} ».",
-            file=sys.stderr,
+            f"Repli sur « {offline_name} »."
         )
         source = str(model_path(offline_name))
         explanation = f"repli hors ligne « {offline_name} » après échec du hub"

@@ -11,9 +11,6 @@ DATASET_DIR = DATA_DIR / "medanalyzer_fr"
 REFERENCE_DIR = DATA_DIR / "reference"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
-#: Sous-dossiers autorisés de ``outputs/<profil>/`` (un par thème du cours).
-OUTPUT_TOPICS = ("data", "embeddings", "llm", "comparison", "case_study", "notebooks", "scripts")
-
 
 def cache_dir() -> Path:
     """Dossier (non versionné) où les modèles hors ligne sont construits au premier usage.
@@ -28,31 +25,6 @@ def cache_dir() -> Path:
 def outputs_root() -> Path:
     """Racine des résultats (``COURSE_OUTPUTS_DIR`` ou ``<dépôt>/outputs``)."""
     return Path(os.environ.get("COURSE_OUTPUTS_DIR", REPO_ROOT / "outputs"))
-
-
-def output_dir(profile_name: str, topic: str) -> Path:
-    """Renvoie (en le créant) ``outputs/<profil>/<thème>/``.
-
-    >>> output_dir("cpu", "data").parts[-2:]
-    ('cpu', 'data')
-    """
-    if topic not in OUTPUT_TOPICS:
-        raise ValueError(f"Thème de sortie inconnu : « {topic} ». Thèmes possibles : {', '.join(OUTPUT_TOPICS)}.")
-    path = outputs_root() / profile_name / topic
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def require_output(
-    path: Path, what: str, notebook: str, profile_name: str, error: type[Exception] = FileNotFoundError
-) -> Path:
-    """``path`` s'il existe ; sinon ``error`` en français, nommant le notebook qui le produit."""
-    if not Path(path).exists():
-        raise error(
-            f"{what} introuvable : {path} (profil « {profile_name} ») : exécutez d'abord le "
-            f"notebook {notebook} avec le même profil (make course les exécute dans l'ordre)."
-        )
-    return Path(path)
 
 
 def shown(value):

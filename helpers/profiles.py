@@ -28,7 +28,6 @@ ses propres réglages** (dimensions Matryoshka du modèle de repli), et la raiso
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import asdict, dataclass, field, replace
 
 from . import runtime
@@ -250,14 +249,14 @@ def _gpu_precision() -> str:
     requested = os.environ.get("COURSE_PRECISION", "").strip().lower() or None
     precision, warning = choose_precision(requested, runtime.cuda_available(), runtime.bf16_supported())
     if warning:
-        print(warning, file=sys.stderr)
+        runtime.warn_fallback(warning)
     return precision
 
 
 def gpu_fit_warning(profile: "Profile", gpu_gb: float | None) -> str | None:
     """Avertissement si la mémoire ``gpu_gb`` du GPU (Go) est sous l'estimation du QLoRA du
-    profil gpu (:func:`helpers.llm.qlora_gpu_memory_gb`), calculée avant tout chargement."""
-    from .llm import qlora_gpu_memory_gb
+    profil gpu (:func:`helpers.memory.qlora_gpu_memory_gb`), calculée avant tout chargement."""
+    from .memory import qlora_gpu_memory_gb
 
     if profile.name != "gpu" or gpu_gb is None:
         return None
@@ -659,7 +658,7 @@ def detect_profile() -> Profile:
         profile = get_profile("gpu", "GPU CUDA détecté et hub Hugging Face joignable.")
         warning = gpu_fit_warning(profile, runtime.gpu_memory_gb())
         if warning:
-            print(warning, file=sys.stderr)
+            runtime.warn_fallback(warning)
             profile = replace(profile, reason=f"{profile.reason} Attention : {warning}")
     elif cuda:
         profile = get_profile(

@@ -9,91 +9,39 @@ sauvegarde des résultats et vérification des objectifs.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import pandas as pd
 
-from .explore import save_json, save_table
-from .paths import output_dir, require_output
+from .outputs import load_json, output_path, require_output, save_json, save_table
+from .runtime import in_batches
 
 STATUS_ACCURACY_COLUMNS = ["model", "n_cases", "n_values", "accuracy"]
 
 
 # --------------------------------------------------------------------------- chemins
-def llm_dir(profile_name: str) -> Path:
-    """``outputs/<profil>/llm/`` (créé au besoin)."""
-    return output_dir(profile_name, "llm")
-
-
 def adapter_dir(profile_name: str) -> Path:
     """Dossier de l'adaptateur LoRA : ``outputs/<profil>/llm/adapter/``."""
-    return llm_dir(profile_name) / "adapter"
+    return output_path(profile_name, "llm/adapter")
 
 
 def merged_dir(profile_name: str) -> Path:
     """Dossier du modèle fusionné (base + LoRA) : ``outputs/<profil>/llm/merged/``."""
-    return llm_dir(profile_name) / "merged"
+    return output_path(profile_name, "llm/merged")
 
 
-def adapter_marker(profile_name: str) -> Path:
-    """Fichier dont la présence dit que l'adaptateur du notebook 04 a été enregistré."""
-    return adapter_dir(profile_name) / "adapter_config.json"
-
-
-def training_summary_path(profile_name: str) -> Path:
-    """``outputs/<profil>/llm/training.json`` (notebook 04)."""
-    return llm_dir(profile_name) / "training.json"
-
-
-def status_accuracy_path(profile_name: str) -> Path:
-    """``outputs/<profil>/llm/status_accuracy.csv`` (notebook 05)."""
-    return llm_dir(profile_name) / "status_accuracy.csv"
+def checkpoints_dir(profile_name: str) -> Path:
+    """Dossier des checkpoints du QLoRA (reprise) : ``outputs/<profil>/llm/checkpoints/``."""
+    return output_path(profile_name, "llm/checkpoints")
 
 
 def require_adapter(profile_name: str) -> Path:
     """Chemin de l'adaptateur entraîné par le notebook 04, ou erreur claire s'il manque."""
-    require_output(adapter_marker(profile_name), "Adaptateur LoRA", "04", profile_name)
-    return adapter_dir(profile_name)
-
-
-def dir_size_mb(path: Path | str) -> float:
-    """Taille totale des fichiers d'un dossier (Mo, 1 Mo = 10⁶ octets)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"Dossier introuvable : {path}")
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+    return require_output(profile_name, "llm/adapter")
 
 
 # --------------------------------------------------------------------------- mémoire d'entraînement
-def training_memory(total: int, trainable: int, linear: int) -> pd.DataFrame:
-    """Mémoire d'entraînement **hors activations** (Go), calculée octet par octet.
-
-    * ``total`` : paramètres du modèle ; ``linear`` : ceux des couches linéaires quantifiables ;
-    * ``trainable`` : paramètres entraînés par LoRA (adaptateurs).
-
-    Fine-tuning complet en précision mixte : poids bf16 (2 o) + gradients bf16 (2 o) + copie
-    fp32 des poids (4 o) + deux moments d'Adam (2 × 4 o) = 16 o par paramètre ; avec un AdamW
-    8 bits, les deux moments tiennent en 2 o. En LoRA, seuls les adaptateurs (gardés en fp32) ont
-    gradients et états d'optimiseur ; le modèle de base est figé, en bf16 ou en nf4.
-    """
-    if min(total, trainable, linear) < 0 or linear > total:
-        raise ValueError("Paramètres incohérents : il faut 0 ≤ linear ≤ total et trainable ≥ 0.")
-    other = total - linear
-    nf4 = 0.5 + 1 / 64 + 4 / (64 * 256)  # nf4 + double quantification (voir llm.BYTES_PER_WEIGHT)
-    lora_adam32 = trainable * (4 + 4 + 8)  # poids fp32 + gradient fp32 + 2 moments fp32
-    lora_adam8 = trainable * (4 + 4 + 2)
-    rows = [
-        ("fine-tuning complet", "bf16 + AdamW fp32", total * 16),
-        ("fine-tuning complet", "bf16 + AdamW 8 bits", total * (2 + 2 + 4 + 2)),
-        ("LoRA", "base bf16 figée + AdamW fp32", total * 2 + lora_adam32),
-        ("QLoRA", "base nf4 figée + AdamW fp32", linear * nf4 + other * 2 + lora_adam32),
-        ("QLoRA", "base nf4 figée + AdamW 8 bits", linear * nf4 + other * 2 + lora_adam8),
-    ]
-    table = pd.DataFrame(rows, columns=["méthode", "détail", "octets"])
-    table["go"] = (table.pop("octets") / 1e9).round(2)
-    return table
 
 
 # --------------------------------------------------------------------------- graphiques
@@ -151,33 +99,6 @@ def plot_confusion(tables: dict[str, pd.DataFrame]):
 
 
 # --------------------------------------------------------------------------- génération
-def in_batches(
-    fn: Callable[[list[str]], list[str]],
-    prompts: Sequence[str],
-    batch_size: int,
-    desc: str = "génération",
-    by_length: bool = False,
-) -> list[str]:
-    """Applique ``fn`` (une liste de prompts → une liste de réponses) par lots, avec barre de progression.
-
-    ``by_length`` : les lots regroupent des prompts de longueurs voisines (moins de remplissage à
-    calculer) ; les réponses reviennent dans l'ordre des ``prompts``.
-    """
-    from tqdm.auto import tqdm
-
-    if batch_size < 1:
-        raise ValueError(f"Taille de lot invalide : {batch_size} (il faut au moins 1).")
-    prompts = list(prompts)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i])) if by_length else list(range(len(prompts)))
-    out: list[str] = [""] * len(prompts)
-    for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="lot"):
-        chunk = order[start : start + batch_size]
-        answers = list(fn([prompts[i] for i in chunk]))
-        if len(answers) != len(chunk):
-            raise ValueError(f"{len(answers)} réponses pour un lot de {len(chunk)} prompts.")
-        for i, answer in zip(chunk, answers):
-            out[i] = answer
-    return out
 
 
 def generate_with_prefix_cache(
@@ -258,24 +179,23 @@ def format_examples(table: pd.DataFrame, disclaimer: str) -> str:
 
 def save_inference_summary(summary: dict, profile_name: str) -> Path:
     """``outputs/<profil>/llm/inference.json`` : temps de génération, réglages (relu par le notebook 06)."""
-    return save_json(summary, profile_name, "inference", topic="llm")
+    return save_json(summary, profile_name, "llm/inference.json")
 
 
 # --------------------------------------------------------------------------- résultats
 def save_training_summary(summary: dict, profile_name: str) -> Path:
     """``outputs/<profil>/llm/training.json`` : pertes, temps, mémoire, paramètres (relu par 05 et 06)."""
-    return save_json(summary, profile_name, "training", topic="llm")
+    return save_json(summary, profile_name, "llm/training.json")
 
 
 def load_training_summary(profile_name: str) -> dict:
     """Relit le résumé écrit par le notebook 04 (erreur claire s'il manque)."""
-    path = require_output(training_summary_path(profile_name), "Résumé d'entraînement", "04", profile_name)
-    return json.loads(path.read_text(encoding="utf-8"))
+    return load_json(profile_name, "llm/training.json")
 
 
 def load_status_accuracy(profile_name: str) -> pd.DataFrame:
     """Relit ``status_accuracy.csv`` du notebook 05 (colonnes vérifiées)."""
-    path = require_output(status_accuracy_path(profile_name), "Exactitude des statuts", "05", profile_name)
+    path = require_output(profile_name, "llm/status_accuracy.csv")
     table = pd.read_csv(path)
     missing = [c for c in STATUS_ACCURACY_COLUMNS if c not in table.columns]
     if missing:
@@ -289,7 +209,7 @@ def load_answers(profile_name: str, cases, label: str = "finetuned") -> list[str
     Vérifie qu'elles répondent bien à ces cas (même identifiant, même entrée) : sinon, erreur
     française qui demande de réexécuter le notebook 05 (profil ou données changés depuis).
     """
-    path = require_output(llm_dir(profile_name) / "answers.jsonl", "Réponses du modèle", "05", profile_name)
+    path = require_output(profile_name, "llm/answers.jsonl")
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     cases = list(cases)
     if len(records) != len(cases):
@@ -318,9 +238,9 @@ def save_status_results(
     if missing:
         raise ValueError(f"Colonnes manquantes dans le tableau d'exactitude : {', '.join(missing)}.")
     paths = {
-        "accuracy": save_table(accuracy[STATUS_ACCURACY_COLUMNS], profile_name, "status_accuracy", topic="llm"),
-        "values": save_table(scored, profile_name, "status_values", topic="llm"),
-        "answers": llm_dir(profile_name) / "answers.jsonl",
+        "accuracy": save_table(accuracy[STATUS_ACCURACY_COLUMNS], profile_name, "llm/status_accuracy.csv"),
+        "values": save_table(scored, profile_name, "llm/status_values.csv"),
+        "answers": output_path(profile_name, "llm/answers.jsonl"),
     }
     with paths["answers"].open("w", encoding="utf-8") as f:
         for i, case in enumerate(cases):
@@ -403,51 +323,6 @@ def comparison_probe(
 
 
 # --------------------------------------------------------------------------- mesures
-def memory_snapshot(model=None) -> dict:
-    """Mémoire à cet instant : pic RSS du processus, pic GPU réservé (si CUDA), empreinte du modèle."""
-    from .runtime import peak_rss_mb
-
-    snap = {"pic_rss_mo": peak_rss_mb()}
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            snap["pic_gpu_reserve_mo"] = round(torch.cuda.max_memory_reserved() / 1e6)
-    except ImportError:
-        pass
-    if model is not None:
-        snap["empreinte_modele_mo"] = round(model.get_memory_footprint() / 1e6, 1)
-    return snap
-
-
-def parameter_count(model) -> int:
-    """Nombre **réel** de paramètres, y compris ceux des couches quantifiées en 4 bits.
-
-    bitsandbytes range deux poids 4 bits par octet (``Params4bit`` aplati) : ``numel()`` compte
-    alors moitié moins de paramètres ; la forme d'origine est dans ``quant_state.shape``.
-    """
-    total = 0
-    for p in model.parameters():
-        state = getattr(p, "quant_state", None)
-        total += math.prod(state.shape) if state is not None else p.numel()
-    return total
-
-
-def base_model_size_mb(source: str) -> float | None:
-    """Taille sur disque du modèle de base : dossier local, sinon son dépôt dans le cache du hub.
-
-    ``None`` si le modèle n'est pas trouvé localement (rien n'est deviné).
-    """
-    path = Path(source)
-    if path.exists():
-        return dir_size_mb(path)
-    try:
-        from huggingface_hub import scan_cache_dir
-
-        repos = [r for r in scan_cache_dir().repos if r.repo_id.startswith(source)]
-    except Exception:  # cache absent ou illisible
-        return None
-    return sum(r.size_on_disk for r in repos) / 1e6 if repos else None
 
 
 def answer_profile(scored: pd.DataFrame) -> pd.DataFrame:
@@ -510,8 +385,9 @@ def load_finetuned_llm(profile, adapter_path: Path | str | None = None):
     """
     import torch
 
-    from .llm import quiet_max_length, select_backend, torch_dtype
+    from .llm import quiet_max_length
     from .models import resolve_model
+    from .runtime import select_backend, torch_dtype
 
     if adapter_path is None:
         adapter_path = require_adapter(profile.name)

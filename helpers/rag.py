@@ -273,7 +273,7 @@ def summary_items(cases, answers: list[str], contexts: list[list[str]], case_id:
     ``cases`` : cas d'un analyte (``case_id`` = compte rendu d'origine) ou comptes rendus entiers ;
     ``answers`` / ``contexts`` : une réponse et une liste de passages par cas, dans le même ordre.
     """
-    from .llm import parse_statuses
+    from .status import parse_statuses
 
     analytes = load_analytes()
     cases = list(cases)
@@ -363,9 +363,9 @@ def prudence_issues(text: str) -> list[str]:
     """
     import re
 
-    from .llm import _norm
+    from .text import normalize
 
-    norm = _norm(text)
+    norm = normalize(text)
     issues = [why for pattern, why in _UNSAFE if re.search(pattern, norm)]
     if not re.search(r"medecin|professionnel de sante", norm):
         issues.append("ne renvoie pas vers un médecin ou un professionnel de santé")

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from .paths import outputs_root
+from .outputs import written_path
 from .text import french_decimals
 
 
@@ -49,7 +49,7 @@ def _status_target_lines(values_path) -> list[str]:
     dans ``status_values.csv`` du notebook 05."""
     import pandas as pd
 
-    from .llm import accuracy_gain, status_recall
+    from .status import accuracy_gain, status_recall
 
     if not values_path.exists():
         return [f"  {values_path.name} absent : gain et rappel non calculés"]
@@ -69,7 +69,7 @@ def _status_target_lines(values_path) -> list[str]:
 
 
 def _run_summary(profile_name: str) -> dict | None:
-    path = outputs_root() / profile_name / "run_summary.json"
+    path = written_path(profile_name, "run_summary.json")
     if not path.exists():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
@@ -123,7 +123,7 @@ def llm_report(profile_name: str) -> list[str]:
     """Lignes du bilan des notebooks 04–05 : pertes de validation, exactitude des statuts, coût."""
     import pandas as pd
 
-    from .qlora import load_training_summary, status_accuracy_path
+    from .qlora import load_training_summary
 
     lines = [f"QLoRA du modèle de langage — profil {profile_name}"]
     try:
@@ -136,7 +136,7 @@ def llm_report(profile_name: str) -> list[str]:
         f"  [{state}] perte de validation : base {base:.4f} → fine-tuné {tuned:.4f} "
         f"({training['pas']} pas, {training['secondes_entrainement']:.0f} s)"
     )
-    path = status_accuracy_path(profile_name)
+    path = written_path(profile_name, "llm/status_accuracy.csv")
     if path.exists():
         acc = pd.read_csv(path).set_index("model")
         for model, row in acc.iterrows():
@@ -150,7 +150,7 @@ def llm_report(profile_name: str) -> list[str]:
                 f"  [{'atteint' if ok else 'NON atteint'}] exactitude du fine-tuné ≥ "
                 f"{LLM_MIN_ACCURACY:.0%} (notebook 05, sections 9 et 10)"
             )
-            lines += _status_target_lines(path.with_name("status_values.csv"))
+            lines += _status_target_lines(written_path(profile_name, "llm/status_values.csv"))
     else:
         lines.append(f"  exactitude des statuts : {path.name} absent (notebook 05 non exécuté)")
     return lines + _budget_lines(profile_name, ("04", "05"), LLM_BUDGET)
@@ -161,10 +161,10 @@ def comparison_report(profile_name: str) -> list[str]:
     """Lignes du bilan des notebooks 06–07 : le tableau des trois bras, le RAG, le coût."""
     import pandas as pd
 
-    from .compare import _thousands
+    from .text import french_int
 
     lines = [f"Comparaison des approches et étude de cas — profil {profile_name}"]
-    path = outputs_root() / profile_name / "comparison" / "comparison.csv"
+    path = written_path(profile_name, "comparison/comparison.csv")
     if not path.exists():
         lines.append(f"  comparaison : {path} absent (notebook 06 non exécuté)")
     else:
@@ -188,11 +188,11 @@ def comparison_report(profile_name: str) -> list[str]:
             )
             latency = f"{row.latence_ms:.0f} ms/question" if pd.notna(row.latence_ms) else "latence non mesurée"
             lines.append(
-                f"  {row.bras} {row.approche} : {_thousands(row.parametres_entraines)} paramètres "
+                f"  {row.bras} {row.approche} : {french_int(row.parametres_entraines)} paramètres "
                 f"entraînés, {row.secondes_entrainement:.0f} s, {row.taille_artefact_mo:.1f} Mo, "
                 f"{latency} ; {quality}"
             )
-    rag_path = outputs_root() / profile_name / "case_study" / "rag_taux_de_succes.csv"
+    rag_path = written_path(profile_name, "case_study/rag_taux_de_succes.csv")
     if rag_path.exists():
         rag = pd.read_csv(rag_path)
         if "analytes" not in rag.columns:  # table d'avant la séparation analytes vus / jamais vus

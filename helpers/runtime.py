@@ -6,7 +6,7 @@ import functools
 import os
 import socket
 import sys
-from pathlib import Path
+from typing import Callable, Sequence
 from urllib.parse import urlparse
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -130,7 +130,6 @@ def go_offline() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     # huggingface_hub lit HF_HUB_OFFLINE une seule fois, à son import : s'il est déjà importé,
     # on met aussi à jour sa constante, sinon la variable d'environnement serait sans effet.
-    import sys
 
     constants = sys.modules.get("huggingface_hub.constants")
     if constants is not None:
@@ -138,79 +137,6 @@ def go_offline() -> None:
     datasets_config = sys.modules.get("datasets.config")
     if datasets_config is not None and hasattr(datasets_config, "HF_HUB_OFFLINE"):
         datasets_config.HF_HUB_OFFLINE = True
-
-
-def proc_status_kb(field: str, pid: int | str = "self") -> int | None:
-    """Un champ mémoire de ``/proc/<pid>/status`` (Linux) en Ko — ``VmHWM`` (pic de mémoire
-    résidente), ``VmRSS`` (mémoire résidente actuelle)… — ou ``None`` s'il est illisible (hors
-    Linux, processus terminé)."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def vm_hwm_kb(pid: int | str = "self") -> int | None:
-    """VmHWM (pic de mémoire résidente, Linux) du processus ``pid`` en Ko, ou ``None``."""
-    return proc_status_kb("VmHWM", pid)
-    return None
-
-
-def peak_rss_mb() -> int:
-    """Pic de mémoire résidente de ce processus (Mo), depuis son démarrage ou le dernier
-    :func:`reset_peak_rss`.
-
-    Linux : ``VmHWM`` de ``/proc/self/status`` ; ailleurs : ``ru_maxrss`` (depuis le démarrage).
-    """
-    kb = vm_hwm_kb()
-    if kb is not None:
-        return int(kb / 1024)
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # Ko sous Linux, octets sous macOS
-    return int(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024)
-
-
-def release_memory() -> None:
-    """Ramasse les objets Python libérés et rend au système la mémoire libre du tas (glibc).
-
-    Après ``del model``, la mémoire reste souvent réservée par l'allocateur : la mesure suivante
-    du pic la compterait encore. ``malloc_trim`` la rend au système (Linux ; sans effet ailleurs).
-    """
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def reset_peak_rss() -> bool:
-    """Ramène le pic de mémoire résidente à la mémoire actuelle (Linux ≥ 4.0, ``clear_refs``).
-
-    Sert à mesurer le pic d'**une** étape (un entraînement) dans un noyau qui a déjà fait
-    autre chose. Remet aussi à zéro le pic GPU si CUDA est présent. Renvoie ``False`` si le
-    système ne le permet pas : le pic mesuré ensuite court alors depuis le démarrage. La mémoire
-    libérée est d'abord rendue au système (:func:`release_memory`).
-    """
-    release_memory()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-    except ImportError:
-        pass
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return vm_hwm_kb() is not None
 
 
 #: Messages des bibliothèques épinglées, **sans conséquence** pour le cours, que setup_course fait
@@ -291,14 +217,50 @@ class _DropMessages:
         return not str(record.getMessage()).startswith(self.starts)
 
 
+class CourseFallbackWarning(UserWarning):
+    """Un repli automatique du cours : modèle hors ligne au lieu du hub, bitsandbytes au lieu
+    d'Unsloth, fp16 au lieu de bf16, GPU trop petit… Le cours continue, autrement : l'étudiant
+    doit le savoir. Affiché sans chemin de fichier (:func:`warn_fallback`)."""
+
+
+def warn_fallback(message: str) -> None:
+    """Émet ``message`` comme :class:`CourseFallbackWarning` (module ``warnings`` : filtrable,
+    capturé par pytest) ; affiché « Attention (repli) : … », sans le chemin du code qui l'émet."""
+    import warnings
+
+    warnings.warn(message, CourseFallbackWarning, stacklevel=3)
+
+
+def _format_warning(message, category, filename, lineno, line=None):
+    if issubclass(category, CourseFallbackWarning):
+        return f"Attention (repli) : {message}\n"
+    return _DEFAULT_FORMAT(message, category, filename, lineno, line)
+
+
+def _install_warning_format() -> None:
+    import warnings
+
+    global _DEFAULT_FORMAT
+    if warnings.formatwarning is not _format_warning:
+        _DEFAULT_FORMAT = warnings.formatwarning
+        warnings.formatwarning = _format_warning
+
+
+_DEFAULT_FORMAT = None
+
+
 def quiet_known_warnings() -> None:
     """Fait taire les avertissements de :data:`KNOWN_HARMLESS_WARNINGS`, les journaux de
     :data:`KNOWN_HARMLESS_LOGGERS` et les lignes de :data:`KNOWN_HARMLESS_LOG_MESSAGES`, et eux
     seuls : un notebook exécuté n'affiche alors que des avertissements qui demandent l'attention de
-    l'étudiant. Appeler deux fois ne duplique rien."""
+    l'étudiant. Les replis du cours (:class:`CourseFallbackWarning`) s'affichent chaque fois, sans
+    chemin de fichier. Appeler deux fois ne duplique rien."""
     import logging
     import re
     import warnings
+
+    _install_warning_format()
+    warnings.simplefilter("always", CourseFallbackWarning)
 
     for category, start, module, _why in KNOWN_HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=re.escape(start), category=category, module=module)
@@ -335,3 +297,133 @@ def french_number_display() -> None:
     from .text import french_float
 
     pd.set_option("display.float_format", french_float)
+
+
+class UnslothUnavailableError(RuntimeError):
+    """Unsloth demandé sans GPU CUDA."""
+
+
+def load_unsloth():
+    """Importe et renvoie ``unsloth`` — seulement si un GPU CUDA est visible.
+
+    Unsloth doit être importé **avant** transformers pour appliquer ses optimisations. Sans GPU,
+    aucun import n'est tenté (il échouerait ou tirerait des paquets CUDA) : erreur claire. Un
+    Unsloth absent ou qui échoue à l'import (versions de torch, triton ou CUDA incompatibles)
+    lève aussi :class:`UnslothUnavailableError`, avec l'erreur d'origine.
+    """
+    if not cuda_available():
+        raise UnslothUnavailableError(
+            "Unsloth exige un GPU CUDA, et aucun n'est visible : le profil cpu utilise "
+            "bitsandbytes (nf4) + peft à la place. Sur Colab : Exécution > Modifier le type "
+            "d'exécution > GPU."
+        )
+    if "transformers" in sys.modules and "unsloth" not in sys.modules:
+        warn_fallback(
+            "transformers est déjà importé ; Unsloth devrait l'être avant "
+            "(redémarrez le noyau si ses optimisations manquent)."
+        )
+    try:
+        import unsloth  # noqa: F401  (import volontairement tardif)
+    except ImportError as err:
+        raise UnslothUnavailableError(
+            f"Unsloth n'est pas installé ({err}). Sur Colab : %pip install -r requirements-gpu.txt, "
+            "puis redémarrez la session."
+        ) from err
+    except Exception as err:  # noqa: BLE001 — Unsloth échoue à l'import de bien des façons
+        raise UnslothUnavailableError(
+            f"Unsloth est installé mais échoue à l'import ({type(err).__name__} : {err}). Cause "
+            "habituelle : versions de torch / triton / CUDA incompatibles (voir la page Dépannage)."
+        ) from err
+    return unsloth
+
+
+#: Moteurs du QLoRA qu'on peut demander (``--moteur`` des scripts).
+BACKENDS = ("auto", "unsloth", "bitsandbytes")
+
+
+def select_backend(cfg, requested: str = "auto"):
+    """Le seul choix du moteur du QLoRA (notebooks 04 à 07, scripts, notebook 06 en processus à
+    part) pour les réglages ``cfg`` (``profile.llm``) : ``(cfg, unsloth ou None)``, ``cfg.backend``
+    valant ``"unsloth"`` ou ``"bitsandbytes"``. À appeler **avant** d'importer transformers.
+
+    * ``requested="auto"`` : le moteur du profil. Profil gpu : Unsloth si possible ; s'il manque ou
+      échoue à l'import, un :class:`CourseFallbackWarning` l'explique et ``cfg`` revient avec
+      ``backend="bitsandbytes"`` — même QLoRA (nf4 + LoRA) avec bitsandbytes et peft, plus lent
+      et plus gourmand mais complet. En multi-processus (torchrun), bitsandbytes + peft, dont la
+      prise en charge de DDP est documentée (celle d'Unsloth libre dépend de sa version).
+    * ``"unsloth"`` : pas de repli, l'erreur (:class:`UnslothUnavailableError`) remonte.
+    * ``"bitsandbytes"`` : bitsandbytes + peft, Unsloth n'est pas importé.
+    """
+    from dataclasses import replace
+
+    if requested not in BACKENDS:
+        raise ValueError(f"Moteur inconnu « {requested} » : {', '.join(BACKENDS)}.")
+    if requested == "auto" and cfg.backend == "unsloth" and world_size() > 1:
+        print(
+            "Moteur : bitsandbytes (nf4) + peft sous DDP (plusieurs processus ; l'Unsloth libre vise un "
+            "seul GPU : --moteur unsloth pour essayer quand même)."
+        )
+        return replace(cfg, backend="bitsandbytes"), None
+    if requested == "bitsandbytes" or (requested == "auto" and cfg.backend != "unsloth"):
+        print(f"Moteur : bitsandbytes (nf4) + peft sur « {cfg.model_id} » ; Unsloth n'est pas importé.")
+        return replace(cfg, backend="bitsandbytes"), None
+    try:
+        module = load_unsloth()
+    except UnslothUnavailableError as err:
+        if requested == "unsloth":
+            raise
+        warn_fallback(f"{err}\nRepli : bitsandbytes (nf4) + peft, sans Unsloth.")
+        return replace(cfg, backend="bitsandbytes"), None
+    print("Moteur : Unsloth (GPU).")
+    return replace(cfg, backend="unsloth"), module
+
+
+def world_size() -> int:
+    """Nombre de processus lancés par torchrun (``WORLD_SIZE``, 1 sans torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def torch_dtype(precision: str):
+    """Le type torch d'une précision du profil : ``bf16`` → ``torch.bfloat16``, ``fp16`` →
+    ``torch.float16``, ``fp32`` → ``torch.float32``.
+
+    Sert au calcul de bitsandbytes (``bnb_4bit_compute_dtype``) **et** au ``dtype`` passé à
+    Unsloth : avec ``dtype=None``, Unsloth choisit seul (bf16 si le GPU le gère) et refuse ensuite
+    un entraînement dans l'autre précision (« Model is in bfloat16 precision but you want to use
+    float16 precision »).
+    """
+    import torch
+
+    dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+    if precision not in dtypes:
+        raise ValueError(f"Précision inconnue « {precision} » : {', '.join(dtypes)}.")
+    return dtypes[precision]
+
+
+def in_batches(
+    fn: Callable[[list[str]], list[str]],
+    prompts: Sequence[str],
+    batch_size: int,
+    desc: str = "génération",
+    by_length: bool = False,
+) -> list[str]:
+    """Applique ``fn`` (une liste de prompts → une liste de réponses) par lots, avec barre de progression.
+
+    ``by_length`` : les lots regroupent des prompts de longueurs voisines (moins de remplissage à
+    calculer) ; les réponses reviennent dans l'ordre des ``prompts``.
+    """
+    from tqdm.auto import tqdm
+
+    if batch_size < 1:
+        raise ValueError(f"Taille de lot invalide : {batch_size} (il faut au moins 1).")
+    prompts = list(prompts)
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i])) if by_length else list(range(len(prompts)))
+    out: list[str] = [""] * len(prompts)
+    for start in tqdm(range(0, len(prompts), batch_size), desc=desc, unit="lot"):
+        chunk = order[start : start + batch_size]
+        answers = list(fn([prompts[i] for i in chunk]))
+        if len(answers) != len(chunk):
+            raise ValueError(f"{len(answers)} réponses pour un lot de {len(chunk)} prompts.")
+        for i, answer in zip(chunk, answers):
+            out[i] = answer
+    return out

@@ -10,7 +10,7 @@ réponse attendue une comparaison courte **et vérifiable**, chiffre par chiffre
 * chaque paire de chiffres s'écrit ``xy`` suivi du signe (``=``, ``<`` ou ``>``), jusqu'au premier
   chiffre qui diffère ; le signe final suit ``→`` ;
 * une ligne par borne (``min`` puis ``max``), puis la ligne « Nom : statut » que lit le lecteur du
-  cours (:func:`helpers.llm.parse_statuses`) — les lignes de raisonnement ne nomment aucun analyte.
+  cours (:func:`helpers.status.parse_statuses`) — les lignes de raisonnement ne nomment aucun analyte.
 
 Exemple, « Volume globulaire moyen : 091 fL (référence : 080 à 100 fL) » ::
 
@@ -230,7 +230,7 @@ def digit_table_drills(n: int, seed: int = 0, pairs: int = 20) -> list[dict]:
 def reasoning_scores(answers: list[str], cases) -> dict:
     """Part des lignes de raisonnement justes, et part des réponses dont le statut lu suit le
     raisonnement (:func:`helpers.stepwise.check_reasoning`)."""
-    from .llm import parse_statuses
+    from .status import parse_statuses
 
     lines = right = follows = readable = 0
     for text, case in zip(answers, cases):

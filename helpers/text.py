@@ -19,6 +19,7 @@ Les fichiers que relit du code (CSV, JSON) gardent le point décimal et les espa
 from __future__ import annotations
 
 import re
+import unicodedata
 
 NBSP = "\u00a0"
 #: Ce qui ne se touche pas : blocs de code, code en ligne, formules, cibles de liens et d'images.
@@ -27,6 +28,13 @@ _PROTECTED = re.compile(r"```.*?```|`[^`\n]*`|\$\$.*?\$\$|\$[^$\n]*\$|\]\([^)\s]
 _BEFORE = re.compile(r" (?=[:;?!](?:\s|$|[)»*_.,]))")
 _AFTER_OPENING = re.compile(r"« ")
 _BEFORE_CLOSING = re.compile(r" »")
+
+
+def normalize(text: str) -> str:
+    """Forme de comparaison d'un texte : minuscules, sans accents, apostrophe droite
+    (« Élevé’e » → « eleve'e »). Sert à lire les statuts, les noms d'analytes et les mots-clés."""
+    text = unicodedata.normalize("NFKD", text.lower().replace("’", "'"))
+    return "".join(c for c in text if not unicodedata.combining(c))
 
 
 def french_float(x: float) -> str:
@@ -265,3 +273,12 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+SPLIT_LABELS = {
+    "test_questions": "questions inédites",
+    "test_analytes": "analytes inédits",
+    "naturel_test": "questions naturelles, écrites à la main",
+    "validation": "validation",
+    "naturel_validation": "questions naturelles (validation)",
+}

@@ -122,7 +122,7 @@ def set_seed(seed: int) -> None:
 
 def resume_checkpoint(output_dir: Path | str, resume: bool) -> str | None:
     """Dernier checkpoint de ``output_dir`` si ``resume``, sinon ``None`` ; le dit en français."""
-    from .embeddings import last_checkpoint
+    from .outputs import last_checkpoint
 
     checkpoint = last_checkpoint(Path(output_dir)) if resume else None
     if is_main_process():
@@ -233,7 +233,7 @@ def train_embeddings(profile, pairs, output_dir: Path | str, *, resume: bool = F
     Renvoie ``{"model", "trainer", "secondes", "pas", "pic_rss_mo", "reprise"}`` ; le pic est
     celui de l'entraînement seul si le système le permet.
     """
-    from .runtime import peak_rss_mb, reset_peak_rss
+    from .memory import peak_rss_mb, reset_peak_rss
 
     trainer = trainer or embedding_trainer(profile, pairs, output_dir, **kwargs)
     checkpoint = resume_checkpoint(Path(output_dir), resume)
@@ -252,37 +252,14 @@ def train_embeddings(profile, pairs, output_dir: Path | str, *, resume: bool = F
 
 
 # --------------------------------------------------------------------------- QLoRA
-def choose_backend(profile, requested: str = "auto") -> tuple[str, str]:
-    """Moteur du QLoRA : ``("unsloth" | "bitsandbytes", explication)``.
-
-    ``auto`` : celui du profil, sauf en multi-processus (bitsandbytes + peft, dont la prise en
-    charge de DDP est documentée ; celle d'Unsloth dépend de sa version) ou si Unsloth ne
-    s'importe pas (:func:`helpers.llm.select_backend`).
-    """
-    from .llm import select_backend
-
-    if requested not in ("auto", "unsloth", "bitsandbytes"):
-        raise ValueError(f"Moteur inconnu « {requested} » : auto, unsloth ou bitsandbytes.")
-    if requested == "bitsandbytes":
-        return "bitsandbytes", "bitsandbytes + peft (demandé)."
-    if requested == "auto" and world()["world_size"] > 1 and profile.llm.backend == "unsloth":
-        return "bitsandbytes", (
-            "plusieurs processus : bitsandbytes + peft sous DDP (l'Unsloth libre "
-            "vise un seul GPU ; --moteur unsloth pour essayer quand même)."
-        )
-    cfg, _ = select_backend(profile.llm, force=requested == "unsloth")
-    return cfg.backend, ("Unsloth (GPU)." if cfg.backend == "unsloth" else "bitsandbytes + peft.")
-
-
 def load_qlora_model(profile, backend: str):
     """Modèle de base en 4 bits (nf4) + adaptateurs LoRA, comme aux cellules des sections 4 et 6
     du notebook 04. Renvoie ``(model, tokenizer, source)``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 
-    from .llm import torch_dtype
     from .models import resolve_model
     from .qlora import disable_cpu_weight_packing
-    from .runtime import cuda_available
+    from .runtime import cuda_available, torch_dtype
 
     cfg = profile.llm
     source, why = resolve_model(cfg.model_id, cfg.offline_model, what="modèle de langage")
@@ -594,7 +571,7 @@ def train_qlora(
     Les deux pertes de validation sont mesurées après l'entraînement, celle de la base avec
     l'adaptateur désactivé (même valeur qu'avant, les matrices B de LoRA partant de zéro).
     """
-    from .runtime import peak_rss_mb, reset_peak_rss
+    from .memory import peak_rss_mb, reset_peak_rss
 
     reset_peak_rss()
     model, tokenizer, source = load_qlora_model(profile, backend)

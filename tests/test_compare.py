@@ -266,7 +266,6 @@ def test_decision_guide_is_computed_from_the_table():
     constant = {"statut": "normal", "exactitude": 0.45, "bas": 0.4, "haut": 0.5, "n": 262}
     text = "\n".join(compare.decision_guide(table, deltas, constant))
     assert "A 20, B 5, C 120 (C entraîne 6,0 × plus de poids que A)" in text
-    assert compare._thousands(21639552) == "21\u202f639\u202f552"
     assert "A 0,20 s, B 1,12 s, C 1,00 s" in text  # secondes / exemples vus
     assert "la plus rapide : A" in text and "meilleur : B" in text
     assert "réponse constante « normal » : 45,0\u00a0%" in text
@@ -367,8 +366,8 @@ def test_ensure_outputs_failure_names_the_executed_copy(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     with pytest.raises(RuntimeError, match="Échec du notebook 02_.*boom.*Copie exécutée"):
         ensure_outputs(get_profile("smoke"), ["02"], runner=fake_runner([], fail="02"))
-    with pytest.raises(ValueError, match="sans sorties connues : 03"):
-        missing_notebooks("smoke", ["03"])
+    with pytest.raises(ValueError, match="sans sorties connues : 01"):
+        missing_notebooks("smoke", ["01"])
 
 
 def test_gain_share_measures_the_claim():
@@ -391,8 +390,8 @@ def test_parameter_count_sees_through_4bit_packing():
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+    from helpers.memory import parameter_count
     from helpers.models import model_path
-    from helpers.qlora import parameter_count
 
     path = str(model_path("tiny-mistral"))
     full = AutoModelForCausalLM.from_pretrained(path)
@@ -410,14 +409,15 @@ def test_parameter_count_sees_through_4bit_packing():
 
 def test_summaries_of_earlier_notebooks_are_required(tmp_path, monkeypatch):
     from helpers.embeddings import MissingResultsError, load_training_summary
-    from helpers.qlora import llm_dir, load_status_accuracy
+    from helpers.outputs import output_path
+    from helpers.qlora import load_status_accuracy
 
     monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     with pytest.raises(MissingResultsError, match="notebook 02"):
         load_training_summary("smoke")
     with pytest.raises(FileNotFoundError, match="notebook 05"):
         load_status_accuracy("smoke")
-    (llm_dir("smoke") / "status_accuracy.csv").write_text("model,accuracy\nB,0.5\n")
+    output_path("smoke", "llm/status_accuracy.csv").write_text("model,accuracy\nB,0.5\n")
     with pytest.raises(ValueError, match="colonnes manquantes"):
         load_status_accuracy("smoke")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from helpers import costs, embeddings
+from helpers import costs, embeddings, outputs
 from helpers.data import load_retrieval
 from helpers.embeddings import DimensionError, MatryoshkaIREvaluator, MissingResultsError
 
@@ -182,12 +182,12 @@ def test_freeze_word_embeddings():
 
 
 def test_last_checkpoint(tmp_path):
-    assert embeddings.last_checkpoint(tmp_path / "absent") is None
-    assert embeddings.last_checkpoint(tmp_path) is None
+    assert outputs.last_checkpoint(tmp_path / "absent") is None
+    assert outputs.last_checkpoint(tmp_path) is None
     (tmp_path / "checkpoint-3").mkdir()
     (tmp_path / "checkpoint-12").mkdir()
-    assert embeddings.last_checkpoint(tmp_path).endswith("checkpoint-12")
-    embeddings.remove_checkpoints(tmp_path)
+    assert outputs.last_checkpoint(tmp_path).endswith("checkpoint-12")
+    outputs.remove_checkpoints(tmp_path)
     assert not tmp_path.exists()
 
 
@@ -503,14 +503,14 @@ def test_training_resumes_from_last_checkpoint(tmp_path, small_retrieval):
         trainer = SentenceTransformerTrainer(
             model=model, args=args, train_dataset=pairs, loss=loss, callbacks=[CountSteps()]
         )
-        return trainer.train(resume_from_checkpoint=embeddings.last_checkpoint(tmp_path))
+        return trainer.train(resume_from_checkpoint=outputs.last_checkpoint(tmp_path))
 
     assert run(1).global_step == 1  # « interrompu » après un pas
-    assert embeddings.last_checkpoint(tmp_path).endswith("checkpoint-1")
+    assert outputs.last_checkpoint(tmp_path).endswith("checkpoint-1")
     resumed = run(2)
     assert resumed.global_step == 2
     assert steps_run == [1, 2]  # le 2e entraînement n'a fait que le pas manquant
-    assert embeddings.last_checkpoint(tmp_path).endswith("checkpoint-2")
+    assert outputs.last_checkpoint(tmp_path).endswith("checkpoint-2")
 
 
 def test_natural_questions_count_every_relevant_passage(e5):

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from helpers import generate
+from helpers import analytes, generate
 from helpers.analytes import load_analytes
 from helpers.paths import DATASET_DIR
 
@@ -105,7 +105,7 @@ def test_typos_change_the_question():
 
 def test_reference_change_value():
     # HB : CVi 2,7 %, CVa 1,5 % → RCV = 1,96 × √2 × √(2,7² + 1,5²) ≈ 8,56 %
-    assert generate.reference_change_value("HB") == pytest.approx(0.0856, abs=5e-4)
+    assert analytes.reference_change_value("HB") == pytest.approx(0.0856, abs=5e-4)
 
 
 # --------------------------------------------------------------------------- questions naturelles

@@ -3,7 +3,7 @@ erreurs du processus à part."""
 
 import pytest
 
-from helpers import isolated
+from helpers import isolated, memory
 from helpers.profiles import get_profile
 
 
@@ -44,7 +44,7 @@ def test_memory_table_subtracts_the_start():
 def test_memory_probe_sees_an_allocation_after_a_verified_reset():
     import numpy as np
 
-    probe = isolated.MemoryProbe()
+    probe = memory.MemoryProbe()
     assert probe.verified  # Linux : VmHWM ramené à VmRSS
     block = np.ones(64 * 1024 * 1024 // 8)  # 64 Mo touchés
     probe.mark("modele_charge")

@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 import pytest
 
-from helpers import llm
+from helpers import llm, memory, runtime, status
 from helpers.data import load_instructions
 
 
@@ -52,7 +52,7 @@ def test_analyte_cases_one_value_per_prompt_with_its_range(instructions):
     assert "(référence :" in first["input"] and first["output"].endswith(f": {label['statut']}")
     # la réponse de référence est lue correctement par le parseur : la boucle est cohérente
     for case in cases:
-        assert llm.parse_statuses(case["output"], case["labels"]) == {
+        assert status.parse_statuses(case["output"], case["labels"]) == {
             case["labels"][0]["code"]: case["labels"][0]["statut"]
         }
     with pytest.raises(ValueError, match="vide"):
@@ -98,12 +98,12 @@ def test_check_lengths_refuses_truncation():
 
 def test_mistral_lora_parameters_match_the_usual_figure():
     # r = 16 sur les 7 projections : 41 943 040 paramètres (le chiffre qu'affiche Unsloth)
-    assert llm.mistral_7b_lora_parameters(16) == 41_943_040
+    assert memory.mistral_7b_lora_parameters(16) == 41_943_040
 
 
 # --------------------------------------------------------------------------- Unsloth
 def test_unsloth_guard_without_gpu_attempts_no_import(monkeypatch):
-    monkeypatch.setattr(llm.runtime, "cuda_available", lambda: False)
+    monkeypatch.setattr(runtime, "cuda_available", lambda: False)
     real_import = builtins.__import__
 
     def guarded(name, *args, **kwargs):
@@ -112,8 +112,8 @@ def test_unsloth_guard_without_gpu_attempts_no_import(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", guarded)
-    with pytest.raises(llm.UnslothUnavailableError, match="GPU CUDA"):
-        llm.load_unsloth()
+    with pytest.raises(runtime.UnslothUnavailableError, match="GPU CUDA"):
+        runtime.load_unsloth()
     assert "unsloth" not in sys.modules
 
 
@@ -121,7 +121,7 @@ def test_unsloth_is_not_installed_on_cpu_machines():
     """Installer unsloth sans GPU tirerait plusieurs Go de CUDA : requirements.txt ne le fait pas."""
     import importlib.util
 
-    if llm.runtime.cuda_available():
+    if runtime.cuda_available():
         pytest.skip("machine avec GPU : unsloth y est attendu")
     assert importlib.util.find_spec("unsloth") is None
 
@@ -166,43 +166,43 @@ def test_unsloth_is_not_installed_on_cpu_machines():
     ],
 )
 def test_parse_statuses_on_tricky_french(text, codes, expected):
-    assert llm.parse_statuses(text, L(*codes)) == expected
+    assert status.parse_statuses(text, L(*codes)) == expected
 
 
 def test_parser_reads_every_reference_answer(instructions):
     """Sur les réponses de référence (rédigées et « Nom : statut »), le lecteur retrouve 100 % des statuts."""
     for split in ("validation", "test"):
         d = instructions[split]
-        full = llm.score_answers(list(d["output"]), d, "ref")
+        full = status.score_answers(list(d["output"]), d, "ref")
         cases = llm.analyte_cases(d)
-        short = llm.score_answers(list(cases["output"]), cases, "court")
+        short = status.score_answers(list(cases["output"]), cases, "court")
         assert full["correct"].all() and short["correct"].all()
         assert short["case_id"].nunique() == len(d)  # regroupé par compte rendu d'origine
 
 
 def test_score_answers_counts_unparsed_as_wrong(instructions):
     cases = instructions["test"].select(range(2))
-    scored = llm.score_answers(["Je ne sais pas.", cases[1]["output"]], cases, "base")
+    scored = status.score_answers(["Je ne sais pas.", cases[1]["output"]], cases, "base")
     n0 = len(cases[0]["labels"])
     assert (scored["predit"].iloc[:n0] == "introuvable").all()
-    table = llm.accuracy_table(scored)
+    table = status.accuracy_table(scored)
     assert list(table.columns) == ["model", "n_cases", "n_values", "accuracy"]
     assert table["n_cases"].item() == 2 and table["n_values"].item() == len(scored)
     assert table["accuracy"].item() == pytest.approx(1 - n0 / len(scored))
-    conf = llm.confusion(scored, "base")
+    conf = status.confusion(scored, "base")
     assert int(conf.to_numpy().sum()) == len(scored) and conf["introuvable"].sum() == n0
     with pytest.raises(ValueError, match="autant"):
-        llm.score_answers(["x"], cases, "base")
+        status.score_answers(["x"], cases, "base")
     with pytest.raises(ValueError, match="chaîne"):
-        llm.parse_statuses(None, L("HB"))
+        status.parse_statuses(None, L("HB"))
     assert isinstance(scored, pd.DataFrame)
 
 
 # --------------------------------------------------------------------------- mémoire
 def test_mistral_7b_parameter_count_from_architecture():
-    p = llm.mistral_7b_parameters()
+    p = memory.mistral_7b_parameters()
     assert p["total"] == pytest.approx(7.248e9, rel=0.001)  # 7,25 milliards (fiche du modèle)
-    mem = llm.theoretical_memory(p["lineaires"], p["autres"]).set_index("format")["go"]
+    mem = memory.theoretical_memory(p["lineaires"], p["autres"]).set_index("format")["go"]
     assert mem["fp32"] == pytest.approx(29.0, rel=0.01)
     assert mem["bf16"] == pytest.approx(14.5, rel=0.01)
     assert 3.9 < mem["nf4 + double quant."] < mem["nf4"] < 4.6
@@ -216,15 +216,15 @@ def test_parameter_groups_and_lora_count():
     model.add_module("q_proj", torch.nn.Linear(8, 8, bias=False))
     model.add_module("up_proj", torch.nn.Linear(8, 32, bias=False))
     model.add_module("lm_head", torch.nn.Linear(8, 100, bias=False))
-    groups = llm.parameter_groups(model)
+    groups = memory.parameter_groups(model)
     assert groups == {"lineaires": 64 + 256, "autres": 800, "total": 1120}
-    assert llm.lora_parameters(model, r=4) == 4 * (8 + 8) + 4 * (8 + 32)
+    assert memory.lora_parameters(model, r=4) == 4 * (8 + 8) + 4 * (8 + 32)
 
 
 def test_measure_memory_on_tiny_model():
     from helpers.models import model_path
 
-    table = llm.measure_memory(model_path("tiny-mistral")).set_index("format")
+    table = memory.measure_memory(model_path("tiny-mistral")).set_index("format")
     assert list(table.index) == ["fp32", "bf16", "int8", "nf4", "nf4 + double quant."]
     assert table.loc["fp32", "rapport_fp32"] == 1
     assert table.loc["bf16", "mo"] == pytest.approx(table.loc["fp32", "mo"] / 2, rel=0.01)
@@ -245,21 +245,22 @@ def test_generation_tokenizer_leaves_training_tokenizer_alone():
 
 
 # --------------------------------------------------------------------------- repli sans Unsloth
-def test_gpu_without_unsloth_falls_back_to_bitsandbytes(monkeypatch, capsys):
+def test_gpu_without_unsloth_falls_back_to_bitsandbytes(monkeypatch):
     from helpers import runtime
     from helpers.profiles import get_profile
 
     monkeypatch.setattr(runtime, "cuda_available", lambda: True)
     monkeypatch.setitem(sys.modules, "unsloth", None)  # « pas installé » : import → ImportError
-    cfg, module = llm.select_backend(get_profile("gpu").llm)
+    with pytest.warns(runtime.CourseFallbackWarning) as caught:
+        cfg, module = runtime.select_backend(get_profile("gpu").llm)
     assert cfg.backend == "bitsandbytes" and module is None
-    err = capsys.readouterr().err
+    err = " ".join(str(w.message) for w in caught)
     assert "Unsloth n'est pas installé" in err and "Repli : bitsandbytes" in err
-    with pytest.raises(llm.UnslothUnavailableError, match="pas installé"):
-        llm.select_backend(get_profile("gpu").llm, force=True)
+    with pytest.raises(runtime.UnslothUnavailableError, match="pas installé"):
+        runtime.select_backend(get_profile("gpu").llm, "unsloth")
 
 
-def test_unsloth_failing_at_import_falls_back(monkeypatch, tmp_path, capsys):
+def test_unsloth_failing_at_import_falls_back(monkeypatch, tmp_path):
     from helpers import runtime
     from helpers.profiles import get_profile
 
@@ -267,9 +268,10 @@ def test_unsloth_failing_at_import_falls_back(monkeypatch, tmp_path, capsys):
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "unsloth", raising=False)
     monkeypatch.setattr(runtime, "cuda_available", lambda: True)
-    cfg, _ = llm.select_backend(get_profile("gpu").llm)
+    with pytest.warns(runtime.CourseFallbackWarning) as caught:
+        cfg, _ = runtime.select_backend(get_profile("gpu").llm)
     assert cfg.backend == "bitsandbytes"
-    err = capsys.readouterr().err
+    err = " ".join(str(w.message) for w in caught)
     assert "échoue à l'import (RuntimeError : triton incompatible" in err and "Dépannage" in err
 
 
@@ -277,14 +279,14 @@ def test_cpu_profile_never_tries_unsloth(monkeypatch, capsys):
     from helpers.profiles import get_profile
 
     monkeypatch.setitem(sys.modules, "unsloth", None)
-    cfg, module = llm.select_backend(get_profile("cpu").llm)
+    cfg, module = runtime.select_backend(get_profile("cpu").llm)
     assert cfg.backend == "bitsandbytes" and module is None
     assert "Unsloth n'est pas importé" in capsys.readouterr().out
 
 
 def test_qlora_gpu_memory_estimate_adds_up():
-    est = llm.qlora_gpu_memory_gb(16, 2, 2048)
+    est = memory.qlora_gpu_memory_gb(16, 2, 2048)
     assert est["poids_4bits"] == pytest.approx(4.14, abs=0.01)  # même chiffre que le notebook 04
     parts = sum(v for k, v in est.items() if k != "total")
     assert est["total"] == pytest.approx(parts, abs=0.02)
-    assert llm.qlora_gpu_memory_gb(16, 1, 512)["total"] < est["total"]
+    assert memory.qlora_gpu_memory_gb(16, 1, 512)["total"] < est["total"]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from helpers import longitudinal as lg
-from helpers.generate import BIOLOGICAL_VARIATION, reference_change_value
+from helpers.analytes import BIOLOGICAL_VARIATION, reference_change_value
 
 
 def series(values, code="HB", pid="P1", step_days=365.25 / 4, start=dt.date(2020, 1, 1)):

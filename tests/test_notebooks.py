@@ -58,7 +58,7 @@ def test_colab_install_files_exist():
 #: Modules que la cellule de ``setup_course`` peut importer avant l'appel : ils n'importent aucune
 #: bibliothèque lourde (test ci-dessous), si bien que les messages connus et sans conséquence émis
 #: à l'import de bitsandbytes ou de transformers sont déjà filtrés quand ils arrivent.
-LIGHT_MODULES = {"helpers", "helpers.llm"}
+LIGHT_MODULES = {"helpers", "helpers.runtime"}
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS + SOLUTIONS, ids=lambda p: p.name)

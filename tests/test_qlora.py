@@ -5,7 +5,7 @@ import json
 import pandas as pd
 import pytest
 
-from helpers import MEDICAL_DISCLAIMER, llm, qlora
+from helpers import MEDICAL_DISCLAIMER, llm, memory, qlora, runtime, status
 from helpers.data import load_instructions
 
 
@@ -17,7 +17,7 @@ def outputs(tmp_path, monkeypatch):
 
 # --------------------------------------------------------------------------- mémoire
 def test_training_memory_counts_bytes_per_parameter():
-    table = qlora.training_memory(total=1_000_000_000, trainable=10_000_000, linear=900_000_000)
+    table = memory.training_memory(total=1_000_000_000, trainable=10_000_000, linear=900_000_000)
     go = dict(zip(table["détail"], table["go"]))
     assert go["bf16 + AdamW fp32"] == 16.0  # 2 + 2 + 4 + 8 octets par paramètre
     assert go["bf16 + AdamW 8 bits"] == 10.0
@@ -26,12 +26,12 @@ def test_training_memory_counts_bytes_per_parameter():
     assert go["base nf4 figée + AdamW fp32"] == pytest.approx(nf4 + 0.16, abs=0.006)
     assert go["base nf4 figée + AdamW 8 bits"] < go["base nf4 figée + AdamW fp32"]
     with pytest.raises(ValueError, match="incohérents"):
-        qlora.training_memory(total=10, trainable=1, linear=20)
+        memory.training_memory(total=10, trainable=1, linear=20)
 
 
 def test_mistral_qlora_fits_a_free_colab_gpu():
-    p = llm.mistral_7b_parameters()
-    table = qlora.training_memory(p["total"], llm.mistral_7b_lora_parameters(16), p["lineaires"])
+    p = memory.mistral_7b_parameters()
+    table = memory.training_memory(p["total"], memory.mistral_7b_lora_parameters(16), p["lineaires"])
     assert table["go"].iloc[0] > 100 and table["go"].iloc[-1] < 6  # 116 Go contre ~4,6 Go
 
 
@@ -44,11 +44,11 @@ def test_adapter_paths_and_clear_error_when_missing(outputs):
     (qlora.adapter_dir("cpu") / "adapter_config.json").write_text("{}")
     (qlora.adapter_dir("cpu") / "poids.bin").write_bytes(b"x" * 2_000_000)
     assert qlora.require_adapter("cpu") == qlora.adapter_dir("cpu")
-    assert qlora.dir_size_mb(qlora.adapter_dir("cpu")) == pytest.approx(2.0, abs=0.01)
-    assert qlora.base_model_size_mb(str(qlora.adapter_dir("cpu"))) == pytest.approx(2.0, abs=0.01)
-    assert qlora.base_model_size_mb("organisation-inexistante/modele") is None
+    assert memory.dir_size_mb(qlora.adapter_dir("cpu")) == pytest.approx(2.0, abs=0.01)
+    assert memory.base_model_size_mb(str(qlora.adapter_dir("cpu"))) == pytest.approx(2.0, abs=0.01)
+    assert memory.base_model_size_mb("organisation-inexistante/modele") is None
     with pytest.raises(FileNotFoundError):
-        qlora.dir_size_mb(outputs / "absent")
+        memory.dir_size_mb(outputs / "absent")
 
 
 def test_training_summary_round_trip(outputs):
@@ -66,12 +66,12 @@ def test_in_batches_keeps_order_and_checks_counts():
         calls.append(len(batch))
         return [p.upper() for p in batch]
 
-    assert qlora.in_batches(fake, ["a", "b", "c", "d", "e"], 2) == ["A", "B", "C", "D", "E"]
+    assert runtime.in_batches(fake, ["a", "b", "c", "d", "e"], 2) == ["A", "B", "C", "D", "E"]
     assert calls == [2, 2, 1]
     with pytest.raises(ValueError, match="2 réponses pour un lot de 1"):
-        qlora.in_batches(lambda b: ["x", "y"], ["a"], 4)
+        runtime.in_batches(lambda b: ["x", "y"], ["a"], 4)
     with pytest.raises(ValueError, match="Taille de lot invalide"):
-        qlora.in_batches(fake, ["a"], 0)
+        runtime.in_batches(fake, ["a"], 0)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def cases():
 def test_examples_show_every_answer_with_the_disclaimer(cases):
     right = list(cases["output"])
     wrong = ["Rien à dire."] * len(cases)
-    scored = pd.concat([llm.score_answers(right, cases, "finetuned"), llm.score_answers(wrong, cases, "base")])
+    scored = pd.concat([status.score_answers(right, cases, "finetuned"), status.score_answers(wrong, cases, "base")])
     good = qlora.examples(scored, {"base": wrong, "finetuned": right}, cases, "finetuned", correct=True, n=2)
     assert len(good) == 2 and list(good.columns) == ["entrée", "attendu", "base", "finetuned"]
     text = qlora.format_examples(good, MEDICAL_DISCLAIMER)
@@ -93,7 +93,7 @@ def test_examples_show_every_answer_with_the_disclaimer(cases):
 
 def test_answer_profile_detects_a_constant_answer(cases):
     constant = [f"{c['output'].split(' : ')[0]} : normal" for c in cases]
-    scored = llm.score_answers(constant, cases, "finetuned")
+    scored = status.score_answers(constant, cases, "finetuned")
     row = qlora.answer_profile(scored).iloc[0]
     assert row["statut_le_plus_donné"] == "normal" and row["part_de_ce_statut"] == 1.0
     assert row["statut_lisible"] == 1.0
@@ -103,8 +103,8 @@ def test_answer_profile_detects_a_constant_answer(cases):
 
 def test_save_status_results_writes_the_required_columns(outputs, cases):
     answers = {"base": ["?"] * len(cases), "finetuned": list(cases["output"])}
-    scored = pd.concat([llm.score_answers(a, cases, m) for m, a in answers.items()])
-    accuracy = llm.accuracy_table(scored)
+    scored = pd.concat([status.score_answers(a, cases, m) for m, a in answers.items()])
+    accuracy = status.accuracy_table(scored)
     paths = qlora.save_status_results(accuracy, scored, answers, cases, "smoke")
     csv = pd.read_csv(paths["accuracy"])
     assert list(csv.columns) == ["model", "n_cases", "n_values", "accuracy"]
@@ -311,7 +311,7 @@ def test_prefix_cache_generation_matches_plain_generation():
             out = model.generate(**enc, **settings)
         return tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
 
-    expected = qlora.in_batches(plain, prompts, 3, by_length=True)
+    expected = runtime.in_batches(plain, prompts, 3, by_length=True)
     got = qlora.generate_with_prefix_cache(model, tok, prompts, 3, **settings)
     assert got == expected and any(got)
     assert qlora.generate_with_prefix_cache(model, tok, [], 3, **settings) == []

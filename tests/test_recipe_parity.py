@@ -196,10 +196,10 @@ def test_study_levers_keep_their_defaults():
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16", "fp32"])
 def test_notebook_compute_dtype_is_torch_dtype(precision):
-    """La précision de calcul écrite dans la cellule du notebook 04 est celle de ``llm.torch_dtype``."""
+    """La précision de calcul écrite dans la cellule du notebook 04 est celle de ``runtime.torch_dtype``."""
     import torch
 
-    from helpers.llm import torch_dtype
+    from helpers.runtime import torch_dtype
 
     cell = next(src for src in _code_cells(NB04) if "compute_dtype = " in src)
     line = next(line for line in cell.splitlines() if line.startswith("compute_dtype = "))

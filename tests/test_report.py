@@ -39,7 +39,8 @@ def test_report_reads_scores_and_budget(tmp_path, monkeypatch):
 def test_llm_report_reads_training_accuracy_and_budget(tmp_path, monkeypatch):
     import pandas as pd
 
-    from helpers.qlora import llm_dir, save_training_summary
+    from helpers.outputs import output_path
+    from helpers.qlora import save_training_summary
 
     monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     assert "pas de résultats" in report.llm_report("cpu")[1]
@@ -52,7 +53,7 @@ def test_llm_report_reads_training_accuracy_and_budget(tmp_path, monkeypatch):
     assert "status_accuracy.csv absent" in text
     pd.DataFrame(
         {"model": ["base", "finetuned"], "n_cases": [60, 60], "n_values": [250, 250], "accuracy": [0.0, 0.55]}
-    ).to_csv(llm_dir("cpu") / "status_accuracy.csv", index=False)
+    ).to_csv(output_path("cpu", "llm/status_accuracy.csv"), index=False)
     _write_run_summary(tmp_path, {"04": (500.0, 2000), "05": (150.0, 1500)})
     text = "\n".join(report.llm_report("cpu"))
     assert "finetuned : 55,0\u00a0% (250 valeurs, 60 comptes rendus)" in text
@@ -75,7 +76,7 @@ def test_llm_report_reads_training_accuracy_and_budget(tmp_path, monkeypatch):
             "correct": [e == p for e, p in zip(expected, predicted)],
             "case_id": range(100),
         }
-    ).to_csv(llm_dir("cpu") / "status_values.csv", index=False)
+    ).to_csv(output_path("cpu", "llm/status_values.csv"), index=False)
     text = "\n".join(report.llm_report("cpu"))
     assert "[atteint] gain sur la réponse constante : +46,0\u00a0%" in text
     assert "[atteint] rappel par statut : bas 84\u00a0%, normal 100\u00a0%, élevé 100\u00a0%" in text
@@ -86,7 +87,7 @@ def test_comparison_report_reads_table_rag_and_budget(tmp_path, monkeypatch):
     from test_compare import rows
 
     from helpers import compare
-    from helpers.paths import output_dir
+    from helpers.outputs import output_path
 
     monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     text = "\n".join(report.comparison_report("cpu"))
@@ -100,7 +101,7 @@ def test_comparison_report_reads_table_rag_and_budget(tmp_path, monkeypatch):
             "hit@3": [0.8, 1.0],
             "questions": [10, 10],
         }
-    ).to_csv(output_dir("cpu", "case_study") / "rag_taux_de_succes.csv", index=False)
+    ).to_csv(output_path("cpu", "case_study/rag_taux_de_succes.csv"), index=False)
     _write_run_summary(tmp_path, {"06": (700.0, 5000), "07": (250.0, 3000)})
     text = "\n".join(report.comparison_report("cpu"))
     assert "latence non mesurée" not in text
@@ -121,7 +122,7 @@ def test_comparison_report_reads_table_rag_and_budget(tmp_path, monkeypatch):
             "hit@3": [0.8, 1.0, 0.7, 1.0],
             "questions": [40, 40, 10, 10],
         }
-    ).to_csv(output_dir("cpu", "case_study") / "rag_taux_de_succes.csv", index=False)
+    ).to_csv(output_path("cpu", "case_study/rag_taux_de_succes.csv"), index=False)
     text = "\n".join(report.comparison_report("cpu"))
     assert "requête « ligne » : base 0,600 [0,50 ; 0,70], fine-tuné 0,950 [0,90 ; 0,99]" in text
     assert "requête « ligne », analytes jamais vus (10 questions) : base 0,500 [0,20 ; 0,80]" in text

@@ -3,7 +3,7 @@ import os
 import pytest
 
 from helpers import runtime
-from helpers.paths import output_dir
+from helpers.outputs import output_dir
 
 
 def test_hub_offline_env_means_unreachable(clean_env):
@@ -48,7 +48,7 @@ def test_reset_peak_rss_measures_one_step():
     """Après reset, le pic suit la mémoire d'une étape et non celle du passé du processus."""
     import numpy as np
 
-    from helpers.runtime import peak_rss_mb, reset_peak_rss
+    from helpers.memory import peak_rss_mb, reset_peak_rss
 
     big = np.ones(400_000_000 // 8)  # 400 Mo touchés
     big_peak = peak_rss_mb()
@@ -147,3 +147,65 @@ def test_tables_show_decimal_commas_but_files_keep_points(tmp_path):
         assert "0,902" in repr(table) and "0,902" in table.to_html() and "NaN" in repr(table)
         table.to_csv(tmp_path / "t.csv", index=False)
         assert "0.902" in (tmp_path / "t.csv").read_text()
+
+
+def test_fallback_warnings_go_through_warnings_and_show_no_path():
+    import warnings
+
+    runtime.quiet_known_warnings()
+    with pytest.warns(runtime.CourseFallbackWarning, match="modèle hors ligne"):
+        runtime.warn_fallback("Hub injoignable : modèle hors ligne.")
+    shown = warnings.formatwarning("Hub injoignable.", runtime.CourseFallbackWarning, "/home/x/helpers/models.py", 3)
+    assert shown == "Attention (repli) : Hub injoignable.\n"
+    other = warnings.formatwarning("autre", UserWarning, "/tmp/a.py", 1)
+    assert "/tmp/a.py" in other  # les autres avertissements gardent le format de Python
+
+
+def test_the_outputs_registry_names_every_file_once(tmp_path, monkeypatch):
+    """Chaque sortie a une clé ; une clé inconnue, une mauvaise extension ou une sortie absente
+    donnent une erreur française qui nomme le notebook producteur."""
+    import pandas as pd
+
+    from helpers import outputs
+
+    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+    path = outputs.save_table(pd.DataFrame({"a": [1]}), "cpu", "comparison/oubli.csv")
+    assert path == tmp_path / "cpu" / "comparison" / "oubli.csv"
+    assert outputs.load_table("cpu", "comparison/oubli.csv")["a"].tolist() == [1]
+    assert outputs.lookup("data/patient_P01.png").key == "data/patient_{patient}.png"
+    with pytest.raises(KeyError, match="absente du registre"):
+        outputs.save_table(pd.DataFrame(), "cpu", "comparison/inconnu.csv")
+    with pytest.raises(ValueError, match="extension .json"):
+        outputs.save_json({}, "cpu", "comparison/oubli.csv")
+    with pytest.raises(FileNotFoundError, match="exécutez d'abord le notebook 04"):
+        outputs.require_output("cpu", "llm/adapter")
+    outputs.output_path("cpu", "llm/adapter").mkdir()  # le dossier existe, mais pas son marqueur
+    with pytest.raises(FileNotFoundError, match="Adaptateur LoRA introuvable"):
+        outputs.require_output("cpu", "llm/adapter")
+    assert set(outputs.reread_outputs("cpu")) == {"02", "03", "04", "05", "06", "07"}
+
+
+def test_output_file_names_are_written_only_in_the_registry():
+    """Aucun nom de fichier de sortie du registre n'apparaît en dur ailleurs : les notebooks, le
+    bilan, la documentation et make course passent par les clés (« topic/fichier »)."""
+    import json
+    import re
+
+    from helpers.outputs import OUTPUTS, lookup
+    from helpers.paths import NOTEBOOKS_DIR, REPO_ROOT
+
+    names = {key.rsplit("/", 1)[-1] for key in OUTPUTS if "{" not in key and "." in key}
+    names -= {"training.json", "inference.json"}  # aussi des noms de fichiers des bibliothèques
+    sources = {p: p.read_text(encoding="utf-8") for p in (REPO_ROOT / "helpers").glob("*.py") if p.name != "outputs.py"}
+    for nb in list(NOTEBOOKS_DIR.glob("*.ipynb")) + list((NOTEBOOKS_DIR / "solutions").glob("*.ipynb")):
+        cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+        sources[nb] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    offenders = []
+    for path, text in sources.items():
+        for name in names:
+            for m in re.finditer(r"[\"']([^\"'\s]*" + re.escape(name) + r")[\"']", text):
+                try:
+                    lookup(m.group(1))  # la clé complète du registre : permis
+                except KeyError:
+                    offenders.append(f"{path.name} : {m.group(1)}")
+    assert offenders == [], offenders

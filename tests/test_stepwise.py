@@ -7,7 +7,7 @@ import pytest
 from helpers import stepwise
 from helpers.analytes import load_analytes
 from helpers.data import load_instructions
-from helpers.llm import parse_statuses
+from helpers.status import parse_statuses
 
 
 def test_aligned_numbers_share_width_and_decimals():
@@ -174,7 +174,7 @@ def test_mistral_inst_template_renders_the_instruct_format():
 def test_accuracy_gain_is_paired_and_has_an_interval():
     import pandas as pd
 
-    from helpers.llm import accuracy_gain, status_recall
+    from helpers.status import accuracy_gain, status_recall
 
     rows = []
     for i in range(60):
@@ -283,7 +283,7 @@ def test_parse_statuses_reads_an_unnamed_single_value_and_base_prompt_without_te
 
 
 def test_in_batches_by_length_groups_similar_prompts_and_keeps_order():
-    from helpers.qlora import in_batches
+    from helpers.runtime import in_batches
 
     seen = []
 

@@ -83,3 +83,10 @@ def test_docs_pages_follow_french_typography(page):
     from helpers.text import rst_typography_issues
 
     assert rst_typography_issues(page.read_text(encoding="utf-8")) == []
+
+
+def test_normalize_drops_case_accents_and_curly_apostrophes():
+    from helpers.text import normalize
+
+    assert normalize("Élevée d’après") == "elevee d'apres"
+    assert normalize("µg/L") == "μg/l"  # le micro devient la lettre grecque mu (NFKD), que user_data._key réécrit

@@ -182,12 +182,15 @@ def test_embeddings_cli_with_two_gloo_processes(tmp_path):
 # --------------------------------------------------------------------------- moteur du QLoRA
 def test_multi_process_auto_backend_is_bitsandbytes(monkeypatch):
     from helpers.profiles import get_profile
+    from helpers.runtime import select_backend
 
     monkeypatch.setenv("WORLD_SIZE", "2")
-    backend, why = training.choose_backend(get_profile("gpu"), "auto")
-    assert backend == "bitsandbytes" and "plusieurs processus" in why
+    cfg, module = select_backend(get_profile("gpu").llm, "auto")
+    assert cfg.backend == "bitsandbytes" and module is None
     with pytest.raises(ValueError, match="Moteur inconnu"):
-        training.choose_backend(get_profile("gpu"), "deepspeed")
+        select_backend(get_profile("gpu").llm, "deepspeed")
+    cfg, _ = select_backend(get_profile("gpu").llm, "bitsandbytes")
+    assert cfg.backend == "bitsandbytes"
 
 
 def test_world_and_threads_follow_torchrun_variables(monkeypatch):
@@ -266,7 +269,7 @@ def test_padding_free_batches_keep_the_loss_without_padding(smoke, tmp_path):
 
 
 def test_lora_on_the_upper_layers_only(smoke):
-    from helpers.llm import lora_parameters
+    from helpers.memory import lora_parameters
 
     upper = replace(smoke, llm=replace(smoke.llm, lora_layers_from=1))
     model, _, _ = training.load_qlora_model(upper, "bitsandbytes")

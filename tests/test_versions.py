@@ -183,7 +183,7 @@ def test_bitsandbytes_8bit_optimizer_and_nf4_layer():
     assert hasattr(bnb.nn, "Linear4bit")
     import torch
 
-    assert issubclass(bnb.nn.Linear4bit, torch.nn.Linear)  # helpers.llm.lora_parameters en dépend
+    assert issubclass(bnb.nn.Linear4bit, torch.nn.Linear)  # helpers.memory.lora_parameters en dépend
 
 
 def test_nbval_current_env_kernel():
