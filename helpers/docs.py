@@ -318,11 +318,34 @@ def write_durations_page(dest: Path | None = None, path: Path | None = None) -> 
     return dest
 
 
+def write_outputs_page(dest: Path | None = None) -> Path:
+    """Écrit ``_generated/sorties.rst`` : le registre des sorties (:data:`helpers.outputs.OUTPUTS`),
+    une ligne par fichier ou dossier, avec le notebook qui l'écrit et s'il est relu ailleurs."""
+    from .outputs import OUTPUTS
+
+    dest = dest or GENERATED_DIR / "sorties.rst"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {
+            "chemin sous outputs/<profil>/": key + ("/" if out.is_dir else ""),
+            "écrit par": out.notebook,
+            "contenu": out.description,
+            "relu ailleurs": "oui" if out.reread else "",
+        }
+        for key, out in OUTPUTS.items()
+    ]
+    table = rst_table(pd.DataFrame(rows), "Les sorties du cours (registre helpers.outputs.OUTPUTS)")
+    dest.write_text(french_typography_rst(table), encoding="utf-8")
+    return dest
+
+
 def prepare() -> dict:
-    """Tout ce que la construction attend : notebooks à rendre, page des résultats, contrôle GPU."""
+    """Tout ce que la construction attend : notebooks à rendre, pages des résultats et des sorties,
+    contrôle GPU, durées."""
     GENERATED_DIR.mkdir(parents=True, exist_ok=True)
     records = prepare_notebooks()
     write_results_page()
+    write_outputs_page()
     write_gpu_check_page()
     write_durations_page()
     (GENERATED_DIR / "provenance.json").write_text(json.dumps(records, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -142,3 +142,12 @@ def test_check_links_finds_missing_files_and_anchors(tmp_path):
     ]
     with pytest.raises(FileNotFoundError, match="construisez"):
         docs.check_links(tmp_path / "vide")
+
+
+def test_outputs_page_lists_the_registry(tmp_path):
+    from helpers.outputs import OUTPUTS
+
+    text = docs.write_outputs_page(tmp_path / "sorties.rst").read_text(encoding="utf-8")
+    assert text.count("   * - ") == len(OUTPUTS) + 1  # en-tête + une ligne par sortie
+    assert "``llm/adapter/``" in text or "llm/adapter/" in text
+    assert "comparison/oubli.csv" in text
