@@ -478,7 +478,7 @@ def describe(a: Analyte) -> str | None:
     return desc
 
 
-def _description_questions(a: Analyte, desc: str) -> dict[str, list[str]]:
+def _description_questions(desc: str) -> dict[str, list[str]]:
     """Questions qui désignent l'analyte par sa description, une liste de variantes par aspect."""
     return {
         "role": [f"À quoi sert de doser {desc} ?", f"Pourquoi regarder {desc} dans une prise de sang ?"],
@@ -516,7 +516,7 @@ def add_description_pairs(
         desc = describe(a)
         if code in test_codes or desc is None:
             continue
-        for aspect, variants in _description_questions(a, desc).items():
+        for aspect, variants in _description_questions(desc).items():
             q = rng.choice(variants)
             if _norm_key(q) in seen:
                 continue

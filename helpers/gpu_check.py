@@ -238,7 +238,7 @@ def steps(work: Path) -> list[Step]:
     ]
 
 
-def base_env(work: Path) -> dict:
+def base_env() -> dict:
     """Variables communes : profil gpu, doublures, échantillons réduits, hors ligne, sorties à part."""
     env = dict(os.environ)
     env.update(
@@ -550,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Contrôle GPU du cours — {gpu} — {dt.datetime.now().isoformat(timespec='seconds')}")
     print(f"Dossier : {work} ; {len(selected)} étapes (doublures à poids aléatoires, profil gpu réduit)\n", flush=True)
     start = time.perf_counter()
-    results = run_all(selected, work, base_env(work))
+    results = run_all(selected, work, base_env())
     total = round(time.perf_counter() - start, 1)
     summary = {
         "date": dt.date.today().isoformat(),

@@ -12,7 +12,7 @@ au pic remis à zéro :
   le pic après le premier pas compris (les états de l'optimiseur naissent au premier pas) ;
 * :func:`measure_arm` — dans le noyau : lance ``python -m helpers.isolated`` et relit son résultat
   (erreur française avec la fin du journal de l'enfant s'il échoue) ;
-* :class:`MemoryProbe` — la même mesure dans le noyau, pic remis à zéro et remise à zéro vérifiée
+* :class:`helpers.memory.MemoryProbe` — la même mesure dans le noyau, pic remis à zéro et remise à zéro vérifiée
   (moins chère : pas de second chargement) ;
 * :func:`memory_table` — les mesures des bras côte à côte ;
 * :func:`matched_steps` — le nombre de pas qui fait voir à un bras autant d'exemples qu'à un autre.
@@ -35,7 +35,7 @@ from pathlib import Path
 from .memory import current_rss_mb, gpu_peaks
 
 #: Les bras que ce module sait entraîner à part : B (QLoRA), le seul dont le notebook 06 mesure la
-#: mémoire dans un processus neuf (A et C le sont dans le noyau, :class:`MemoryProbe`).
+#: mémoire dans un processus neuf (A et C le sont dans le noyau, :class:`helpers.memory.MemoryProbe`).
 ARMS = ("B",)
 
 
@@ -76,7 +76,7 @@ def _arm_b(profile, steps: int, output_dir: Path):
         train, validation = qlora_datasets(profile, tokenizer)
         loaded["exemples_par_pas"] = profile.llm.batch_size * profile.llm.gradient_accumulation_steps
         loaded["tokenizer"] = tokenizer
-        return qlora_trainer(profile, model, tokenizer, train, validation, output_dir, backend=backend, max_steps=steps)
+        return qlora_trainer(profile, model, tokenizer, train, validation, output_dir, max_steps=steps)
 
     return build, loaded
 
@@ -164,7 +164,7 @@ def measure_arm(
 
 def memory_table(runs: dict[str, dict]):
     """Une ligne par bras : comment il a été mesuré (processus à part, :func:`measure_arm`, ou noyau
-    au pic remis à zéro, :class:`MemoryProbe`), pas mesurés, mémoire au départ (bibliothèques seules
+    au pic remis à zéro, :class:`helpers.memory.MemoryProbe`), pas mesurés, mémoire au départ (bibliothèques seules
     dans un processus neuf, ce que le noyau tenait déjà sinon), ce qu'a ajouté le chargement du modèle
     et des données (``chargement_mo``), pic final et part **propre au bras** (pic moins départ) ;
     pics GPU si CUDA."""

@@ -1,14 +1,14 @@
-"""Plomberie des notebooks 04–05 : prompt Alpaca français, garde Unsloth, lecture des statuts.
+"""Plomberie des notebooks 04–05 : prompt Alpaca français, tâche courte du profil cpu, génération.
 
 * :data:`ALPACA_PROMPT_FR` / :func:`format_prompt` — le gabarit d'instruction du cours ;
 * :func:`analyte_cases` / :func:`balance_statuses` — la tâche courte du profil cpu (une valeur
   par prompt ; voir le notebook 04 : le calcul disponible y impose des réponses brèves) ;
 * :func:`check_lengths` — aucun exemple tronqué (la réponse et son EOS resteraient incomplets) ;
-* :func:`load_unsloth` / :func:`select_backend` — Unsloth **uniquement** sur GPU, repli expliqué sur
-  bitsandbytes + peft s'il manque ou échoue à l'import ;
-* :func:`parse_statuses` — lit, dans un texte français généré, le statut (bas / normal / élevé)
-  annoncé pour chaque analyte, négations et tournures comprises ; :func:`score_answers` compare
-  aux étiquettes.
+* :func:`chat_prompt` / :func:`base_prompt` — le modèle de base interrogé dans son propre gabarit ;
+* :func:`generation_tokenizer` / :func:`quiet_max_length` — générer par lots, sans avertissement.
+
+Le choix du moteur (Unsloth ou bitsandbytes + peft) est :func:`helpers.runtime.select_backend` ; la
+lecture des statuts dans les réponses, :mod:`helpers.status` ; la mémoire, :mod:`helpers.memory`.
 """
 
 from __future__ import annotations

@@ -269,15 +269,12 @@ def run_variant(name: str, profile=None) -> dict:
             drills,
             val_loss,
             f"/tmp/etude_{name}_ex",
-            backend="bitsandbytes",
             max_steps=spec["exercices"],
         )
         upcast_adapters(trainer.model)
         training.set_seed(profile.seed)
         trainer.train()
-    trainer = training.qlora_trainer(
-        profile, model, tokenizer, train, val_loss, f"/tmp/etude_{name}", backend="bitsandbytes"
-    )
+    trainer = training.qlora_trainer(profile, model, tokenizer, train, val_loss, f"/tmp/etude_{name}")
     upcast_adapters(trainer.model)
     training.set_seed(profile.seed)
     output = trainer.train()

@@ -345,7 +345,7 @@ class MemoryProbe:
     (:func:`helpers.memory.reset_peak_rss`) et **vérification** de la remise à zéro (le pic relu
     juste après ne dépasse pas la mémoire actuelle de plus de 1 %) ; :meth:`mark` note la mémoire à
     un moment nommé (« modèle chargé ») ; :meth:`stop` renvoie un enregistrement que lit
-    :func:`memory_table` : la part **propre au bras** est le pic moins la mémoire du départ.
+    :func:`helpers.isolated.memory_table` : la part **propre au bras** est le pic moins la mémoire du départ.
     """
 
     def __init__(self):
@@ -360,7 +360,7 @@ class MemoryProbe:
         self.marks[name] = current_rss_mb()
 
     def stop(self, steps: int | None = None) -> dict:
-        """L'enregistrement de la mesure (mêmes clés que :func:`run_arm` quand elles existent)."""
+        """L'enregistrement de la mesure (mêmes clés que :func:`helpers.isolated.run_arm` quand elles existent)."""
         record = {
             "methode": "noyau, pic remis à zéro" + (" (vérifié)" if self.verified else " (NON vérifié)"),
             "pas": steps,

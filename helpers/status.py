@@ -159,7 +159,7 @@ def score_answers(answers: list[str], cases, model_label: str) -> pd.DataFrame:
     """Une ligne par valeur : cas, analyte, statut attendu, statut lu, correct.
 
     ``cases`` est une séquence de lignes du jeu d'instructions (avec ``id`` et ``labels``) ou de
-    cas d'un analyte (:func:`analyte_cases`, regroupés par ``case_id`` = compte rendu d'origine).
+    cas d'un analyte (:func:`helpers.llm.analyte_cases`, regroupés par ``case_id`` = compte rendu d'origine).
     ``row`` est la position du cas dans ``cases``. Un statut introuvable compte comme faux : rien
     n'est écarté en silence.
     """

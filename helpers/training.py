@@ -491,7 +491,6 @@ def qlora_trainer(
     eval_dataset,
     output_dir: Path | str,
     *,
-    backend: str,
     max_steps: int | None = None,
     save_steps: int | None = None,
     callbacks=(),
@@ -576,9 +575,7 @@ def train_qlora(
     reset_peak_rss()
     model, tokenizer, source = load_qlora_model(profile, backend)
     train_dataset, eval_dataset = qlora_datasets(profile, tokenizer, instructions, task)
-    trainer = qlora_trainer(
-        profile, model, tokenizer, train_dataset, eval_dataset, output_dir, backend=backend, **kwargs
-    )
+    trainer = qlora_trainer(profile, model, tokenizer, train_dataset, eval_dataset, output_dir, **kwargs)
     checkpoint = resume_checkpoint(Path(output_dir), resume)
     trainer.add_callback(keep_adapter_dtype(trainer, checkpoint))
     # Graine posée juste avant train() : l'ordre des exemples ne dépend pas de ce qui précède,

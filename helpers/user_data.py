@@ -133,7 +133,7 @@ def _holdout(n: int, share: float, seed: int, path: Path) -> tuple[list[int], li
 
 
 def load_user_pairs(path: Path | str, validation_share: float = 0.1, seed: int = 42):
-    """Vos paires question / passage, au format de :func:`load_retrieval` : ``DatasetDict`` avec
+    """Vos paires question / passage, au format de :func:`helpers.data.load_retrieval` : ``DatasetDict`` avec
     ``corpus`` (passages uniques), ``train`` et ``validation`` (questions tirées au hasard)."""
     from datasets import Dataset, DatasetDict
 

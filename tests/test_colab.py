@@ -167,10 +167,9 @@ def _run_summary(tmp_path, profile, prefix, seconds):
     )
 
 
-def test_fresh_gpu_runtime_never_retrains_mistral_silently(tmp_path, monkeypatch):
+def test_fresh_gpu_runtime_never_retrains_mistral_silently(outputs):
     from helpers.profiles import get_profile
 
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     calls = []
     runner = lambda nb, out: calls.append(nb.name) or {"statut": "ok", "secondes": 1}  # noqa: E731
     with pytest.raises(course.MissingOutputsError, match="(?s)Mistral-7B.*Google Drive.*notebook 04.*allow_long"):
@@ -180,13 +179,12 @@ def test_fresh_gpu_runtime_never_retrains_mistral_silently(tmp_path, monkeypatch
     assert [c[:2] for c in calls] == ["02", "04", "05"]
 
 
-def test_fresh_runtime_announces_expected_durations(tmp_path, monkeypatch, capsys):
+def test_fresh_runtime_announces_expected_durations(outputs, capsys):
     from helpers.profiles import get_profile
 
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     assert "H200" in course.expected_duration("gpu", "04") and "T4" in course.expected_duration("gpu", "04")
     assert "inconnue" in course.expected_duration("cpu", "02")
-    _run_summary(tmp_path, "cpu", "02", 300)
+    _run_summary(outputs, "cpu", "02", 300)
     assert course.expected_duration("cpu", "02") == "≈ 5 min (dernière exécution ici, le 2026-11-26T10:00:00)"
     course.ensure_outputs(get_profile("cpu"), ["02"], runner=lambda nb, out: {"statut": "ok", "secondes": 1})
     assert "02 : ≈ 5 min" in capsys.readouterr().out
@@ -235,7 +233,7 @@ def test_gpu_check_runs_lanes_skips_dependents_and_checks_exit_codes(tmp_path):
         gpu_check.Step("c", "dépend de b", "x", py("print('jamais')"), needs="b"),
         gpu_check.Step("d", "code 3 attendu", "y", py("raise SystemExit(3)"), expect_rc=3),
     ]
-    results = {r["etape"]: r for r in gpu_check.run_all(steps, tmp_path, gpu_check.base_env(tmp_path))}
+    results = {r["etape"]: r for r in gpu_check.run_all(steps, tmp_path, gpu_check.base_env())}
     assert [results[k]["statut"] for k in "abcd"] == ["PASS", "FAIL", "SKIP", "PASS"]
     assert (tmp_path / "logs" / "a.log").read_text().strip() == "ok"
     table = gpu_check.rst_table(list(results.values()))

@@ -244,10 +244,9 @@ def test_comparison_table_fills_and_checks():
         compare.comparison_table([])
 
 
-def test_save_comparison_writes_the_csv(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+def test_save_comparison_writes_the_csv(outputs):
     path = compare.save_comparison(compare.comparison_table(rows()), "smoke")
-    assert path == tmp_path / "smoke" / "comparison" / "comparison.csv"
+    assert path == outputs / "smoke" / "comparison" / "comparison.csv"
     back = pd.read_csv(path)
     assert list(back.columns) == list(compare.COMPARISON_COLUMNS) and list(back["bras"]) == ["A", "B", "C"]
     with pytest.raises(ValueError, match="comparison_table"):
@@ -323,11 +322,10 @@ def fake_runner(calls, fail=None):
     return run
 
 
-def test_ensure_outputs_runs_only_what_is_missing(tmp_path, monkeypatch):
+def test_ensure_outputs_runs_only_what_is_missing(outputs):
     from helpers.course import ensure_outputs, missing_notebooks
     from helpers.profiles import get_profile
 
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     profile = get_profile("smoke")
     assert missing_notebooks("smoke", ["05", "02", "04"]) == ["02", "04", "05"]
     calls = []
@@ -338,11 +336,10 @@ def test_ensure_outputs_runs_only_what_is_missing(tmp_path, monkeypatch):
     assert calls == []  # tout est là : réutilisé
 
 
-def test_rerunning_04_reruns_05(tmp_path, monkeypatch):
+def test_rerunning_04_reruns_05(outputs):
     from helpers.course import ensure_outputs, produced_outputs
     from helpers.profiles import get_profile
 
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     calls = []
     ensure_outputs(get_profile("smoke"), ["02", "04", "05"], runner=fake_runner(calls))
     produced_outputs("smoke")["04"][0].unlink()  # adaptateur supprimé : les statuts du 05 sont périmés
@@ -359,11 +356,10 @@ def test_rerunning_04_reruns_05(tmp_path, monkeypatch):
     assert calls == ["04", "05", "06"]
 
 
-def test_ensure_outputs_failure_names_the_executed_copy(tmp_path, monkeypatch):
+def test_ensure_outputs_failure_names_the_executed_copy(outputs):
     from helpers.course import ensure_outputs, missing_notebooks
     from helpers.profiles import get_profile
 
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     with pytest.raises(RuntimeError, match="Échec du notebook 02_.*boom.*Copie exécutée"):
         ensure_outputs(get_profile("smoke"), ["02"], runner=fake_runner([], fail="02"))
     with pytest.raises(ValueError, match="sans sorties connues : 01"):
@@ -407,12 +403,11 @@ def test_parameter_count_sees_through_4bit_packing():
     assert parameter_count(nf4) == parameter_count(full) == expected
 
 
-def test_summaries_of_earlier_notebooks_are_required(tmp_path, monkeypatch):
+def test_summaries_of_earlier_notebooks_are_required(outputs):
     from helpers.embeddings import MissingResultsError, load_training_summary
     from helpers.outputs import output_path
     from helpers.qlora import load_status_accuracy
 
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     with pytest.raises(MissingResultsError, match="notebook 02"):
         load_training_summary("smoke")
     with pytest.raises(FileNotFoundError, match="notebook 05"):

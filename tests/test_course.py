@@ -43,13 +43,12 @@ def test_peak_memory_of_current_process():
     assert mem.peak_mb > 10
 
 
-def test_run_summary_merges_partial_runs(tmp_path, monkeypatch):
+def test_run_summary_merges_partial_runs(outputs):
     import json
 
     from helpers.course import write_run_summary
     from helpers.profiles import get_profile
 
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     profile = get_profile("smoke")
 
     def run(name, seconds):

@@ -255,17 +255,16 @@ def test_results_table_and_retention():
     assert (kept[kept.dim == 384]["retention_pct"] == 100).all()
 
 
-def test_save_and_load_results(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+def test_save_and_load_results(outputs):
     with pytest.raises(MissingResultsError, match="notebook 02"):
         embeddings.load_results("cpu")
     scores, per_query = _fake_scores(), _fake_per_query()
     path = embeddings.save_results(scores, per_query, "cpu", extra={"pas": 3})
-    assert path == tmp_path / "cpu" / "embeddings" / "ndcg.csv"
+    assert path == outputs / "cpu" / "embeddings" / "ndcg.csv"
     assert path.read_text().splitlines()[0] == "split,model,dim,ndcg_at_10,mrr_at_10,recall_at_10"
     loaded, pq = embeddings.load_results("cpu")
     assert len(loaded) == len(scores) and len(pq) == len(per_query)
-    assert (tmp_path / "cpu" / "embeddings" / "training_summary.json").exists()
+    assert (outputs / "cpu" / "embeddings" / "training_summary.json").exists()
     scores[scores.model == "base"].to_csv(path, index=False)
     with pytest.raises(MissingResultsError, match="finetuned"):
         embeddings.load_results("cpu")

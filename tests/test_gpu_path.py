@@ -101,18 +101,17 @@ def test_training_passes_the_profile_dtype_to_unsloth(fake_unsloth, precision, d
     from helpers.training import load_qlora_model
 
     profile = get_profile("smoke")
-    profile = replace(profile, llm=replace(profile.llm, backend="unsloth", precision=precision))
+    profile = replace(profile, llm=replace(profile.llm, precision=precision))
     load_qlora_model(profile, "unsloth")
     assert fake_unsloth.calls[-1]["dtype"] == dtype  # dtype=None laissait Unsloth choisir bf16
 
 
-def test_reloading_for_inference_passes_the_dtype_and_quiets_max_length(fake_unsloth, tmp_path, monkeypatch):
+def test_reloading_for_inference_passes_the_dtype_and_quiets_max_length(fake_unsloth, outputs):
     from helpers.profiles import get_profile
     from helpers.qlora import adapter_dir, load_finetuned_llm
 
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     profile = get_profile("smoke")
-    profile = replace(profile, llm=replace(profile.llm, backend="unsloth", precision="fp16"))
+    profile = replace(profile, llm=replace(profile.llm, precision="fp16"))
     adapter_dir(profile.name).mkdir(parents=True)
     (adapter_dir(profile.name) / "adapter_config.json").write_text("{}")
     model, _ = load_finetuned_llm(profile)
@@ -127,15 +126,6 @@ def test_notebooks_pass_a_dtype_to_unsloth():
 
 
 # --------------------------------------------------------------------------- 2. fp16 + GradScaler
-@pytest.fixture(scope="module")
-def smoke():
-    from helpers.profiles import get_profile
-
-    runtime.configure_threads()
-    runtime.go_offline()
-    return get_profile("smoke")
-
-
 def _adapter_dtypes(model):
     return {p.dtype for p in model.parameters() if p.requires_grad}
 
@@ -150,7 +140,7 @@ def test_fp16_trainer_keeps_fp32_adapters(smoke, tmp_path, precision, expected):
     profile = replace(smoke, llm=replace(smoke.llm, precision=precision))
     model, tokenizer, _ = load_qlora_model(profile, "bitsandbytes")
     train, val = qlora_datasets(profile, tokenizer)
-    trainer = qlora_trainer(profile, model, tokenizer, train, val, tmp_path, backend="bitsandbytes", max_steps=1)
+    trainer = qlora_trainer(profile, model, tokenizer, train, val, tmp_path, max_steps=1)
     assert _adapter_dtypes(trainer.model) == expected
 
 

@@ -122,3 +122,29 @@ def test_solutions_start_like_the_lessons(nb):
     assert f"`{nb.stem.removesuffix('_solutions')}.ipynb`" in "".join(cells[0]["source"])  # renvoie à sa leçon
     assert "Avertissement" in "".join(cells[0]["source"])
     assert max(len(c.splitlines()) for c in code) <= MAX_CELL_LINES, "cellule de code trop longue"
+
+
+def test_names_ruff_cannot_resolve_in_notebooks_are_deleted_models():
+    """pyproject.toml laisse passer F821 dans les notebooks : un modèle supprimé (``del``) pour
+    libérer la mémoire rend « indéfini » le nom qu'une fonction plus haut utilisait. Ce test vérifie
+    que c'est la seule raison : chaque nom signalé est supprimé par ``del`` dans ce notebook."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ruff = Path(sys.executable).with_name("ruff")
+    out = subprocess.run(
+        [str(ruff), "check", "--isolated", "--select", "F821", "--output-format", "json", "notebooks"],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    unexplained = []
+    for finding in json.loads(out.stdout):
+        name = re.search(r"`(\w+)`", finding["message"]).group(1)
+        cells = json.loads(Path(finding["filename"]).read_text(encoding="utf-8"))["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        if not re.search(rf"^\s*del\b[^\n]*\b{name}\b", code, re.M):
+            unexplained.append(f"{Path(finding['filename']).name} : {name}")
+    assert unexplained == [], unexplained

@@ -9,12 +9,6 @@ from helpers import MEDICAL_DISCLAIMER, llm, memory, qlora, runtime, status
 from helpers.data import load_instructions
 
 
-@pytest.fixture()
-def outputs(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
-    return tmp_path
-
-
 # --------------------------------------------------------------------------- mémoire
 def test_training_memory_counts_bytes_per_parameter():
     table = memory.training_memory(total=1_000_000_000, trainable=10_000_000, linear=900_000_000)
@@ -267,12 +261,11 @@ def test_plot_losses_draws_train_base_and_final():
         qlora.plot_losses([{"step": 1, "eval_loss": 1.0}])
 
 
-def test_load_answers_checks_they_answer_these_cases(tmp_path, monkeypatch):
+def test_load_answers_checks_they_answer_these_cases(outputs):
     import pandas as pd
 
     from helpers.qlora import load_answers, save_status_results
 
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     cases = [{"id": "a", "input": "Sodium : 140"}, {"id": "b", "input": "Potassium : 6"}]
     with pytest.raises(FileNotFoundError, match="notebook 05"):
         load_answers("smoke", cases)

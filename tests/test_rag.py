@@ -67,10 +67,9 @@ def test_with_context_numbers_the_passages():
     assert rag.with_context("x", []) == "x"
 
 
-def test_require_model_names_the_missing_notebook(tmp_path, monkeypatch):
+def test_require_model_names_the_missing_notebook(outputs):
     from helpers.embeddings import MissingResultsError, model_dir, require_model
 
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     with pytest.raises(MissingResultsError, match="notebook 02"):
         require_model("cpu")
     model_dir("cpu").mkdir(parents=True)

@@ -18,31 +18,28 @@ def _write_run_summary(root, runs: dict, profile: str = "cpu") -> None:
     (root / profile / "run_summary.json").write_text(json.dumps(summary), encoding="utf-8")
 
 
-def test_report_without_results(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+def test_report_without_results(outputs):
     lines = report.embedding_report("cpu")
     assert "pas de résultats" in lines[1] and "notebook 02" in lines[1]
 
 
-def test_report_reads_scores_and_budget(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+def test_report_reads_scores_and_budget(outputs):
     save_results(_fake_scores(), _fake_per_query(), "cpu")
     text = "\n".join(report.embedding_report("cpu"))
     assert "[atteint] test_questions : fine-tuné > base à chaque dimension" in text
     assert "pas d'exécution complète" in text
-    _write_run_summary(tmp_path, {"02": (300.0, 4000), "03": (200.0, 7000)})
+    _write_run_summary(outputs, {"02": (300.0, 4000), "03": (200.0, 7000)})
     text = "\n".join(report.embedding_report("cpu"))
     assert "[NON atteint] durée 02 + 03 : 500 s" in text
     assert "[NON atteint] pic mémoire (noyau) : 7000 Mo" in text
 
 
-def test_llm_report_reads_training_accuracy_and_budget(tmp_path, monkeypatch):
+def test_llm_report_reads_training_accuracy_and_budget(outputs):
     import pandas as pd
 
     from helpers.outputs import output_path
     from helpers.qlora import save_training_summary
 
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     assert "pas de résultats" in report.llm_report("cpu")[1]
     save_training_summary(
         {"perte_validation_base": 4.0, "perte_validation_finetune": 0.2, "pas": 40, "secondes_entrainement": 380.0},
@@ -54,7 +51,7 @@ def test_llm_report_reads_training_accuracy_and_budget(tmp_path, monkeypatch):
     pd.DataFrame(
         {"model": ["base", "finetuned"], "n_cases": [60, 60], "n_values": [250, 250], "accuracy": [0.0, 0.55]}
     ).to_csv(output_path("cpu", "llm/status_accuracy.csv"), index=False)
-    _write_run_summary(tmp_path, {"04": (500.0, 2000), "05": (150.0, 1500)})
+    _write_run_summary(outputs, {"04": (500.0, 2000), "05": (150.0, 1500)})
     text = "\n".join(report.llm_report("cpu"))
     assert "finetuned : 55,0\u00a0% (250 valeurs, 60 comptes rendus)" in text
     assert "[NON atteint] exactitude du fine-tuné ≥ 90\u00a0%" in text
@@ -82,14 +79,13 @@ def test_llm_report_reads_training_accuracy_and_budget(tmp_path, monkeypatch):
     assert "[atteint] rappel par statut : bas 84\u00a0%, normal 100\u00a0%, élevé 100\u00a0%" in text
 
 
-def test_comparison_report_reads_table_rag_and_budget(tmp_path, monkeypatch):
+def test_comparison_report_reads_table_rag_and_budget(outputs):
     import pandas as pd
     from test_compare import rows
 
     from helpers import compare
     from helpers.outputs import output_path
 
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     text = "\n".join(report.comparison_report("cpu"))
     assert "comparison.csv absent" in text and "rag_taux_de_succes.csv absent" in text
     compare.save_comparison(compare.comparison_table(rows()), "cpu")
@@ -102,7 +98,7 @@ def test_comparison_report_reads_table_rag_and_budget(tmp_path, monkeypatch):
             "questions": [10, 10],
         }
     ).to_csv(output_path("cpu", "case_study/rag_taux_de_succes.csv"), index=False)
-    _write_run_summary(tmp_path, {"06": (700.0, 5000), "07": (250.0, 3000)})
+    _write_run_summary(outputs, {"06": (700.0, 5000), "07": (250.0, 3000)})
     text = "\n".join(report.comparison_report("cpu"))
     assert "latence non mesurée" not in text
     assert "A embeddings : 20 paramètres entraînés, 200 s, 470,0 Mo, 20 ms/question ; NDCG@10 0,850" in text
@@ -130,12 +126,11 @@ def test_comparison_report_reads_table_rag_and_budget(tmp_path, monkeypatch):
     assert "[atteint] pic mémoire (noyau) : 5000 Mo" in text
 
 
-def test_comparison_report_shows_intervals_and_unmeasured_latency(tmp_path, monkeypatch):
+def test_comparison_report_shows_intervals_and_unmeasured_latency(outputs):
     from test_compare import rows
 
     from helpers import compare
 
-    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
     b_prime = {**rows()[1], "bras": "B'", "latence_ms": None, **compare.status_accuracy_interval(0, 96)}
     compare.save_comparison(compare.comparison_table([*rows(), b_prime]), "cpu")
     text = "\n".join(report.comparison_report("cpu"))

@@ -355,7 +355,7 @@ def test_trainer_groups_by_length_and_keeps_fp32_adapters_on_cpu(tmp_path):
     profile = replace(profile, llm=replace(profile.llm, group_by_length=True))
     model, tokenizer, _ = training.load_qlora_model(profile, "bitsandbytes")
     train, val = training.qlora_datasets(profile, tokenizer)
-    trainer = training.qlora_trainer(profile, model, tokenizer, train, val, tmp_path, backend="bitsandbytes")
+    trainer = training.qlora_trainer(profile, model, tokenizer, train, val, tmp_path)
     assert trainer.args.train_sampling_strategy == "group_by_length"
     assert {p.dtype for p in trainer.model.parameters() if p.requires_grad} == {torch.float32}
 

@@ -14,16 +14,6 @@ from helpers import training
 from helpers.paths import REPO_ROOT
 
 
-@pytest.fixture(scope="module")
-def smoke():
-    from helpers import runtime
-    from helpers.profiles import get_profile
-
-    runtime.configure_threads()
-    runtime.go_offline()
-    return get_profile("smoke")
-
-
 class StepCounter:
     """Compte les pas réellement exécutés dans *cet* appel à train()."""
 
@@ -229,7 +219,7 @@ def _eval_loss(profile, out):
 
     model, tokenizer, _ = training.load_qlora_model(profile, "bitsandbytes")
     train, val = training.qlora_datasets(profile, tokenizer)
-    trainer = training.qlora_trainer(profile, model, tokenizer, train, val, out, backend="bitsandbytes")
+    trainer = training.qlora_trainer(profile, model, tokenizer, train, val, out)
     seen = []
     original = ChunkedLogProbFunction.apply
 
@@ -301,9 +291,7 @@ def test_qlora_training_does_not_recompute_activations_on_cpu(smoke, tmp_path):
         def on_step_begin(self, args, state, control, model=None, **kwargs):
             seen.append(model.get_base_model().model.gradient_checkpointing)
 
-    trainer = training.qlora_trainer(
-        smoke, model, tokenizer, train, val, tmp_path, backend="bitsandbytes", max_steps=1, callbacks=[Spy()]
-    )
+    trainer = training.qlora_trainer(smoke, model, tokenizer, train, val, tmp_path, max_steps=1, callbacks=[Spy()])
     assert trainer.args.activation_checkpointing is False
     trainer.train()
     assert seen == [False]
@@ -314,8 +302,8 @@ def test_trainers_print_nothing_without_a_journal(smoke, tmp_path):
 
     model, tokenizer, _ = training.load_qlora_model(smoke, "bitsandbytes")
     train, val = training.qlora_datasets(smoke, tokenizer)
-    quiet = training.qlora_trainer(smoke, model, tokenizer, train, val, tmp_path / "a", backend="bitsandbytes")
-    loud = training.qlora_trainer(smoke, model, tokenizer, train, val, tmp_path / "b", backend="bitsandbytes", log=True)
+    quiet = training.qlora_trainer(smoke, model, tokenizer, train, val, tmp_path / "a")
+    loud = training.qlora_trainer(smoke, model, tokenizer, train, val, tmp_path / "b", log=True)
     assert not any(isinstance(c, PrinterCallback) for c in quiet.callback_handler.callbacks)
     assert quiet.args.disable_tqdm is True  # ni barre ni dictionnaires : rien n'est imprimé
     assert loud.args.disable_tqdm is False
