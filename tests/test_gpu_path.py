@@ -101,7 +101,7 @@ def test_training_passes_the_profile_dtype_to_unsloth(fake_unsloth, precision, d
     from helpers.training import load_qlora_model
 
     profile = get_profile("smoke")
-    profile = replace(profile, llm=replace(profile.llm, precision=precision))
+    profile = replace(profile, llm=replace(profile.llm, backend="unsloth", precision=precision))
     load_qlora_model(profile, "unsloth")
     assert fake_unsloth.calls[-1]["dtype"] == dtype  # dtype=None laissait Unsloth choisir bf16
 
@@ -111,7 +111,7 @@ def test_reloading_for_inference_passes_the_dtype_and_quiets_max_length(fake_uns
     from helpers.qlora import adapter_dir, load_finetuned_llm
 
     profile = get_profile("smoke")
-    profile = replace(profile, llm=replace(profile.llm, precision="fp16"))
+    profile = replace(profile, llm=replace(profile.llm, backend="unsloth", precision="fp16"))
     adapter_dir(profile.name).mkdir(parents=True)
     (adapter_dir(profile.name) / "adapter_config.json").write_text("{}")
     model, _ = load_finetuned_llm(profile)

@@ -160,15 +160,17 @@ def test_fallback_warnings_go_through_warnings_and_show_no_path():
     assert "/tmp/a.py" in other  # les autres avertissements gardent le format de Python
 
 
-def test_the_outputs_registry_names_every_file_once(outputs):
+def test_the_outputs_registry_names_every_file_once(tmp_path, monkeypatch):
     """Chaque sortie a une clé ; une clé inconnue, une mauvaise extension ou une sortie absente
     donnent une erreur française qui nomme le notebook producteur."""
     import pandas as pd
 
     from helpers import outputs
 
+    monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path))
+
     path = outputs.save_table(pd.DataFrame({"a": [1]}), "cpu", "comparison/oubli.csv")
-    assert path == outputs / "cpu" / "comparison" / "oubli.csv"
+    assert path == tmp_path / "cpu" / "comparison" / "oubli.csv"
     assert outputs.load_table("cpu", "comparison/oubli.csv")["a"].tolist() == [1]
     assert outputs.lookup("data/patient_P01.png").key == "data/patient_{patient}.png"
     with pytest.raises(KeyError, match="absente du registre"):
