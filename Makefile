@@ -32,14 +32,15 @@ help:
 setup: $(STAMP)
 
 # torch est épinglé dans requirements.txt et installé dans la même commande pip que le reste :
-# sinon pip tirerait la dernière version CUDA de torch (plusieurs Go). --no-compile : Python
-# compile chaque module à son premier import ; pip n'a plus à compiler les ~20 000 fichiers de
-# torch, transformers et compagnie (installation 3× plus rapide sur 2 cœurs).
+# sinon pip tirerait la dernière version CUDA de torch (plusieurs Go).
+# (Pas de pip --no-compile : l'installation irait 3× plus vite, mais avec PYTHONDONTWRITEBYTECODE=1,
+# réglé sur certaines machines (celle où le cours est développé), chaque processus recompilerait torch et
+# transformers à chaque import ; mesuré : nbval 485 s au lieu de 297 s.)
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q --no-compile $(PIP_EXTRA) -r requirements.txt
-	$(PY) -m pip install -q --no-compile --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install -q $(PIP_EXTRA) -r requirements.txt
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
 	$(PY) -m pip install -q --no-deps -e .
 	@touch $(STAMP)
 
@@ -61,24 +62,30 @@ bench-llm: setup
 # compare à une seconde exécution au lieu d'exécuter deux fois les notebooks 02 et 04.
 SMOKE_RUN := $(CURDIR)/.cache/smoke-run
 
+LINT = $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+MODELS = $(PY) -m helpers.models --prepare smoke
+UNIT = $(PY) -m pytest tests -m "not integration"
+NBVAL = rm -rf $(SMOKE_RUN) && COURSE_PROFILE=smoke COURSE_OUTPUTS_DIR=$(SMOKE_RUN) \
+	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+INTEGRATION = COURSE_REFERENCE_RUN=$(SMOKE_RUN) $(PY) -m pytest tests -m integration
+DOCS_CHECK = $(PY) -m sphinx -b html -q -W --keep-going -E docs docs/_build/html && \
+	$(PY) -m helpers.docs --check docs/_build/html
+
 lint: setup
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+	$(LINT)
 
 unit: setup
-	$(PY) -m helpers.models --prepare smoke
-	$(PY) -m pytest tests -m "not integration"
+	$(MODELS)
+	$(UNIT)
 
 notebooks: setup
-	$(PY) -m helpers.models --prepare smoke
-	rm -rf $(SMOKE_RUN)
-	COURSE_PROFILE=smoke COURSE_OUTPUTS_DIR=$(SMOKE_RUN) \
-		$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+	$(MODELS)
+	$(NBVAL)
 
 # Exécutions complètes : reproductibilité (contre l'exécution nbval si elle existe), torchrun, etc.
 integration: setup
-	$(PY) -m helpers.models --prepare smoke
-	COURSE_REFERENCE_RUN=$(SMOKE_RUN) $(PY) -m pytest tests -m integration
+	$(MODELS)
+	$(INTEGRATION)
 
 # Documentation : rend les notebooks exécutés par make course s'ils existent (jamais d'exécution ici).
 docs: setup
@@ -87,10 +94,28 @@ docs: setup
 
 # Même construction, avertissements = erreurs, puis vérification des liens internes.
 docs-check: setup
-	$(PY) -m sphinx -b html -q -W --keep-going -E docs docs/_build/html
-	$(PY) -m helpers.docs --check docs/_build/html
+	$(DOCS_CHECK)
 
-test: lint unit notebooks integration docs-check
+# make test : les mêmes paliers, deux à la fois sur 2 cœurs (un seul processus n'en occupe en moyenne
+# qu'un et tiers : imports, démarrage des noyaux). Tests unitaires et nbval en parallèle ; puis
+# l'intégration (qui relit l'exécution nbval) et la documentation. Sortie regroupée par palier.
+test: setup
+	$(MAKE) --no-print-directory -j2 --output-sync=target _test
+
+.PHONY: _test _lint _models _unit _notebooks _integration _docs
+_test: _integration _docs
+_lint:
+	$(LINT)
+_models: _lint
+	$(MODELS)
+_unit: _models
+	$(UNIT)
+_notebooks: _models
+	$(NBVAL)
+_integration: _notebooks
+	$(INTEGRATION)
+_docs: _unit
+	$(DOCS_CHECK)
 
 # Chemin GPU, hors ligne, sur des doublures à poids aléatoires (voir docs/gpu.rst). Pas de
 # dépendance à setup : sur une machine GPU, .venv est installé avec requirements-gpu.txt (jamais

@@ -1,4 +1,5 @@
-"""Chemins du cours : dépôt, données, cache des modèles hors ligne, sorties par profil."""
+"""Chemins du cours : dépôt, données, cache des modèles hors ligne, racine des sorties, chemins affichés
+sans la machine (:func:`shown`). Les sorties elles-mêmes sont déclarées dans :mod:`helpers.outputs`."""
 
 from __future__ import annotations
 

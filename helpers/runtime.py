@@ -1,4 +1,9 @@
-"""Réglages d'exécution : nombre de threads, accès au hub Hugging Face, GPU."""
+"""Exécution : nombre de threads, accès au hub Hugging Face, GPU et précision, choix du moteur du
+QLoRA (:func:`select_backend`, Unsloth ou bitsandbytes + peft), replis signalés par
+:class:`CourseFallbackWarning`, avertissements connus et sans conséquence, appels par lots avec barre
+de progression (:func:`in_batches`).
+
+Couche de base : ce module ne connaît aucun chapitre."""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""Le texte français que lit l'étudiant : nombres et typographie.
+"""Le texte français que lit l'étudiant : nombres, typographie, étiquettes ; et la forme de
+comparaison des textes (:func:`normalize`). Couche de base : ne connaît aucun chapitre.
 
+* :func:`normalize` — minuscules, sans accents : pour lire statuts, noms d'analytes, mots-clés ;
 * :func:`french_float` — virgule décimale (« 0,902 ») pour les nombres affichés ;
 * :func:`french_percent` — un pourcentage à la française (0.939 → « 93,9 % ») ;
 * :func:`french_int` — un entier avec ses milliers séparés par une espace fine insécable ;
@@ -11,7 +13,8 @@
   pages reStructuredText de la documentation (code, rôles, liens, directives et blocs littéraux
   intacts) ;
 * :func:`for_display` — un tableau relu par le code (clés anglaises, ``snake_case``) avec les
-  étiquettes françaises que lit l'étudiant, au moment de l'afficher.
+  étiquettes françaises que lit l'étudiant, au moment de l'afficher (:data:`DISPLAY_LABELS`,
+  :data:`SPLIT_LABELS`).
 
 Les fichiers que relit du code (CSV, JSON) gardent le point décimal et les espaces ordinaires.
 """
