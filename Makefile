@@ -104,8 +104,8 @@ docs-check: setup
 test: setup
 	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target _test
 
-.PHONY: _test _lint _models _unit _notebooks _integration _docs
-_test: _integration _docs
+.PHONY: _test _lint _models _unit _notebooks _integration _integration_other _docs
+_test: _integration _integration_other _docs
 _lint:
 	$(LINT)
 _models: _lint
@@ -114,20 +114,12 @@ _unit: _models
 	$(UNIT)
 _notebooks: _models
 	$(NBVAL)
+# La reproductibilité relit l'exécution nbval : après elle. Les autres tests d'intégration
+# (torchrun, exécution d'un notebook manquant) et la documentation : après les tests unitaires,
+# pendant que nbval tourne encore.
 _integration: _notebooks
-	$(INTEGRATION)
-_docs: _unit
+	$(INTEGRATION) -k reproducibility
+_integration_other: _unit
+	$(PY) -m pytest tests -m integration -k "not reproducibility"
+_docs: _integration_other
 	$(DOCS_CHECK)
-
-# Chemin GPU, hors ligne, sur des doublures à poids aléatoires (voir docs/gpu.rst). Pas de
-# dépendance à setup : sur une machine GPU, .venv est installé avec requirements-gpu.txt (jamais
-# requirements.txt, qui prendrait torch CPU).
-gpu-check:
-	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m helpers.gpu_check
-
-lab: setup
-	$(PY) -m pip install -q jupyterlab==4.6.6
-	$(VENV)/bin/jupyter lab notebooks
-
-clean:
-	rm -rf outputs .pytest_cache docs/_build docs/_generated docs/notebooks
