@@ -114,12 +114,12 @@ _unit: _models
 	$(UNIT)
 _notebooks: _models
 	$(NBVAL)
-# La reproductibilité relit l'exécution nbval : après elle. Les autres tests d'intégration
+# La reproductibilité et les clés des sorties relisent l'exécution nbval : après elle. Les autres tests d'intégration
 # (torchrun, exécution d'un notebook manquant) et la documentation : après les tests unitaires,
 # pendant que nbval tourne encore.
 _integration: _notebooks
-	$(INTEGRATION) -k reproducibility
+	$(INTEGRATION) -k "reproducibility or old_french_key"
 _integration_other: _unit
-	$(PY) -m pytest tests -m integration -k "not reproducibility"
+	$(PY) -m pytest tests -m integration -k "not reproducibility and not old_french_key"
 _docs: _integration_other
 	$(DOCS_CHECK)

@@ -148,26 +148,26 @@ def embeddings_main(argv: list[str] | None = None) -> int:
     trainer.model.save_pretrained(str(model_path))
     remove_checkpoints(output / "checkpoints")
     summary = {
-        "entrainement": "embeddings (Matryoshka)",
-        "profil": profile.name,
+        "training": "embeddings (Matryoshka)",
+        "profile": profile.name,
         "processus": w["world_size"],
-        "lot_par_processus": profile.embedding.batch_size,
-        "lot_global": global_batch,
-        "paires_entrainement": len(pairs),
-        "pas": result["pas"],
-        "secondes": round(result["secondes"], 1),
-        "pic_rss_mo_rang0": result["pic_rss_mo"],
-        "reprise_depuis": result["reprise"],
+        "per_process_batch": profile.embedding.batch_size,
+        "global_batch": global_batch,
+        "train_pairs": len(pairs),
+        "steps": result["steps"],
+        "seconds": round(result["seconds"], 1),
+        "peak_rss_mb_rank0": result["peak_rss_mb"],
+        "resumed_from": result["resumed_from"],
         "donnees": str(args.donnees or "MedAnalyzer-FR"),
         "empreinte_poids_depart": start_digest,
         "empreintes_poids_par_processus": digests,
         "negatifs_globaux": args.negatifs_globaux,
         "validation_base": base_scores,
         "validation_finetune": scores,
-        "modele": str(model_path),
+        "model": str(model_path),
     }
     print(
-        f"{result['pas']} pas en {result['secondes']:.0f} s sur {w['world_size']} processus ; "
+        f"{result['steps']} pas en {result['seconds']:.0f} s sur {w['world_size']} processus ; "
         f"NDCG@10 de validation ({evaluator.dims[0]} dims) : {scores[evaluator.primary_metric]:.3f}"
     )
     print("Résumé :", _write_summary(output, summary))
@@ -227,29 +227,29 @@ def qlora_main(argv: list[str] | None = None) -> int:
     result["tokenizer"].save_pretrained(str(adapter))
     remove_checkpoints(output / "checkpoints")
     summary = {
-        "entrainement": "QLoRA",
-        "profil": profile.name,
-        "moteur": backend,
-        "pourquoi_moteur": why,
+        "training": "QLoRA",
+        "profile": profile.name,
+        "backend": backend,
+        "backend_reason": why,
         "processus": w["world_size"],
-        "source_modele": result["source"],
+        "model_source": result["source"],
         "tache": task or profile.llm.task,
-        "exemples_entrainement": result["exemples_entrainement"],
-        "pas": result["pas"],
-        "secondes": round(result["secondes"], 1),
-        "reprise_depuis": result["reprise"],
+        "train_examples": result["train_examples"],
+        "steps": result["steps"],
+        "seconds": round(result["seconds"], 1),
+        "resumed_from": result["resumed_from"],
         "donnees": str(args.donnees or "MedAnalyzer-FR"),
         "empreintes_poids_par_processus": digests,
-        "perte_validation_base": result["perte_validation_base"],
-        "perte_validation_finetune": result["perte_validation_finetune"],
+        "eval_loss_base": result["eval_loss_base"],
+        "eval_loss_finetuned": result["eval_loss_finetuned"],
         "adaptateur": str(adapter),
         "avertissement": MEDICAL_DISCLAIMER,
     }
-    base = result["perte_validation_base"]
+    base = result["eval_loss_base"]
     print(
-        f"{result['pas']} pas en {result['secondes']:.0f} s ({backend}) ; perte de validation "
+        f"{result['steps']} pas en {result['seconds']:.0f} s ({backend}) ; perte de validation "
         + (f"{base:.4f} → " if base is not None else "")
-        + f"{result['perte_validation_finetune']:.4f}"
+        + f"{result['eval_loss_finetuned']:.4f}"
     )
     print("Résumé :", _write_summary(output, summary))
     return 0

@@ -147,7 +147,7 @@ def pip_commands(repo: Path, constraints: Path) -> list[list[str]]:
 def install(repo: Path = REPO_ROOT, run: Runner = _run, *, force: bool = False) -> dict:
     """Installe le profil gpu sans toucher au torch de Colab ; renvoie un résumé.
 
-    ``{"secondes", "deja_installe", "contraintes", "redemarrer"}`` ; une commande pip en échec lève
+    ``{"seconds", "already_installed", "constraints", "restart"}`` ; une commande pip en échec lève
     :class:`ColabRuntimeError` avec la fin de sa sortie.
     """
     repo = Path(repo)
@@ -157,7 +157,7 @@ def install(repo: Path = REPO_ROOT, run: Runner = _run, *, force: bool = False) 
     stamp = repo / STAMP
     digest = _requirements_digest(repo, keep)
     if not force and stamp.exists() and stamp.read_text(encoding="utf-8").strip() == digest:
-        return {"secondes": 0.0, "deja_installe": True, "contraintes": keep, "redemarrer": []}
+        return {"seconds": 0.0, "already_installed": True, "constraints": keep, "restart": []}
     before = imported_versions()
     start = time.perf_counter()
     for cmd in pip_commands(repo, constraints):
@@ -174,10 +174,10 @@ def install(repo: Path = REPO_ROOT, run: Runner = _run, *, force: bool = False) 
     stamp.write_text(digest + "\n", encoding="utf-8")
     after = {name: metadata.version(name) for name in before if _has(name)}
     return {
-        "secondes": seconds,
-        "deja_installe": False,
-        "contraintes": keep,
-        "redemarrer": restart_needed(before, after),
+        "seconds": seconds,
+        "already_installed": False,
+        "constraints": keep,
+        "restart": restart_needed(before, after),
     }
 
 
@@ -228,11 +228,11 @@ def prepare_colab(
         flush=True,
     )
     summary = install(repo, run)
-    kept = ", ".join(f"{k} {v}" for k, v in summary["contraintes"].items()) or "aucun"
-    if summary["deja_installe"]:
+    kept = ", ".join(f"{k} {v}" for k, v in summary["constraints"].items()) or "aucun"
+    if summary["already_installed"]:
         print(f"Déjà installé dans cette session (conservés : {kept}).")
     else:
-        print(f"Installé en {summary['secondes'] / 60:.1f} min ; conservés : {kept}.")
+        print(f"Installé en {summary['seconds'] / 60:.1f} min ; conservés : {kept}.")
     summary["drive"] = mount_drive(mount, drive_root) if use_drive else None
     if summary["drive"]:
         print(f"Résultats sur Google Drive : {summary['drive']} (retrouvés dans une nouvelle session).")
@@ -241,10 +241,10 @@ def prepare_colab(
             "Google Drive non utilisé : les résultats (modèle du 02, adaptateur du 04) seront perdus à "
             "la fin de la session. USE_DRIVE = True pour les garder."
         )
-    if summary["redemarrer"]:
+    if summary["restart"]:
         raise ColabRuntimeError(
             "Redémarrage nécessaire : des paquets déjà chargés ont changé de version ("
-            + ", ".join(summary["redemarrer"])
+            + ", ".join(summary["restart"])
             + ").\nMenu Exécution > Redémarrer la session, puis "
             "relancez le notebook depuis le début : l'installation ne sera pas refaite."
         )

@@ -88,46 +88,46 @@ GENERAL_TEXT_FR: tuple[str, ...] = (
 
 #: Colonnes de ``comparison.csv`` (une ligne par bras).
 COMPARISON_COLUMNS = (
-    "bras",
-    "approche",
-    "modele",
-    "parametres_entraines",
-    "parametres_total",
-    "exemples_vus",
-    "secondes_entrainement",
-    "pic_rss_mo",
-    "pic_gpu_mo",
-    "memoire_propre_mo",
-    "taille_artefact_mo",
-    "latence_ms",
+    "arm",
+    "approach",
+    "model",
+    "trainable_params",
+    "total_params",
+    "examples_seen",
+    "train_seconds",
+    "peak_rss_mb",
+    "peak_gpu_mb",
+    "own_memory_mb",
+    "artifact_mb",
+    "latency_ms",
     "ndcg_at_10",
     "accuracy_at_1",
-    "ndcg_naturel",
-    "ndcg_naturel_base",
-    "exactitude_statuts",
-    "exactitude_statuts_bas",
-    "exactitude_statuts_haut",
-    "perte_validation",
+    "ndcg_natural",
+    "ndcg_natural_base",
+    "status_accuracy",
+    "status_accuracy_low",
+    "status_accuracy_high",
+    "eval_loss",
     "provenance",
 )
 _NUMERIC = (
-    "parametres_entraines",
-    "parametres_total",
-    "exemples_vus",
-    "secondes_entrainement",
-    "pic_rss_mo",
-    "pic_gpu_mo",
-    "memoire_propre_mo",
-    "taille_artefact_mo",
-    "latence_ms",
+    "trainable_params",
+    "total_params",
+    "examples_seen",
+    "train_seconds",
+    "peak_rss_mb",
+    "peak_gpu_mb",
+    "own_memory_mb",
+    "artifact_mb",
+    "latency_ms",
     "ndcg_at_10",
     "accuracy_at_1",
-    "ndcg_naturel",
-    "ndcg_naturel_base",
-    "exactitude_statuts",
-    "exactitude_statuts_bas",
-    "exactitude_statuts_haut",
-    "perte_validation",
+    "ndcg_natural",
+    "ndcg_natural_base",
+    "status_accuracy",
+    "status_accuracy_low",
+    "status_accuracy_high",
+    "eval_loss",
 )
 
 
@@ -154,13 +154,13 @@ def train_embedder(profile, pairs, output_dir: Path | str, log: bool = False) ->
     Même modèle de départ, même perte (``MatryoshkaLoss`` autour de
     ``MultipleNegativesRankingLoss``), mêmes arguments (:func:`helpers.training.embedding_trainer`),
     sans évaluation ni checkpoint pendant l'entraînement (le 02 les montre). ``pairs`` : colonnes
-    ``anchor`` / ``positive`` (``embeddings.training_pairs``). Renvoie ``{"model", "secondes",
-    "pas", "pic_rss_mo"}`` ; le pic est celui de l'entraînement seul si le système le permet.
+    ``anchor`` / ``positive`` (``embeddings.training_pairs``). Renvoie ``{"model", "seconds",
+    "steps", "peak_rss_mb"}`` ; le pic est celui de l'entraînement seul si le système le permet.
     """
     from .training import train_embeddings
 
     result = train_embeddings(profile, pairs, output_dir, log=log)
-    return {k: result[k] for k in ("model", "secondes", "pas", "pic_rss_mo")}
+    return {k: result[k] for k in ("model", "seconds", "steps", "peak_rss_mb")}
 
 
 def accuracy_at_1(per_query: pd.DataFrame, split: str, dim: int, model: str | None = None) -> float:
@@ -185,12 +185,12 @@ def gain_share(curve: pd.DataFrame, metric: str = "ndcg_at_10") -> pd.DataFrame:
     est le modèle de base. C'est la mesure directe de l'affirmation « quelques centaines
     d'exemples suffisent ». NaN si le plus grand entraînement ne gagne rien.
     """
-    for col in ("paires", "split", "dim", metric):
+    for col in ("pairs", "split", "dim", metric):
         if col not in curve.columns:
             raise ValueError(f"Courbe d'apprentissage : colonne « {col} » manquante.")
-    if 0 not in set(curve["paires"]):
+    if 0 not in set(curve["pairs"]):
         raise ValueError("Courbe d'apprentissage : il faut le modèle de base (paires = 0).")
-    table = curve.pivot_table(index=["split", "dim"], columns="paires", values=metric)
+    table = curve.pivot_table(index=["split", "dim"], columns="pairs", values=metric)
     base, top = table[0], table[table.columns.max()]
     span = (top - base).where((top - base) > 0)
     share = table.sub(base, axis=0).div(span, axis=0).mul(100)
@@ -202,15 +202,15 @@ def plot_learning_curve(curve: pd.DataFrame, metric: str = "ndcg_at_10"):
     (split, dimension). ``curve`` : colonnes ``paires``, ``split``, ``dim`` et ``metric``."""
     import matplotlib.pyplot as plt
 
-    for col in ("paires", "split", "dim", metric):
+    for col in ("pairs", "split", "dim", metric):
         if col not in curve.columns:
             raise ValueError(f"Courbe d'apprentissage : colonne « {col} » manquante.")
     from .text import SPLIT_LABELS
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for (split, dim), sub in curve.groupby(["split", "dim"]):
-        sub = sub.sort_values("paires")
-        x = sub["paires"].clip(lower=1)  # le modèle de base (0 paire) au bord gauche
+        sub = sub.sort_values("pairs")
+        x = sub["pairs"].clip(lower=1)  # le modèle de base (0 paire) au bord gauche
         ax.plot(x, sub[metric], marker="o", label=f"{SPLIT_LABELS.get(split, split)}, {dim} dim.")
     ax.set_xscale("log")
     ax.set_xlabel("paires d'entraînement (échelle log ; 1 = modèle de base, 0 paire)")
@@ -242,11 +242,11 @@ def time_per_call(fn: Callable[[object], object], inputs: Sequence, warmup: int 
         times.append(1000 * (time.perf_counter() - start))
     ordered = sorted(times)
     p90 = ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
-    return {"latence_mediane_ms": statistics.median(times), "latence_p90_ms": p90, "appels": len(times)}
+    return {"median_latency_ms": statistics.median(times), "p90_latency_ms": p90, "appels": len(times)}
 
 
 # --------------------------------------------------------------------------- oubli
-def keyword_hits(answers: Sequence[str], questions=GENERAL_QUESTIONS, label: str = "modèle") -> pd.DataFrame:
+def keyword_hits(answers: Sequence[str], questions=GENERAL_QUESTIONS, label: str = "model") -> pd.DataFrame:
     """Une ligne par question : la réponse contient-elle un des mots attendus ?
 
     Comparaison sans casse ni accents, sur des mots entiers (« 7 » ne valide pas « 17 »).
@@ -260,7 +260,7 @@ def keyword_hits(answers: Sequence[str], questions=GENERAL_QUESTIONS, label: str
     for (lang, question, expected), answer in zip(questions, answers):
         text = normalize(answer)
         ok = any(re.search(rf"(?<!\w){re.escape(normalize(w))}(?!\w)", text) for w in expected)
-        rows.append({"modele": label, "langue": lang, "question": question, "reponse": answer.strip(), "correct": ok})
+        rows.append({"model": label, "language": lang, "question": question, "answer": answer.strip(), "correct": ok})
     return pd.DataFrame(rows)
 
 
@@ -316,23 +316,23 @@ def _mean_loss(value) -> float:
 
 def forgetting_table(hits: pd.DataFrame, losses: dict) -> pd.DataFrame:
     """Par modèle : part de bonnes réponses aux questions générales par langue, avec son intervalle
-    de Wilson à 95 % (colonnes ``questions_<langue>``, ``_bas``, ``_haut`` : vingt questions par
+    de Wilson à 95 % (colonnes ``questions_<langue>``, ``_low``, ``_high`` : vingt questions par
     langue, l'intervalle est large), et la perte sur le français courant. ``hits`` :
     :func:`keyword_hits` concaténés ; ``losses`` : modèle → perte (nombre ou :func:`text_losses`)."""
     from .stats import proportion_interval
 
-    missing = sorted(set(hits["modele"]) - set(losses))
+    missing = sorted(set(hits["model"]) - set(losses))
     if missing:
         raise ValueError(f"Perte sur le français courant manquante pour : {', '.join(missing)}.")
     rows = []
-    for model, sub in hits.groupby("modele", sort=False):
-        row = {"modele": model}
-        for lang, answers in sub.groupby("langue", sort=False):
+    for model, sub in hits.groupby("model", sort=False):
+        row = {"model": model}
+        for lang, answers in sub.groupby("language", sort=False):
             share, low, high = proportion_interval(int(answers["correct"].sum()), len(answers))
-            row.update({f"questions_{lang}": share, f"questions_{lang}_bas": low, f"questions_{lang}_haut": high})
-        row["perte_francais_courant"] = _mean_loss(losses[model])
+            row.update({f"questions_{lang}": share, f"questions_{lang}_low": low, f"questions_{lang}_high": high})
+        row["fluent_french_loss"] = _mean_loss(losses[model])
         rows.append(row)
-    return pd.DataFrame(rows).set_index("modele")
+    return pd.DataFrame(rows).set_index("model")
 
 
 def forgetting_deltas(hits: pd.DataFrame, losses: dict, pairs) -> pd.DataFrame:
@@ -349,26 +349,26 @@ def forgetting_deltas(hits: pd.DataFrame, losses: dict, pairs) -> pd.DataFrame:
     rows = []
     for arm, base in pairs:
         for name in (arm, base):
-            if name not in set(hits["modele"]) or name not in losses:
+            if name not in set(hits["model"]) or name not in losses:
                 raise ValueError(
-                    f"Oubli : pas de mesure pour « {name} » (présents : {', '.join(dict.fromkeys(hits['modele']))})."
+                    f"Oubli : pas de mesure pour « {name} » (présents : {', '.join(dict.fromkeys(hits['model']))})."
                 )
-        mine = hits[hits["modele"] == arm].set_index("question")
-        ref = hits[hits["modele"] == base].set_index("question")
-        for lang in dict.fromkeys(mine["langue"]):
-            questions = mine.index[mine["langue"] == lang]
+        mine = hits[hits["model"] == arm].set_index("question")
+        ref = hits[hits["model"] == base].set_index("question")
+        for lang in dict.fromkeys(mine["language"]):
+            questions = mine.index[mine["language"] == lang]
             diff = mine.loc[questions, "correct"].astype(float) - ref.loc[questions, "correct"].astype(float)
             mean, low, high = mean_interval(diff.to_numpy())
             rows.append(
                 {
-                    "bras": arm,
-                    "depart": base,
-                    "mesure": f"questions_{lang}",
-                    "depart_valeur": ref.loc[questions, "correct"].mean(),
-                    "bras_valeur": mine.loc[questions, "correct"].mean(),
-                    "ecart": mean,
-                    "bas": low,
-                    "haut": high,
+                    "arm": arm,
+                    "baseline": base,
+                    "measure": f"questions_{lang}",
+                    "baseline_value": ref.loc[questions, "correct"].mean(),
+                    "arm_value": mine.loc[questions, "correct"].mean(),
+                    "gap": mean,
+                    "low": low,
+                    "high": high,
                     "n": len(questions),
                 }
             )
@@ -378,14 +378,14 @@ def forgetting_deltas(hits: pd.DataFrame, losses: dict, pairs) -> pd.DataFrame:
         mean, low, high = mean_interval(diff)
         rows.append(
             {
-                "bras": arm,
-                "depart": base,
-                "mesure": "perte_francais_courant",
-                "depart_valeur": _mean_loss(losses[base]),
-                "bras_valeur": _mean_loss(losses[arm]),
-                "ecart": mean,
-                "bas": low,
-                "haut": high,
+                "arm": arm,
+                "baseline": base,
+                "measure": "fluent_french_loss",
+                "baseline_value": _mean_loss(losses[base]),
+                "arm_value": _mean_loss(losses[arm]),
+                "gap": mean,
+                "low": low,
+                "high": high,
                 "n": len(diff),
             }
         )
@@ -393,23 +393,23 @@ def forgetting_deltas(hits: pd.DataFrame, losses: dict, pairs) -> pd.DataFrame:
 
 
 def status_accuracy_interval(n_correct: int, n_values: int) -> dict:
-    """Exactitude des statuts et son intervalle de Wilson à 95 % : ``{"exactitude_statuts",
-    "exactitude_statuts_bas", "exactitude_statuts_haut"}`` (colonnes du tableau)."""
+    """Exactitude des statuts et son intervalle de Wilson à 95 % : ``{"status_accuracy",
+    "status_accuracy_low", "status_accuracy_high"}`` (colonnes du tableau)."""
     from .stats import proportion_interval
 
     share, low, high = proportion_interval(int(n_correct), int(n_values))
-    return {"exactitude_statuts": share, "exactitude_statuts_bas": low, "exactitude_statuts_haut": high}
+    return {"status_accuracy": share, "status_accuracy_low": low, "status_accuracy_high": high}
 
 
 def constant_baseline(scored: pd.DataFrame) -> dict:
     """La réponse constante : toujours le statut le plus fréquent des étiquettes de test.
-    ``{"statut", "exactitude", "bas", "haut", "n"}`` (intervalle de Wilson)."""
+    ``{"status", "accuracy", "low", "high", "n"}`` (intervalle de Wilson)."""
     from .stats import proportion_interval
 
-    expected = scored.drop_duplicates(["row", "code"])["attendu"]
+    expected = scored.drop_duplicates(["row", "code"])["expected"]
     top = expected.value_counts()
     share, low, high = proportion_interval(int(top.iloc[0]), len(expected))
-    return {"statut": top.index[0], "exactitude": share, "bas": low, "haut": high, "n": len(expected)}
+    return {"status": top.index[0], "accuracy": share, "low": low, "high": high, "n": len(expected)}
 
 
 # --------------------------------------------------------------------------- tableau
@@ -426,13 +426,13 @@ def comparison_table(rows: list[dict]) -> pd.DataFrame:
                 f"Ligne {i} ({row.get('bras', '?')}) : colonne(s) inconnue(s) {unknown} ; "
                 f"colonnes possibles : {', '.join(COMPARISON_COLUMNS)}."
             )
-        for key in ("bras", "approche", "provenance"):
+        for key in ("arm", "approach", "provenance"):
             if not row.get(key):
                 raise ValueError(f"Ligne {i} : « {key} » est obligatoire.")
         for key in _NUMERIC:
             value = row.get(key)
             if value is not None and not isinstance(value, (int, float)):
-                raise ValueError(f"Ligne {i} ({row['bras']}) : « {key} » doit être un nombre, reçu {value!r}.")
+                raise ValueError(f"Ligne {i} ({row['arm']}) : « {key} » doit être un nombre, reçu {value!r}.")
     table = pd.DataFrame(rows).reindex(columns=list(COMPARISON_COLUMNS))
     table[list(_NUMERIC)] = table[list(_NUMERIC)].astype(float)
     return table
@@ -452,18 +452,18 @@ def plot_costs(table: pd.DataFrame):
     import matplotlib.pyplot as plt
 
     memory = (
-        ("memoire_propre_mo", "mémoire ajoutée (Mo)")
-        if table["memoire_propre_mo"].notna().any()
-        else ("pic_rss_mo", "pic mémoire (Mo)")
+        ("own_memory_mb", "mémoire ajoutée (Mo)")
+        if table["own_memory_mb"].notna().any()
+        else ("peak_rss_mb", "pic mémoire (Mo)")
     )
     panels = [
-        ("secondes_entrainement", "entraînement (s)"),
+        ("train_seconds", "entraînement (s)"),
         memory,
-        ("taille_artefact_mo", "artefact sur disque (Mo)"),
-        ("latence_ms", "latence / question (ms)"),
+        ("artifact_mb", "artefact sur disque (Mo)"),
+        ("latency_ms", "latence / question (ms)"),
     ]
     fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
-    labels = [str(b) for b in table["bras"]]
+    labels = [str(b) for b in table["arm"]]
     colors = ["tab:blue", "tab:orange", "tab:red", "tab:gray"][: len(labels)]
     for ax, (col, title) in zip(axes, panels):
         values = table[col].astype(float)
@@ -481,7 +481,7 @@ def plot_costs(table: pd.DataFrame):
 def plot_loss_by_examples(curves: dict, points: dict | None = None):
     """Perte d'entraînement en fonction du nombre d'**exemples vus**, une courbe par modèle.
 
-    ``curves`` : libellé → ``(log_history, exemples_par_pas)`` (l'historique d'un ``Trainer`` :
+    ``curves`` : libellé → ``(log_history, examples_per_step)`` (l'historique d'un ``Trainer`` :
     les entrées qui ont une ``loss`` et un ``step``) ; ``points`` : libellé → ``(exemples, perte de
     validation)``, tracés en losange. Sert à comparer deux méthodes à exemples égaux (notebook 06)."""
     import matplotlib.pyplot as plt
@@ -506,7 +506,8 @@ def plot_loss_by_examples(curves: dict, points: dict | None = None):
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """Le tableau de :func:`comparison_table` prêt à lire : une colonne par bras, entiers avec
     espaces fines, décimaux avec virgule (trois chiffres significatifs au moins), « — » pour une
-    mesure sans objet. Pour l'affichage seulement : ``comparison.csv`` garde les nombres."""
+    mesure sans objet, étiquettes françaises (:func:`helpers.text.for_display`). Pour l'affichage
+    seulement : ``comparison.csv`` garde les nombres et ses clés anglaises."""
 
     def fmt(value):
         if isinstance(value, str):
@@ -517,13 +518,15 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
             return french_int(value)
         return french_float(float(f"{value:.4g}"))
 
-    return table.set_index("bras").T.map(fmt)
+    from .text import for_display
+
+    return for_display(table.set_index("arm").T.map(fmt))
 
 
 def _row(table: pd.DataFrame, bras: str) -> pd.Series:
-    match = table[table["bras"] == bras]
+    match = table[table["arm"] == bras]
     if match.empty:
-        raise ValueError(f"Bras « {bras} » absent du tableau (présents : {', '.join(map(str, table['bras']))}).")
+        raise ValueError(f"Bras « {bras} » absent du tableau (présents : {', '.join(map(str, table['arm']))}).")
     return match.iloc[0]
 
 
@@ -533,8 +536,8 @@ def _percent(x: float) -> str:
 
 
 def _status_text(row: pd.Series) -> str:
-    text = _percent(row["exactitude_statuts"])
-    low, high = row.get("exactitude_statuts_bas"), row.get("exactitude_statuts_haut")
+    text = _percent(row["status_accuracy"])
+    low, high = row.get("status_accuracy_low"), row.get("status_accuracy_high")
     if low is not None and high is not None and not (math.isnan(low) or math.isnan(high)):
         text += f" [{_percent(low)} ; {_percent(high)}]"
     return text
@@ -551,31 +554,31 @@ def decision_guide(
     :func:`constant_baseline`, montrée à côté des exactitudes.
     """
     a, b, c = (_row(table, x) for x in ("A", "B", "C"))
-    matched = _row(table, "B'") if "B'" in set(table["bras"]) else None
+    matched = _row(table, "B'") if "B'" in set(table["arm"]) else None
     lines = []
-    ratio = c["parametres_entraines"] / a["parametres_entraines"]
+    ratio = c["trainable_params"] / a["trainable_params"]
     lines.append(
-        f"Paramètres entraînés : A {french_int(a['parametres_entraines'])}, "
-        f"B {french_int(b['parametres_entraines'])}, C {french_int(c['parametres_entraines'])} "
+        f"Paramètres entraînés : A {french_int(a['trainable_params'])}, "
+        f"B {french_int(b['trainable_params'])}, C {french_int(c['trainable_params'])} "
         f"(C entraîne {ratio:.1f} × plus de poids que A)."
     )
     lines.append(
-        f"Artefact à livrer : A {a['taille_artefact_mo']:.0f} Mo (le modèle d'embeddings entier), "
-        f"B {b['taille_artefact_mo']:.1f} Mo (l'adaptateur seul, la base restant partagée), "
-        f"C {c['taille_artefact_mo']:.0f} Mo (un modèle complet par tâche)."
+        f"Artefact à livrer : A {a['artifact_mb']:.0f} Mo (le modèle d'embeddings entier), "
+        f"B {b['artifact_mb']:.1f} Mo (l'adaptateur seul, la base restant partagée), "
+        f"C {c['artifact_mb']:.0f} Mo (un modèle complet par tâche)."
     )
-    arms = [(str(r["bras"]), r) for _, r in table.iterrows()]
+    arms = [(str(r["arm"]), r) for _, r in table.iterrows()]
     per_example = {
-        x: r["secondes_entrainement"] / r["exemples_vus"]
+        x: r["train_seconds"] / r["examples_seen"]
         for x, r in arms
-        if r["exemples_vus"] and not math.isnan(r["exemples_vus"])
+        if r["examples_seen"] and not math.isnan(r["examples_seen"])
     }
     if per_example:
         lines.append(
             "Coût d'entraînement par exemple vu : " + ", ".join(f"{x} {s:.2f} s" for x, s in per_example.items()) + "."
         )
-    own = {x: r["memoire_propre_mo"] for x, r in arms if not math.isnan(r["memoire_propre_mo"])}
-    memory = {x: r["pic_rss_mo"] for x, r in arms if not math.isnan(r["pic_rss_mo"])}
+    own = {x: r["own_memory_mb"] for x, r in arms if not math.isnan(r["own_memory_mb"])}
+    memory = {x: r["peak_rss_mb"] for x, r in arms if not math.isnan(r["peak_rss_mb"])}
     if own:
         lines.append(
             "Mémoire ajoutée par l'entraînement (pic moins mémoire au départ, chaque bras seul) : "
@@ -586,78 +589,75 @@ def decision_guide(
         lines.append(
             "Pic mémoire de l'entraînement : " + ", ".join(f"{x} {french_int(v)} Mo" for x, v in memory.items()) + "."
         )
-    fastest = min((("A", a), ("B", b), ("C", c)), key=lambda kv: kv[1]["latence_ms"])
+    fastest = min((("A", a), ("B", b), ("C", c)), key=lambda kv: kv[1]["latency_ms"])
     lines.append(
-        f"Latence par question : A {a['latence_ms']:.0f} ms, B {b['latence_ms']:.0f} ms, "
-        f"C {c['latence_ms']:.0f} ms ; la plus rapide : {fastest[0]}."
+        f"Latence par question : A {a['latency_ms']:.0f} ms, B {b['latency_ms']:.0f} ms, "
+        f"C {c['latency_ms']:.0f} ms ; la plus rapide : {fastest[0]}."
     )
     if not math.isnan(a["accuracy_at_1"]):
         lines.append(
             f"Qualité de A : le bon passage est premier pour {_percent(a['accuracy_at_1'])} des "
             f"questions de test (NDCG@10 {a['ndcg_at_10']:.3f})."
         )
-    if not math.isnan(a.get("ndcg_naturel", math.nan)):
-        verb = "dépasse" if a["ndcg_naturel"] > a["ndcg_naturel_base"] else "ne dépasse pas"
+    if not math.isnan(a.get("ndcg_natural", math.nan)):
+        verb = "dépasse" if a["ndcg_natural"] > a["ndcg_natural_base"] else "ne dépasse pas"
         lines.append(
             f"Sur les questions naturelles (écrites à la main, sans les gabarits de l'entraînement), "
-            f"A {verb} le modèle de base : NDCG@10 {a['ndcg_naturel_base']:.3f} → {a['ndcg_naturel']:.3f} "
+            f"A {verb} le modèle de base : NDCG@10 {a['ndcg_natural_base']:.3f} → {a['ndcg_natural']:.3f} "
             "(notebook 03 : intervalle de l'écart) ; les questions générées surestiment le gain."
         )
     better = (
         "B"
-        if b["exactitude_statuts"] > c["exactitude_statuts"]
-        else ("C" if c["exactitude_statuts"] > b["exactitude_statuts"] else "aucun des deux")
+        if b["status_accuracy"] > c["status_accuracy"]
+        else ("C" if c["status_accuracy"] > b["status_accuracy"] else "aucun des deux")
     )
     line = (
         f"Statuts justes (test, intervalles à 95 %) : B {_status_text(b)} "
-        f"({french_int(b['exemples_vus'])} exemples vus), C {_status_text(c)} "
-        f"({french_int(c['exemples_vus'])} exemples vus) — meilleur : {better}"
+        f"({french_int(b['examples_seen'])} exemples vus), C {_status_text(c)} "
+        f"({french_int(c['examples_seen'])} exemples vus) — meilleur : {better}"
     )
     if constant is not None:
-        line += f" ; réponse constante « {constant['statut']} » : {_percent(constant['exactitude'])}"
+        line += f" ; réponse constante « {constant['status']} » : {_percent(constant['accuracy'])}"
     lines.append(line + ".")
     if matched is not None:
         overlap = not (
-            matched["exactitude_statuts_haut"] < c["exactitude_statuts_bas"]
-            or c["exactitude_statuts_haut"] < matched["exactitude_statuts_bas"]
+            matched["status_accuracy_high"] < c["status_accuracy_low"]
+            or c["status_accuracy_high"] < matched["status_accuracy_low"]
         )
         verdict = (
             "les intervalles se chevauchent : pas d'écart démontré à cette taille"
             if overlap
-            else ("B' devant" if matched["exactitude_statuts"] > c["exactitude_statuts"] else "C devant")
+            else ("B' devant" if matched["status_accuracy"] > c["status_accuracy"] else "C devant")
         )
-        if (
-            constant is not None
-            and max(matched["exactitude_statuts"], c["exactitude_statuts"]) <= constant["exactitude"]
-        ):
+        if constant is not None and max(matched["status_accuracy"], c["status_accuracy"]) <= constant["accuracy"]:
             verdict += (
-                f", mais aucun des deux ne dépasse la réponse constante ({_percent(constant['exactitude'])}) : "
+                f", mais aucun des deux ne dépasse la réponse constante ({_percent(constant['accuracy'])}) : "
                 "à ce budget, ni l'une ni l'autre méthode n'a appris la tâche"
             )
         lines.append(
-            f"À exemples égaux ({french_int(c['exemples_vus'])}) : B' {_status_text(matched)}, "
+            f"À exemples égaux ({french_int(c['examples_seen'])}) : B' {_status_text(matched)}, "
             f"C {_status_text(c)} — {verdict}."
         )
     lines.append(
-        f"Pertes de validation : B {b['perte_validation']:.3f}, C {c['perte_validation']:.3f}"
-        + (f", B' {matched['perte_validation']:.3f}" if matched is not None else "")
+        f"Pertes de validation : B {b['eval_loss']:.3f}, C {c['eval_loss']:.3f}"
+        + (f", B' {matched['eval_loss']:.3f}" if matched is not None else "")
         + "."
     )
     if forgetting is not None:
-        for arm, sub in forgetting.groupby("bras", sort=False):
-            loss = sub[sub["mesure"] == "perte_francais_courant"].iloc[0]
-            en = sub[sub["mesure"] == "questions_en"]
+        for arm, sub in forgetting.groupby("arm", sort=False):
+            loss = sub[sub["measure"] == "fluent_french_loss"].iloc[0]
+            en = sub[sub["measure"] == "questions_en"]
             text = (
-                f"Oubli ({arm}, depuis {loss['depart']}) : perte sur du français courant "
-                f"{loss['depart_valeur']:.2f} → {loss['bras_valeur']:.2f} "
-                f"(écart {loss['ecart']:+.2f} [{loss['bas']:+.2f} ; {loss['haut']:+.2f}])"
+                f"Oubli ({arm}, depuis {loss['baseline']}) : perte sur du français courant "
+                f"{loss['baseline_value']:.2f} → {loss['arm_value']:.2f} "
+                f"(écart {loss['gap']:+.2f} [{loss['low']:+.2f} ; {loss['high']:+.2f}])"
             )
             if not en.empty:
                 e = en.iloc[0]
                 text += (
-                    f" ; questions générales en anglais justes {_percent(e['depart_valeur'])} → "
-                    f"{_percent(e['bras_valeur'])} (écart {100 * e['ecart']:+.0f} points "
-                    f"[{100 * e['bas']:+.0f} ; {100 * e['haut']:+.0f}] sur {int(e['n'])} questions)"
+                    f" ; questions générales en anglais justes {_percent(e['baseline_value'])} → "
+                    f"{_percent(e['arm_value'])} (écart {100 * e['gap']:+.0f} points "
+                    f"[{100 * e['low']:+.0f} ; {100 * e['high']:+.0f}] sur {int(e['n'])} questions)"
                 )
             lines.append(text + ".")
     return [french_decimals(line) for line in lines]

@@ -122,10 +122,10 @@ def search_latency(
                 {
                     "dim": dim,
                     "precision": precision,
-                    "vecteurs": index.ntotal,
-                    "latence_ms": 1000 * statistics.median(times),
-                    "octets_par_vecteur": per_vector,
-                    "octets_theoriques": THEORETICAL_BYTES[precision](dim),
+                    "vectors": index.ntotal,
+                    "latency_ms": 1000 * statistics.median(times),
+                    "bytes_per_vector": per_vector,
+                    "theoretical_bytes": THEORETICAL_BYTES[precision](dim),
                 }
             )
             del index
@@ -138,7 +138,7 @@ def index_sizes(latency: pd.DataFrame, n_docs: int = 1_000_000) -> pd.DataFrame:
     Calculée à partir des octets par vecteur mesurés (:func:`search_latency`) ; la colonne
     ``theorique`` donne 4·d, d et d/8 octets pour comparaison.
     """
-    table = latency.pivot(index="dim", columns="precision", values="octets_par_vecteur")
+    table = latency.pivot(index="dim", columns="precision", values="bytes_per_vector")
     out = pd.DataFrame(index=table.index)
     for precision in PRECISIONS:
         out[f"{precision} (Mo)"] = table[precision] * n_docs / 1e6
@@ -191,12 +191,12 @@ def _measured(latency: pd.DataFrame, precision: str, dim: int, column: str):
 
 def _bytes_for(precision: str, dim: int, latency: pd.DataFrame) -> float:
     """Octets par vecteur mesurés (à défaut, théoriques)."""
-    measured = _measured(latency, precision, dim, "octets_par_vecteur")
+    measured = _measured(latency, precision, dim, "bytes_per_vector")
     return measured if measured is not None else float(THEORETICAL_BYTES[precision.split(" + ")[0]](dim))
 
 
 def _latency_for(precision: str, dim: int, latency: pd.DataFrame) -> float:
-    measured = _measured(latency, precision, dim, "latence_ms")
+    measured = _measured(latency, precision, dim, "latency_ms")
     return measured if measured is not None else math.nan
 
 
@@ -271,10 +271,10 @@ def recommendations(
         row = {
             "usage": usage,
             "dimension": dim,
-            "précision": precision,
-            "octets_par_vecteur": round(pick["octets"], 1),
-            "Mo_par_million": round(pick["octets"] * n_docs / 1e6, 1),
-            "latence_ms": round(_latency_for(precision, dim, latency), 3),
+            "precision": precision,
+            "bytes_per_vector": round(pick["octets"], 1),
+            "mb_per_million": round(pick["octets"] * n_docs / 1e6, 1),
+            "latency_ms": round(_latency_for(precision, dim, latency), 3),
             f"ndcg_{select_on}": round(pick[f"ndcg_{select_on}"], 4),
         }
         for split in report_on or reported_splits(quant):
@@ -321,7 +321,7 @@ def rescoring_at_scale(
     dans un index grossi de :func:`distractors` jusqu'à ``min_vectors`` vecteurs.
 
     Les passages du corpus gardent leurs identifiants ; un distracteur retrouvé compte comme un
-    passage non pertinent. Colonnes : ``split``, ``precision``, ``candidats``, ``part_index_pct``
+    passage non pertinent. Colonnes : ``split``, ``precision``, ``candidates``, ``index_share_pct``
     (candidats / taille de l'index, en %), ``ndcg_at_10``, ``vecteurs``.
     """
     from sentence_transformers.util.quantization import quantize_embeddings, semantic_search_faiss
@@ -364,10 +364,10 @@ def rescoring_at_scale(
                 {
                     "split": split,
                     "precision": label,
-                    "candidats": candidates,
-                    "part_index_pct": 100 * candidates / len(big),
+                    "candidates": candidates,
+                    "index_share_pct": 100 * candidates / len(big),
                     "ndcg_at_10": float(ndcg),
-                    "vecteurs": len(big),
+                    "vectors": len(big),
                 }
             )
     return pd.DataFrame(rows)

@@ -109,11 +109,11 @@ def execute_notebook(path: Path, out_path: Path, timeout: int = 3600, progress: 
         km.shutdown_kernel(now=False)
     return {
         "notebook": path.name,
-        "statut": status,
-        "secondes": round(time.perf_counter() - start, 1),
-        "pic_rss_noyau_mo": memory.peak_mb,
-        "erreur": error,
-        "copie_executee": str(out_path),
+        "status": status,
+        "seconds": round(time.perf_counter() - start, 1),
+        "kernel_peak_rss_mb": memory.peak_mb,
+        "error": error,
+        "executed_copy": str(out_path),
     }
 
 
@@ -129,7 +129,7 @@ def write_run_summary(profile, results: list[dict], now: str | None = None) -> P
     ran = {r["notebook"] for r in results}
     kept = [{"date": previous.get("date"), **r} for r in previous.get("notebooks", []) if r["notebook"] not in ran]
     notebooks = sorted(kept + [{**r, "date": now} for r in results], key=lambda r: r["notebook"])
-    summary = {"profil": profile.name, "raison": profile.reason, "date": now, "notebooks": notebooks}
+    summary = {"profile": profile.name, "reason": profile.reason, "date": now, "notebooks": notebooks}
     path.write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
     return path
 
@@ -191,8 +191,8 @@ def expected_duration(profile_name: str, prefix: str) -> str:
         except (OSError, ValueError):
             runs = []
         for run in runs:
-            if run.get("notebook", "").startswith(prefix) and run.get("statut") == "ok":
-                return f"≈ {_minutes(run['secondes'])} (dernière exécution ici, le {run.get('date', '?')})"
+            if run.get("notebook", "").startswith(prefix) and run.get("status") == "ok":
+                return f"≈ {_minutes(run['seconds'])} (dernière exécution ici, le {run.get('date', '?')})"
     if (profile_name, prefix) in REFERENCE_SECONDS:
         seconds, source = REFERENCE_SECONDS[(profile_name, prefix)]
         return f"≈ {_minutes(seconds)} d'entraînement ({source})"
@@ -241,12 +241,12 @@ def ensure_outputs(profile, needed: list[str], runner=None, *, allow_long: bool 
         print(f"▶ {nb.name} (profil « {profile.name} »)…", flush=True)
         res = runner(nb, output_path(profile.name, f"notebooks/{nb.name}"))
         results.append(res)
-        if res["statut"] != "ok":
+        if res["status"] != "ok":
             raise RuntimeError(
-                f"Échec du notebook {nb.name} : {res['erreur']}. "
-                f"Copie exécutée (avec la trace) : {shown(res['copie_executee'])}"
+                f"Échec du notebook {nb.name} : {res['error']}. "
+                f"Copie exécutée (avec la trace) : {shown(res['executed_copy'])}"
             )
-        print(f"  terminé en {res['secondes']} s.")
+        print(f"  terminé en {res['seconds']} s.")
     return results
 
 
@@ -273,10 +273,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n▶ {nb.name} …", flush=True)
         res = execute_notebook(nb, output_path(profile.name, f"notebooks/{nb.name}"), timeout=args.timeout)
         results.append(res)
-        print(f"  {res['statut']} en {res['secondes']} s (pic mémoire du noyau : {res['pic_rss_noyau_mo']} Mo)")
-        if res["statut"] != "ok":
+        print(f"  {res['status']} en {res['seconds']} s (pic mémoire du noyau : {res['kernel_peak_rss_mb']} Mo)")
+        if res["status"] != "ok":
             print(
-                f"  Erreur : {res['erreur']}\n  Copie exécutée (avec la trace) : {shown(res['copie_executee'])}",
+                f"  Erreur : {res['error']}\n  Copie exécutée (avec la trace) : {shown(res['executed_copy'])}",
                 file=sys.stderr,
             )
             break
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\n" + "\n".join(comparison_report(profile.name)))
     print(f"Résultats : {shown(profile_root(profile.name))}")
-    return 0 if all(r["statut"] == "ok" for r in results) else 1
+    return 0 if all(r["status"] == "ok" for r in results) else 1
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import pandas as pd
 from .measures import MEASURES_DIR
 from .outputs import written_path
 from .paths import NOTEBOOKS_DIR, REPO_ROOT
-from .text import french_typography_rst
+from .text import for_display, french_typography_rst
 
 DOCS_DIR = REPO_ROOT / "docs"
 GENERATED_DIR = DOCS_DIR / "_generated"
@@ -93,7 +93,7 @@ def prepare_notebooks(dest: Path | None = None) -> list[dict]:
         records.append(
             {
                 "notebook": notebook.stem,
-                "profil": found[1] if found else None,
+                "profile": found[1] if found else None,
                 "date": _date(found[0]) if found else None,
             }
         )
@@ -145,22 +145,22 @@ RESULT_TABLES = (
         "comparison/comparison.csv",
         "Les trois approches côte à côte (notebook 06)",
         [
-            "bras",
-            "approche",
-            "parametres_entraines",
-            "exemples_vus",
-            "secondes_entrainement",
-            "memoire_propre_mo",
-            "taille_artefact_mo",
-            "latence_ms",
+            "arm",
+            "approach",
+            "trainable_params",
+            "examples_seen",
+            "train_seconds",
+            "own_memory_mb",
+            "artifact_mb",
+            "latency_ms",
             "ndcg_at_10",
             "accuracy_at_1",
-            "ndcg_naturel",
-            "ndcg_naturel_base",
-            "exactitude_statuts",
-            "exactitude_statuts_bas",
-            "exactitude_statuts_haut",
-            "perte_validation",
+            "ndcg_natural",
+            "ndcg_natural_base",
+            "status_accuracy",
+            "status_accuracy_low",
+            "status_accuracy_high",
+            "eval_loss",
         ],
     ),
     (
@@ -230,7 +230,9 @@ def write_results_page(dest: Path | None = None) -> Path:
         df = pd.read_csv(path)
         if columns:
             df = df[[c for c in columns if c in df.columns]]
-        parts.append(rst_table(df, title) + f"\nSource : ``outputs/{profile}/{key}``, écrit le {_date(path)}.\n")
+        parts.append(
+            rst_table(for_display(df), title) + f"\nSource : ``outputs/{profile}/{key}``, écrit le {_date(path)}.\n"
+        )
     for key, caption in RESULT_FIGURES:
         path = written_path(profile, key)
         if not path.exists():
@@ -260,25 +262,25 @@ def write_gpu_check_page(dest: Path | None = None, measures: Path | None = None)
     parts = []
     for path in records:
         run = json.loads(path.read_text(encoding="utf-8"))
-        results = run["resultats"]
-        passed = sum(r["statut"] == "PASS" for r in results)
+        results = run["results"]
+        passed = sum(r["status"] == "PASS" for r in results)
         title = f"{run['date']} — {run['gpu'].split(',')[0]} — commit {run.get('commit', 'inconnu')}"
         parts.append(f"{title}\n{'~' * len(title)}\n")
         parts.append(
-            f"{passed} étapes réussies sur {len(results)}, en {run['secondes']:.0f} s au total "
+            f"{passed} étapes réussies sur {len(results)}, en {run['seconds']:.0f} s au total "
             f"(étapes en parallèle). {run.get('note', '')} Source : ``docs/mesures/{path.name}``.\n"
         )
         parts.append(check_table(results) + "\n")
-        failed = [r for r in results if r["statut"] == "FAIL"]
+        failed = [r for r in results if r["status"] == "FAIL"]
         for r in failed:
-            parts.append(f"* ``{r['etape']}`` : {r.get('detail', '')}\n")
-        env = next((r.get("environnement") for r in results if r.get("environnement")), None)
+            parts.append(f"* ``{r['step_key']}`` : {r.get('detail', '')}\n")
+        env = next((r.get("environment") for r in results if r.get("environment")), None)
         if env:
             versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
             parts.append(
                 f"Environnement : capacité de calcul {env.get('capacite')}, bf16 matériel : "
-                f"{'oui' if env.get('bf16_materiel') else 'non'}, précision choisie : "
-                f"{env.get('precision_profil')} ; import d'Unsloth : {env.get('import_unsloth_s')} s ; "
+                f"{'oui' if env.get('bf16_hardware') else 'non'}, précision choisie : "
+                f"{env.get('profile_precision')} ; import d'Unsloth : {env.get('import_unsloth_s')} s ; "
                 f"{versions}.\n"
             )
     dest.write_text(french_typography_rst("\n".join(parts)), encoding="utf-8")
@@ -307,9 +309,9 @@ def write_durations_page(dest: Path | None = None, path: Path | None = None) -> 
     ]
 
     def describe(r) -> str:
-        memory = f", {int(r['pic_rss_mo'])} Mo" if pd.notna(r["pic_rss_mo"]) else ""
+        memory = f", {int(r['peak_rss_mb'])} Mo" if pd.notna(r["peak_rss_mb"]) else ""
         where = f"{r['date']}, commit {r['commit']}, {int(r['threads'])} thread(s)"
-        return f"{format_seconds(r['secondes'])}{memory} ({where})"
+        return f"{format_seconds(r['seconds'])}{memory} ({where})"
 
     for prefix in sorted(set(table["notebook"]) | set(names)):
         lines.append(f"   * - ``{names.get(prefix, prefix)}``")
@@ -426,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if problems else 0
     info = prepare()
     for r in info["notebooks"]:
-        state = f"exécuté ({r['profil']}, {r['date']})" if r["profil"] else "sans sorties"
+        state = f"exécuté ({r['profile']}, {r['date']})" if r["profile"] else "sans sorties"
         print(f"{r['notebook']} : {state}")
     print("Résultats :", info["profil_resultats"] or "aucun")
     return 0

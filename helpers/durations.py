@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-COLUMNS = ["profil", "notebook", "secondes", "pic_rss_mo", "threads", "date", "commit"]
+COLUMNS = ["profile", "notebook", "seconds", "peak_rss_mb", "threads", "date", "commit"]
 PROFILE_ORDER = ("gpu", "cpu", "smoke")
 
 
@@ -56,25 +56,25 @@ def record_durations(
     path = Path(path or durations_path())
     rows = [
         {
-            "profil": profile_name,
+            "profile": profile_name,
             "notebook": r["notebook"][:2],
-            "secondes": float(r["secondes"]),
-            "pic_rss_mo": r.get("pic_rss_noyau_mo"),
+            "seconds": float(r["seconds"]),
+            "peak_rss_mb": r.get("kernel_peak_rss_mb"),
             "threads": threads,
             "date": date,
             "commit": commit,
         }
         for r in results
-        if r.get("statut") == "ok"
+        if r.get("status") == "ok"
     ]
     table = load_durations(path)
     if rows:
         new = pd.DataFrame(rows, columns=COLUMNS)
-        keep = ~(table["profil"].eq(profile_name) & table["notebook"].isin(new["notebook"]))
+        keep = ~(table["profile"].eq(profile_name) & table["notebook"].isin(new["notebook"]))
         table = pd.concat([table[keep], new], ignore_index=True) if keep.any() else new
         order = {p: i for i, p in enumerate(PROFILE_ORDER)}
         table = table.sort_values(
-            ["notebook", "profil"], key=lambda s: s.map(order).fillna(9) if s.name == "profil" else s
+            ["notebook", "profile"], key=lambda s: s.map(order).fillna(9) if s.name == "profile" else s
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(path, index=False)
@@ -95,7 +95,7 @@ def measures_by_profile(table: pd.DataFrame, prefix: str, describe) -> list[str]
     """Pour le notebook ``prefix``, un texte par profil de :data:`PROFILE_ORDER` : ``describe(ligne)``
     pour un profil mesuré, « pas encore mesurée » sinon (page de la documentation et en-tête des
     notebooks)."""
-    rows = table[table["notebook"] == prefix].set_index("profil")
+    rows = table[table["notebook"] == prefix].set_index("profile")
     return [describe(rows.loc[p]) if p in rows.index else "pas encore mesurée" for p in PROFILE_ORDER]
 
 
@@ -105,9 +105,9 @@ def duration_lines(prefix: str, path: Path | None = None) -> list[str]:
 
     def describe(r) -> str:
         memory = (
-            ", pic " + f"{int(r['pic_rss_mo']):,}".replace(",", "\u202f") + " Mo" if pd.notna(r["pic_rss_mo"]) else ""
+            ", pic " + f"{int(r['peak_rss_mb']):,}".replace(",", "\u202f") + " Mo" if pd.notna(r["peak_rss_mb"]) else ""
         )
-        return f"{format_seconds(r['secondes'])}{memory} (make course du {r['date']}, {int(r['threads'])} thread(s))"
+        return f"{format_seconds(r['seconds'])}{memory} (make course du {r['date']}, {int(r['threads'])} thread(s))"
 
     texts = measures_by_profile(load_durations(path), prefix, describe)
     return [f"{profile} : {text}" for profile, text in zip(PROFILE_ORDER, texts)]

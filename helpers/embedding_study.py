@@ -91,17 +91,17 @@ CHOSEN_VARIANT = "lr_3e-4"
 TRAINING_BUDGET_S = 300
 STUDY_SPLITS = ("naturel_validation", "validation")
 STUDY_COLUMNS = [
-    "variante",
+    "variant",
     "description",
     "split",
     "dim",
     "ndcg_base",
-    "ndcg_fine_tune",
-    "ecart",
-    "paires",
-    "pas",
-    "secondes_entrainement",
-    "pic_rss_mo",
+    "ndcg_finetuned",
+    "gap",
+    "pairs",
+    "steps",
+    "train_seconds",
+    "peak_rss_mb",
     "threads",
     "commit",
     "date",
@@ -119,19 +119,19 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Une ligne par variante : plus petit écart au modèle de base sur les questions naturelles (toutes
     dimensions), NDCG@10 moyen sur elles, gain moyen sur la validation des gabarits, durée."""
     rows = []
-    for name, group in table.groupby("variante", sort=False):
+    for name, group in table.groupby("variant", sort=False):
         natural = group[group["split"] == "naturel_validation"]
         templated = group[group["split"] == "validation"]
         rows.append(
             {
-                "variante": name,
+                "variant": name,
                 "description": group["description"].iloc[0],
-                "ecart_min_naturel": natural["ecart"].min(),
-                "ndcg_naturel_moyen": natural["ndcg_fine_tune"].mean(),
-                "gain_moyen_gabarits": templated["ecart"].mean(),
-                "secondes_entrainement": group["secondes_entrainement"].iloc[0],
-                "pas": group["pas"].iloc[0],
-                "paires": group["paires"].iloc[0],
+                "min_natural_gap": natural["gap"].min(),
+                "mean_natural_ndcg": natural["ndcg_finetuned"].mean(),
+                "mean_templated_gain": templated["gap"].mean(),
+                "train_seconds": group["train_seconds"].iloc[0],
+                "steps": group["steps"].iloc[0],
+                "pairs": group["pairs"].iloc[0],
             }
         )
     return pd.DataFrame(rows)
@@ -143,13 +143,13 @@ def best_variant(table: pd.DataFrame, budget_s: float = TRAINING_BUDGET_S) -> st
     celle de meilleur NDCG@10 moyen sur elles ; si aucune ne tient la base partout, celle dont le
     pire écart est le moins mauvais."""
     rows = summary(table)
-    rows = rows[rows["secondes_entrainement"] <= budget_s]
+    rows = rows[rows["train_seconds"] <= budget_s]
     if rows.empty:
         raise ValueError(f"Aucune variante de l'étude ne s'entraîne en {budget_s:.0f} s ou moins.")
-    safe = rows[rows["ecart_min_naturel"] >= 0]
+    safe = rows[rows["min_natural_gap"] >= 0]
     if safe.empty:
-        return str(rows.loc[rows["ecart_min_naturel"].idxmax(), "variante"])
-    return str(safe.loc[safe["ndcg_naturel_moyen"].idxmax(), "variante"])
+        return str(rows.loc[rows["min_natural_gap"].idxmax(), "variant"])
+    return str(safe.loc[safe["mean_natural_ndcg"].idxmax(), "variant"])
 
 
 def run_variant(name: str, profile=None, base_scores: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -181,17 +181,17 @@ def run_variant(name: str, profile=None, base_scores: pd.DataFrame | None = None
     )
     rows = pd.DataFrame(
         {
-            "variante": name,
+            "variant": name,
             "description": spec["description"],
             "split": merged["split"],
             "dim": merged["dim"],
             "ndcg_base": merged["ndcg_at_10_base"].round(4),
-            "ndcg_fine_tune": merged["ndcg_at_10_ft"].round(4),
-            "ecart": (merged["ndcg_at_10_ft"] - merged["ndcg_at_10_base"]).round(4),
-            "paires": len(data["train"]),
-            "pas": result["pas"],
-            "secondes_entrainement": round(result["secondes"], 1),
-            "pic_rss_mo": result["pic_rss_mo"],
+            "ndcg_finetuned": merged["ndcg_at_10_ft"].round(4),
+            "gap": (merged["ndcg_at_10_ft"] - merged["ndcg_at_10_base"]).round(4),
+            "pairs": len(data["train"]),
+            "steps": result["steps"],
+            "train_seconds": round(result["seconds"], 1),
+            "peak_rss_mb": result["peak_rss_mb"],
             "threads": threads,
             "commit": git_commit(),
             "date": time.strftime("%Y-%m-%d"),
@@ -224,9 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         rows = run_variant(name, base_scores=base_scores)
         base_scores = rows.rename(columns={"ndcg_base": "ndcg_at_10"})[["split", "dim", "ndcg_at_10"]]
         print(
-            rows[
-                ["variante", "split", "dim", "ndcg_base", "ndcg_fine_tune", "ecart", "secondes_entrainement"]
-            ].to_string(index=False),
+            rows[["variant", "split", "dim", "ndcg_base", "ndcg_finetuned", "gap", "train_seconds"]].to_string(
+                index=False
+            ),
             flush=True,
         )
 

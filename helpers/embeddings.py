@@ -486,10 +486,10 @@ def results_table(scores: pd.DataFrame, split: str, metric: str = "ndcg_at_10") 
         raise ValueError(f"Aucun score pour le split « {split} ».")
     wide = sub.pivot(index="dim", columns="model", values=metric).sort_index(ascending=False)
     table = pd.DataFrame(
-        {"Dimension": wide.index, "Score initial": wide["base"].to_numpy(), "Score final": wide["finetuned"].to_numpy()}
+        {"dim": wide.index, "base_score": wide["base"].to_numpy(), "final_score": wide["finetuned"].to_numpy()}
     )
-    table["Gain"] = table["Score final"] - table["Score initial"]
-    table["Gain (%)"] = 100 * table["Gain"] / table["Score initial"]
+    table["gain"] = table["final_score"] - table["base_score"]
+    table["gain_pct"] = 100 * table["gain"] / table["base_score"]
     return table.round(4).reset_index(drop=True)
 
 
@@ -566,11 +566,11 @@ def bootstrap_gains(
             {
                 "split": split,
                 "dim": int(dim),
-                "requetes": len(diff),
+                "queries": len(diff),
                 "gain": gain,
-                "ic_bas": low,
-                "ic_haut": high,
-                "significatif": bool(low > 0 or high < 0),
+                "ci_low": low,
+                "ci_high": high,
+                "significant": bool(low > 0 or high < 0),
             }
         )
     return pd.DataFrame(rows).sort_values(["split", "dim"], ascending=[True, False]).reset_index(drop=True)
@@ -606,16 +606,16 @@ def dimension_gap(
         rows.append(
             {
                 "split": split,
-                "dim_pleine": full,
-                "ndcg_pleine": wide[full].mean(),
+                "full_dim": full,
+                "ndcg_full": wide[full].mean(),
                 "dim": small_dim,
                 "ndcg_dim": wide[small_dim].mean(),
                 "retention_pct": 100 * wide[small_dim].mean() / wide[full].mean(),
-                "ecart": gap,
-                "ic_bas": low,
-                "ic_haut": high,
-                "requetes": len(diff),
-                "significatif": bool(low > 0 or high < 0),
+                "gap": gap,
+                "ci_low": low,
+                "ci_high": high,
+                "queries": len(diff),
+                "significant": bool(low > 0 or high < 0),
             }
         )
     if not rows:
@@ -646,9 +646,9 @@ def scores_by_style(per_query: pd.DataFrame, split, dim: int) -> pd.DataFrame:
     table = sub.pivot_table(index="style", columns="model", values="ndcg_at_10", aggfunc="mean")
     table.insert(0, "questions", sub[sub["model"] == sub["model"].iloc[0]].groupby("style").size())
     if {"base", "finetuned"} <= set(table.columns):
-        table["ecart"] = table["finetuned"] - table["base"]
+        table["gap"] = table["finetuned"] - table["base"]
     table.index = [f"{s} — {NATURAL_STYLES[s]}" if s in NATURAL_STYLES else s for s in table.index]
-    return table.sort_values("ecart" if "ecart" in table else table.columns[-1])
+    return table.sort_values("gap" if "gap" in table else table.columns[-1])
 
 
 def plot_training_log(log_history: list[dict]):

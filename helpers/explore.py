@@ -20,14 +20,14 @@ def dataset_sizes(retrieval, instructions, longitudinal) -> pd.DataFrame:
     rows += [("instructions", name, len(ds)) for name, ds in instructions.items()]
     patients = len(set(longitudinal["patient_id"]))
     rows.append(("longitudinale", f"mesures ({patients} patients)", len(longitudinal)))
-    return pd.DataFrame(rows, columns=["vue", "split", "lignes"])
+    return pd.DataFrame(rows, columns=["view", "split", "rows"])
 
 
 def analytes_per_family(analytes: dict[str, Analyte] | None = None) -> pd.DataFrame:
     """Nombre d'analytes par famille, avec leurs codes."""
     analytes = analytes or load_analytes()
-    df = pd.DataFrame([{"famille": a.famille, "code": a.code} for a in analytes.values()])
-    out = df.groupby("famille")["code"].agg(["count", lambda s: ", ".join(s)])
+    df = pd.DataFrame([{"family": a.famille, "code": a.code} for a in analytes.values()])
+    out = df.groupby("family")["code"].agg(["count", lambda s: ", ".join(s)])
     out.columns = ["analytes", "codes"]
     return out.sort_values("analytes", ascending=False).reset_index()
 
@@ -62,7 +62,7 @@ def text_lengths(retrieval, instructions) -> pd.DataFrame:
 def plot_family_counts(table: pd.DataFrame):
     """Barres horizontales : analytes par famille."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.barh(table["famille"], table["analytes"], color="#4a5568")
+    ax.barh(table["family"], table["analytes"], color="#4a5568")
     ax.invert_yaxis()
     ax.set_xlabel("nombre d'analytes")
     ax.set_title("Analytes par famille")

@@ -269,7 +269,7 @@ def probe_environment() -> None:
     """Étape ``env`` (dans son propre processus) : imprime un JSON ; échoue si un point manque."""
     import importlib.metadata as md
 
-    info = {"transformers_avant_unsloth": "transformers" in sys.modules}
+    info = {"transformers_before_unsloth": "transformers" in sys.modules}
     start = time.perf_counter()
     from .runtime import load_unsloth
 
@@ -282,11 +282,11 @@ def probe_environment() -> None:
     from .profiles import detect_profile
 
     info["gpu"] = torch.cuda.get_device_name(0)
-    info["capacite"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
-    info["bf16_avec_emulation"] = bool(torch.cuda.is_bf16_supported())
-    info["bf16_materiel"] = runtime.bf16_supported()
+    info["capability"] = ".".join(map(str, torch.cuda.get_device_capability(0)))
+    info["bf16_emulated"] = bool(torch.cuda.is_bf16_supported())
+    info["bf16_hardware"] = runtime.bf16_supported()
     profile = detect_profile()
-    info["precision_profil"] = profile.llm.precision
+    info["profile_precision"] = profile.llm.precision
     info["versions"] = {
         name: md.version(name)
         for name in (
@@ -305,15 +305,15 @@ def probe_environment() -> None:
     import bitsandbytes as bnb
 
     layer = bnb.nn.Linear4bit(
-        64, 64, compute_dtype=torch.bfloat16 if info["bf16_materiel"] else torch.float16, quant_type="nf4"
+        64, 64, compute_dtype=torch.bfloat16 if info["bf16_hardware"] else torch.float16, quant_type="nf4"
     ).cuda()
     out = layer(torch.randn(2, 64, device="cuda", dtype=layer.compute_dtype))
     info["nf4_cuda"] = bool(torch.isfinite(out).all())
-    info["paquets_manquants"] = missing_requirements()
+    info["missing_packages"] = missing_requirements()
     print(json.dumps(info, ensure_ascii=False))
-    problems = [k for k in ("transformers_avant_unsloth",) if info[k]] + [k for k in ("nf4_cuda",) if not info[k]]
-    if info["paquets_manquants"]:
-        problems.append("paquets de requirements-gpu.txt absents : " + ", ".join(info["paquets_manquants"]))
+    problems = [k for k in ("transformers_before_unsloth",) if info[k]] + [k for k in ("nf4_cuda",) if not info[k]]
+    if info["missing_packages"]:
+        problems.append("paquets de requirements-gpu.txt absents : " + ", ".join(info["missing_packages"]))
     if problems:
         raise SystemExit(f"Échec : {' ; '.join(problems)}")
 
@@ -358,11 +358,11 @@ def execute(prefix: str, work: Path, expected_error: str | None = None) -> int:
     nb = list_notebooks([prefix])[0]
     out.parent.mkdir(parents=True, exist_ok=True)
     res = execute_notebook(nb, out, timeout=600)
-    print(json.dumps({k: res[k] for k in ("statut", "secondes", "erreur")}, ensure_ascii=False))
+    print(json.dumps({k: res[k] for k in ("status", "seconds", "error")}, ensure_ascii=False))
     if expected_error:  # l'échec attendu, et lui seul
-        error = scan_notebook(out)["erreur"]
-        return 0 if error and error["nom"] == expected_error else 1
-    return 0 if res["statut"] == "ok" else 1
+        error = scan_notebook(out)["error"]
+        return 0 if error and error["name"] == expected_error else 1
+    return 0 if res["status"] == "ok" else 1
 
 
 def scan_notebook(path: Path) -> dict:
@@ -372,17 +372,17 @@ def scan_notebook(path: Path) -> dict:
 
     ansi = re.compile(r"\x1b\[[0-9;]*m")
     nb = nbformat.read(path, as_version=4)
-    found = {"erreur": None, "avertissements": {}}
+    found = {"error": None, "warnings": {}}
     for i, cell in enumerate(nb.cells):
         for out in cell.get("outputs", []):
             text = out.get("text", "") if out.get("output_type") == "stream" else ""
             for label, needle in KNOWN_WARNINGS.items():
                 if needle in text:
-                    found["avertissements"][label] = found["avertissements"].get(label, 0) + text.count(needle)
-            if out.get("output_type") == "error" and found["erreur"] is None:
-                found["erreur"] = {
-                    "cellule": i,
-                    "nom": out.get("ename"),
+                    found["warnings"][label] = found["warnings"].get(label, 0) + text.count(needle)
+            if out.get("output_type") == "error" and found["error"] is None:
+                found["error"] = {
+                    "cell": i,
+                    "name": out.get("ename"),
                     "message": ansi.sub("", str(out.get("evalue")))[:500],
                     "source": cell.source[:400],
                 }
@@ -411,27 +411,27 @@ def run_step(step: Step, work: Path, env: dict) -> dict:
     except subprocess.TimeoutExpired:
         rc = "délai"
     seconds = round(time.perf_counter() - start, 1)
-    result = {"etape": step.key, "verifie": step.what, "secondes": seconds, "code": rc}
+    result = {"step_key": step.key, "checks": step.what, "seconds": seconds, "code": rc}
     ok = rc == step.expect_rc
     detail = ""
     copy = notebook_copy(work, step.notebook, _tag(step.env)) if step.notebook else None
     if copy is not None and copy.exists():
         scan = scan_notebook(copy)
         result.update(scan)
-        if scan["avertissements"]:
+        if scan["warnings"]:
             ok = False
-            detail = "avertissements : " + ", ".join(f"{k} ×{v}" for k, v in scan["avertissements"].items())
-        if scan["erreur"] and "--attendu" not in step.command:
-            detail = f"{scan['erreur']['nom']} : {scan['erreur']['message'][:200]}"
+            detail = "avertissements : " + ", ".join(f"{k} ×{v}" for k, v in scan["warnings"].items())
+        if scan["error"] and "--attendu" not in step.command:
+            detail = f"{scan['error']['name']} : {scan['error']['message'][:200]}"
     text = log.read_text(encoding="utf-8", errors="replace")
     if not ok and not detail:
         detail = failure_detail(text)
-    result["statut"] = "PASS" if ok else "FAIL"
+    result["status"] = "PASS" if ok else "FAIL"
     result["detail"] = detail
     if step.key == "env":  # l'environnement est gardé même en échec : il dit ce qui manque
         lines = [line for line in text.splitlines() if line.startswith("{")]
         if lines:
-            result["environnement"] = json.loads(lines[-1])
+            result["environment"] = json.loads(lines[-1])
     return result
 
 
@@ -456,14 +456,14 @@ def run_all(selected: list[Step], work: Path, env: dict) -> list[dict]:
     def run_lane(lane_steps: list[Step]) -> list[dict]:
         results = []
         for step in lane_steps:
-            done = {r["etape"]: r["statut"] for r in results}
+            done = {r["step_key"]: r["status"] for r in results}
             if step.needs in {s.key for s in lane_steps} and done.get(step.needs) != "PASS":
                 results.append(
                     {
-                        "etape": step.key,
-                        "verifie": step.what,
-                        "statut": "SKIP",
-                        "secondes": 0,
+                        "step_key": step.key,
+                        "checks": step.what,
+                        "status": "SKIP",
+                        "seconds": 0,
                         "detail": f"l'étape {step.needs} n'a pas réussi",
                     }
                 )
@@ -471,7 +471,7 @@ def run_all(selected: list[Step], work: Path, env: dict) -> list[dict]:
                 results.append(run_step(step, work, env))
             r = results[-1]
             print(
-                f"{r['statut']:<4}  {r['etape']:<18} {r['secondes']:>6.1f} s  {r['verifie']}"
+                f"{r['status']:<4}  {r['step_key']:<18} {r['seconds']:>6.1f} s  {r['checks']}"
                 + (f"\n      {r['detail']}" if r.get("detail") else ""),
                 flush=True,
             )
@@ -484,7 +484,7 @@ def run_all(selected: list[Step], work: Path, env: dict) -> list[dict]:
             for lane_results in pool.map(run_lane, group):
                 results.extend(lane_results)
     order = {s.key: i for i, s in enumerate(selected)}
-    return sorted(results, key=lambda r: order[r["etape"]])
+    return sorted(results, key=lambda r: order[r["step_key"]])
 
 
 def rst_table(results: list[dict]) -> str:
@@ -500,10 +500,10 @@ def rst_table(results: list[dict]) -> str:
     ]
     for r in results:
         lines += [
-            f"   * - ``{r['etape']}``",
-            f"     - {r['verifie']}",
-            f"     - {r['statut']}",
-            f"     - {r['secondes']:.0f}",
+            f"   * - ``{r['step_key']}``",
+            f"     - {r['checks']}",
+            f"     - {r['status']}",
+            f"     - {r['seconds']:.0f}",
         ]
     return "\n".join(lines)
 
@@ -556,15 +556,15 @@ def main(argv: list[str] | None = None) -> int:
         "date": dt.date.today().isoformat(),
         "gpu": gpu,
         "commit": git_commit(),
-        "secondes": total,
-        "echantillons": {"entrainement": TRAIN_SAMPLES, "evaluation": EVAL_SAMPLES},
-        "resultats": results,
+        "seconds": total,
+        "samples": {"training": TRAIN_SAMPLES, "evaluation": EVAL_SAMPLES},
+        "results": results,
     }
     (work / "gpu_check.json").write_text(
         json.dumps(summary, ensure_ascii=False, indent=2, default=str), encoding="utf-8"
     )
     (work / "gpu_check.rst").write_text(rst_table(results) + "\n", encoding="utf-8")
-    passed = sum(r["statut"] == "PASS" for r in results)
+    passed = sum(r["status"] == "PASS" for r in results)
     print(f"\n{passed}/{len(results)} étapes réussies en {total:.0f} s ; détails : {work / 'gpu_check.json'}")
     return 0 if passed == len(results) else 1
 

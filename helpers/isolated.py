@@ -55,9 +55,9 @@ def _peak_callback(record: dict):
 
     class PeakPerStep(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            record.setdefault("pic_rss_par_pas_mo", []).append(peak_rss_mb())
+            record.setdefault("peak_rss_per_step_mb", []).append(peak_rss_mb())
             if state.global_step == 1:
-                record["pic_rss_premier_pas_mo"] = peak_rss_mb()
+                record["first_step_peak_rss_mb"] = peak_rss_mb()
                 record.update({f"{k}_premier_pas": v for k, v in gpu_peaks().items()})
             return control
 
@@ -69,12 +69,12 @@ def _arm_b(profile, steps: int, output_dir: Path):
     from .training import load_qlora_model, qlora_datasets, qlora_trainer
 
     backend = select_backend(profile.llm)[0].backend
-    loaded = {"moteur": backend}
+    loaded = {"backend": backend}
 
     def build():
         model, tokenizer, _ = load_qlora_model(profile, backend)
         train, validation = qlora_datasets(profile, tokenizer)
-        loaded["exemples_par_pas"] = profile.llm.batch_size * profile.llm.gradient_accumulation_steps
+        loaded["examples_per_step"] = profile.llm.batch_size * profile.llm.gradient_accumulation_steps
         loaded["tokenizer"] = tokenizer
         return qlora_trainer(profile, model, tokenizer, train, validation, output_dir, max_steps=steps)
 
@@ -83,10 +83,10 @@ def _arm_b(profile, steps: int, output_dir: Path):
 
 def run_arm(profile, arm: str, steps: int, output_dir: Path | str, save: bool = False) -> dict:
     """Entraîne le bras ``arm`` (``B``) ``steps`` pas dans **ce** processus et renvoie
-    ses mesures : ``rss_bibliotheques_mo`` (après les imports), ``rss_modele_charge_mo`` (trainer
-    prêt : modèle et données chargés), ``pic_rss_mo`` (pic du processus), ``pic_rss_premier_pas_mo``,
-    pics GPU si CUDA, ``secondes``, ``pas``, ``exemples_vus``. ``save`` : enregistre l'adaptateur dans
-    ``output_dir/modele`` et mesure sa ``perte_validation``. À appeler dans un processus neuf
+    ses mesures : ``libraries_rss_mb`` (après les imports), ``loaded_model_rss_mb`` (trainer
+    prêt : modèle et données chargés), ``peak_rss_mb`` (pic du processus), ``first_step_peak_rss_mb``,
+    pics GPU si CUDA, ``seconds``, ``steps``, ``examples_seen``. ``save`` : enregistre l'adaptateur dans
+    ``output_dir/modele`` et mesure sa ``eval_loss``. À appeler dans un processus neuf
     (:func:`measure_arm`)."""
     from .memory import peak_rss_mb, reset_peak_rss
     from .training import set_seed
@@ -104,25 +104,25 @@ def run_arm(profile, arm: str, steps: int, output_dir: Path | str, save: bool = 
     import trl  # noqa: F401
 
     reset_peak_rss()
-    record = {"bras": arm, "profil": profile.name, "rss_bibliotheques_mo": current_rss_mb()}
+    record = {"arm": arm, "profile": profile.name, "libraries_rss_mb": current_rss_mb()}
     trainer = build()
-    record["rss_modele_charge_mo"] = current_rss_mb()
+    record["loaded_model_rss_mb"] = current_rss_mb()
     trainer.add_callback(_peak_callback(record))
     set_seed(profile.seed)  # même ordre d'exemples que l'entraînement du cours
     start = time.perf_counter()
     output = trainer.train()
-    record["secondes"] = time.perf_counter() - start
-    record["pas"] = output.global_step
-    record["exemples_vus"] = output.global_step * loaded["exemples_par_pas"]
-    record["pic_rss_mo"] = peak_rss_mb()
+    record["seconds"] = time.perf_counter() - start
+    record["steps"] = output.global_step
+    record["examples_seen"] = output.global_step * loaded["examples_per_step"]
+    record["peak_rss_mb"] = peak_rss_mb()
     record.update(gpu_peaks())
-    record["moteur"] = loaded.get("moteur")
+    record["backend"] = loaded.get("backend")
     if save:  # l'adaptateur et sa perte de validation (mêmes exemples que le notebook 04)
-        record["perte_validation"] = trainer.evaluate()["eval_loss"]
+        record["eval_loss"] = trainer.evaluate()["eval_loss"]
         path = output_dir / "modele"
         trainer.model.save_pretrained(str(path))
         loaded["tokenizer"].save_pretrained(str(path))
-        record["modele"] = str(path)
+        record["model"] = str(path)
     return record
 
 
@@ -166,29 +166,29 @@ def memory_table(runs: dict[str, dict]):
     """Une ligne par bras : comment il a été mesuré (processus à part, :func:`measure_arm`, ou noyau
     au pic remis à zéro, :class:`helpers.memory.MemoryProbe`), pas mesurés, mémoire au départ (bibliothèques seules
     dans un processus neuf, ce que le noyau tenait déjà sinon), ce qu'a ajouté le chargement du modèle
-    et des données (``chargement_mo``), pic final et part **propre au bras** (pic moins départ) ;
+    et des données (``load_mb``), pic final et part **propre au bras** (pic moins départ) ;
     pics GPU si CUDA."""
     import pandas as pd
 
     rows = []
     for arm, run in runs.items():
-        start = run.get("rss_depart_mo", run.get("rss_bibliotheques_mo"))
-        loaded = run.get("rss_modele_charge_mo")
+        start = run.get("start_rss_mb", run.get("libraries_rss_mb"))
+        loaded = run.get("loaded_model_rss_mb")
         row = {
-            "bras": arm,
-            "mesure": run.get("methode", "processus à part"),
-            "pas": run.get("pas"),
-            "depart_mo": start,
-            "chargement_mo": None if loaded is None or start is None else loaded - start,
-            "pic_mo": run["pic_rss_mo"],
+            "arm": arm,
+            "measure": run.get("method", "processus à part"),
+            "steps": run.get("steps"),
+            "start_mb": start,
+            "load_mb": None if loaded is None or start is None else loaded - start,
+            "peak_mb": run["peak_rss_mb"],
         }
-        row["propre_au_bras_mo"] = None if start is None else row["pic_mo"] - start
-        for key in ("pic_gpu_alloue_mo", "pic_gpu_reserve_mo"):
+        row["own_mb"] = None if start is None else row["peak_mb"] - start
+        for key in ("peak_gpu_allocated_mb", "peak_gpu_reserved_mb"):
             if key in run:
                 row[key] = run[key]
         rows.append(row)
-    table = pd.DataFrame(rows).set_index("bras")
-    numeric = [c for c in table.columns if c.endswith("_mo")]
+    table = pd.DataFrame(rows).set_index("arm")
+    numeric = [c for c in table.columns if c.endswith("_mb")]
     table[numeric] = table[numeric].astype(float).round(0)
     return table
 

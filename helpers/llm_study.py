@@ -69,23 +69,23 @@ _COMPLETE = {**_TABLES, "answer_format": "pas_a_pas"}
 VARIANTS: dict[str, dict] = {
     "statut": {
         "llm": dict(_NEUTRAL),
-        "exercices": 0,
+        "drills": 0,
         "description": "réponse « Nom : statut », prompt Alpaca, 40 pas de 8 (le cours avant l'étude)",
     },
     "pas_a_pas_court": {
         "llm": {**_STEPWISE, "answer_format": "pas_a_pas"},
-        "exercices": 0,
+        "drills": 0,
         "description": "nombres alignés, comparaison chiffre par chiffre avec les deux bornes, "
         "prompt court, statuts équilibrés, 140 pas de 4",
     },
     "exercices_30": {
         "llm": {**_STEPWISE, "answer_format": "pas_a_pas"},
-        "exercices": 30,
+        "drills": 30,
         "description": "le même, après 30 pas (lots de 16) d'exercices de comparaison seuls",
     },
     "arret": {
         "llm": {**_STEPWISE, "answer_format": "pas_a_pas_arret"},
-        "exercices": 0,
+        "drills": 0,
         "description": "pas à pas arrêté dès que le statut est décidé (le statut suit son signe)",
     },
     "arret_exercices": {
@@ -96,7 +96,7 @@ VARIANTS: dict[str, dict] = {
             "drill_examples": 120,
             "drill_pairs": 4,
         },
-        "exercices": 0,
+        "drills": 0,
         "description": "le même, 120 exercices de 4 comparaisons mêlés à la tâche, 170 pas de 4",
     },
     "arret_exercices_court": {
@@ -109,52 +109,52 @@ VARIANTS: dict[str, dict] = {
             "group_by_length": True,
             "instruction": STEPWISE_INSTRUCTION,
         },
-        "exercices": 0,
+        "drills": 0,
         "description": "le même, consigne courte (11 jetons au lieu de 30) et lots de "
         "longueurs voisines (moins de remplissage)",
     },
     "arret_tables": {
         "llm": {**_TABLES, "answer_format": "pas_a_pas_arret", "group_by_length": True},
-        "exercices": 0,
+        "drills": 0,
         "description": "le même, avec 60 exercices de comparaison et 80 exercices de la table "
         "des signes (20 paires de chiffres chacun), 175 pas de 4",
     },
     "tables": {
         "llm": {**_TABLES, "answer_format": "pas_a_pas_arret"},
-        "exercices": 0,
+        "drills": 0,
         "description": "« arret_tables » en lots tirés au hasard (sans regroupement par longueur)",
     },
     "complet_tables": {
         "llm": dict(_COMPLETE),
-        "exercices": 0,
+        "drills": 0,
         "description": "« tables », mais les deux bornes toujours comparées (sans arrêt anticipé)",
     },
     "complet_tables_400": {
         "llm": {**_COMPLETE, "train_examples": 400},
-        "exercices": 0,
+        "drills": 0,
         "description": "« complet_tables », cas tirés de 400 comptes rendus au lieu de 200 "
         "(plus variés, même nombre de pas)",
     },
     "couches_hautes": {
         "llm": {**_COMPLETE, "lora_layers_from": 15, "padding_free": True},
-        "exercices": 0,
+        "drills": 0,
         "description": "« complet_tables », LoRA sur les 15 couches hautes seulement (la "
         "rétropropagation s'arrête à la couche 15) et lots sans remplissage",
     },
     "complet_tables_140": {
         "llm": {**_COMPLETE, "max_steps": 140, "padding_free": True},
-        "exercices": 0,
+        "drills": 0,
         "description": "« complet_tables » en 140 pas au lieu de 175 (budget de temps), lots sans remplissage",
     },
     "complet_tables_rapide": {
         "llm": {**_COMPLETE, "padding_free": True},
-        "exercices": 0,
+        "drills": 0,
         "description": "« complet_tables » (175 pas) en lots sans remplissage, tête de sortie "
         "calculée sur la réponse seulement : même calcul, moins de temps",
     },
     "complet_tables_minimal": {
         "llm": {**_COMPLETE, "padding_free": True, "prompt_style": "minimal"},
-        "exercices": 0,
+        "drills": 0,
         "description": "« complet_tables_rapide », prompt sans balises « ### » (consigne, "
         "entrée, réponse à la ligne : 14 jetons de moins par exemple)",
     },
@@ -170,28 +170,28 @@ TRAINING_BUDGET_S = 460
 
 def best_within_budget(table: pd.DataFrame, budget_s: float = TRAINING_BUDGET_S) -> str:
     """La variante de meilleure exactitude parmi celles entraînées en au plus ``budget_s`` secondes."""
-    fitting = table[table["secondes_entrainement"] <= budget_s]
+    fitting = table[table["train_seconds"] <= budget_s]
     if fitting.empty:
         raise ValueError(f"Aucune variante de l'étude ne s'entraîne en {budget_s:.0f} s ou moins.")
-    return str(fitting.loc[fitting["exactitude"].idxmax(), "variante"])
+    return str(fitting.loc[fitting["accuracy"].idxmax(), "variant"])
 
 
 STUDY_COLUMNS = [
-    "variante",
+    "variant",
     "description",
-    "exactitude",
-    "rappel_bas",
-    "rappel_normal",
-    "rappel_eleve",
-    "introuvables",
-    "raisonnement_juste",
-    "statut_suit_raisonnement",
-    "valeurs",
-    "pas",
-    "exercices",
-    "secondes_entrainement",
-    "secondes_generation",
-    "pic_rss_mo",
+    "accuracy",
+    "recall_low",
+    "recall_normal",
+    "recall_high",
+    "unparsed",
+    "reasoning_correct",
+    "status_follows_reasoning",
+    "values",
+    "steps",
+    "drills",
+    "train_seconds",
+    "generation_seconds",
+    "peak_rss_mb",
     "threads",
     "commit",
     "date",
@@ -214,16 +214,16 @@ def study_table():
     table = pd.read_csv(path)
     return table[
         [
-            "variante",
+            "variant",
             "description",
-            "exactitude",
-            "rappel_bas",
-            "rappel_normal",
-            "rappel_eleve",
-            "raisonnement_juste",
-            "pas",
-            "secondes_entrainement",
-            "pic_rss_mo",
+            "accuracy",
+            "recall_low",
+            "recall_normal",
+            "recall_high",
+            "reasoning_correct",
+            "steps",
+            "train_seconds",
+            "peak_rss_mb",
             "threads",
             "commit",
             "date",
@@ -259,8 +259,8 @@ def run_variant(name: str, profile=None) -> dict:
     model, tokenizer, _ = training.load_qlora_model(profile, "bitsandbytes")
     train, val_loss = training.qlora_datasets(profile, tokenizer)
     start = time.perf_counter()
-    if spec["exercices"]:
-        drills = _drill_dataset(spec["exercices"], 16, cfg, tokenizer.eos_token, profile.seed)
+    if spec["drills"]:
+        drills = _drill_dataset(spec["drills"], 16, cfg, tokenizer.eos_token, profile.seed)
         drill_profile = replace(profile, llm=replace(cfg, batch_size=16, gradient_accumulation_steps=1))
         trainer = training.qlora_trainer(
             drill_profile,
@@ -269,7 +269,7 @@ def run_variant(name: str, profile=None) -> dict:
             drills,
             val_loss,
             f"/tmp/etude_{name}_ex",
-            max_steps=spec["exercices"],
+            max_steps=spec["drills"],
         )
         upcast_adapters(trainer.model)
         training.set_seed(profile.seed)
@@ -304,26 +304,26 @@ def run_variant(name: str, profile=None) -> dict:
     table = confusion(scored, name)
     recall = status_recall(scored, name)
     row = {
-        "variante": name,
+        "variant": name,
         "description": spec["description"],
-        "exactitude": scored["correct"].mean(),
-        "rappel_bas": recall["bas"],
-        "rappel_normal": recall["normal"],
-        "rappel_eleve": recall["élevé"],
-        "introuvables": int(table["introuvable"].sum()),
-        "valeurs": len(scored),
-        "pas": output.global_step,
-        "exercices": spec["exercices"],
-        "secondes_entrainement": round(train_seconds, 1),
-        "secondes_generation": round(gen_seconds, 1),
-        "pic_rss_mo": peak_rss_mb(),
+        "accuracy": scored["correct"].mean(),
+        "recall_low": recall["bas"],
+        "recall_normal": recall["normal"],
+        "recall_high": recall["élevé"],
+        "unparsed": int(table["introuvable"].sum()),
+        "values": len(scored),
+        "steps": output.global_step,
+        "drills": spec["drills"],
+        "train_seconds": round(train_seconds, 1),
+        "generation_seconds": round(gen_seconds, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "threads": threads,
         "commit": git_commit(),
         "date": time.strftime("%Y-%m-%d"),
         **(
             reasoning_scores(answers, cases)
             if cfg.answer_format.startswith("pas_a_pas")
-            else {"raisonnement_juste": None, "statut_suit_raisonnement": None}
+            else {"reasoning_correct": None, "status_follows_reasoning": None}
         ),
     }
     save_row(row)

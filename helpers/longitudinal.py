@@ -91,11 +91,11 @@ def precision_recall(flags: pd.Series, labels: pd.Series) -> dict:
     recall = tp / (tp + fn) if tp + fn else float("nan")
     f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
     return {
-        "vrais_positifs": tp,
-        "faux_positifs": fp,
-        "manques": fn,
+        "true_positives": tp,
+        "false_positives": fp,
+        "misses": fn,
         "precision": precision,
-        "rappel": recall,
+        "recall": recall,
         "f1": f1,
     }
 
@@ -154,10 +154,10 @@ def series_slopes(df: pd.DataFrame, min_visits: int = 3) -> pd.DataFrame:
 def forecast_last_visit(df: pd.DataFrame, alpha: float = 0.5) -> pd.DataFrame:
     """Prévoit la **dernière** visite de chaque série à partir des précédentes, de trois façons.
 
-    * ``derniere_valeur`` : la valeur de l'avant-dernière visite ;
-    * ``tendance_lineaire`` : droite des moindres carrés (valeur en fonction de la date)
+    * ``last_value`` : la valeur de l'avant-dernière visite ;
+    * ``linear_trend`` : droite des moindres carrés (valeur en fonction de la date)
       prolongée jusqu'à la date de la dernière visite ;
-    * ``lissage_exponentiel`` : moyenne exponentielle des visites passées
+    * ``exponential_smoothing`` : moyenne exponentielle des visites passées
       (``pandas.Series.ewm(alpha=alpha)``).
 
     Renvoie une ligne par série : valeur observée, prévisions et erreurs absolues (``ae_*``).
@@ -174,9 +174,9 @@ def forecast_last_visit(df: pd.DataFrame, alpha: float = 0.5) -> pd.DataFrame:
         slope, intercept = np.polyfit(days, past["valeur"].to_numpy(dtype=float), 1)
         horizon = (last["date"] - past["date"].iloc[0]).days
         preds = {
-            "derniere_valeur": float(past["valeur"].iloc[-1]),
-            "tendance_lineaire": float(intercept + slope * horizon),
-            "lissage_exponentiel": float(past["valeur"].ewm(alpha=alpha).mean().iloc[-1]),
+            "last_value": float(past["valeur"].iloc[-1]),
+            "linear_trend": float(intercept + slope * horizon),
+            "exponential_smoothing": float(past["valeur"].ewm(alpha=alpha).mean().iloc[-1]),
         }
         row = {"patient_id": pid, "code": code, "observe": float(last["valeur"]), **preds}
         row.update({f"ae_{k}": abs(v - row["observe"]) for k, v in preds.items()})

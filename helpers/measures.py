@@ -23,7 +23,7 @@ def replace_variant_rows(rows: pd.DataFrame, path, columns: list[str]) -> pd.Dat
     """Remplace, dans le CSV d'une étude, les lignes des variantes de ``rows`` par ``rows`` (colonnes
     ``columns``, dans cet ordre) ; commun à cette étude et à :mod:`helpers.embedding_study`."""
     table = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=columns)
-    table = pd.concat([table[~table["variante"].isin(set(rows["variante"]))], rows], ignore_index=True)
+    table = pd.concat([table[~table["variant"].isin(set(rows["variant"]))], rows], ignore_index=True)
     table.reindex(columns=columns).to_csv(path, index=False)
     return table
 

@@ -158,12 +158,12 @@ def measure_memory(path, formats: dict | None = None, device_map: str = "cpu") -
     rows = []
     for fmt, kwargs in (formats or memory_formats()).items():
         model = AutoModelForCausalLM.from_pretrained(str(path), device_map=device_map, **kwargs)
-        rows.append({"format": fmt, "mo": model.get_memory_footprint() / 1e6})
+        rows.append({"format": fmt, "mb": model.get_memory_footprint() / 1e6})
         del model
         gc.collect()
     table = pd.DataFrame(rows)
-    table["rapport_fp32"] = table["mo"] / table.loc[table["format"] == "fp32", "mo"].iloc[0]
-    return table.round({"mo": 1, "rapport_fp32": 3})
+    table["fp32_ratio"] = table["mb"] / table.loc[table["format"] == "fp32", "mb"].iloc[0]
+    return table.round({"mb": 1, "fp32_ratio": 3})
 
 
 def dir_size_mb(path: Path | str) -> float:
@@ -205,16 +205,16 @@ def training_memory(total: int, trainable: int, linear: int) -> pd.DataFrame:
 
 def memory_snapshot(model=None) -> dict:
     """Mémoire à cet instant : pic RSS du processus, pic GPU réservé (si CUDA), empreinte du modèle."""
-    snap = {"pic_rss_mo": peak_rss_mb()}
+    snap = {"peak_rss_mb": peak_rss_mb()}
     try:
         import torch
 
         if torch.cuda.is_available():
-            snap["pic_gpu_reserve_mo"] = round(torch.cuda.max_memory_reserved() / 1e6)
+            snap["peak_gpu_reserved_mb"] = round(torch.cuda.max_memory_reserved() / 1e6)
     except ImportError:
         pass
     if model is not None:
-        snap["empreinte_modele_mo"] = round(model.get_memory_footprint() / 1e6, 1)
+        snap["model_footprint_mb"] = round(model.get_memory_footprint() / 1e6, 1)
     return snap
 
 
@@ -333,8 +333,8 @@ def gpu_peaks() -> dict:
     if not torch.cuda.is_available():
         return {}
     return {
-        "pic_gpu_reserve_mo": round(torch.cuda.max_memory_reserved() / 1e6),
-        "pic_gpu_alloue_mo": round(torch.cuda.max_memory_allocated() / 1e6),
+        "peak_gpu_reserved_mb": round(torch.cuda.max_memory_reserved() / 1e6),
+        "peak_gpu_allocated_mb": round(torch.cuda.max_memory_allocated() / 1e6),
     }
 
 
@@ -362,11 +362,11 @@ class MemoryProbe:
     def stop(self, steps: int | None = None) -> dict:
         """L'enregistrement de la mesure (mêmes clés que :func:`helpers.isolated.run_arm` quand elles existent)."""
         record = {
-            "methode": "noyau, pic remis à zéro" + (" (vérifié)" if self.verified else " (NON vérifié)"),
-            "pas": steps,
-            "rss_depart_mo": self.start_mb,
-            "rss_modele_charge_mo": self.marks.get("modele_charge"),
-            "pic_rss_mo": peak_rss_mb(),
+            "method": "noyau, pic remis à zéro" + (" (vérifié)" if self.verified else " (NON vérifié)"),
+            "steps": steps,
+            "start_rss_mb": self.start_mb,
+            "loaded_model_rss_mb": self.marks.get("modele_charge"),
+            "peak_rss_mb": peak_rss_mb(),
         }
         record.update(gpu_peaks())
         return record

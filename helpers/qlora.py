@@ -157,7 +157,7 @@ def examples(
     ids = list(dict.fromkeys(sub["row"]))[:n]
     rows = []
     for i in ids:
-        row = {"entrée": cases[i]["input"], "attendu": ", ".join(label["statut"] for label in cases[i]["labels"])}
+        row = {"entrée": cases[i]["input"], "expected": ", ".join(label["statut"] for label in cases[i]["labels"])}
         for label, texts in answers.items():
             row[label] = texts[i]
         rows.append(row)
@@ -168,9 +168,9 @@ def format_examples(table: pd.DataFrame, disclaimer: str) -> str:
     """Texte lisible d'exemples (sortie de :func:`examples`), l'avertissement après **chaque** réponse."""
     blocks = []
     for i, row in enumerate(table.to_dict("records"), 1):
-        lines = [f"── Exemple {i} ──", f"Entrée : {row['entrée']}", f"Statut(s) attendu(s) : {row['attendu']}"]
+        lines = [f"── Exemple {i} ──", f"Entrée : {row['entrée']}", f"Statut(s) attendu(s) : {row['expected']}"]
         for key, value in row.items():
-            if key not in ("entrée", "attendu"):
+            if key not in ("entrée", "expected"):
                 lines.append(f"Réponse « {key} » : {value.strip() or '(vide)'}")
                 lines.append(f"  ↳ {disclaimer}")
         blocks.append("\n".join(lines))
@@ -330,17 +330,17 @@ def answer_profile(scored: pd.DataFrame) -> pd.DataFrame:
     d'une réponse constante (toujours le statut le plus fréquent des étiquettes)."""
     rows = []
     for model, sub in scored.groupby("model", sort=False):
-        readable = sub[sub["predit"] != "introuvable"]
-        top = readable["predit"].value_counts()
-        majority = sub["attendu"].value_counts()
+        readable = sub[sub["predicted"] != "introuvable"]
+        top = readable["predicted"].value_counts()
+        majority = sub["expected"].value_counts()
         rows.append(
             {
                 "model": model,
-                "statut_lisible": len(readable) / len(sub),
-                "statut_le_plus_donné": top.index[0] if len(top) else "—",
-                "part_de_ce_statut": top.iloc[0] / len(sub) if len(top) else 0.0,
-                "exactitude": sub["correct"].mean(),
-                "exactitude_réponse_constante": majority.iloc[0] / len(sub),
+                "readable_status": len(readable) / len(sub),
+                "most_given_status": top.index[0] if len(top) else "—",
+                "most_given_share": top.iloc[0] / len(sub) if len(top) else 0.0,
+                "accuracy": sub["correct"].mean(),
+                "constant_answer_accuracy": majority.iloc[0] / len(sub),
             }
         )
     return pd.DataFrame(rows).round(3)

@@ -107,9 +107,9 @@ def hit_rates(
     ``corpus_embeddings`` (:func:`encode_corpus`) évite de réencoder le corpus à chaque appel.
     """
     ranked = _ranks(model, queries, corpus, max(ks), batch_size, corpus_embeddings)
-    return {f"hit@{k}": sum(rel in r[:k] for rel, r in zip(queries["relevant"], ranked)) / len(queries) for k in ks} | {
-        "questions": len(queries)
-    }
+    return {
+        f"hit_at_{k}": sum(rel in r[:k] for rel, r in zip(queries["relevant"], ranked)) / len(queries) for k in ks
+    } | {"questions": len(queries)}
 
 
 def hit_rates_by(
@@ -123,7 +123,7 @@ def hit_rates_by(
 ) -> pd.DataFrame:
     """:func:`hit_rates` pour toutes les questions (ligne « tous ») puis pour chaque valeur de la
     colonne ``by`` de ``queries`` (par exemple analytes vus / jamais vus à l'entraînement), avec
-    l'intervalle de Wilson à 95 % du succès au premier rang (``hit@1_ic_bas``, ``hit@1_ic_haut`` ;
+    l'intervalle de Wilson à 95 % du succès au premier rang (``hit_at_1_low``, ``hit_at_1_high`` ;
     :func:`helpers.stats.proportion_interval`) : un groupe d'une dizaine de questions ne dit pas
     grand-chose sans lui. Une seule recherche pour tous les groupes."""
     from .stats import proportion_interval
@@ -131,19 +131,19 @@ def hit_rates_by(
     if by not in queries.columns:
         raise ValueError(f"Colonne « {by} » absente des questions (colonnes : {', '.join(queries.columns)}).")
     ranked = _ranks(model, queries, corpus, max(ks), batch_size, corpus_embeddings)
-    found = pd.DataFrame({f"hit@{k}": [rel in r[:k] for rel, r in zip(queries["relevant"], ranked)] for k in ks})
+    found = pd.DataFrame({f"hit_at_{k}": [rel in r[:k] for rel, r in zip(queries["relevant"], ranked)] for k in ks})
     groups = [("tous", found)] + [
         (value, found[(queries[by] == value).to_numpy()]) for value in queries[by].drop_duplicates()
     ]
     rows = []
     for value, sub in groups:
-        _, low, high = proportion_interval(int(sub[f"hit@{ks[0]}"].sum()), len(sub))
+        _, low, high = proportion_interval(int(sub[f"hit_at_{ks[0]}"].sum()), len(sub))
         rows.append(
             {
                 by: value,
                 **{col: float(sub[col].mean()) for col in found.columns},
-                f"hit@{ks[0]}_ic_bas": low,
-                f"hit@{ks[0]}_ic_haut": high,
+                f"hit_at_{ks[0]}_low": low,
+                f"hit_at_{ks[0]}_high": high,
                 "questions": len(sub),
             }
         )
@@ -200,17 +200,17 @@ def explanation_passages(
     leur passage. Renvoie de nouveaux dictionnaires (``items`` n'est pas modifié).
     """
     items = [dict(i) for i in items]
-    abnormal = [i for i in items if i["statut_labo"] in ASPECT]
+    abnormal = [i for i in items if i["lab_status"] in ASPECT]
     if abnormal:
-        queries = [f"{i['valeur']} — {i['statut_labo']}" for i in abnormal]
+        queries = [f"{i['value']} — {i['lab_status']}" for i in abnormal]
         for item, hits in zip(abnormal, _search(embedder, queries, corpus, corpus_embeddings, 1, batch_size)):
             item["passage"] = corpus[hits[0]["corpus_id"]]["text"]
     return items
 
 
 def status_issues(items: list[dict]) -> list[str]:
-    """Les statuts du modèle (``statut_modele``) qui contredisent ceux du laboratoire
-    (``statut_labo``), du plus grave au moins grave : une valeur **anormale dite normale** (le
+    """Les statuts du modèle (``model_status``) qui contredisent ceux du laboratoire
+    (``lab_status``), du plus grave au moins grave : une valeur **anormale dite normale** (le
     lecteur serait rassuré à tort), un sens inversé (basse dite élevée), une valeur normale dite
     anormale (inquiétude inutile), un statut illisible. Liste vide : tous conformes.
 
@@ -219,7 +219,7 @@ def status_issues(items: list[dict]) -> list[str]:
     """
     kinds = {"rassure": [], "inverse": [], "alarme": [], "illisible": []}
     for i in items:
-        lab, model = i["statut_labo"], i["statut_modele"]
+        lab, model = i["lab_status"], i["model_status"]
         if model == lab:
             continue
         if model not in READ_AS:
@@ -239,8 +239,8 @@ def status_issues(items: list[dict]) -> list[str]:
     return [
         f"{what[kind]} : "
         + ", ".join(
-            f"{i['titre']} (laboratoire : {i['statut_labo']} ; modèle : "
-            f"{i['statut_modele'] if i['statut_modele'] in READ_AS else '?'})"
+            f"{i['title']} (laboratoire : {i['lab_status']} ; modèle : "
+            f"{i['model_status'] if i['model_status'] in READ_AS else '?'})"
             for i in found
         )
         for kind, found in kinds.items()
@@ -289,10 +289,10 @@ def summary_items(cases, answers: list[str], contexts: list[list[str]], case_id:
             items.append(
                 {
                     "code": a.code,
-                    "titre": a.titre,
-                    "valeur": a.result_line(label["valeur"]),
-                    "statut_labo": label["statut"],
-                    "statut_modele": read[label["code"]],
+                    "title": a.titre,
+                    "value": a.result_line(label["valeur"]),
+                    "lab_status": label["statut"],
+                    "model_status": read[label["code"]],
                     "passage": passages[0] if passages else "",
                 }
             )
@@ -311,9 +311,9 @@ def prudent_summary(items: list[dict], case_id: str) -> str:
     """
     if not items:
         raise ValueError("Aucune valeur à résumer.")
-    abnormal = [i for i in items if i["statut_modele"] in ("bas", "élevé")]
-    normal = [i for i in items if i["statut_modele"] == "normal"]
-    unread = [i for i in items if i["statut_modele"] not in READ_AS]
+    abnormal = [i for i in items if i["model_status"] in ("bas", "élevé")]
+    normal = [i for i in items if i["model_status"] == "normal"]
+    unread = [i for i in items if i["model_status"] not in READ_AS]
     lines = [
         f"Résumé prudent du compte rendu {case_id} (patient fictif), à partir des statuts donnés "
         "par le modèle de langage fine-tuné et des passages de référence retrouvés :"
@@ -322,7 +322,7 @@ def prudent_summary(items: list[dict], case_id: str) -> str:
         lines.append(f"{len(abnormal)} valeur(s) sur {len(items)} lue(s) hors de l'intervalle de référence :")
         for i in abnormal:
             lines.append(
-                f"  • {i['valeur']} — {READ_AS[i['statut_modele']]}. Ce que dit le passage "
+                f"  • {i['value']} — {READ_AS[i['model_status']]}. Ce que dit le passage "
                 f"de référence : « {first_sentence(i['passage'])} »"
             )
     elif normal:
@@ -330,18 +330,18 @@ def prudent_summary(items: list[dict], case_id: str) -> str:
             f"Aucune des {len(normal)} valeur(s) au statut lisible n'est lue hors de l'intervalle de référence."
         )
     if normal:
-        lines.append("Valeur(s) lue(s) comme normale(s) : " + ", ".join(i["titre"] for i in normal) + ".")
+        lines.append("Valeur(s) lue(s) comme normale(s) : " + ", ".join(i["title"] for i in normal) + ".")
     if unread:
         lines.append(
-            "Statut non lisible dans la réponse du modèle pour : " + ", ".join(i["titre"] for i in unread) + "."
+            "Statut non lisible dans la réponse du modèle pour : " + ", ".join(i["title"] for i in unread) + "."
         )
-    disagree = [i for i in items if i["statut_modele"] in READ_AS and i["statut_modele"] != i["statut_labo"]]
+    disagree = [i for i in items if i["model_status"] in READ_AS and i["model_status"] != i["lab_status"]]
     if disagree:
         lines.append(
             f"Attention : pour {len(disagree)} valeur(s), le statut lu par le modèle diffère de celui "
             "du laboratoire, dont le compte rendu fait foi : "
             + "; ".join(
-                f"{i['titre']} (laboratoire : {i['statut_labo']} ; modèle : {i['statut_modele']})" for i in disagree
+                f"{i['title']} (laboratoire : {i['lab_status']} ; modèle : {i['model_status']})" for i in disagree
             )
             + "."
         )

@@ -28,15 +28,15 @@ def _in_french(report):
 
 
 #: Objectifs de coût des notebooks 02 + 03 sur le profil cpu (2 cœurs).
-EMBEDDING_BUDGET = {"secondes": 8 * 60, "pic_rss_mo": 6 * 1024}
+EMBEDDING_BUDGET = {"seconds": 8 * 60, "peak_rss_mb": 6 * 1024}
 #: Objectifs des notebooks 04 + 05 sur le profil cpu (2 cœurs).
-LLM_BUDGET = {"secondes": 12 * 60, "pic_rss_mo": 6 * 1024}
+LLM_BUDGET = {"seconds": 12 * 60, "peak_rss_mb": 6 * 1024}
 LLM_MIN_ACCURACY = 0.90
 #: Objectifs des notebooks 06 + 07 sur le profil cpu (2 cœurs). 10 min à l'origine (issue 6) ; 15 min
 #: depuis que le 06 compare B et C à exemples égaux (issue 18) : un second entraînement de B (B') et
 #: son évaluation, le temps par jeton de trois versions de B et deux fois plus de questions d'oubli,
 #: environ 2 min de plus sur 2 cœurs.
-COMPARISON_BUDGET = {"secondes": 15 * 60, "pic_rss_mo": 6 * 1024}
+COMPARISON_BUDGET = {"seconds": 15 * 60, "peak_rss_mb": 6 * 1024}
 
 
 #: Objectifs de la tâche « analyte » : gain sur la réponse constante (borne basse de l'IC 95 %)
@@ -56,11 +56,11 @@ def _status_target_lines(values_path) -> list[str]:
     scored = pd.read_csv(values_path)
     gain = accuracy_gain(scored, "finetuned", "constante", n_resamples=1000)
     recall = status_recall(scored, "finetuned")
-    gain_ok = gain["ic_bas"] >= LLM_MIN_GAIN_OVER_CONSTANT
+    gain_ok = gain["ci_low"] >= LLM_MIN_GAIN_OVER_CONSTANT
     recall_ok = bool((recall >= LLM_MIN_RECALL).all())
     return [
         f"  [{'atteint' if gain_ok else 'NON atteint'}] gain sur la réponse constante : {gain['gain']:+.1%} "
-        f"[IC 95 % {gain['ic_bas']:+.1%} ; {gain['ic_haut']:+.1%}] (objectif : borne basse ≥ "
+        f"[IC 95 % {gain['ci_low']:+.1%} ; {gain['ci_high']:+.1%}] (objectif : borne basse ≥ "
         f"{LLM_MIN_GAIN_OVER_CONSTANT:.0%})",
         f"  [{'atteint' if recall_ok else 'NON atteint'}] rappel par statut : "
         + ", ".join(f"{s} {v:.0%}" for s, v in recall.items())
@@ -89,7 +89,7 @@ def embedding_report(profile_name: str) -> list[str]:
         table = results_table(scores, split)
         lines.append(f"  {split} — NDCG@10 par dimension (base → fine-tuné) :")
         for row in table.itertuples():
-            lines.append(f"    {row.Dimension:>5}  {row[2]:.4f} → {row[3]:.4f}  ({row.Gain:+.4f})")
+            lines.append(f"    {row.dim:>5}  {row[2]:.4f} → {row[3]:.4f}  ({row.gain:+.4f})")
     for row in check_targets(scores).itertuples():
         state = "atteint" if row.atteint else "NON atteint"
         lines.append(f"  [{state}] {row.split} : {row.critère} — {row.mesure}")
@@ -101,14 +101,14 @@ def _budget_lines(profile_name: str, pair: tuple[str, str], budget: dict) -> lis
     summary = _run_summary(profile_name)
     runs = {r["notebook"][:2]: r for r in (summary or {}).get("notebooks", [])}
     label = " + ".join(pair)
-    if not (set(pair) <= set(runs) and all(runs[k]["statut"] == "ok" for k in pair)):
+    if not (set(pair) <= set(runs) and all(runs[k]["status"] == "ok" for k in pair)):
         return [f"  durée et mémoire : pas d'exécution complète de {label} par make course dans run_summary.json"]
-    seconds = sum(runs[k]["secondes"] for k in pair)
-    peak = max(runs[k]["pic_rss_noyau_mo"] for k in pair)
+    seconds = sum(runs[k]["seconds"] for k in pair)
+    peak = max(runs[k]["kernel_peak_rss_mb"] for k in pair)
     lines = []
     for what, value, limit, unit in (
-        (f"durée {label}", seconds, budget["secondes"], "s"),
-        ("pic mémoire (noyau)", peak, budget["pic_rss_mo"], "Mo"),
+        (f"durée {label}", seconds, budget["seconds"], "s"),
+        ("pic mémoire (noyau)", peak, budget["peak_rss_mb"], "Mo"),
     ):
         state = "atteint" if value <= limit else "NON atteint"
         when = max(runs[k].get("date") or summary["date"] for k in pair)
@@ -130,11 +130,11 @@ def llm_report(profile_name: str) -> list[str]:
         training = load_training_summary(profile_name)
     except FileNotFoundError as err:
         return lines + [f"  pas de résultats : {err}"]
-    base, tuned = training["perte_validation_base"], training["perte_validation_finetune"]
+    base, tuned = training["eval_loss_base"], training["eval_loss_finetuned"]
     state = "atteint" if tuned < base else "NON atteint"
     lines.append(
         f"  [{state}] perte de validation : base {base:.4f} → fine-tuné {tuned:.4f} "
-        f"({training['pas']} pas, {training['secondes_entrainement']:.0f} s)"
+        f"({training['steps']} pas, {training['train_seconds']:.0f} s)"
     )
     path = written_path(profile_name, "llm/status_accuracy.csv")
     if path.exists():
@@ -171,25 +171,24 @@ def comparison_report(profile_name: str) -> list[str]:
         table = pd.read_csv(path)
         for row in table.itertuples():
             natural = (
-                f" ; questions naturelles {row.ndcg_naturel_base:.3f} → {row.ndcg_naturel:.3f}"
-                if pd.notna(getattr(row, "ndcg_naturel", None))
+                f" ; questions naturelles {row.ndcg_natural_base:.3f} → {row.ndcg_natural:.3f}"
+                if pd.notna(getattr(row, "ndcg_natural", None))
                 else ""
             )
             interval = (
-                f" [{row.exactitude_statuts_bas:.1%} ; {row.exactitude_statuts_haut:.1%}]"
-                if pd.notna(getattr(row, "exactitude_statuts_bas", None))
+                f" [{row.status_accuracy_low:.1%} ; {row.status_accuracy_high:.1%}]"
+                if pd.notna(getattr(row, "status_accuracy_low", None))
                 else ""
             )
             quality = (
                 f"NDCG@10 {row.ndcg_at_10:.3f}, exactitude@1 {row.accuracy_at_1:.1%}{natural}"
                 if pd.notna(row.ndcg_at_10)
-                else f"statuts justes {row.exactitude_statuts:.1%}{interval}, perte de validation "
-                f"{row.perte_validation:.3f}"
+                else f"statuts justes {row.status_accuracy:.1%}{interval}, perte de validation {row.eval_loss:.3f}"
             )
-            latency = f"{row.latence_ms:.0f} ms/question" if pd.notna(row.latence_ms) else "latence non mesurée"
+            latency = f"{row.latency_ms:.0f} ms/question" if pd.notna(row.latency_ms) else "latence non mesurée"
             lines.append(
-                f"  {row.bras} {row.approche} : {french_int(row.parametres_entraines)} paramètres "
-                f"entraînés, {row.secondes_entrainement:.0f} s, {row.taille_artefact_mo:.1f} Mo, "
+                f"  {row.arm} {row.approach} : {french_int(row.trainable_params)} paramètres "
+                f"entraînés, {row.train_seconds:.0f} s, {row.artifact_mb:.1f} Mo, "
                 f"{latency} ; {quality}"
             )
     rag_path = written_path(profile_name, "case_study/rag_taux_de_succes.csv")
@@ -197,13 +196,13 @@ def comparison_report(profile_name: str) -> list[str]:
         rag = pd.read_csv(rag_path)
         if "analytes" not in rag.columns:  # table d'avant la séparation analytes vus / jamais vus
             rag = rag.assign(analytes="tous")
-        for style, sub in rag.groupby("requête", sort=False):
+        for style, sub in rag.groupby("query_kind", sort=False):
             for group, part in sub.groupby("analytes", sort=False):
                 rates = ", ".join(
-                    f"{r['modèle']} {r['hit@1']:.3f}"
+                    f"{r['model']} {r['hit_at_1']:.3f}"
                     + (
-                        f" [{r['hit@1_ic_bas']:.2f} ; {r['hit@1_ic_haut']:.2f}]"
-                        if pd.notna(r.get("hit@1_ic_bas"))
+                        f" [{r['hit_at_1_low']:.2f} ; {r['hit_at_1_high']:.2f}]"
+                        if pd.notna(r.get("hit_at_1_low"))
                         else ""
                     )
                     for _, r in part.iterrows()

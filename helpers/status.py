@@ -176,8 +176,8 @@ def score_answers(answers: list[str], cases, model_label: str) -> pd.DataFrame:
                     "row": i,
                     "case_id": case.get("case_id") or case["id"],
                     "code": label["code"],
-                    "attendu": label["statut"],
-                    "predit": pred or "introuvable",
+                    "expected": label["statut"],
+                    "predicted": pred or "introuvable",
                     "correct": pred == label["statut"],
                 }
             )
@@ -206,14 +206,14 @@ def accuracy_gain(scored: pd.DataFrame, model: str, reference: str, *, n_resampl
     if mine.empty:
         raise ValueError(f"Aucune réponse notée pour « {model} ».")
     if reference == "constante":
-        expected = scored[scored["model"] == model].set_index(["row", "code"])["attendu"]
+        expected = scored[scored["model"] == model].set_index(["row", "code"])["expected"]
         other = (expected == expected.mode().iloc[0]).astype(float)
     else:
         other = scored[scored["model"] == reference].set_index(["row", "code"])["correct"].astype(float)
         if not mine.index.equals(other.index):
             raise ValueError(f"« {model} » et « {reference} » n'ont pas été notés sur les mêmes valeurs.")
     gain, low, high = mean_interval((mine - other).to_numpy(), n_resamples=n_resamples, seed=seed)
-    return {"modele": model, "reference": reference, "valeurs": len(mine), "gain": gain, "ic_bas": low, "ic_haut": high}
+    return {"model": model, "reference": reference, "values": len(mine), "gain": gain, "ci_low": low, "ci_high": high}
 
 
 def status_recall(scored: pd.DataFrame, model_label: str) -> pd.Series:
@@ -229,4 +229,4 @@ def confusion(scored: pd.DataFrame, model_label: str) -> pd.DataFrame:
     """Matrice de confusion attendu × lu (avec la colonne « introuvable »)."""
     sub = scored[scored["model"] == model_label]
     cols = [*STATUSES, "introuvable"]
-    return pd.crosstab(sub["attendu"], sub["predit"]).reindex(index=list(STATUSES), columns=cols, fill_value=0)
+    return pd.crosstab(sub["expected"], sub["predicted"]).reindex(index=list(STATUSES), columns=cols, fill_value=0)

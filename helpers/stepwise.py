@@ -135,9 +135,9 @@ def status_from_signs(signs: dict[str, str]) -> str:
 def check_reasoning(text: str) -> dict:
     """Relit une réponse pas à pas générée.
 
-    Renvoie ``{"lignes": n, "justes": k, "signes": {"min": s, "max": s}, "statut_du_raisonnement":
+    Renvoie ``{"lines": n, "correct": k, "signs": {"min": s, "max": s}, "reasoning_status":
     …}`` : une ligne est juste si ses chiffres recopiés et chacun de ses signes sont exacts (elle est
-    recalculée à partir des deux nombres qu'elle cite). ``statut_du_raisonnement`` est ``None`` si
+    recalculée à partir des deux nombres qu'elle cite). ``reasoning_status`` est ``None`` si
     aucune ligne n'est lisible.
     """
     lines = justes = 0
@@ -154,10 +154,10 @@ def check_reasoning(text: str) -> dict:
         except ValueError:
             pass
     return {
-        "lignes": lines,
-        "justes": justes,
-        "signes": signs,
-        "statut_du_raisonnement": status_from_signs(signs) if signs else None,
+        "lines": lines,
+        "correct": justes,
+        "signs": signs,
+        "reasoning_status": status_from_signs(signs) if signs else None,
     }
 
 
@@ -235,15 +235,15 @@ def reasoning_scores(answers: list[str], cases) -> dict:
     lines = right = follows = readable = 0
     for text, case in zip(answers, cases):
         check = check_reasoning(text)
-        lines += check["lignes"]
-        right += check["justes"]
+        lines += check["lines"]
+        right += check["correct"]
         status = parse_statuses(text, case["labels"]).get(case["labels"][0]["code"])
-        if check["statut_du_raisonnement"] is not None and status is not None:
+        if check["reasoning_status"] is not None and status is not None:
             readable += 1
-            follows += status == check["statut_du_raisonnement"]
+            follows += status == check["reasoning_status"]
     return {
-        "raisonnement_juste": right / lines if lines else None,
-        "statut_suit_raisonnement": follows / readable if readable else None,
+        "reasoning_correct": right / lines if lines else None,
+        "status_follows_reasoning": follows / readable if readable else None,
     }
 
 
@@ -290,7 +290,7 @@ def reasoning_errors(answer: str, gold: str) -> list[str]:
     check = check_reasoning(answer)
     final = answer.strip().splitlines()[-1] if answer.strip() else ""
     status = next((s for s in ("élevé", "normal", "bas") if final.endswith(f": {s}")), None)
-    if check["statut_du_raisonnement"] is not None and status is not None and status != check["statut_du_raisonnement"]:
+    if check["reasoning_status"] is not None and status is not None and status != check["reasoning_status"]:
         errors.append(ERROR_KINDS[6])
     return errors
 

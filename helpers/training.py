@@ -230,7 +230,7 @@ def train_embeddings(profile, pairs, output_dir: Path | str, *, resume: bool = F
     """Entraîne (ou reprend, ``resume=True``) le modèle d'embeddings ; voir :func:`embedding_trainer`
     (``trainer`` : un trainer déjà construit par elle, par exemple pour évaluer la base avant).
 
-    Renvoie ``{"model", "trainer", "secondes", "pas", "pic_rss_mo", "reprise"}`` ; le pic est
+    Renvoie ``{"model", "trainer", "seconds", "steps", "peak_rss_mb", "resumed_from"}`` ; le pic est
     celui de l'entraînement seul si le système le permet.
     """
     from .memory import peak_rss_mb, reset_peak_rss
@@ -244,10 +244,10 @@ def train_embeddings(profile, pairs, output_dir: Path | str, *, resume: bool = F
     return {
         "model": trainer.model,
         "trainer": trainer,
-        "secondes": time.perf_counter() - start,
-        "pas": output.global_step,
-        "pic_rss_mo": peak_rss_mb(),
-        "reprise": checkpoint,
+        "seconds": time.perf_counter() - start,
+        "steps": output.global_step,
+        "peak_rss_mb": peak_rss_mb(),
+        "resumed_from": checkpoint,
     }
 
 
@@ -565,8 +565,8 @@ def train_qlora(
 ) -> dict:
     """Charge, entraîne (ou reprend) et évalue le QLoRA ; voir :func:`qlora_trainer`.
 
-    Renvoie ``{"model", "tokenizer", "trainer", "secondes", "pas", "pic_rss_mo", "reprise",
-    "perte_validation_base", "perte_validation_finetune", "source", "exemples_entrainement"}``.
+    Renvoie ``{"model", "tokenizer", "trainer", "seconds", "steps", "peak_rss_mb", "resumed_from",
+    "eval_loss_base", "eval_loss_finetuned", "source", "train_examples"}``.
     Les deux pertes de validation sont mesurées après l'entraînement, celle de la base avec
     l'adaptateur désactivé (même valeur qu'avant, les matrices B de LoRA partant de zéro).
     """
@@ -596,12 +596,12 @@ def train_qlora(
         "model": trainer.model,
         "tokenizer": tokenizer,
         "trainer": trainer,
-        "secondes": seconds,
-        "pas": output.global_step,
-        "pic_rss_mo": peak_rss_mb(),
-        "reprise": checkpoint,
-        "perte_validation_base": base_loss,
-        "perte_validation_finetune": final_loss,
+        "seconds": seconds,
+        "steps": output.global_step,
+        "peak_rss_mb": peak_rss_mb(),
+        "resumed_from": checkpoint,
+        "eval_loss_base": base_loss,
+        "eval_loss_finetuned": final_loss,
         "source": source,
-        "exemples_entrainement": len(train_dataset),
+        "train_examples": len(train_dataset),
     }

@@ -62,7 +62,7 @@ def test_install_keeps_colab_torch_as_a_constraint(repo, monkeypatch, tmp_path, 
     constraints = Path(first[first.index("-c") + 1]).read_text(encoding="utf-8")
     assert "torch==2.9.0+cu126" in constraints and "torchvision==0.24.0+cu126" in constraints
     assert not any(arg.split("=")[0].split("<")[0] in colab.KEEP_PREINSTALLED for cmd in run.pip_calls for arg in cmd)
-    assert len(run.pip_calls) == 3 and summary["redemarrer"] == []
+    assert len(run.pip_calls) == 3 and summary["restart"] == []
     out = capsys.readouterr().out
     assert "Tesla T4" in out and "Aucun redémarrage nécessaire" in out
     assert summary["drive"] == tmp_path / "drive" / "MyDrive" / "cours-medanalyzer" / "outputs"
@@ -73,7 +73,7 @@ def test_second_run_in_the_same_session_installs_nothing(repo):
     run = FakeRunner()
     colab.install(repo, run)
     again = colab.install(repo, run)
-    assert again["deja_installe"] and len(run.pip_calls) == 3
+    assert again["already_installed"] and len(run.pip_calls) == 3
 
 
 def test_pip_failure_is_a_french_error_naming_the_cause(repo):
@@ -157,8 +157,8 @@ def _run_summary(tmp_path, profile, prefix, seconds):
                 "notebooks": [
                     {
                         "notebook": f"{prefix}_x.ipynb",
-                        "statut": "ok",
-                        "secondes": seconds,
+                        "status": "ok",
+                        "seconds": seconds,
                         "date": "2026-11-26T10:00:00",
                     }
                 ]
@@ -171,7 +171,7 @@ def test_fresh_gpu_runtime_never_retrains_mistral_silently(outputs):
     from helpers.profiles import get_profile
 
     calls = []
-    runner = lambda nb, out: calls.append(nb.name) or {"statut": "ok", "secondes": 1}  # noqa: E731
+    runner = lambda nb, out: calls.append(nb.name) or {"status": "ok", "seconds": 1}  # noqa: E731
     with pytest.raises(course.MissingOutputsError, match="(?s)Mistral-7B.*Google Drive.*notebook 04.*allow_long"):
         course.ensure_outputs(get_profile("gpu"), ["02", "04", "05"], runner=runner)
     assert calls == []  # rien n'a été lancé, pas même le 02
@@ -186,7 +186,7 @@ def test_fresh_runtime_announces_expected_durations(outputs, capsys):
     assert "inconnue" in course.expected_duration("cpu", "02")
     _run_summary(outputs, "cpu", "02", 300)
     assert course.expected_duration("cpu", "02") == "≈ 5 min (dernière exécution ici, le 2026-11-26T10:00:00)"
-    course.ensure_outputs(get_profile("cpu"), ["02"], runner=lambda nb, out: {"statut": "ok", "secondes": 1})
+    course.ensure_outputs(get_profile("cpu"), ["02"], runner=lambda nb, out: {"status": "ok", "seconds": 1})
     assert "02 : ≈ 5 min" in capsys.readouterr().out
 
 
@@ -207,7 +207,7 @@ def test_executing_a_notebook_can_show_a_progress_bar(tmp_path, capsys):
     path = tmp_path / "00_barre.ipynb"
     nbformat.write(nb, path)
     res = course.execute_notebook(path, tmp_path / "out.ipynb", timeout=120, progress=True)
-    assert res["statut"] == "ok"
+    assert res["status"] == "ok"
     assert "2/2" in capsys.readouterr().err  # tqdm écrit sur la sortie d'erreur
 
 
@@ -233,8 +233,8 @@ def test_gpu_check_runs_lanes_skips_dependents_and_checks_exit_codes(tmp_path):
         gpu_check.Step("c", "dépend de b", "x", py("print('jamais')"), needs="b"),
         gpu_check.Step("d", "code 3 attendu", "y", py("raise SystemExit(3)"), expect_rc=3),
     ]
-    results = {r["etape"]: r for r in gpu_check.run_all(steps, tmp_path, gpu_check.base_env())}
-    assert [results[k]["statut"] for k in "abcd"] == ["PASS", "FAIL", "SKIP", "PASS"]
+    results = {r["step_key"]: r for r in gpu_check.run_all(steps, tmp_path, gpu_check.base_env())}
+    assert [results[k]["status"] for k in "abcd"] == ["PASS", "FAIL", "SKIP", "PASS"]
     assert (tmp_path / "logs" / "a.log").read_text().strip() == "ok"
     table = gpu_check.rst_table(list(results.values()))
     assert table.startswith(".. list-table::") and "``d``" in table
@@ -253,8 +253,8 @@ def test_gpu_check_reads_errors_and_known_warnings_in_executed_notebooks(tmp_pat
     path = tmp_path / "nb.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
     found = gpu_check.scan_notebook(path)
-    assert found["avertissements"] == {"max_new_tokens et max_length": 3}
-    assert found["erreur"]["nom"] == "AssertionError" and found["erreur"]["cellule"] == 0
+    assert found["warnings"] == {"max_new_tokens et max_length": 3}
+    assert found["error"]["name"] == "AssertionError" and found["error"]["cell"] == 0
 
 
 def test_gpu_check_failure_detail_keeps_the_cause():

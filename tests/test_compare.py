@@ -38,7 +38,7 @@ def test_train_embedder_follows_the_profile_recipe(tmp_path):
     pairs = training_pairs(compare.curve_subset(retrieval["train"], 16, profile.seed), retrieval["corpus"])
     base = load_sentence_transformer(profile.embedding.model_id, profile.embedding.offline_model)
     out = compare.train_embedder(profile, pairs, tmp_path / "run")
-    assert out["pas"] == 2 and out["secondes"] > 0 and out["pic_rss_mo"] > 0
+    assert out["steps"] == 2 and out["seconds"] > 0 and out["peak_rss_mb"] > 0
     trained = dict(out["model"].named_parameters())
     changed = [n for n, p in base.named_parameters() if not torch.equal(p, trained[n])]
     assert changed and not any("word_embeddings" in n for n in changed)
@@ -56,12 +56,12 @@ def test_accuracy_at_1_counts_first_ranks():
 
 def test_learning_curve_plot_has_one_line_per_split_and_dim():
     curve = pd.DataFrame(
-        {"paires": [0, 100, 0, 100], "split": ["a", "a", "b", "b"], "dim": [64] * 4, "ndcg_at_10": [0.4, 0.6, 0.3, 0.5]}
+        {"pairs": [0, 100, 0, 100], "split": ["a", "a", "b", "b"], "dim": [64] * 4, "ndcg_at_10": [0.4, 0.6, 0.3, 0.5]}
     )
     fig = compare.plot_learning_curve(curve)
     assert len(fig.axes[0].lines) == 2
-    with pytest.raises(ValueError, match="paires"):
-        compare.plot_learning_curve(curve.drop(columns="paires"))
+    with pytest.raises(ValueError, match="pairs"):
+        compare.plot_learning_curve(curve.drop(columns="pairs"))
 
 
 # --------------------------------------------------------------------------- latence
@@ -69,7 +69,7 @@ def test_time_per_call_skips_warmup_and_orders_percentiles():
     calls = []
     stats = compare.time_per_call(calls.append, range(6), warmup=2)
     assert calls == list(range(6)) and stats["appels"] == 4
-    assert 0 <= stats["latence_mediane_ms"] <= stats["latence_p90_ms"]
+    assert 0 <= stats["median_latency_ms"] <= stats["p90_latency_ms"]
     with pytest.raises(ValueError, match="plus de 1"):
         compare.time_per_call(calls.append, [1], warmup=1)
 
@@ -135,9 +135,9 @@ def test_forgetting_table_needs_every_loss_and_gives_wilson_intervals():
         hits, {"base fp32": 3.0, "C": [{"perte": 4.0, "jetons": 1}, {"perte": 5.0, "jetons": 3}]}
     )
     assert table.loc["base fp32", "questions_fr"] == 1.0 and table.loc["C", "questions_en"] == 0.0
-    assert table.loc["C", "perte_francais_courant"] == pytest.approx(4.75)  # pondérée par jetons
-    assert 0 < table.loc["C", "questions_en_haut"] < 1 and table.loc["C", "questions_en_bas"] == 0
-    assert table.loc["base fp32", "questions_fr_bas"] < 1  # 1 sur 1 : l'intervalle reste large
+    assert table.loc["C", "fluent_french_loss"] == pytest.approx(4.75)  # pondérée par jetons
+    assert 0 < table.loc["C", "questions_en_high"] < 1 and table.loc["C", "questions_en_low"] == 0
+    assert table.loc["base fp32", "questions_fr_low"] < 1  # 1 sur 1 : l'intervalle reste large
     with pytest.raises(ValueError, match="manquante pour : C"):
         compare.forgetting_table(hits, {"base fp32": 3.0})
 
@@ -155,12 +155,12 @@ def forgetting_case():
 
 def test_forgetting_deltas_are_paired_with_intervals():
     hits, losses = forgetting_case()
-    deltas = compare.forgetting_deltas(hits, losses, [("tuned", "base")]).set_index("mesure")
+    deltas = compare.forgetting_deltas(hits, losses, [("tuned", "base")]).set_index("measure")
     en = deltas.loc["questions_en"]
-    assert en["depart_valeur"] == 0.8 and en["bras_valeur"] == 0.3 and en["ecart"] == pytest.approx(-0.5)
-    assert en["bas"] < en["ecart"] < en["haut"] and en["n"] == 10  # 10 questions : intervalle large
-    loss = deltas.loc["perte_francais_courant"]
-    assert loss["ecart"] == pytest.approx(1.055) and 1.0 < loss["bas"] < 1.055 < loss["haut"] < 1.11
+    assert en["baseline_value"] == 0.8 and en["arm_value"] == 0.3 and en["gap"] == pytest.approx(-0.5)
+    assert en["low"] < en["gap"] < en["high"] and en["n"] == 10  # 10 questions : intervalle large
+    loss = deltas.loc["fluent_french_loss"]
+    assert loss["gap"] == pytest.approx(1.055) and 1.0 < loss["low"] < 1.055 < loss["high"] < 1.11
     with pytest.raises(ValueError, match="pas de mesure pour « C »"):
         compare.forgetting_deltas(hits, losses, [("C", "base")])
     with pytest.raises(ValueError, match="texte par texte"):
@@ -168,63 +168,61 @@ def test_forgetting_deltas_are_paired_with_intervals():
 
 
 def test_status_interval_and_constant_baseline():
-    assert compare.status_accuracy_interval(9, 10)["exactitude_statuts"] == 0.9
-    low, high = (
-        compare.status_accuracy_interval(9, 10)[k] for k in ("exactitude_statuts_bas", "exactitude_statuts_haut")
-    )
+    assert compare.status_accuracy_interval(9, 10)["status_accuracy"] == 0.9
+    low, high = (compare.status_accuracy_interval(9, 10)[k] for k in ("status_accuracy_low", "status_accuracy_high"))
     assert 0.55 < low < 0.9 < high < 1
     scored = pd.DataFrame(
         {
             "row": [0, 1, 2, 3, 0, 1, 2, 3],
             "code": ["X"] * 8,
             "model": ["m"] * 4 + ["n"] * 4,
-            "attendu": ["normal", "normal", "normal", "bas"] * 2,
+            "expected": ["normal", "normal", "normal", "bas"] * 2,
         }
     )
     constant = compare.constant_baseline(scored)
-    assert constant["statut"] == "normal" and constant["exactitude"] == 0.75 and constant["n"] == 4
+    assert constant["status"] == "normal" and constant["accuracy"] == 0.75 and constant["n"] == 4
 
 
 # --------------------------------------------------------------------------- tableau
 def rows():
-    common = {"parametres_total": 100.0, "pic_rss_mo": 4000, "provenance": "test"}
+    common = {"total_params": 100.0, "peak_rss_mb": 4000, "provenance": "test"}
     return [
         {
-            "bras": "A",
-            "approche": "embeddings",
-            "parametres_entraines": 20,
-            "exemples_vus": 1000,
-            "secondes_entrainement": 200,
-            "taille_artefact_mo": 470,
-            "latence_ms": 20,
+            "arm": "A",
+            "approach": "embeddings",
+            "trainable_params": 20,
+            "examples_seen": 1000,
+            "train_seconds": 200,
+            "artifact_mb": 470,
+            "latency_ms": 20,
             "ndcg_at_10": 0.85,
             "accuracy_at_1": 0.75,
-            "ndcg_naturel": 0.62,
-            "ndcg_naturel_base": 0.68,
+            "ndcg_natural": 0.62,
+            "ndcg_natural_base": 0.68,
             **common,
         },
         {
-            "bras": "B",
-            "approche": "QLoRA",
-            "parametres_entraines": 5,
-            "exemples_vus": 320,
-            "secondes_entrainement": 360,
-            "taille_artefact_mo": 13.4,
-            "latence_ms": 400,
-            "exactitude_statuts": 0.5,
-            "perte_validation": 0.14,
+            "arm": "B",
+            "approach": "QLoRA",
+            "trainable_params": 5,
+            "examples_seen": 320,
+            "train_seconds": 360,
+            "artifact_mb": 13.4,
+            "latency_ms": 400,
+            "status_accuracy": 0.5,
+            "eval_loss": 0.14,
             **common,
         },
         {
-            "bras": "C",
-            "approche": "complet",
-            "parametres_entraines": 120,
-            "exemples_vus": 120,
-            "secondes_entrainement": 120,
-            "taille_artefact_mo": 540,
-            "latence_ms": 300,
-            "exactitude_statuts": 0.34,
-            "perte_validation": 0.139,
+            "arm": "C",
+            "approach": "complet",
+            "trainable_params": 120,
+            "examples_seen": 120,
+            "train_seconds": 120,
+            "artifact_mb": 540,
+            "latency_ms": 300,
+            "status_accuracy": 0.34,
+            "eval_loss": 0.139,
             **common,
         },
     ]
@@ -233,11 +231,11 @@ def rows():
 def test_comparison_table_fills_and_checks():
     table = compare.comparison_table(rows())
     assert list(table.columns) == list(compare.COMPARISON_COLUMNS)
-    assert math.isnan(table.loc[0, "exactitude_statuts"]) and math.isnan(table.loc[1, "ndcg_at_10"])
+    assert math.isnan(table.loc[0, "status_accuracy"]) and math.isnan(table.loc[1, "ndcg_at_10"])
     with pytest.raises(ValueError, match="colonne\\(s\\) inconnue\\(s\\) \\['vitesse'\\]"):
         compare.comparison_table([{**rows()[0], "vitesse": 1}])
-    with pytest.raises(ValueError, match="« latence_ms » doit être un nombre"):
-        compare.comparison_table([{**rows()[0], "latence_ms": "rapide"}])
+    with pytest.raises(ValueError, match="« latency_ms » doit être un nombre"):
+        compare.comparison_table([{**rows()[0], "latency_ms": "rapide"}])
     with pytest.raises(ValueError, match="« provenance » est obligatoire"):
         compare.comparison_table([{**rows()[0], "provenance": ""}])
     with pytest.raises(ValueError, match="vide"):
@@ -248,7 +246,7 @@ def test_save_comparison_writes_the_csv(outputs):
     path = compare.save_comparison(compare.comparison_table(rows()), "smoke")
     assert path == outputs / "smoke" / "comparison" / "comparison.csv"
     back = pd.read_csv(path)
-    assert list(back.columns) == list(compare.COMPARISON_COLUMNS) and list(back["bras"]) == ["A", "B", "C"]
+    assert list(back.columns) == list(compare.COMPARISON_COLUMNS) and list(back["arm"]) == ["A", "B", "C"]
     with pytest.raises(ValueError, match="comparison_table"):
         compare.save_comparison(back.drop(columns="provenance"), "smoke")
 
@@ -262,7 +260,7 @@ def test_decision_guide_is_computed_from_the_table():
     table = compare.comparison_table(rows())
     hits, losses = forgetting_case()
     deltas = compare.forgetting_deltas(hits, losses, [("tuned", "base")])
-    constant = {"statut": "normal", "exactitude": 0.45, "bas": 0.4, "haut": 0.5, "n": 262}
+    constant = {"status": "normal", "accuracy": 0.45, "low": 0.4, "high": 0.5, "n": 262}
     text = "\n".join(compare.decision_guide(table, deltas, constant))
     assert "A 20, B 5, C 120 (C entraîne 6,0 × plus de poids que A)" in text
     assert "A 0,20 s, B 1,12 s, C 1,00 s" in text  # secondes / exemples vus
@@ -272,19 +270,19 @@ def test_decision_guide_is_computed_from_the_table():
     assert "A ne dépasse pas le modèle de base : NDCG@10 0,680 → 0,620" in text
     assert "exemples égaux" not in text
     better_natural = table.copy()
-    better_natural.loc[0, "ndcg_naturel"] = 0.7
+    better_natural.loc[0, "ndcg_natural"] = 0.7
     assert "A dépasse le modèle de base" in "\n".join(compare.decision_guide(better_natural))
-    without = table.drop(columns=["ndcg_naturel", "ndcg_naturel_base"])
+    without = table.drop(columns=["ndcg_natural", "ndcg_natural_base"])
     assert "naturelles" not in "\n".join(compare.decision_guide(without))
     changed = table.copy()
-    changed.loc[2, "exactitude_statuts"] = 0.9
+    changed.loc[2, "status_accuracy"] = 0.9
     assert "meilleur : C" in "\n".join(compare.decision_guide(changed))
     with pytest.raises(ValueError, match="Bras « C » absent"):
-        compare.decision_guide(table[table["bras"] != "C"])
+        compare.decision_guide(table[table["arm"] != "C"])
 
 
 def test_decision_guide_compares_b_prime_and_c_with_their_intervals():
-    b_prime = {**rows()[1], "bras": "B'", "exemples_vus": 120, **compare.status_accuracy_interval(80, 100)}
+    b_prime = {**rows()[1], "arm": "B'", "examples_seen": 120, **compare.status_accuracy_interval(80, 100)}
     c = {**rows()[2], **compare.status_accuracy_interval(30, 100)}
     table = compare.comparison_table([rows()[0], rows()[1], b_prime, c])
     text = "\n".join(compare.decision_guide(table))
@@ -293,7 +291,7 @@ def test_decision_guide_compares_b_prime_and_c_with_their_intervals():
         [rows()[0], rows()[1], {**b_prime, **compare.status_accuracy_interval(32, 100)}, c]
     )
     assert "pas d'écart démontré" in "\n".join(compare.decision_guide(close))
-    constant = {"statut": "normal", "exactitude": 0.85, "bas": 0.8, "haut": 0.9, "n": 100}
+    constant = {"status": "normal", "accuracy": 0.85, "low": 0.8, "high": 0.9, "n": 100}
     assert "aucun des deux ne dépasse la réponse constante (85,0\u00a0%)" in "\n".join(
         compare.decision_guide(table, constant=constant)
     )
@@ -307,17 +305,17 @@ def fake_runner(calls, fail=None):
         if prefix == fail:
             return {
                 "notebook": nb.name,
-                "statut": "échec",
-                "erreur": "boom",
-                "copie_executee": str(out_path),
-                "secondes": 1,
+                "status": "échec",
+                "error": "boom",
+                "executed_copy": str(out_path),
+                "seconds": 1,
             }
         from helpers.course import produced_outputs
 
         for path in produced_outputs("smoke")[prefix]:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text("{}")
-        return {"notebook": nb.name, "statut": "ok", "erreur": "", "copie_executee": str(out_path), "secondes": 1}
+        return {"notebook": nb.name, "status": "ok", "error": "", "executed_copy": str(out_path), "seconds": 1}
 
     return run
 
@@ -369,7 +367,7 @@ def test_ensure_outputs_failure_names_the_executed_copy(outputs):
 def test_gain_share_measures_the_claim():
     curve = pd.DataFrame(
         {
-            "paires": [0, 100, 300, 1000] * 2,
+            "pairs": [0, 100, 300, 1000] * 2,
             "split": ["q"] * 4 + ["a"] * 4,
             "dim": [64] * 8,
             "ndcg_at_10": [0.4, 0.6, 0.8, 0.9, 0.5, 0.5, 0.5, 0.5],
@@ -379,7 +377,7 @@ def test_gain_share_measures_the_claim():
     assert share.loc[("q", 64), 100] == pytest.approx(40.0) and share.loc[("q", 64), 1000] == pytest.approx(100.0)
     assert share.loc[("a", 64)].isna().all()  # aucun gain : pas de part à calculer
     with pytest.raises(ValueError, match="modèle de base"):
-        compare.gain_share(curve[curve["paires"] > 0])
+        compare.gain_share(curve[curve["pairs"] > 0])
 
 
 def test_parameter_count_sees_through_4bit_packing():
@@ -441,7 +439,7 @@ def test_ensure_outputs_really_executes_a_missing_notebook(tmp_path, monkeypatch
     monkeypatch.setattr(course, "NOTEBOOKS_DIR", notebooks)
     monkeypatch.setenv("COURSE_OUTPUTS_DIR", str(tmp_path / "out"))
     results = ensure_outputs(get_profile("smoke"), ["02"])
-    assert [r["statut"] for r in results] == ["ok"]
+    assert [r["status"] for r in results] == ["ok"]
     assert all(p.exists() for p in produced_outputs("smoke")["02"])
     assert (tmp_path / "out" / "smoke" / "notebooks" / "02_doublure.ipynb").exists()
     assert ensure_outputs(get_profile("smoke"), ["02"]) == []
@@ -451,8 +449,9 @@ def test_display_table_formats_for_reading_only():
     table = compare.comparison_table(rows())
     shown = compare.display_table(table)
     assert list(shown.columns) == ["A", "B", "C"]
-    assert shown.loc["parametres_entraines", "C"] == "120" and shown.loc["exemples_vus", "A"] == "1\u202f000"
-    assert shown.loc["ndcg_at_10", "A"] == "0,85" and shown.loc["ndcg_at_10", "B"] == "—"
+    assert shown.loc["paramètres entraînés", "C"] == "120" and shown.loc["exemples vus", "A"] == "1\u202f000"
+    assert shown.loc["NDCG@10", "A"] == "0,85" and shown.loc["NDCG@10", "B"] == "—"
+    assert shown.columns.name == "bras" and "latence (ms)" in shown.index  # étiquettes françaises
     assert table.loc[0, "ndcg_at_10"] == 0.85  # le tableau d'origine garde ses nombres
 
 

@@ -18,8 +18,8 @@ def _notebook(tmp_path, source):
 def test_execute_notebook_ok(tmp_path):
     path = _notebook(tmp_path, "data = bytearray(50_000_000)\nprint('bonjour')")
     res = course.execute_notebook(path, tmp_path / "out.ipynb", timeout=120)
-    assert res["statut"] == "ok" and res["erreur"] == ""
-    assert res["pic_rss_noyau_mo"] >= 50  # le tableau de 50 Mo est bien compté
+    assert res["status"] == "ok" and res["error"] == ""
+    assert res["kernel_peak_rss_mb"] >= 50  # le tableau de 50 Mo est bien compté
     out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     assert "bonjour" in out.cells[0].outputs[0]["text"]
 
@@ -27,7 +27,7 @@ def test_execute_notebook_ok(tmp_path):
 def test_execute_notebook_reports_failure(tmp_path):
     path = _notebook(tmp_path, "raise ValueError('valeur inattendue')")
     res = course.execute_notebook(path, tmp_path / "out.ipynb", timeout=120)
-    assert res["statut"] == "échec" and "ValueError" in res["erreur"]
+    assert res["status"] == "échec" and "ValueError" in res["error"]
     assert (tmp_path / "out.ipynb").exists()  # la copie garde la trace de l'erreur
 
 
@@ -52,12 +52,12 @@ def test_run_summary_merges_partial_runs(outputs):
     profile = get_profile("smoke")
 
     def run(name, seconds):
-        return {"notebook": name, "statut": "ok", "secondes": seconds, "pic_rss_noyau_mo": 100}
+        return {"notebook": name, "status": "ok", "seconds": seconds, "kernel_peak_rss_mb": 100}
 
     write_run_summary(profile, [run("01_a.ipynb", 1), run("02_b.ipynb", 2)], now="2026-01-01T00:00:00")
     path = write_run_summary(profile, [run("02_b.ipynb", 5)], now="2026-01-02T00:00:00")
     summary = json.loads(path.read_text(encoding="utf-8"))
-    assert [(r["notebook"], r["secondes"], r["date"]) for r in summary["notebooks"]] == [
+    assert [(r["notebook"], r["seconds"], r["date"]) for r in summary["notebooks"]] == [
         ("01_a.ipynb", 1, "2026-01-01T00:00:00"),
         ("02_b.ipynb", 5, "2026-01-02T00:00:00"),
     ]

@@ -81,7 +81,7 @@ def test_prepare_notebooks_prefers_a_matching_executed_copy(tmp_path, monkeypatc
     _notebook(tmp_path / "outputs" / "cpu" / "notebooks" / "01_a.ipynb", "print(1)", output="1\n")
     _notebook(tmp_path / "outputs" / "cpu" / "notebooks" / "02_b.ipynb", "print('ancien')", output="ancien\n")
     records = docs.prepare_notebooks(tmp_path / "rendu")
-    assert [(r["notebook"], r["profil"]) for r in records] == [("01_a", "cpu"), ("02_b", None)]
+    assert [(r["notebook"], r["profile"]) for r in records] == [("01_a", "cpu"), ("02_b", None)]
     rendered = nbformat.read(tmp_path / "rendu" / "01_a.ipynb", as_version=4)
     assert "Version exécutée" in rendered.cells[1].source and rendered.cells[2].outputs[0]["text"] == "1\n"
     stale = nbformat.read(tmp_path / "rendu" / "02_b.ipynb", as_version=4)
@@ -92,10 +92,10 @@ def test_rst_table_rounds_and_rejects_empty():
     text = docs.rst_table(
         pd.DataFrame(
             {
-                "bras": ["A", "B"],
+                "arm": ["A", "B"],
                 "ndcg": [0.123456, 0.5],
                 "vide": [float("nan")] * 2,
-                "parametres": [21639552.0, float("nan")],
+                "params": [21639552.0, float("nan")],
             }
         ),
         "T",
@@ -121,6 +121,8 @@ def test_results_page_reads_outputs_with_profile_and_date(tmp_path, monkeypatch)
     fig.savefig(llm / "pertes_entrainement.png")
     text = docs.write_results_page(tmp_path / "gen" / "resultats.rst").read_text(encoding="utf-8")
     assert "Résultats du profil **cpu**" in text and "     - 0.500" in text
+    assert "   * - modèle" in text and "     - exactitude" in text and "   * - fine-tuné" in text  # étiquettes
+    assert "n_values" not in text  # les clés du fichier ne s'affichent pas
     assert re.search(r"outputs/cpu/llm/status_accuracy.csv``, écrit le \d{4}-\d\d-\d\d", text)
     assert ".. figure:: /_generated/figures/llm_pertes_entrainement.png" in text
     assert (tmp_path / "gen" / "figures" / "llm_pertes_entrainement.png").exists()

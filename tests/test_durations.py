@@ -7,7 +7,9 @@ from helpers import durations
 
 
 def results(*items):
-    return [{"notebook": f"{nb}_x.ipynb", "statut": st, "secondes": s, "pic_rss_noyau_mo": 1000} for nb, st, s in items]
+    return [
+        {"notebook": f"{nb}_x.ipynb", "status": st, "seconds": s, "kernel_peak_rss_mb": 1000} for nb, st, s in items
+    ]
 
 
 def test_record_replaces_only_the_notebooks_run_on_that_profile(tmp_path):
@@ -21,13 +23,13 @@ def test_record_replaces_only_the_notebooks_run_on_that_profile(tmp_path):
     table = durations.record_durations(
         "cpu", results(("02", "ok", 250.0), ("03", "échec", 5.0)), threads=2, commit="ccc", date="2026-11-27", path=path
     )
-    assert list(zip(table["profil"], table["notebook"], table["secondes"])) == [
+    assert list(zip(table["profile"], table["notebook"], table["seconds"])) == [
         ("cpu", "01", 11.6),
         ("cpu", "02", 250.0),
         ("smoke", "02", 20.0),
     ]  # l'échec n'est pas une durée
     assert durations.load_durations(path).equals(table)
-    pd.DataFrame({"profil": ["cpu"]}).to_csv(path, index=False)
+    pd.DataFrame({"profile": ["cpu"]}).to_csv(path, index=False)
     with pytest.raises(ValueError, match="colonnes manquantes"):
         durations.load_durations(path)
 

@@ -14,17 +14,17 @@ def _rows(name, natural_gaps, templated_gap=0.1, seconds=100.0):
         for dim, gap in zip((384, 64), gaps):
             rows.append(
                 {
-                    "variante": name,
+                    "variant": name,
                     "description": f"variante {name}",
                     "split": split,
                     "dim": dim,
                     "ndcg_base": 0.5,
-                    "ndcg_fine_tune": 0.5 + gap,
-                    "ecart": gap,
-                    "paires": 100,
-                    "pas": 10,
-                    "secondes_entrainement": seconds,
-                    "pic_rss_mo": 1,
+                    "ndcg_finetuned": 0.5 + gap,
+                    "gap": gap,
+                    "pairs": 100,
+                    "steps": 10,
+                    "train_seconds": seconds,
+                    "peak_rss_mb": 1,
                     "threads": 2,
                     "commit": "x",
                     "date": "2026-11-26",
@@ -40,7 +40,7 @@ def test_save_rows_replaces_a_variant(tmp_path):
     table = study.save_rows(_rows("a", [0.3, 0.3]), path)
     assert list(pd.read_csv(path).columns) == study.STUDY_COLUMNS
     assert len(table) == 8
-    assert table.query("variante == 'a' and split == 'naturel_validation'")["ecart"].tolist() == [0.3, 0.3]
+    assert table.query("variant == 'a' and split == 'naturel_validation'")["gap"].tolist() == [0.3, 0.3]
 
 
 def test_best_variant_never_below_base_on_natural_questions():
@@ -59,9 +59,9 @@ def test_best_variant_never_below_base_on_natural_questions():
     assert study.best_variant(worse) == "b"
     with pytest.raises(ValueError, match="Aucune variante"):
         study.best_variant(table, budget_s=1)
-    summary = study.summary(table).set_index("variante")
-    assert summary.loc["sur", "ecart_min_naturel"] == 0.0
-    assert summary.loc["sur", "gain_moyen_gabarits"] == pytest.approx(0.1)
+    summary = study.summary(table).set_index("variant")
+    assert summary.loc["sur", "min_natural_gap"] == 0.0
+    assert summary.loc["sur", "mean_templated_gain"] == pytest.approx(0.1)
 
 
 def test_main_lists_and_refuses_unknown_variants(capsys):
@@ -81,7 +81,7 @@ def test_cpu_profile_applies_the_chosen_variant():
     chosen = study.VARIANTS[study.CHOSEN_VARIANT]["embedding"]
     assert {k: getattr(cfg, k) for k in chosen} == chosen
     table = pd.read_csv(study.study_path())
-    assert set(table["variante"]) <= set(study.VARIANTS)
+    assert set(table["variant"]) <= set(study.VARIANTS)
     assert study.best_variant(table) == study.CHOSEN_VARIANT
 
 

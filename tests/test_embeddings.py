@@ -246,9 +246,9 @@ def _fake_per_query(n=120, shift=0.1, seed=0):
 def test_results_table_and_retention():
     scores = _fake_scores()
     table = embeddings.results_table(scores, "test_questions")
-    assert list(table.columns[:4]) == ["Dimension", "Score initial", "Score final", "Gain"]
-    assert list(table["Dimension"]) == [384, 128, 64]
-    assert np.allclose(table["Gain"], table["Score final"] - table["Score initial"], atol=1e-4)
+    assert list(table.columns[:4]) == ["dim", "base_score", "final_score", "gain"]
+    assert list(table["dim"]) == [384, 128, 64]
+    assert np.allclose(table["gain"], table["final_score"] - table["base_score"], atol=1e-4)
     with pytest.raises(ValueError, match="Aucun score"):
         embeddings.results_table(scores, "inconnu")
     kept = embeddings.retention(scores)
@@ -259,7 +259,7 @@ def test_save_and_load_results(outputs):
     with pytest.raises(MissingResultsError, match="notebook 02"):
         embeddings.load_results("cpu")
     scores, per_query = _fake_scores(), _fake_per_query()
-    path = embeddings.save_results(scores, per_query, "cpu", extra={"pas": 3})
+    path = embeddings.save_results(scores, per_query, "cpu", extra={"steps": 3})
     assert path == outputs / "cpu" / "embeddings" / "ndcg.csv"
     assert path.read_text().splitlines()[0] == "split,model,dim,ndcg_at_10,mrr_at_10,recall_at_10"
     loaded, pq = embeddings.load_results("cpu")
@@ -278,10 +278,10 @@ def test_save_and_load_results(outputs):
 def test_bootstrap_detects_real_gain_and_no_gain():
     gains = embeddings.bootstrap_gains(_fake_per_query(shift=0.1), n_resamples=500)
     assert len(gains) == 4
-    assert ((gains.ic_bas < 0.1) & (0.1 < gains.ic_haut)).all()
-    assert gains.significatif.all()
+    assert ((gains.ci_low < 0.1) & (0.1 < gains.ci_high)).all()
+    assert gains.significant.all()
     null = embeddings.bootstrap_gains(_fake_per_query(shift=0.0), n_resamples=500)
-    assert (null.ic_bas < 0.005).all() and (null.ic_haut > -0.005).all()
+    assert (null.ci_low < 0.005).all() and (null.ci_high > -0.005).all()
     pq = _fake_per_query()
     with pytest.raises(ValueError, match="il manque"):
         embeddings.bootstrap_gains(pq[pq.model == "base"], n_resamples=100)
@@ -290,7 +290,7 @@ def test_bootstrap_detects_real_gain_and_no_gain():
 def test_bootstrap_compares_any_two_models():
     pq = _fake_per_query(shift=0.1).replace({"model": {"base": "sans prompts", "finetuned": "avec prompts"}})
     gains = embeddings.bootstrap_gains(pq, new="avec prompts", old="sans prompts", n_resamples=300)
-    assert gains.significatif.all() and (gains.gain > 0.05).all()
+    assert gains.significant.all() and (gains.gain > 0.05).all()
     reverse = embeddings.bootstrap_gains(pq, new="sans prompts", old="avec prompts", n_resamples=300)
     assert np.allclose(reverse.gain, -gains.gain)
     with pytest.raises(ValueError, match="« base »"):
@@ -310,10 +310,10 @@ def test_dimension_gap_reads_retention_above_100():
             ]
     pq = pd.DataFrame(rows)
     tuned = embeddings.dimension_gap(pq, 64, n_resamples=300).iloc[0]
-    assert tuned.dim_pleine == 384 and tuned.retention_pct > 100 and tuned.significatif
-    assert tuned.ic_bas < 0.1 < tuned.ic_haut
+    assert tuned.full_dim == 384 and tuned.retention_pct > 100 and tuned.significant
+    assert tuned.ci_low < 0.1 < tuned.ci_high
     base = embeddings.dimension_gap(pq, 64, model="base", n_resamples=300).iloc[0]
-    assert base.ecart == 0 and not base.significatif
+    assert base.gap == 0 and not base.significant
     with pytest.raises(DimensionError, match="32"):
         embeddings.dimension_gap(pq, 32)
     with pytest.raises(ValueError, match="inconnu"):
@@ -384,9 +384,9 @@ def test_truncate_normalize_and_replicate():
 def test_index_sizes_are_measured_close_to_theory():
     x = costs.truncate_normalize(np.random.default_rng(1).normal(size=(200, 64)), 64)
     lat = costs.search_latency(x, x[:5], (64, 32), min_vectors=20_000, n_queries=5)
-    assert set(lat.precision) == set(costs.PRECISIONS) and (lat.vecteurs >= 20_000).all()
-    assert np.allclose(lat.octets_par_vecteur, lat.octets_theoriques, rtol=0.01)
-    assert (lat.latence_ms > 0).all()
+    assert set(lat.precision) == set(costs.PRECISIONS) and (lat.vectors >= 20_000).all()
+    assert np.allclose(lat.bytes_per_vector, lat.theoretical_bytes, rtol=0.01)
+    assert (lat.latency_ms > 0).all()
     sizes = costs.index_sizes(lat)
     assert sizes.loc[64, "float32 (Mo)"] == pytest.approx(256, rel=0.01)
     assert sizes.loc[32, "binaire (Mo)"] == pytest.approx(4, rel=0.01)
@@ -413,9 +413,9 @@ def test_rescoring_at_scale_counts_distractors_as_misses(e5, evaluated):
     f32 = none[none.precision == "float32"].merge(scores[scores.dim == 384], on="split")
     assert np.allclose(f32.ndcg_at_10_x, f32.ndcg_at_10_y, atol=1e-6)
     big = costs.rescoring_at_scale(ev, corpus_emb, query_embs, 384, min_vectors=5_000, multipliers=(1, 40))
-    assert (big.vecteurs == 5_000).all() and set(big.candidats) == {10, 400}
-    assert np.allclose(big.part_index_pct, 100 * big.candidats / 5_000)
-    both = big.merge(none, on=["split", "precision", "candidats"], suffixes=("_gros", "_seul"))
+    assert (big.vectors == 5_000).all() and set(big.candidates) == {10, 400}
+    assert np.allclose(big.index_share_pct, 100 * big.candidates / 5_000)
+    both = big.merge(none, on=["split", "precision", "candidates"], suffixes=("_gros", "_seul"))
     assert (both.ndcg_at_10_gros <= both.ndcg_at_10_seul + 1e-9).all()  # un distracteur ne fait que gêner
     with pytest.raises(ValueError, match="non évalué"):
         costs.rescoring_at_scale(ev, corpus_emb, query_embs, 64, min_vectors=0)
@@ -448,15 +448,15 @@ def test_recommendations_follow_the_rules():
     )
     latency = pd.DataFrame(
         [
-            {"dim": d, "precision": p, "octets_par_vecteur": costs.THEORETICAL_BYTES[p](d), "latence_ms": 1.0}
+            {"dim": d, "precision": p, "bytes_per_vector": costs.THEORETICAL_BYTES[p](d), "latency_ms": 1.0}
             for d in (384, 64, 32)
             for p in costs.PRECISIONS
         ]
     )
     advice = costs.recommendations(quant, latency)
-    picks = list(zip(advice["dimension"], advice["précision"]))
+    picks = list(zip(advice["dimension"], advice["precision"]))
     assert picks == [(384, "float32"), (64, "int8"), (32, "int8")]
-    assert advice.loc[1, "Mo_par_million"] == 64.0
+    assert advice.loc[1, "mb_per_million"] == 64.0
     with pytest.raises(ValueError, match="validation"):
         costs.recommendations(quant[quant.split != "validation"], latency)
 

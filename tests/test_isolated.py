@@ -18,27 +18,25 @@ def test_matched_steps_cover_the_examples():
 def test_memory_table_subtracts_the_start():
     runs = {
         "B": {
-            "pas": 5,
-            "rss_bibliotheques_mo": 300.4,
-            "rss_modele_charge_mo": 1350.0,
-            "pic_rss_premier_pas_mo": 2300,
-            "pic_rss_mo": 2800,
+            "steps": 5,
+            "libraries_rss_mb": 300.4,
+            "loaded_model_rss_mb": 1350.0,
+            "first_step_peak_rss_mb": 2300,
+            "peak_rss_mb": 2800,
         },
         "C": {
-            "methode": "noyau, pic remis à zéro (vérifié)",
-            "pas": 20,
-            "rss_depart_mo": 1310.0,
-            "rss_modele_charge_mo": None,
-            "pic_rss_mo": 4000,
-            "pic_gpu_reserve_mo": 1200,
+            "method": "noyau, pic remis à zéro (vérifié)",
+            "steps": 20,
+            "start_rss_mb": 1310.0,
+            "loaded_model_rss_mb": None,
+            "peak_rss_mb": 4000,
+            "peak_gpu_reserved_mb": 1200,
         },
     }
     table = isolated.memory_table(runs)
-    assert table.loc["B", "propre_au_bras_mo"] == 2500 and table.loc["C", "propre_au_bras_mo"] == 2690
-    assert table.loc["B", "mesure"] == "processus à part" and table.loc["C", "pic_gpu_reserve_mo"] == 1200
-    assert (
-        table.loc["B", "chargement_mo"] == 1050 and table.loc["C", "chargement_mo"] != table.loc["C", "chargement_mo"]
-    )
+    assert table.loc["B", "own_mb"] == 2500 and table.loc["C", "own_mb"] == 2690
+    assert table.loc["B", "measure"] == "processus à part" and table.loc["C", "peak_gpu_reserved_mb"] == 1200
+    assert table.loc["B", "load_mb"] == 1050 and table.loc["C", "load_mb"] != table.loc["C", "load_mb"]
 
 
 def test_memory_probe_sees_an_allocation_after_a_verified_reset():
@@ -50,9 +48,9 @@ def test_memory_probe_sees_an_allocation_after_a_verified_reset():
     probe.mark("modele_charge")
     record = probe.stop(steps=1)
     del block
-    assert record["methode"].endswith("(vérifié)") and record["pas"] == 1
-    assert record["pic_rss_mo"] - record["rss_depart_mo"] >= 60
-    assert record["rss_modele_charge_mo"] >= record["rss_depart_mo"] + 60
+    assert record["method"].endswith("(vérifié)") and record["steps"] == 1
+    assert record["peak_rss_mb"] - record["start_rss_mb"] >= 60
+    assert record["loaded_model_rss_mb"] >= record["start_rss_mb"] + 60
 
 
 def test_measure_arm_reports_a_failed_child_in_french(tmp_path):

@@ -184,7 +184,7 @@ def test_score_answers_counts_unparsed_as_wrong(instructions):
     cases = instructions["test"].select(range(2))
     scored = status.score_answers(["Je ne sais pas.", cases[1]["output"]], cases, "base")
     n0 = len(cases[0]["labels"])
-    assert (scored["predit"].iloc[:n0] == "introuvable").all()
+    assert (scored["predicted"].iloc[:n0] == "introuvable").all()
     table = status.accuracy_table(scored)
     assert list(table.columns) == ["model", "n_cases", "n_values", "accuracy"]
     assert table["n_cases"].item() == 2 and table["n_values"].item() == len(scored)
@@ -226,9 +226,9 @@ def test_measure_memory_on_tiny_model():
 
     table = memory.measure_memory(model_path("tiny-mistral")).set_index("format")
     assert list(table.index) == ["fp32", "bf16", "int8", "nf4", "nf4 + double quant."]
-    assert table.loc["fp32", "rapport_fp32"] == 1
-    assert table.loc["bf16", "mo"] == pytest.approx(table.loc["fp32", "mo"] / 2, rel=0.01)
-    assert table.loc["nf4", "mo"] <= table.loc["int8", "mo"] < table.loc["fp32", "mo"]
+    assert table.loc["fp32", "fp32_ratio"] == 1
+    assert table.loc["bf16", "mb"] == pytest.approx(table.loc["fp32", "mb"] / 2, rel=0.01)
+    assert table.loc["nf4", "mb"] <= table.loc["int8", "mb"] < table.loc["fp32", "mb"]
 
 
 def test_generation_tokenizer_leaves_training_tokenizer_alone():

@@ -61,8 +61,8 @@ def test_precision_recall_counts():
     flags = pd.Series([True, True, False, False, True])
     labels = pd.Series([True, False, True, False, True])
     pr = lg.precision_recall(flags, labels)
-    assert (pr["vrais_positifs"], pr["faux_positifs"], pr["manques"]) == (2, 1, 1)
-    assert pr["precision"] == pytest.approx(2 / 3) and pr["rappel"] == pytest.approx(2 / 3)
+    assert (pr["true_positives"], pr["false_positives"], pr["misses"]) == (2, 1, 1)
+    assert pr["precision"] == pytest.approx(2 / 3) and pr["recall"] == pytest.approx(2 / 3)
     assert pr["f1"] == pytest.approx(2 / 3)
     assert lg.precision_recall(pd.Series([False]), pd.Series([True]))["f1"] == 0.0
     with pytest.raises(ValueError, match="2 détections pour 1"):
@@ -82,15 +82,13 @@ def test_slopes_recover_a_known_exponential_trend():
 def test_forecasts_on_known_series():
     linear = series([10.0, 12.0, 14.0, 16.0, 18.0], step_days=100)
     f = lg.forecast_last_visit(linear, alpha=0.5).iloc[0]
-    assert f["observe"] == 18.0 and f["derniere_valeur"] == 16.0
-    assert f["tendance_lineaire"] == pytest.approx(18.0) and f["ae_tendance_lineaire"] == pytest.approx(0.0, abs=1e-9)
+    assert f["observe"] == 18.0 and f["last_value"] == 16.0
+    assert f["linear_trend"] == pytest.approx(18.0) and f["ae_linear_trend"] == pytest.approx(0.0, abs=1e-9)
     expected_ewm = pd.Series([10.0, 12.0, 14.0, 16.0]).ewm(alpha=0.5).mean().iloc[-1]
-    assert f["lissage_exponentiel"] == pytest.approx(expected_ewm)
-    assert f["ae_derniere_valeur"] == pytest.approx(2.0)
+    assert f["exponential_smoothing"] == pytest.approx(expected_ewm)
+    assert f["ae_last_value"] == pytest.approx(2.0)
     flat = lg.forecast_last_visit(series([5.0] * 6, pid="P2")).iloc[0]
-    assert flat[["ae_derniere_valeur", "ae_tendance_lineaire", "ae_lissage_exponentiel"]].max() == pytest.approx(
-        0, abs=1e-9
-    )
+    assert flat[["ae_last_value", "ae_linear_trend", "ae_exponential_smoothing"]].max() == pytest.approx(0, abs=1e-9)
     with pytest.raises(ValueError, match="alpha"):
         lg.forecast_last_visit(linear, alpha=0)
 
@@ -98,8 +96,8 @@ def test_forecasts_on_known_series():
 def test_forecast_mae_is_relative_by_default():
     f = lg.forecast_last_visit(series([10.0, 12.0, 14.0, 16.0, 18.0], step_days=100))
     mae = lg.forecast_mae(f)
-    assert mae.loc["HB", "derniere_valeur"] == pytest.approx(100 * 2 / 18)
-    assert lg.forecast_mae(f, relative=False).loc["HB", "derniere_valeur"] == pytest.approx(2.0)
+    assert mae.loc["HB", "last_value"] == pytest.approx(100 * 2 / 18)
+    assert lg.forecast_mae(f, relative=False).loc["HB", "last_value"] == pytest.approx(2.0)
     with pytest.raises(ValueError, match="ae_"):
         lg.forecast_mae(f.drop(columns=[c for c in f.columns if c.startswith("ae_")]))
 

@@ -48,8 +48,8 @@ def test_adapter_paths_and_clear_error_when_missing(outputs):
 def test_training_summary_round_trip(outputs):
     with pytest.raises(FileNotFoundError, match="notebook 04"):
         qlora.load_training_summary("smoke")
-    qlora.save_training_summary({"pas": 3, "perte": 0.5}, "smoke")
-    assert qlora.load_training_summary("smoke") == {"pas": 3, "perte": 0.5}
+    qlora.save_training_summary({"steps": 3, "perte": 0.5}, "smoke")
+    assert qlora.load_training_summary("smoke") == {"steps": 3, "perte": 0.5}
 
 
 # --------------------------------------------------------------------------- génération
@@ -78,7 +78,7 @@ def test_examples_show_every_answer_with_the_disclaimer(cases):
     wrong = ["Rien à dire."] * len(cases)
     scored = pd.concat([status.score_answers(right, cases, "finetuned"), status.score_answers(wrong, cases, "base")])
     good = qlora.examples(scored, {"base": wrong, "finetuned": right}, cases, "finetuned", correct=True, n=2)
-    assert len(good) == 2 and list(good.columns) == ["entrée", "attendu", "base", "finetuned"]
+    assert len(good) == 2 and list(good.columns) == ["entrée", "expected", "base", "finetuned"]
     text = qlora.format_examples(good, MEDICAL_DISCLAIMER)
     assert text.count(MEDICAL_DISCLAIMER) == 4  # 2 exemples × 2 réponses
     bad = qlora.examples(scored, {"finetuned": right}, cases, "finetuned", correct=False)
@@ -89,10 +89,10 @@ def test_answer_profile_detects_a_constant_answer(cases):
     constant = [f"{c['output'].split(' : ')[0]} : normal" for c in cases]
     scored = status.score_answers(constant, cases, "finetuned")
     row = qlora.answer_profile(scored).iloc[0]
-    assert row["statut_le_plus_donné"] == "normal" and row["part_de_ce_statut"] == 1.0
-    assert row["statut_lisible"] == 1.0
-    share_normal = (scored["attendu"] == "normal").mean()
-    assert row["exactitude"] == pytest.approx(share_normal, abs=1e-3)
+    assert row["most_given_status"] == "normal" and row["most_given_share"] == 1.0
+    assert row["readable_status"] == 1.0
+    share_normal = (scored["expected"] == "normal").mean()
+    assert row["accuracy"] == pytest.approx(share_normal, abs=1e-3)
 
 
 def test_save_status_results_writes_the_required_columns(outputs, cases):

@@ -54,9 +54,9 @@ def test_hit_rates_with_the_offline_e5(corpus):
     small = [p for p in corpus if p["code"] in codes]
     q = rag.abnormal_queries([case(*[(c, s) for c in codes for s in ("bas", "élevé")])], small)
     rates = rag.hit_rates(model, q, small, ks=(1, 3, len(small)))
-    assert rates["questions"] == 10 and rates[f"hit@{len(small)}"] == 1.0
-    assert 0 <= rates["hit@1"] <= rates["hit@3"] <= 1
-    assert rates["hit@3"] >= 0.5  # le modèle de base retrouve déjà l'analyte la plupart du temps
+    assert rates["questions"] == 10 and rates[f"hit_at_{len(small)}"] == 1.0
+    assert 0 <= rates["hit_at_1"] <= rates["hit_at_3"] <= 1
+    assert rates["hit_at_3"] >= 0.5  # le modèle de base retrouve déjà l'analyte la plupart du temps
     with pytest.raises(ValueError, match="Aucune question"):
         rag.hit_rates(model, pd.DataFrame(columns=q.columns), small)
 
@@ -138,7 +138,7 @@ def summary_case():
 def test_summary_items_read_the_model_answers():
     cases, answers, contexts = summary_case()
     items = rag.summary_items(cases, answers, contexts, "r1")
-    assert [(i["code"], i["statut_labo"], i["statut_modele"]) for i in items] == [
+    assert [(i["code"], i["lab_status"], i["model_status"]) for i in items] == [
         ("FERRITINE", "bas", "bas"),
         ("HB", "normal", "normal"),
         ("CPK", "élevé", None),
@@ -169,7 +169,7 @@ def test_prudent_summary_uses_model_statuses_and_refers_to_a_doctor():
     with pytest.raises(ValueError, match="Aucune valeur"):
         rag.prudent_summary([], "r1")
     unread = rag.prudent_summary(
-        [{**i, "statut_modele": None} for i in rag.summary_items(cases, answers, contexts, "r1")], "r1"
+        [{**i, "model_status": None} for i in rag.summary_items(cases, answers, contexts, "r1")], "r1"
     )
     assert "hors de l'intervalle" not in unread  # rien de lisible : rien n'est affirmé
     assert "Statut non lisible dans la réponse du modèle pour : Ferritine, Hémoglobine, CPK." in unread
@@ -189,11 +189,11 @@ def test_prudence_issues_catch_obvious_drifts():
 
 def test_status_issues_rank_a_reassuring_error_first():
     items = [
-        {"titre": "Ferritine", "statut_labo": "bas", "statut_modele": "normal"},
-        {"titre": "Sodium", "statut_labo": "bas", "statut_modele": "élevé"},
-        {"titre": "Hémoglobine", "statut_labo": "normal", "statut_modele": "élevé"},
-        {"titre": "CPK", "statut_labo": "élevé", "statut_modele": None},
-        {"titre": "TSH", "statut_labo": "élevé", "statut_modele": "élevé"},
+        {"title": "Ferritine", "lab_status": "bas", "model_status": "normal"},
+        {"title": "Sodium", "lab_status": "bas", "model_status": "élevé"},
+        {"title": "Hémoglobine", "lab_status": "normal", "model_status": "élevé"},
+        {"title": "CPK", "lab_status": "élevé", "model_status": None},
+        {"title": "TSH", "lab_status": "élevé", "model_status": "élevé"},
     ]
     assert rag.status_issues(items) == [
         "valeur anormale présentée comme normale : Ferritine (laboratoire : bas ; modèle : normal)",
@@ -220,8 +220,8 @@ def test_explanation_passages_search_abnormal_values_with_the_lab_status(corpus)
     model = load_sentence_transformer("multilingual-e5-small", "multilingual-e5-small")
     small = [p for p in corpus if p["code"] in ("NA", "MG")]
     items = [
-        {"valeur": "Sodium : 134 mmol/L", "statut_labo": "bas", "passage": "bornes"},
-        {"valeur": "Magnésium : 0,85 mmol/L", "statut_labo": "normal", "passage": "bornes"},
+        {"value": "Sodium : 134 mmol/L", "lab_status": "bas", "passage": "bornes"},
+        {"value": "Magnésium : 0,85 mmol/L", "lab_status": "normal", "passage": "bornes"},
     ]
     found = rag.explanation_passages(model, items, small)
     aspect = {p["text"]: p["aspect"] for p in small}
@@ -240,9 +240,9 @@ def test_hit_rates_by_group_with_intervals(corpus):
     table = rag.hit_rates_by(model, q, small, by="analyte", corpus_embeddings=rag.encode_corpus(model, small))
     assert list(table["analyte"]) == ["tous", "jamais vu", "vu"] and list(table["questions"]) == [10, 6, 4]
     overall = rag.hit_rates(model, q, small)
-    assert table.loc[0, "hit@1"] == overall["hit@1"] and table.loc[0, "hit@3"] == overall["hit@3"]
-    assert (table["hit@1_ic_bas"] <= table["hit@1"]).all() and (table["hit@1"] <= table["hit@1_ic_haut"]).all()
-    assert abs(table.loc[0, "hit@1"] * 10 - round(table.loc[0, "hit@1"] * 10)) < 1e-9
+    assert table.loc[0, "hit_at_1"] == overall["hit_at_1"] and table.loc[0, "hit_at_3"] == overall["hit_at_3"]
+    assert (table["hit_at_1_low"] <= table["hit_at_1"]).all() and (table["hit_at_1"] <= table["hit_at_1_high"]).all()
+    assert abs(table.loc[0, "hit_at_1"] * 10 - round(table.loc[0, "hit_at_1"] * 10)) < 1e-9
     with pytest.raises(ValueError, match="Colonne « groupe » absente"):
         rag.hit_rates_by(model, q, small, by="groupe")
 

@@ -11,7 +11,7 @@ from helpers.embeddings import save_results
 def _write_run_summary(root, runs: dict, profile: str = "cpu") -> None:
     """``run_summary.json`` comme l'écrit make course : {préfixe: (secondes, pic Mo)}, tous « ok »."""
     notebooks = [
-        {"notebook": f"{k}_x.ipynb", "statut": "ok", "secondes": sec, "pic_rss_noyau_mo": peak}
+        {"notebook": f"{k}_x.ipynb", "status": "ok", "seconds": sec, "kernel_peak_rss_mb": peak}
         for k, (sec, peak) in runs.items()
     ]
     summary = {"date": "2026-11-23T10:00:00", "notebooks": notebooks}
@@ -42,7 +42,7 @@ def test_llm_report_reads_training_accuracy_and_budget(outputs):
 
     assert "pas de résultats" in report.llm_report("cpu")[1]
     save_training_summary(
-        {"perte_validation_base": 4.0, "perte_validation_finetune": 0.2, "pas": 40, "secondes_entrainement": 380.0},
+        {"eval_loss_base": 4.0, "eval_loss_finetuned": 0.2, "steps": 40, "train_seconds": 380.0},
         "cpu",
     )
     text = "\n".join(report.llm_report("cpu"))
@@ -68,8 +68,8 @@ def test_llm_report_reads_training_accuracy_and_budget(outputs):
             "model": "finetuned",
             "row": range(100),
             "code": "NA",
-            "attendu": expected,
-            "predit": predicted,
+            "expected": expected,
+            "predicted": predicted,
             "correct": [e == p for e, p in zip(expected, predicted)],
             "case_id": range(100),
         }
@@ -91,10 +91,10 @@ def test_comparison_report_reads_table_rag_and_budget(outputs):
     compare.save_comparison(compare.comparison_table(rows()), "cpu")
     pd.DataFrame(
         {
-            "requête": ["ligne", "ligne"],
-            "modèle": ["base", "fine-tuné"],
-            "hit@1": [0.6, 0.95],
-            "hit@3": [0.8, 1.0],
+            "query_kind": ["ligne", "ligne"],
+            "model": ["base", "fine-tuné"],
+            "hit_at_1": [0.6, 0.95],
+            "hit_at_3": [0.8, 1.0],
             "questions": [10, 10],
         }
     ).to_csv(output_path("cpu", "case_study/rag_taux_de_succes.csv"), index=False)
@@ -109,13 +109,13 @@ def test_comparison_report_reads_table_rag_and_budget(outputs):
     assert "requête « ligne » : base 0,600, fine-tuné 0,950" in text
     pd.DataFrame(
         {
-            "requête": ["ligne"] * 4,
-            "modèle": ["base", "fine-tuné"] * 2,
+            "query_kind": ["ligne"] * 4,
+            "model": ["base", "fine-tuné"] * 2,
             "analytes": ["tous", "tous", "jamais vus", "jamais vus"],
-            "hit@1": [0.6, 0.95, 0.5, 0.9],
-            "hit@1_ic_bas": [0.5, 0.9, 0.2, 0.6],
-            "hit@1_ic_haut": [0.7, 0.99, 0.8, 0.98],
-            "hit@3": [0.8, 1.0, 0.7, 1.0],
+            "hit_at_1": [0.6, 0.95, 0.5, 0.9],
+            "hit_at_1_low": [0.5, 0.9, 0.2, 0.6],
+            "hit_at_1_high": [0.7, 0.99, 0.8, 0.98],
+            "hit_at_3": [0.8, 1.0, 0.7, 1.0],
             "questions": [40, 40, 10, 10],
         }
     ).to_csv(output_path("cpu", "case_study/rag_taux_de_succes.csv"), index=False)
@@ -131,7 +131,7 @@ def test_comparison_report_shows_intervals_and_unmeasured_latency(outputs):
 
     from helpers import compare
 
-    b_prime = {**rows()[1], "bras": "B'", "latence_ms": None, **compare.status_accuracy_interval(0, 96)}
+    b_prime = {**rows()[1], "arm": "B'", "latency_ms": None, **compare.status_accuracy_interval(0, 96)}
     compare.save_comparison(compare.comparison_table([*rows(), b_prime]), "cpu")
     text = "\n".join(report.comparison_report("cpu"))
     assert (

@@ -27,7 +27,7 @@ def execute(outputs, monkeypatch):
     for nb in list_notebooks(["02", "04"]):
         out = outputs / f"{nb.stem}.ipynb"
         res = execute_notebook(nb, out, timeout=600)
-        assert res["statut"] == "ok", f"{nb.name} : {res['erreur']} (copie : {out})"
+        assert res["statut"] == "ok", f"{nb.name} : {res['error']} (copie : {out})"
 
 
 def results(outputs):
@@ -61,7 +61,7 @@ def test_two_runs_give_the_same_scores(tmp_path, monkeypatch):
     assert len(merged) == len(first_ndcg) == len(second_ndcg) > 0
     assert (merged["ndcg_at_10_1"] - merged["ndcg_at_10_2"]).abs().max() <= 1e-4
     assert (first_ndcg[keys].sort_values(keys).values == second_ndcg[keys].sort_values(keys).values).all()
-    assert first_llm["perte_validation_finetune"] < first_llm["perte_validation_base"], "l'adaptateur n'a rien appris"
-    assert abs(first_llm["perte_validation_finetune"] - second_llm["perte_validation_finetune"]) <= 1e-4
+    assert first_llm["eval_loss_finetuned"] < first_llm["eval_loss_base"], "l'adaptateur n'a rien appris"
+    assert abs(first_llm["eval_loss_finetuned"] - second_llm["eval_loss_finetuned"]) <= 1e-4
     assert first_weights.keys() == second_weights.keys() and len(first_weights) > 0
     assert max(float((first_weights[k] - second_weights[k]).abs().max()) for k in first_weights) <= 1e-4

@@ -44,8 +44,8 @@ def test_every_test_value_gets_the_status_of_its_reference_range():
             case = stepwise.stepwise_case(analytes[label["code"]], label["valeur"], report["sexe"])
             assert case.status == label["statut"], (label, case)
             check = stepwise.check_reasoning(case.output)
-            assert check["justes"] == check["lignes"] >= 1
-            assert check["statut_du_raisonnement"] == label["statut"]
+            assert check["correct"] == check["lines"] >= 1
+            assert check["reasoning_status"] == label["statut"]
             n += 1
     assert n > 200
 
@@ -62,16 +62,16 @@ def test_the_course_reader_reads_only_the_status_line():
 def test_check_reasoning_sees_a_wrong_sign_and_a_status_that_does_not_follow():
     text = "min 091 / 080 : 00= 98< → <\nmax 091 / 100 : 01< → <\nVolume globulaire moyen : normal"
     check = stepwise.check_reasoning(text)
-    assert (check["lignes"], check["justes"]) == (2, 1)
-    assert check["statut_du_raisonnement"] == "bas"  # le raisonnement (faux) dit bas, la réponse normal
-    assert stepwise.check_reasoning("Sodium : bas")["statut_du_raisonnement"] is None
+    assert (check["lines"], check["correct"]) == (2, 1)
+    assert check["reasoning_status"] == "bas"  # le raisonnement (faux) dit bas, la réponse normal
+    assert stepwise.check_reasoning("Sodium : bas")["reasoning_status"] is None
 
 
 def test_drills_are_reproducible_and_right():
     rows = stepwise.drills(50, seed=3)
     assert rows == stepwise.drills(50, seed=3) and len(rows) == 50
     for row in rows:
-        assert stepwise.check_reasoning(row["output"])["justes"] == 1
+        assert stepwise.check_reasoning(row["output"])["correct"] == 1
     equal = sum(row["output"].endswith("→ =") for row in stepwise.drills(1000, seed=1))
     assert 50 <= equal <= 160  # environ une fois sur dix
 
@@ -85,7 +85,7 @@ def test_analyte_cases_in_the_stepwise_format_and_the_short_prompt():
     assert len(plain) == len(steps) and plain["labels"] == steps["labels"]
     for case in steps:
         label = case["labels"][0]
-        assert stepwise.check_reasoning(case["output"])["statut_du_raisonnement"] == label["statut"]
+        assert stepwise.check_reasoning(case["output"])["reasoning_status"] == label["statut"]
         assert parse_statuses(case["output"], case["labels"]) == {label["code"]: label["statut"]}
     short = format_prompt("Consigne.", steps[0]["input"], style="court")
     assert short == SHORT_PROMPT_FR.format(instruction="Consigne.", input=steps[0]["input"])
@@ -105,16 +105,16 @@ def test_study_scores_reasoning_and_keeps_one_row_per_variant(tmp_path, monkeypa
 
     cases = analyte_cases(load_instructions(get_profile("smoke"))["validation"], "pas_a_pas")
     gold = list(cases["output"])
-    assert stepwise.reasoning_scores(gold, cases) == {"raisonnement_juste": 1.0, "statut_suit_raisonnement": 1.0}
+    assert stepwise.reasoning_scores(gold, cases) == {"reasoning_correct": 1.0, "status_follows_reasoning": 1.0}
     wrong = [text.replace("→ <", "→ >", 1) for text in gold]  # un signe faux, statut inchangé
     scores = stepwise.reasoning_scores(wrong, cases)
-    assert scores["raisonnement_juste"] < 1.0 and scores["statut_suit_raisonnement"] < 1.0
-    row = {c: 0 for c in llm_study.STUDY_COLUMNS} | {"variante": "a"}
+    assert scores["reasoning_correct"] < 1.0 and scores["status_follows_reasoning"] < 1.0
+    row = {c: 0 for c in llm_study.STUDY_COLUMNS} | {"variant": "a"}
     path = tmp_path / "etude.csv"
     llm_study.save_row(row, path)
-    llm_study.save_row(row | {"exactitude": 0.5}, path)
-    table = llm_study.save_row(row | {"variante": "b"}, path)
-    assert list(table["variante"]) == ["a", "b"] and table.set_index("variante").loc["a", "exactitude"] == 0.5
+    llm_study.save_row(row | {"accuracy": 0.5}, path)
+    table = llm_study.save_row(row | {"variant": "b"}, path)
+    assert list(table["variant"]) == ["a", "b"] and table.set_index("variant").loc["a", "accuracy"] == 0.5
     assert llm_study.main(["inconnue"]) == 2
     assert all(spec["description"] for spec in llm_study.VARIANTS.values())
     assert llm_study.study_path().parent.name == "mesures"
@@ -184,8 +184,8 @@ def test_accuracy_gain_is_paired_and_has_an_interval():
                 "model": "finetuned",
                 "row": i,
                 "code": "NA",
-                "attendu": expected,
-                "predit": expected if i % 10 else "normal",
+                "expected": expected,
+                "predicted": expected if i % 10 else "normal",
                 "correct": bool(i % 10),
             }
         )
@@ -194,15 +194,15 @@ def test_accuracy_gain_is_paired_and_has_an_interval():
                 "model": "base",
                 "row": i,
                 "code": "NA",
-                "attendu": expected,
-                "predit": "normal",
+                "expected": expected,
+                "predicted": "normal",
                 "correct": expected == "normal",
             }
         )
     scored = pd.DataFrame(rows)
     gain = accuracy_gain(scored, "finetuned", "base")
     assert gain["gain"] == pytest.approx(54 / 60 - 30 / 60)
-    assert gain["ic_bas"] < gain["gain"] < gain["ic_haut"] and gain["ic_bas"] > 0
+    assert gain["ci_low"] < gain["gain"] < gain["ci_high"] and gain["ci_low"] > 0
     constant = accuracy_gain(scored, "finetuned", "constante")
     assert constant["gain"] == pytest.approx(54 / 60 - 30 / 60)  # « normal » partout : la moitié
     recall = status_recall(scored, "base")
@@ -224,7 +224,7 @@ def test_stop_early_skips_the_upper_bound_once_the_value_is_low():
     shorter = 0
     for case in short:
         check = stepwise.check_reasoning(case["output"])
-        assert check["justes"] == check["lignes"] and check["statut_du_raisonnement"] == case["labels"][0]["statut"]
+        assert check["correct"] == check["lines"] and check["reasoning_status"] == case["labels"][0]["statut"]
         assert parse_statuses(case["output"], case["labels"]) == {
             case["labels"][0]["code"]: case["labels"][0]["statut"]
         }
@@ -246,7 +246,7 @@ def test_drills_with_several_pairs_and_their_mix_into_training():
         assert len(pairs) == len(lines) == 4
         for pair, line in zip(pairs, lines):
             a, b = pair.split(" et ")
-            assert line.split(" : ")[0].endswith(f"{a} / {b}") and stepwise.check_reasoning(line)["justes"] == 1
+            assert line.split(" : ")[0].endswith(f"{a} / {b}") and stepwise.check_reasoning(line)["correct"] == 1
     with pytest.raises(ValueError, match="Exercices invalides"):
         stepwise.drills(3, pairs=0)
     cfg = get_profile("smoke").llm
@@ -407,12 +407,12 @@ def test_the_cpu_profile_is_the_variant_chosen_on_validation():
 
     cpu = get_profile("cpu").llm
     chosen = llm_study.VARIANTS[llm_study.CHOSEN_VARIANT]
-    assert chosen["exercices"] == 0
+    assert chosen["drills"] == 0
     assert {k: getattr(cpu, k) for k in chosen["llm"]} == chosen["llm"]
     table = pd.read_csv(llm_study.study_path())
-    assert set(table["variante"]) <= set(llm_study.VARIANTS)
+    assert set(table["variant"]) <= set(llm_study.VARIANTS)
     assert llm_study.best_within_budget(table) == llm_study.CHOSEN_VARIANT
-    assert llm_study.best_within_budget(table, budget_s=1e9) == table.loc[table["exactitude"].idxmax(), "variante"]
+    assert llm_study.best_within_budget(table, budget_s=1e9) == table.loc[table["accuracy"].idxmax(), "variant"]
     with pytest.raises(ValueError, match="Aucune variante"):
         llm_study.best_within_budget(table, budget_s=0)
     assert table["commit"].notna().all() and table["threads"].notna().all()

@@ -37,16 +37,16 @@ def test_embedding_resume_gives_the_uninterrupted_weights(smoke, tmp_path):
     retrieval = load_retrieval(smoke)
     pairs = training_pairs(retrieval["train"], retrieval["corpus"])
     straight = training.train_embeddings(smoke, pairs, tmp_path / "a", save_steps=2)
-    assert straight["pas"] == 4
+    assert straight["steps"] == 4
 
     with pytest.raises(training.TrainingInterrupted, match="après le pas 2"):
         training.train_embeddings(smoke, pairs, tmp_path / "b", save_steps=2, callbacks=[training.interrupt_after(2)])
     assert (tmp_path / "b" / "checkpoint-2").is_dir()
     counter = StepCounter()
     resumed = training.train_embeddings(smoke, pairs, tmp_path / "b", save_steps=2, resume=True, callbacks=[counter])
-    assert resumed["reprise"].endswith("checkpoint-2")
+    assert resumed["resumed_from"].endswith("checkpoint-2")
     assert counter.steps == 2, "la reprise doit exécuter les 2 pas restants, pas tout refaire"
-    assert resumed["pas"] == 4
+    assert resumed["steps"] == 4
     assert training.weights_digest(resumed["model"]) == training.weights_digest(straight["model"])
 
 
@@ -62,11 +62,11 @@ def test_qlora_resume_gives_the_uninterrupted_adapter(smoke, tmp_path):
         _qlora(smoke, tmp_path / "b", callbacks=[training.interrupt_after(2)], evaluate=False)
     counter = StepCounter()
     resumed = _qlora(smoke, tmp_path / "b", resume=True, callbacks=[counter])
-    assert counter.steps == 2 and resumed["pas"] == 4
+    assert counter.steps == 2 and resumed["steps"] == 4
     assert training.weights_digest(resumed["model"]) == training.weights_digest(straight["model"])
-    assert resumed["perte_validation_finetune"] == pytest.approx(straight["perte_validation_finetune"], abs=1e-6)
+    assert resumed["eval_loss_finetuned"] == pytest.approx(straight["eval_loss_finetuned"], abs=1e-6)
     # la perte de base, mesurée adaptateur désactivé, est la même pour les deux
-    assert resumed["perte_validation_base"] == pytest.approx(straight["perte_validation_base"], abs=1e-6)
+    assert resumed["eval_loss_base"] == pytest.approx(straight["eval_loss_base"], abs=1e-6)
 
 
 def test_qlora_resume_differs_without_the_dtype_callback(smoke, tmp_path, monkeypatch):
@@ -123,9 +123,9 @@ def test_qlora_cli_interrupt_then_resume_on_your_own_results(smoke, tmp_path, ca
     assert (out / "checkpoints" / "checkpoint-2").is_dir()
     assert cli.qlora_main(base + ["--reprendre"]) == 0
     summary = json.loads((out / "resume_entrainement.json").read_text(encoding="utf-8"))
-    assert summary["reprise_depuis"].endswith("checkpoint-2") and summary["pas"] == 3
+    assert summary["resumed_from"].endswith("checkpoint-2") and summary["steps"] == 3
     assert summary["tache"] == "analyte" and summary["donnees"] == str(results)
-    assert summary["exemples_entrainement"] > 0 and "pas un avis médical" in summary["avertissement"]
+    assert summary["train_examples"] > 0 and "pas un avis médical" in summary["avertissement"]
     assert (out / "adaptateur" / "adapter_model.safetensors").is_file()
     assert not (out / "checkpoints").exists()
 
@@ -157,9 +157,9 @@ def test_embeddings_cli_with_two_gloo_processes(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((out / "resume_entrainement.json").read_text(encoding="utf-8"))
-    assert summary["processus"] == 2 and summary["lot_global"] == 2 * summary["lot_par_processus"]
+    assert summary["processus"] == 2 and summary["global_batch"] == 2 * summary["per_process_batch"]
     # 32 paires, lots globaux de 16 : 2 pas (un seul processus en ferait 4)
-    assert summary["pas"] == -(-summary["paires_entrainement"] // summary["lot_global"]) == 2
+    assert summary["steps"] == -(-summary["train_pairs"] // summary["global_batch"]) == 2
     digests = summary["empreintes_poids_par_processus"]
     assert len(digests) == 2 and digests[0] == digests[1], "poids différents entre processus : pas de DDP"
     assert digests[0] != summary["empreinte_poids_depart"], "l'entraînement n'a rien changé"
