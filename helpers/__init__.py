@@ -17,6 +17,8 @@ celles du dessous (contrôlé par ``tests/test_layers.py``) :
   les scripts, le notebook 06 et les études (leur parité avec les notebooks est testée) ;
 * **comparaisons** — le notebook 06 (:mod:`helpers.compare`, :mod:`helpers.isolated`) et les
   études de réglage des notebooks 02 et 04, qui entraînent par les recettes ;
+* **application** — l'assistant du notebook 08 (:mod:`helpers.assistant`), qui assemble les
+  modèles et les réglages de tous les chapitres (il n'est donc lui-même d'aucun chapitre) ;
 * **outils** — ``make course``, le bilan, la documentation, les scripts, Colab, le contrôle GPU.
 """
 
@@ -33,6 +35,7 @@ LAYERS = {
     "chapitres": ("explore", "embeddings", "costs", "llm", "stepwise", "qlora", "rag", "longitudinal"),
     "recettes": ("training",),
     "comparaisons": ("compare", "isolated", "embedding_study", "llm_study"),
+    "application": ("assistant",),
     "outils": ("course", "report", "docs", "durations", "cli", "colab", "gpu_check"),
 }
 

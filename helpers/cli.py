@@ -69,8 +69,8 @@ def _setup(args, what: str):
     profile = detect_profile()
     threads = runtime.configure_threads(training.threads_per_process())
     output = args.sortie or output_path(profile.name, f"scripts/{what}")
-    w = training.world()
-    if training.is_main_process():
+    w = runtime.world()
+    if runtime.is_main_process():
         print(f"Profil {profile.name} : {profile.reason}")
         print(f"{w['world_size']} processus, {threads} thread(s) chacun ; sortie : {output}")
     return profile, Path(output)
@@ -104,7 +104,7 @@ def embeddings_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     profile, output = _setup(args, "embeddings")
 
-    from . import training
+    from . import runtime, training
     from .data import load_retrieval
     from .embeddings import MatryoshkaIREvaluator, training_pairs
     from .outputs import remove_checkpoints
@@ -112,7 +112,7 @@ def embeddings_main(argv: list[str] | None = None) -> int:
 
     retrieval = load_user_pairs(args.donnees, seed=profile.seed) if args.donnees else load_retrieval(profile)
     pairs = training_pairs(retrieval["train"], retrieval["corpus"])
-    w = training.world()
+    w = runtime.world()
     global_batch = profile.embedding.batch_size * w["world_size"]
     steps = args.pas_max or max(1, -(-len(pairs) // global_batch))
     callbacks = [training.interrupt_after(args.interrompre_apres)] if args.interrompre_apres else []
@@ -133,7 +133,7 @@ def embeddings_main(argv: list[str] | None = None) -> int:
         batch_size=profile.embedding.eval_batch_size,
     )
     start_digest = training.weights_digest(trainer.model)
-    base_scores = evaluator(trainer.model) if training.is_main_process() and not args.reprendre else None
+    base_scores = evaluator(trainer.model) if runtime.is_main_process() and not args.reprendre else None
     try:
         result = training.train_embeddings(
             profile, pairs, output / "checkpoints", resume=args.reprendre, trainer=trainer
@@ -141,7 +141,7 @@ def embeddings_main(argv: list[str] | None = None) -> int:
     except training.TrainingInterrupted as err:
         return _interrupted(err)
     digests = training.gather_digests(trainer.model)
-    if not training.is_main_process():
+    if not runtime.is_main_process():
         return 0
     scores = evaluator(trainer.model)
     model_path = output / "modele"
@@ -188,7 +188,7 @@ def qlora_main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     profile, output = _setup(args, "qlora")
 
-    from . import training
+    from . import runtime, training
     from .runtime import select_backend
     from .user_data import load_user_instructions
 
@@ -199,7 +199,7 @@ def qlora_main(argv: list[str] | None = None) -> int:
     if args.donnees:
         instructions, kind = load_user_instructions(args.donnees, seed=profile.seed)
         task = "analyte" if kind == "resultats" else "rapport"
-    w = training.world()
+    w = runtime.world()
     steps = args.pas_max or (profile.llm.max_steps if profile.llm.max_steps > 0 else 100)
     callbacks = [training.interrupt_after(args.interrompre_apres)] if args.interrompre_apres else []
     try:
@@ -218,7 +218,7 @@ def qlora_main(argv: list[str] | None = None) -> int:
     except training.TrainingInterrupted as err:
         return _interrupted(err)
     digests = training.gather_digests(result["model"])
-    if not training.is_main_process():
+    if not runtime.is_main_process():
         return 0
     from .outputs import remove_checkpoints
 

@@ -21,9 +21,6 @@ from pathlib import Path
 
 from .paths import outputs_root
 
-#: Sous-dossiers de ``outputs/<profil>/`` (un par thème du cours).
-OUTPUT_TOPICS = ("data", "embeddings", "llm", "comparison", "case_study", "notebooks", "scripts")
-
 
 @dataclass(frozen=True)
 class Output:
@@ -156,19 +153,6 @@ def output_path(profile_name: str, key: str) -> Path:
     lookup(key)
     path = profile_root(profile_name) / key
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def output_dir(profile_name: str, topic: str) -> Path:
-    """Renvoie (en le créant) ``outputs/<profil>/<thème>/``.
-
-    >>> output_dir("cpu", "data").parts[-2:]
-    ('cpu', 'data')
-    """
-    if topic not in OUTPUT_TOPICS:
-        raise ValueError(f"Thème de sortie inconnu : « {topic} ». Thèmes possibles : {', '.join(OUTPUT_TOPICS)}.")
-    path = profile_root(profile_name) / topic
-    path.mkdir(parents=True, exist_ok=True)
     return path
 
 

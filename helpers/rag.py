@@ -166,15 +166,18 @@ def result_queries(case: dict) -> list[str]:
 
 
 def retrieve_contexts(
-    embedder, cases, corpus: list[dict], k: int = 1, batch_size: int = 64, corpus_embeddings=None
+    embedder, cases, corpus: list[dict], k: int = 1, batch_size: int = 64, corpus_embeddings=None, search=None
 ) -> list[list[str]]:
-    """Pour chaque cas, les ``k`` meilleurs passages de chacune de ses valeurs (sans doublon)."""
+    """Pour chaque cas, les ``k`` meilleurs passages de chacune de ses valeurs (sans doublon).
+    ``search(queries, k)`` remplace la recherche exacte en pleine dimension (par exemple l'index
+    faiss de l'assistant du notebook 08) ; il renvoie, par requête, des ``{"corpus_id": …}``."""
     cases = list(cases)
     per_case = [result_queries(c) for c in cases]
     flat = [q for qs in per_case for q in qs]
     if not flat:
         raise ValueError("Aucune valeur dans ces cas : rien à rechercher.")
-    hits = iter(_search(embedder, flat, corpus, corpus_embeddings, k, batch_size))
+    found = search(flat, k) if search else _search(embedder, flat, corpus, corpus_embeddings, k, batch_size)
+    hits = iter(found)
     contexts = []
     for qs in per_case:
         texts: list[str] = []
@@ -188,7 +191,7 @@ def retrieve_contexts(
 
 
 def explanation_passages(
-    embedder, items: list[dict], corpus: list[dict], batch_size: int = 64, corpus_embeddings=None
+    embedder, items: list[dict], corpus: list[dict], batch_size: int = 64, corpus_embeddings=None, search=None
 ) -> list[dict]:
     """Les valeurs de :func:`summary_items`, chacune avec le passage qui peut **aider** le lecteur.
 
@@ -197,13 +200,15 @@ def explanation_passages(
     déjà imprimées sur le compte rendu. Pour le résumé, le statut est connu — celui du laboratoire,
     qui fait foi — : chaque valeur anormale est cherchée avec lui (« Sodium : 134 mmol/L — bas »),
     ce qui retrouve le passage qui explique une valeur basse ou haute. Les valeurs normales gardent
-    leur passage. Renvoie de nouveaux dictionnaires (``items`` n'est pas modifié).
+    leur passage. Renvoie de nouveaux dictionnaires (``items`` n'est pas modifié) ; ``search`` : comme
+    pour :func:`retrieve_contexts`.
     """
     items = [dict(i) for i in items]
     abnormal = [i for i in items if i["lab_status"] in ASPECT]
     if abnormal:
         queries = [f"{i['value']} — {i['lab_status']}" for i in abnormal]
-        for item, hits in zip(abnormal, _search(embedder, queries, corpus, corpus_embeddings, 1, batch_size)):
+        found = search(queries, 1) if search else _search(embedder, queries, corpus, corpus_embeddings, 1, batch_size)
+        for item, hits in zip(abnormal, found):
             item["passage"] = corpus[hits[0]["corpus_id"]]["text"]
     return items
 

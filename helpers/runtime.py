@@ -383,9 +383,26 @@ def select_backend(cfg, requested: str = "auto"):
     return replace(cfg, backend="unsloth"), module
 
 
+def world() -> dict:
+    """Rang, rang local et nombre de processus (variables posées par torchrun / accelerate ; un seul
+    processus de rang 0 sans elles)."""
+    env = os.environ
+    return {
+        "rank": int(env.get("RANK", 0)),
+        "local_rank": int(env.get("LOCAL_RANK", 0)),
+        "world_size": int(env.get("WORLD_SIZE", 1)),
+        "local_world_size": int(env.get("LOCAL_WORLD_SIZE", env.get("WORLD_SIZE", 1))),
+    }
+
+
 def world_size() -> int:
     """Nombre de processus lancés par torchrun (``WORLD_SIZE``, 1 sans torchrun)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return world()["world_size"]
+
+
+def is_main_process() -> bool:
+    """Vrai pour le processus de rang 0 (celui qui écrit les résultats)."""
+    return world()["rank"] == 0
 
 
 def torch_dtype(precision: str):

@@ -16,9 +16,10 @@ identiques d'un processus à l'autre.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from pathlib import Path
+
+from .runtime import is_main_process, world
 
 
 class TrainingInterrupted(RuntimeError):
@@ -51,22 +52,6 @@ def interrupt_after(step: int):
 
 
 # --------------------------------------------------------------------------- processus
-def world() -> dict:
-    """Rang, rang local et nombre de processus (variables posées par torchrun / accelerate)."""
-    env = os.environ
-    return {
-        "rank": int(env.get("RANK", 0)),
-        "local_rank": int(env.get("LOCAL_RANK", 0)),
-        "world_size": int(env.get("WORLD_SIZE", 1)),
-        "local_world_size": int(env.get("LOCAL_WORLD_SIZE", env.get("WORLD_SIZE", 1))),
-    }
-
-
-def is_main_process() -> bool:
-    """Vrai pour le processus de rang 0 (celui qui écrit les résultats)."""
-    return world()["rank"] == 0
-
-
 def threads_per_process() -> int:
     """Threads de calcul par processus : les cœurs répartis entre les processus de la machine
     (2 cœurs et 2 processus : 1 thread chacun ; sinon la sur-souscription ralentit tout)."""

@@ -159,15 +159,24 @@ def load_user_pairs(path: Path | str, validation_share: float = 0.1, seed: int =
 
 def results_to_reports(rows: list[dict]) -> list[dict]:
     """Regroupe des lignes ``resultats`` validées en comptes rendus (un par patient), au schéma
-    des étiquettes du jeu d'instructions : de quoi appeler ``llm.analyte_cases``."""
+    du jeu d'instructions : étiquettes (de quoi appeler ``llm.analyte_cases``), consigne et entrée
+    écrites comme celles du jeu (« Patient : femme, 54 ans (…). Résultats : - Sodium : … »)."""
     from .analytes import load_analytes
+    from .generate import INSTRUCTIONS
 
     analytes = load_analytes()
     reports: dict[str, dict] = {}
     for r in rows:
         rep = reports.setdefault(
             r["patient_id"],
-            {"id": str(r["patient_id"]), "sexe": r["sexe"], "age": r["age"], "panel": "personnel", "labels": []},
+            {
+                "id": str(r["patient_id"]),
+                "instruction": INSTRUCTIONS[0],
+                "sexe": r["sexe"],
+                "age": r["age"],
+                "panel": "personnel",
+                "labels": [],
+            },
         )
         rep["labels"].append(
             {
@@ -177,6 +186,14 @@ def results_to_reports(rows: list[dict]) -> list[dict]:
                 "unite": r["unite"],
                 "statut": r["statut"],
             }
+        )
+    for rep in reports.values():
+        lines = []
+        for label in rep["labels"]:
+            a = analytes[label["code"]]
+            lines.append(f"- {a.nom_court[:1].upper() + a.nom_court[1:]} : {a.fmt(label['valeur'])} {a.unite}")
+        rep["input"] = f"Patient : {rep['sexe']}, {rep['age']} ans (résultats personnels).\nRésultats :\n" + "\n".join(
+            lines
         )
     return list(reports.values())
 

@@ -3,7 +3,6 @@ import os
 import pytest
 
 from helpers import runtime
-from helpers.outputs import output_dir
 
 
 def test_hub_offline_env_means_unreachable(clean_env):
@@ -34,13 +33,6 @@ def test_threads_never_exceed_cores(monkeypatch):
         assert os.environ["OMP_NUM_THREADS"] == str(n)
     finally:
         torch.set_num_threads(before)
-
-
-def test_output_dir_layout(outputs):
-    path = output_dir("cpu", "embeddings")
-    assert path == outputs / "cpu" / "embeddings" and path.is_dir()
-    with pytest.raises(ValueError, match="Thème de sortie inconnu"):
-        output_dir("cpu", "divers")
 
 
 def test_reset_peak_rss_measures_one_step():

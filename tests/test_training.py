@@ -190,8 +190,8 @@ def test_world_and_threads_follow_torchrun_variables(monkeypatch):
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
-    assert training.world() == {"rank": 1, "local_rank": 1, "world_size": 2, "local_world_size": 2}
-    assert not training.is_main_process()
+    assert runtime.world() == {"rank": 1, "local_rank": 1, "world_size": 2, "local_world_size": 2}
+    assert not runtime.is_main_process()
     assert training.threads_per_process() == max(1, runtime.available_cores() // 2)
     monkeypatch.setattr(runtime, "cuda_available", lambda: False)
     assert training.device_args() == {"use_cpu": True, "dataloader_pin_memory": False, "ddp_backend": "gloo"}

@@ -40,6 +40,9 @@ def test_your_results_become_reports_with_computed_statuses(tmp_path):
     assert rows[3]["unite"] == "g/dL"  # l'unité est écrite comme dans le cours
     reports = user_data.results_to_reports(rows)
     assert [r["id"] for r in reports] == ["P1", "P2"] and len(reports[0]["labels"]) == 2
+    assert reports[0]["input"] == (
+        "Patient : femme, 40 ans (résultats personnels).\nRésultats :\n- Hémoglobine : 11,2 g/dL\n- Ferritine : 8 µg/L"
+    )  # écrit comme les entrées du jeu d'instructions (tâche « rapport » du profil gpu)
     from datasets import Dataset
 
     cases = analyte_cases(Dataset.from_list(reports))

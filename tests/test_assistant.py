@@ -1,0 +1,148 @@
+"""L'assistant du notebook 08 : réglage d'index du notebook 03, index faiss, réponses contrôlées."""
+
+import pandas as pd
+import pytest
+
+from helpers import MEDICAL_DISCLAIMER, assistant
+from helpers.data import DatasetValidationError, load_retrieval
+from helpers.user_data import results_to_reports
+
+HEADER = "patient_id,sexe,age,analyte,valeur,unite"
+CODES = ("FERRITINE", "HB", "NA", "TSH")
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return [p for p in load_retrieval()["corpus"] if p["code"] in CODES]
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    from helpers.models import load_sentence_transformer
+
+    return load_sentence_transformer("multilingual-e5-small", "multilingual-e5-small")
+
+
+def test_chosen_retrieval_reads_the_notebook_03_recommendation(outputs):
+    with pytest.raises(FileNotFoundError, match="notebook 03"):
+        assistant.chosen_retrieval("cpu")
+    folder = outputs / "cpu" / "embeddings"
+    folder.mkdir(parents=True)
+    pd.DataFrame(
+        {
+            "usage": ["performance maximale", "compromis (≥ 98% du max)", "ressources limitées (≥ 90% du max)"],
+            "dimension": [384, 256, 64],
+            "precision": ["float32", "binaire + rescoring", "int8"],
+        }
+    ).to_csv(folder / "recommandations.csv", index=False)
+    choice = assistant.chosen_retrieval("cpu")
+    assert (choice.dim, choice.precision, choice.rescore) == (256, "binaire", True)
+    assert choice.label == "256 dimensions, binaire + rescoring"
+    assert assistant.chosen_retrieval("cpu", "ressources").precision == "int8"
+    with pytest.raises(ValueError, match="Usage « rapide » absent"):
+        assistant.chosen_retrieval("cpu", "rapide")
+
+
+@pytest.mark.parametrize(
+    "choice",
+    [
+        assistant.RetrievalChoice("plein", 384, "float32"),
+        assistant.RetrievalChoice("compromis", 256, "binaire", rescore=True),
+        assistant.RetrievalChoice("petit", 128, "int8"),
+    ],
+    ids=lambda c: c.label,
+)
+def test_index_round_trip_finds_the_explaining_passage(choice, embedder, corpus, tmp_path):
+    index = assistant.PassageIndex.build(embedder, corpus, choice)
+    loaded = assistant.PassageIndex.load(index.save(tmp_path / "index"), corpus)
+    assert loaded.choice == choice and loaded.size_bytes() == index.size_bytes() > 0
+    queries = ["Ferritine : 8 µg/L — bas", "TSH : 6,1 mUI/L — élevé"]
+    hits = loaded.search(embedder, queries, k=3)
+    assert hits == index.search(embedder, queries, k=3) and all(len(h) == 3 for h in hits)
+    found = [[corpus[h["corpus_id"]]["passage_id"] for h in hs] for hs in hits]
+    if choice.precision != "binaire":  # le binaire n'est fiable qu'avec le modèle fine-tuné (notebook 03)
+        assert "FERRITINE-basse" in found[0] and "TSH-haute" in found[1], found
+    with pytest.raises(ValueError, match="autre corpus"):
+        assistant.PassageIndex.load(tmp_path / "index", corpus[:-1])
+    with pytest.raises(FileNotFoundError, match="Pas d'index"):
+        assistant.PassageIndex.load(tmp_path / "absent")
+
+
+def _assistant(smoke, embedder, corpus, answer):
+    index = assistant.PassageIndex.build(embedder, corpus, assistant.RetrievalChoice("plein", 384, "float32"))
+    return assistant.Assistant(smoke, embedder, index, corpus, answer)
+
+
+ROWS = "\n".join([HEADER, "P1,femme,40,Ferritine,8,µg/L", "P1,femme,40,Hémoglobine,13,g/dL", "P2,homme,60,TSH,2,mUI/L"])
+
+
+def test_assistant_shows_an_answer_that_agrees_with_the_rule(smoke, embedder, corpus):
+    helper = _assistant(smoke, embedder, corpus, None)
+    gold = {}
+    for report in results_to_reports(assistant.rows_from_text(ROWS)):
+        cases, _, prompts = helper.prompts(report)
+        gold |= {p: c["output"] for p, c in zip(prompts, cases)}  # le modèle parfait : la réponse attendue
+    helper.generate = lambda prompts: [gold[p] for p in prompts]
+    replies = helper.answer_rows(assistant.rows_from_text(ROWS))
+    first = replies[0]
+    assert [r.report_id for r in replies] == ["P1", "P2"] and first.shown_as_is
+    assert list(first.table["rule_status"]) == ["bas", "normal"] and first.table["agrees"].all()
+    assert first.table.loc[0, "source"] == "FERRITINE-basse"  # le passage qui explique la valeur basse
+    assert first.text.startswith(first.model_text) and first.text.endswith(MEDICAL_DISCLAIMER)
+    assert all(r.text.endswith(MEDICAL_DISCLAIMER) for r in replies) and first.seconds > 0
+
+
+def test_assistant_never_shows_an_answer_that_contradicts_the_rule(smoke, embedder, corpus):
+    helper = _assistant(smoke, embedder, corpus, lambda prompts: ["Ferritine : normal"] * len(prompts))
+    reply = helper.answer_rows(assistant.rows_from_text(ROWS))[0]
+    assert reply.flagged and not reply.shown_as_is
+    assert "valeur anormale présentée comme normale" in reply.flagged[0]
+    assert reply.text.startswith("⚠️ Réponse du modèle de langage retenue (non montrée)")
+    assert "lue comme" not in reply.text  # le texte du modèle n'apparaît pas
+    assert "Ferritine : 8 µg/L — bas" in reply.text and reply.text.endswith(MEDICAL_DISCLAIMER)
+    assert reply.table.loc[0, "rule_status"] == "bas" and not reply.table.loc[0, "agrees"]
+    with pytest.raises(ValueError, match="autant"):
+        _assistant(smoke, embedder, corpus, lambda prompts: []).answer_rows(assistant.rows_from_text(ROWS))
+
+
+def test_pasted_and_typed_results_get_french_errors_without_paths():
+    with pytest.raises(DatasetValidationError) as err:
+        assistant.rows_from_text(f"{HEADER}\nP1,femme,40,Licorne,3,g/L")
+    assert str(err.value).startswith("texte collé.csv, ligne 2, colonne « analyte » : analyte inconnu « Licorne »")
+    assert "/" not in str(err.value).split(" : ")[0]
+    with pytest.raises(ValueError, match="Rien à analyser"):
+        assistant.rows_from_text("  ")
+    form = pd.DataFrame(
+        [["P1", "femme", "40", "Sodium", "134", "mmol/L"], ["", "", "", "", "", ""]], columns=assistant.RESULT_COLUMNS
+    )
+    assert [r["statut"] for r in assistant.rows_from_table(form)] == ["bas"]  # la ligne vide est ignorée
+    with pytest.raises(DatasetValidationError, match="formulaire.csv, ligne 2, colonne « age »"):
+        assistant.rows_from_table(form.assign(age="quarante").iloc[:1])
+    with pytest.raises(ValueError, match="vide"):
+        assistant.rows_from_table(form.iloc[1:])
+    with pytest.raises(ValueError, match="Colonnes manquantes.*unite"):
+        assistant.rows_from_table(form.drop(columns="unite"))
+
+
+def test_report_rows_go_through_the_user_path():
+    report = {
+        "id": "inst-1",
+        "sexe": "femme",
+        "age": 50,
+        "labels": [{"code": "NA", "analyte": "sodium", "valeur": 134.0, "unite": "mmol/L", "statut": "bas"}],
+    }
+    text = pd.DataFrame(assistant.report_rows(report)).to_csv(index=False)
+    assert [r["statut"] for r in assistant.rows_from_text(text)] == ["bas"]
+
+
+def test_latency_summary_and_index_costs(embedder, corpus, tmp_path):
+    summary = assistant.latency_summary([1.0, 2.0, 3.0, 10.0])
+    assert summary["p50_s"] == 2.5 and 3.0 < summary["p95_s"] <= 10.0 and summary["answers_per_minute"] == 15.0
+    with pytest.raises(ValueError, match="Aucune latence"):
+        assistant.latency_summary([])
+    full = assistant.RetrievalChoice("plein", 384, "float32")
+    small = assistant.RetrievalChoice("compromis", 256, "binaire", rescore=True)
+    costs = assistant.index_costs(embedder, corpus, [full, small], tmp_path, loads=2)
+    assert list(costs["dim"]) == [384, 256]
+    assert costs.loc[1, "file_bytes"] < costs.loc[0, "file_bytes"] / 10  # 32 octets par vecteur contre 1 536
+    assert (costs["load_ms"] > 0).all()
