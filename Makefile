@@ -4,6 +4,7 @@
 #                 tests d'intégration et documentation
 #   make unit     tests unitaires rapides seulement (sans exécution complète de notebook ni torchrun)
 #   make docs     construit la documentation (docs/_build/html), sans exécuter les notebooks
+#   make assistant  sert la page web de l'assistant (notebook 08) sur http://127.0.0.1:7860
 #   make gpu-check  contrôle hors ligne du chemin GPU (machine CUDA avec requirements-gpu.txt installé)
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -15,7 +16,7 @@ PIP_EXTRA ?=
 export MPLBACKEND ?= Agg
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup course test unit lint integration notebooks models lab clean help bench-embeddings bench-llm docs \
+.PHONY: setup course test unit lint integration notebooks models lab clean help bench-embeddings bench-llm docs assistant browser \
 	docs-check gpu-check
 
 help:
@@ -25,6 +26,7 @@ help:
 	@echo "make lint    — ruff check + ruff format --check (helpers, scripts, tests, notebooks)"
 	@echo "make docs    — construit la documentation française dans docs/_build/html"
 	@echo "make lab     — ouvre les notebooks dans JupyterLab"
+	@echo "make assistant — page web locale de l'assistant (après make course) : http://127.0.0.1:7860"
 	@echo "make bench-embeddings — mesure qualité et coût des notebooks 02–03 et imprime le bilan"
 	@echo "make bench-llm        — mesure qualité et coût des notebooks 04–05 et imprime le bilan"
 	@echo "make gpu-check        — contrôle du chemin GPU sur une machine CUDA (requirements-gpu.txt installé)"
@@ -49,6 +51,10 @@ models: setup
 
 course: setup
 	$(PY) -m helpers.course
+
+# La page web de l'assistant du notebook 08, sur cette machine seulement (après make course).
+assistant: setup
+	$(PY) -m helpers.assistant_app
 
 # Mesure qualité + coût des notebooks 02–03 sur le meilleur profil, puis imprime le bilan.
 bench-embeddings: setup
@@ -101,8 +107,15 @@ docs-check: setup
 # l'intégration (qui relit l'exécution nbval) et la documentation. Un thread de calcul par palier :
 # deux paliers à deux threads sur deux cœurs (sur-souscription) prenaient 1,5 à 2,4 fois plus de
 # temps (mesuré). Sortie regroupée par palier.
-test: setup
+test: setup browser
 	OMP_NUM_THREADS=1 $(MAKE) --no-print-directory -j2 --output-sync=target _test
+
+# Le test de la page de l'assistant pilote un vrai Chromium sans écran (paquets Debian chromium et
+# chromium-driver) : installés ici s'ils manquent et si l'on est root (CI) ; sinon le test le dit.
+browser:
+	@command -v chromedriver >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+		>/dev/null; } || echo "Chromium absent : installez chromium et chromium-driver pour le test de la page."
 
 .PHONY: _test _lint _models _unit _notebooks _integration _integration_other _docs
 _test: _integration _integration_other _docs

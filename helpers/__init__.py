@@ -36,7 +36,7 @@ LAYERS = {
     "recettes": ("training",),
     "comparaisons": ("compare", "isolated", "embedding_study", "llm_study"),
     "application": ("assistant",),
-    "outils": ("course", "report", "docs", "durations", "cli", "colab", "gpu_check"),
+    "outils": ("course", "report", "docs", "durations", "cli", "colab", "gpu_check", "assistant_app"),
 }
 
 #: Le chapitre (notebooks) de chaque module des couches « chapitres » et « comparaisons ».

@@ -41,7 +41,7 @@ RESCORE_MULTIPLIER = 4
 #: Ce que dit chaque statut de la règle, pour le lecteur.
 STATUS_WORDS = {"bas": "sous l'intervalle de référence", "normal": "dans l'intervalle", "élevé": "au-dessus"}
 #: Colonnes de :attr:`Reply.table` (clés anglaises ; étiquettes françaises à l'affichage).
-REPLY_COLUMNS = ("analyte", "value", "rule_status", "model_status", "agrees", "source", "explanation")
+REPLY_COLUMNS = ("code", "analyte", "value", "rule_status", "model_status", "agrees", "source", "explanation")
 
 
 @dataclass(frozen=True)
@@ -76,20 +76,23 @@ def chosen_retrieval(profile_name: str, usage: str = DEFAULT_USAGE) -> Retrieval
 class PassageIndex:
     """Index faiss des passages du corpus à une dimension Matryoshka et une précision données."""
 
-    def __init__(self, index, choice: RetrievalChoice, passage_ids: list[str]):
-        self.index, self.choice, self.passage_ids = index, choice, list(passage_ids)
+    def __init__(self, index, choice: RetrievalChoice, passage_ids: list[str], signature: str = ""):
+        self.index, self.choice, self.passage_ids, self.signature = index, choice, list(passage_ids), signature
 
     @classmethod
-    def build(cls, embedder, corpus: list[dict], choice: RetrievalChoice, batch_size: int = 64) -> PassageIndex:
+    def build(
+        cls, embedder, corpus: list[dict], choice: RetrievalChoice, batch_size: int = 64, signature: str = ""
+    ) -> PassageIndex:
         """Encode les passages (prompt « document » d'e5), garde ``choice.dim`` composantes,
-        renormalise et construit l'index (:func:`helpers.costs.build_index`)."""
+        renormalise et construit l'index (:func:`helpers.costs.build_index`). ``signature`` : celle
+        du modèle d'embeddings (:func:`folder_signature`), pour refuser plus tard un index périmé."""
         from .costs import build_index, truncate_normalize
 
         vectors = embedder.encode_document(
             [p["text"] for p in corpus], batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True
         )
         index = build_index(truncate_normalize(vectors, choice.dim), choice.precision)
-        return cls(index, choice, [p["passage_id"] for p in corpus])
+        return cls(index, choice, [p["passage_id"] for p in corpus], signature)
 
     def save(self, folder: Path | str) -> Path:
         """``index.faiss`` et ``index.json`` (réglage, identifiants des passages) dans ``folder``."""
@@ -99,14 +102,15 @@ class PassageIndex:
         folder.mkdir(parents=True, exist_ok=True)
         write = faiss.write_index_binary if self.choice.precision == "binaire" else faiss.write_index
         write(self.index, str(folder / "index.faiss"))
-        meta = {"choice": self.choice.__dict__, "passage_ids": self.passage_ids}
+        meta = {"choice": self.choice.__dict__, "signature": self.signature, "passage_ids": self.passage_ids}
         (folder / "index.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
         return folder
 
     @classmethod
-    def load(cls, folder: Path | str, corpus: list[dict] | None = None) -> PassageIndex:
+    def load(cls, folder: Path | str, corpus: list[dict] | None = None, signature: str | None = None) -> PassageIndex:
         """Recharge un index enregistré ; avec ``corpus``, vérifie qu'il a été construit sur ces
-        passages, dans cet ordre (sinon erreur française : reconstruisez-le)."""
+        passages, dans cet ordre, et avec ``signature``, par ce modèle (sinon erreur française :
+        reconstruisez-le)."""
         import faiss
 
         folder = Path(folder)
@@ -119,8 +123,13 @@ class PassageIndex:
                 f"L'index de {folder.name}/ a été construit sur un autre corpus ({len(meta['passage_ids'])} passages, "
                 f"contre {len(corpus)} ici) : reconstruisez-le (PassageIndex.build)."
             )
+        if signature is not None and meta.get("signature") != signature:
+            raise ValueError(
+                f"L'index de {folder.name}/ a été construit avec un autre modèle d'embeddings (réentraîné "
+                "depuis ?) : reconstruisez-le (PassageIndex.build)."
+            )
         read = faiss.read_index_binary if choice.precision == "binaire" else faiss.read_index
-        return cls(read(str(folder / "index.faiss")), choice, meta["passage_ids"])
+        return cls(read(str(folder / "index.faiss")), choice, meta["passage_ids"], meta.get("signature", ""))
 
     def size_bytes(self) -> int:
         """Taille de l'index sérialisé (octets)."""
@@ -155,6 +164,45 @@ class PassageIndex:
         """La recherche sous la forme qu'attendent :func:`helpers.rag.retrieve_contexts` et
         :func:`helpers.rag.explanation_passages` (paramètre ``search``)."""
         return lambda queries, k: self.search(embedder, queries, k)
+
+
+def folder_signature(folder: Path | str) -> str:
+    """Empreinte d'un dossier de modèle : nom, taille et début (1 Mio) de chacun de ses fichiers.
+    Un modèle réentraîné change d'empreinte ; l'index construit avec l'ancien est alors refusé."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file() and p.name != "README.md"):
+        digest.update(f"{path.relative_to(folder)}:{path.stat().st_size}".encode())
+        with path.open("rb") as fh:
+            digest.update(fh.read(1 << 20))
+    return digest.hexdigest()[:16]
+
+
+def explanation_hits(index: PassageIndex, embedder, reports: list[dict]) -> dict:
+    """Recherche seule, sans modèle de langage : pour chaque valeur anormale des ``reports``, le
+    passage qui l'explique (``<code>-haute`` / ``<code>-basse``) est-il premier quand on cherche
+    « Ferritine : 8 µg/L — bas » ? Part retrouvée, intervalle de Wilson et nombre de valeurs."""
+    from .analytes import load_analytes
+    from .data import STATUS_ASPECT
+    from .stats import proportion_interval
+
+    analytes = load_analytes()
+    wanted = [
+        (
+            f"{analytes[lab['code']].result_line(lab['valeur'])} — {lab['statut']}",
+            f"{lab['code']}-{STATUS_ASPECT[lab['statut']]}",
+        )
+        for report in reports
+        for lab in report["labels"]
+        if lab["statut"] != "normal"
+    ]
+    if not wanted:
+        raise ValueError("Aucune valeur anormale dans ces comptes rendus : rien à chercher.")
+    hits = index.search(embedder, [q for q, _ in wanted], k=1)
+    found = sum(index.passage_ids[h[0]["corpus_id"]] == expected for h, (_, expected) in zip(hits, wanted))
+    share, low, high = proportion_interval(found, len(wanted))
+    return {"explanation_found": share, "ci_low": low, "ci_high": high, "values": len(wanted)}
 
 
 @dataclass
@@ -264,6 +312,7 @@ class Assistant:
         table = pd.DataFrame(
             [
                 {
+                    "code": i["code"],
                     "analyte": i["title"],
                     "value": i["value"],
                     "rule_status": i["lab_status"],
@@ -384,10 +433,12 @@ def latency_summary(seconds: list[float]) -> dict:
 
 
 def index_costs(
-    embedder, corpus: list[dict], choices: list[RetrievalChoice], folder: Path, loads: int = 5
+    embedder, corpus: list[dict], choices: list[RetrievalChoice], folder: Path, loads: int = 5, reports=None
 ) -> pd.DataFrame:
     """Pour chaque réglage : temps de construction, taille du fichier enregistré, temps de
-    rechargement (médiane de ``loads`` lectures). Sert à comparer la dimension choisie à la pleine dimension."""
+    rechargement (médiane de ``loads`` lectures) et, avec ``reports``, la part des valeurs anormales
+    dont le passage explicatif est retrouvé premier (:func:`explanation_hits`). Sert à comparer la
+    dimension choisie à la pleine dimension."""
     rows = []
     for choice in choices:
         start = time.perf_counter()
@@ -399,14 +450,215 @@ def index_costs(
             start = time.perf_counter()
             PassageIndex.load(where)
             times.append(time.perf_counter() - start)
-        rows.append(
-            {
-                "setting": choice.label,
-                "dim": choice.dim,
-                "precision": choice.precision + (" + rescoring" if choice.rescore else ""),
-                "build_seconds": built,
-                "file_bytes": (where / "index.faiss").stat().st_size,
-                "load_ms": 1000 * float(np.median(times)),
-            }
-        )
+        row = {
+            "setting": choice.label,
+            "dim": choice.dim,
+            "precision": choice.precision + (" + rescoring" if choice.rescore else ""),
+            "build_seconds": built,
+            "file_bytes": (where / "index.faiss").stat().st_size,
+            "load_ms": 1000 * float(np.median(times)),
+        }
+        if reports is not None:
+            row |= explanation_hits(index, embedder, reports)
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- cartes des modèles
+CARD_MARKER = "<!-- carte écrite par le notebook 08 du cours -->"
+
+
+def _card(front: dict, title: str, sections: list[tuple[str, str]], previous: str = "") -> str:
+    from .text import french_decimals
+
+    front = {k: v for k, v in front.items() if k != "base_model" or "/" in str(v)}  # un identifiant du hub seulement
+    yaml = "\n".join(
+        f"{k}: {v}" if not isinstance(v, list) else f"{k}:\n" + "\n".join(f"- {x}" for x in v) for k, v in front.items()
+    )
+    body = "\n\n".join(f"## {name}\n\n{french_decimals(text.strip())}" for name, text in sections)
+    card = f"---\n{yaml}\n---\n{CARD_MARKER}\n\n# {title}\n\n> {MEDICAL_DISCLAIMER}\n\n{body}\n"
+    if previous and CARD_MARKER not in previous:  # la fiche technique écrite par la bibliothèque, gardée en annexe
+        card += "\n## Annexe : fiche technique générée à l'enregistrement\n\n" + previous.split("\n---\n", 1)[-1]
+    return card
+
+
+def _accuracy_line(profile_name: str) -> str:
+    from .outputs import load_table
+    from .stats import proportion_interval
+    from .text import DISPLAY_LABELS, french_percent
+
+    table = load_table(profile_name, "llm/status_accuracy.csv").set_index("model")
+    lines = []
+    for model in table.index:
+        n = int(table.loc[model, "n_values"])
+        share, low, high = proportion_interval(round(table.loc[model, "accuracy"] * n), n)
+        shown = DISPLAY_LABELS.get(model, model)
+        lines.append(f"| {shown} | {french_percent(share)} | [{french_percent(low)} ; {french_percent(high)}] | {n} |")
+    return "| modèle | exactitude des statuts | IC 95 % (Wilson) | valeurs |\n|---|---|---|---|\n" + "\n".join(lines)
+
+
+def llm_card(profile) -> str:
+    """Carte (``README.md``) du modèle de langage fusionné : données, entraînement, mesures sur le
+    test (notebooks 04 et 05), limites, avertissement. Tout vient des sorties du profil."""
+    from .outputs import load_json
+    from .text import french_int
+
+    training = load_json(profile.name, "llm/training.json")
+    llm = profile.llm
+    return _card(
+        {
+            "language": ["fr"],
+            "base_model": llm.model_id,
+            "library_name": "transformers",
+            "tags": ["medical", "lora", "education"],
+        },
+        f"{llm.model_id} fine-tuné (QLoRA) pour lire des bilans biologiques — profil {profile.name}",
+        [
+            (
+                "Données",
+                "MedAnalyzer-FR, jeu **synthétique et pédagogique** du cours (aucun patient réel) : "
+                f"{training['train_examples']} exemples d'entraînement, {training['eval_examples']} de validation ; "
+                "les mesures ci-dessous sont faites sur le split de test, jamais vu à l'entraînement.",
+            ),
+            (
+                "Entraînement",
+                f"QLoRA (base en 4 bits nf4, adaptateurs LoRA r={llm.lora_r}, alpha={llm.lora_alpha}) : "
+                f"{training['steps']} pas en {training['train_seconds']:.0f} s, "
+                f"{french_int(training['trainable_params'])} "
+                f"paramètres entraînés ; perte de validation {training['eval_loss_base']:.3f} → "
+                f"{training['eval_loss_finetuned']:.3f}. Tâche « {llm.task} », format de réponse "
+                f"« {llm.answer_format} » (notebook 04). Adaptateur fusionné dans la base pour ce dossier.",
+            ),
+            ("Mesures (test, notebook 05)", _accuracy_line(profile.name)),
+            (
+                "Limites",
+                "Les questions de test sortent des mêmes gabarits que l'entraînement : ces chiffres surestiment "
+                "ce que donnerait un texte écrit autrement. Le modèle ne connaît que les analytes et les "
+                "intervalles de référence du cours ; il peut se tromper de statut, c'est pourquoi l'assistant "
+                "du notebook 08 calcule chaque statut par la règle et ne montre jamais une réponse qui la contredit.",
+            ),
+        ],
+    )
+
+
+def embedding_card(profile, previous: str = "") -> str:
+    """Carte du modèle d'embeddings fine-tuné : NDCG@10 de test par dimension, base contre
+    fine-tuné, dont les questions écrites à la main (notebooks 02 et 03)."""
+    from .outputs import load_json, load_table
+    from .text import french_int
+
+    summary = load_json(profile.name, "embeddings/training_summary.json")
+    scores = load_table(profile.name, "embeddings/ndcg.csv")
+    wide = scores.pivot_table(index=["split", "dim"], columns="model", values="ndcg_at_10").reset_index()
+    wide = wide[wide["split"] != "validation"].sort_values(["split", "dim"], ascending=[True, False])
+    rows = "\n".join(f"| {r.split} | {r.dim} | {r.base:.3f} | {r.finetuned:.3f} |" for r in wide.itertuples())
+    cfg = profile.embedding
+    return _card(
+        {
+            "language": ["fr"],
+            "base_model": cfg.model_id,
+            "library_name": "sentence-transformers",
+            "tags": ["matryoshka", "education"],
+        },
+        f"{cfg.model_id} fine-tuné (Matryoshka) pour retrouver des passages de biologie — profil {profile.name}",
+        [
+            (
+                "Données et entraînement",
+                f"{french_int(summary['train_pairs'])} paires question / passage de MedAnalyzer-FR (**synthétique**), "
+                "MultipleNegativesRankingLoss dans une MatryoshkaLoss (dimensions "
+                f"{', '.join(map(str, cfg.matryoshka_dims))}), "
+                f"{summary['steps']} pas en {summary['train_seconds']:.0f} s (notebook 02).",
+            ),
+            (
+                "Mesures (NDCG@10, test)",
+                "| split | dimension | base | fine-tuné |\n|---|---|---|---|\n" + rows + "\n\n`naturel_test` : "
+                "questions écrites à la main, hors gabarits — la mesure la plus honnête ; les autres splits "
+                "sortent des gabarits de l'entraînement et surestiment le gain.",
+            ),
+            (
+                "Limites",
+                "Corpus limité aux passages du cours (MedAnalyzer-FR) ; les dimensions réduites et l'index "
+                "binaire se choisissent sur la validation (notebook 03), pas sur ce tableau.",
+            ),
+        ],
+        previous,
+    )
+
+
+def push_to_hub(folder: Path | str, repo_id: str) -> bool:
+    """Publie ``folder`` sur le hub **seulement** avec un jeton (``HF_TOKEN``), hors CI et avec le
+    réseau ; sinon dit en français pourquoi rien n'est envoyé et renvoie ``False``."""
+    import os
+
+    from .runtime import hub_reachable
+
+    reasons = []
+    if os.environ.get("CI"):
+        reasons.append("intégration continue")
+    if not os.environ.get("HF_TOKEN"):
+        reasons.append("pas de jeton HF_TOKEN")
+    if not reasons and not hub_reachable():
+        reasons.append("hub injoignable")
+    if reasons:
+        print(f"Publication de {Path(folder).name}/ vers {repo_id} non faite : {', '.join(reasons)}.")
+        return False
+    from huggingface_hub import upload_folder
+
+    upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model")
+    print(f"Publié : {repo_id}")
+    return True
+
+
+# --------------------------------------------------------------------------- l'assistant des sorties du cours
+def open_index(profile, embedder, corpus: list[dict], choice: RetrievalChoice, model_dir: Path) -> PassageIndex:
+    """L'index enregistré par le notebook 08 s'il est à jour (même corpus, même modèle, même
+    réglage), sinon un index reconstruit et enregistré à sa place."""
+    from .outputs import output_path
+
+    folder, signature = output_path(profile.name, "assistant/index"), folder_signature(model_dir)
+    try:
+        index = PassageIndex.load(folder, corpus, signature)
+        if index.choice == choice:
+            return index
+    except (FileNotFoundError, ValueError):
+        pass
+    index = PassageIndex.build(embedder, corpus, choice, signature=signature)
+    index.save(folder)
+    return index
+
+
+def make_generate(model, tokenizer, max_new_tokens: int) -> Callable[[list[str]], list[str]]:
+    """L'appel à ``generate`` du notebook 08 (décodage glouton, remplissage à gauche), pour la page web."""
+    import torch
+
+    from .llm import generation_tokenizer
+
+    gen_tokenizer = generation_tokenizer(tokenizer)
+
+    def generate(prompts: list[str]) -> list[str]:
+        encoded = gen_tokenizer(prompts, return_tensors="pt", padding=True).to(model.device)
+        with torch.no_grad():
+            output = model.generate(
+                **encoded, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=gen_tokenizer.pad_token_id
+            )
+        return gen_tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
+
+    return generate
+
+
+def load_assistant(profile, usage: str = DEFAULT_USAGE) -> Assistant:
+    """L'assistant construit sur les sorties du profil (notebooks 02 à 05) : erreur française qui
+    nomme le notebook manquant s'il faut d'abord exécuter ``make course``."""
+    from sentence_transformers import SentenceTransformer
+
+    from .data import load_retrieval
+    from .embeddings import require_model
+    from .qlora import load_finetuned_llm
+
+    choice = chosen_retrieval(profile.name, usage)
+    model_dir = require_model(profile.name)
+    embedder = SentenceTransformer(str(model_dir))
+    corpus = list(load_retrieval(profile)["corpus"])
+    index = open_index(profile, embedder, corpus, choice, model_dir)
+    model, tokenizer = load_finetuned_llm(profile)
+    return Assistant(profile, embedder, index, corpus, make_generate(model, tokenizer, profile.llm.max_new_tokens))

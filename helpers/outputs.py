@@ -111,6 +111,16 @@ OUTPUTS: dict[str, Output] = _outputs(
     ("case_study/rag_taux_de_succes.csv", "07", "Recherche des passages : taux de succès", True),
     ("case_study/statuts_avec_sans_contexte.csv", "07", "Statuts avec et sans contexte", True),
     ("case_study/resume_prudent.json", "07", "Résumé prudent pour un patient et ses contrôles"),
+    # 08 — assistant
+    ("assistant/index", "08", "Index faiss des passages au réglage choisi au notebook 03", True, "index.json"),
+    ("assistant/index_comparaison", "08", "Index du même corpus aux réglages comparés (taille, chargement)"),
+    ("assistant/couts_index.csv", "08", "Taille et chargement de l'index : réglage choisi contre pleine dimension"),
+    ("assistant/latences.csv", "08", "Latence et contrôles de l'assistant, compte rendu par compte rendu", True),
+    ("assistant/mesures.json", "08", "L'assistant mesuré : latence p50/p95, réponses par minute, mémoire", True),
+    ("assistant/exemple.json", "08", "Une réponse complète de l'assistant (tableau, texte, contrôles)"),
+    ("llm/merged/README.md", "08", "Carte du modèle de langage fusionné (données, entraînement, mesures, limites)"),
+    ("llm/adapter/README.md", "08", "Carte de l'adaptateur LoRA (profil gpu : pas de modèle fusionné par défaut)"),
+    ("embeddings/model/README.md", "08", "Carte du modèle d'embeddings fine-tuné"),
 )
 
 

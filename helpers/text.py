@@ -313,6 +313,23 @@ DISPLAY_LABELS = {
     "theoretical_bytes": "octets théoriques",
     "mb_per_million": "Mo par million",
     "index_share_pct": "part de l'index (%)",
+    # assistant (notebook 08)
+    "code": "code",
+    "analyte": "analyte",
+    "value": "valeur",
+    "rule_status": "statut (règle)",
+    "model_status": "statut (modèle)",
+    "agrees": "concordant",
+    "source": "passage",
+    "explanation": "ce que dit le passage",
+    "setting": "réglage",
+    "build_seconds": "construction (s)",
+    "file_bytes": "taille du fichier (octets)",
+    "load_ms": "chargement (ms)",
+    "explanation_found": "passage explicatif premier",
+    "report": "compte rendu",
+    "shown_as_is": "réponse du modèle montrée",
+    "agreement": "statuts concordants",
 }
 
 

@@ -146,3 +146,72 @@ def test_latency_summary_and_index_costs(embedder, corpus, tmp_path):
     assert list(costs["dim"]) == [384, 256]
     assert costs.loc[1, "file_bytes"] < costs.loc[0, "file_bytes"] / 10  # 32 octets par vecteur contre 1 536
     assert (costs["load_ms"] > 0).all()
+
+
+def test_an_index_built_with_another_model_is_refused(embedder, corpus, tmp_path):
+    model = tmp_path / "modele"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"poids v1")
+    signature = assistant.folder_signature(model)
+    (model / "README.md").write_text("carte", encoding="utf-8")  # la carte ne compte pas
+    assert assistant.folder_signature(model) == signature
+    choice = assistant.RetrievalChoice("plein", 384, "float32")
+    folder = assistant.PassageIndex.build(embedder, corpus, choice, signature=signature).save(tmp_path / "index")
+    assert assistant.PassageIndex.load(folder, corpus, signature).signature == signature
+    (model / "model.safetensors").write_bytes(b"poids v2, reentraine")
+    with pytest.raises(ValueError, match="autre modèle d'embeddings"):
+        assistant.PassageIndex.load(folder, corpus, assistant.folder_signature(model))
+
+
+def test_explanation_hits_count_the_right_passage_first(embedder, corpus):
+    index = assistant.PassageIndex.build(embedder, corpus, assistant.RetrievalChoice("plein", 384, "float32"))
+    reports = [
+        {
+            "labels": [
+                {"code": "FERRITINE", "valeur": 8.0, "statut": "bas"},
+                {"code": "TSH", "valeur": 6.1, "statut": "élevé"},
+                {"code": "HB", "valeur": 14.0, "statut": "normal"},  # normale : pas cherchée
+            ]
+        }
+    ]
+    hits = assistant.explanation_hits(index, embedder, reports)
+    assert hits["values"] == 2 and hits["explanation_found"] == 1.0 and hits["ci_low"] < 1.0
+    with pytest.raises(ValueError, match="Aucune valeur anormale"):
+        assistant.explanation_hits(index, embedder, [{"labels": reports[0]["labels"][2:]}])
+
+
+def test_model_cards_are_written_from_the_outputs(smoke, outputs):
+    from helpers.outputs import save_json, save_table
+
+    with pytest.raises(FileNotFoundError, match="notebook 04"):
+        assistant.llm_card(smoke)
+    save_json(
+        {
+            "train_examples": 100,
+            "eval_examples": 10,
+            "steps": 5,
+            "train_seconds": 12.3,
+            "trainable_params": 4884480,
+            "eval_loss_base": 3.4541,
+            "eval_loss_finetuned": 0.5,
+        },
+        "smoke",
+        "llm/training.json",
+    )
+    save_table(
+        pd.DataFrame({"model": ["finetuned", "base"], "n_cases": [5, 5], "n_values": [20, 20], "accuracy": [0.9, 0.1]}),
+        "smoke",
+        "llm/status_accuracy.csv",
+    )
+    card = assistant.llm_card(smoke)
+    assert card.startswith("---\nlanguage:\n- fr\n") and MEDICAL_DISCLAIMER in card
+    assert "perte de validation 3,454 → 0,5" in card and "4\u202f884\u202f480 paramètres" in card
+    assert "| fine-tuné | 90,0\u00a0% | [69,9\u00a0% ; 97,2\u00a0%] | 20 |" in card
+    assert "surestiment" in card  # la limite des données en gabarits est dite
+
+
+def test_push_to_hub_sends_nothing_without_a_token(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("CI", "true")
+    assert assistant.push_to_hub(tmp_path, "moi/modele") is False
+    assert "intégration continue, pas de jeton HF_TOKEN" in capsys.readouterr().out

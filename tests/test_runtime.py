@@ -174,7 +174,7 @@ def test_the_outputs_registry_names_every_file_once(tmp_path, monkeypatch):
     outputs.output_path("cpu", "llm/adapter").mkdir()  # le dossier existe, mais pas son marqueur
     with pytest.raises(FileNotFoundError, match="Adaptateur LoRA introuvable"):
         outputs.require_output("cpu", "llm/adapter")
-    assert set(outputs.reread_outputs("cpu")) == {"02", "03", "04", "05", "06", "07"}
+    assert set(outputs.reread_outputs("cpu")) == {"02", "03", "04", "05", "06", "07", "08"}
 
 
 def test_output_file_names_are_written_only_in_the_registry():
@@ -187,7 +187,7 @@ def test_output_file_names_are_written_only_in_the_registry():
     from helpers.paths import NOTEBOOKS_DIR, REPO_ROOT
 
     names = {key.rsplit("/", 1)[-1] for key in OUTPUTS if "{" not in key and "." in key}
-    names -= {"training.json", "inference.json"}  # aussi des noms de fichiers des bibliothèques
+    names -= {"training.json", "inference.json", "README.md"}  # aussi des noms de fichiers des bibliothèques
     sources = {p: p.read_text(encoding="utf-8") for p in (REPO_ROOT / "helpers").glob("*.py") if p.name != "outputs.py"}
     for nb in list(NOTEBOOKS_DIR.glob("*.ipynb")) + list((NOTEBOOKS_DIR / "solutions").glob("*.ipynb")):
         cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
