@@ -93,13 +93,15 @@ def build_app(helper):
             text = gr.Textbox(value=EXAMPLE_CSV, lines=8, label="Résultats au format CSV « Vos données »")
             text_button = gr.Button("Analyser le texte", variant="primary", elem_id="analyser-texte")
         with gr.Tab("Choisir un fichier"):
-            upload = gr.File(label="Fichier .csv ou .jsonl", file_types=[".csv", ".jsonl"], type="filepath")
+            upload = gr.File(
+                label="Fichier .csv ou .jsonl", file_types=[".csv", ".jsonl"], type="filepath", elem_id="fichier"
+            )
             file_button = gr.Button("Analyser le fichier", variant="primary", elem_id="analyser-fichier")
         with gr.Tab("Remplir le formulaire"):
             form = gr.Dataframe(
                 headers=list(RESULT_COLUMNS),
                 value=[["", "", "", "", "", ""]] * 3,
-                col_count=(len(RESULT_COLUMNS), "fixed"),
+                column_count=(len(RESULT_COLUMNS), "fixed"),
                 interactive=True,
                 type="pandas",
                 label="Une ligne par valeur (sexe : homme ou femme)",

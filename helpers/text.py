@@ -335,18 +335,21 @@ DISPLAY_LABELS = {
 
 def for_display(table, labels: dict | None = None):
     """Copie de ``table`` (``DataFrame``) pour l'affichage : noms de colonnes et d'index, valeurs des
-    en-têtes et des colonnes de texte traduits par :data:`DISPLAY_LABELS` (ou ``labels``) ; le
-    reste est inchangé. Les fichiers gardent leurs clés : on ne traduit qu'au moment d'afficher."""
+    en-têtes et des colonnes de texte traduits par :data:`DISPLAY_LABELS` (ou ``labels``), booléens
+    écrits « oui » / « non » ; le reste est inchangé. Les fichiers gardent leurs clés : on ne traduit
+    qu'au moment d'afficher."""
     labels = DISPLAY_LABELS if labels is None else labels
 
     def label(x):
         return labels.get(x, x) if isinstance(x, str) else x
 
-    from pandas.api.types import is_object_dtype, is_string_dtype
+    from pandas.api.types import is_bool_dtype, is_object_dtype, is_string_dtype
 
     out = table.copy()
     for col in out.columns:
-        if is_object_dtype(out[col]) or is_string_dtype(out[col]):
+        if is_bool_dtype(out[col]):
+            out[col] = out[col].map({True: "oui", False: "non"})
+        elif is_object_dtype(out[col]) or is_string_dtype(out[col]):
             out[col] = out[col].map(label)
     out = out.rename(columns=label, index=label)
     out.columns = out.columns.set_names([label(n) for n in out.columns.names])

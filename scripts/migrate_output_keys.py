@@ -172,6 +172,8 @@ RENAMED = {
     "precision_profil": "profile_precision",
     "transformers_avant_unsloth": "transformers_before_unsloth",
 }
+#: Valeurs de cellules CSV qui nomment une clé (colonne « mesure » de ``comparison/oubli_ecarts.csv``).
+VALUES = {"perte_francais_courant": "fluent_french_loss"}
 #: Clés dont le contenu est un dictionnaire de noms qui ne sont pas des clés du cours (paquets).
 OPAQUE = {"versions"}
 #: Un dossier qui contient l'un de ces fichiers est un modèle enregistré : on n'y touche pas.
@@ -207,6 +209,8 @@ def migrate_file(path: Path) -> bool:
         header = next(csv.reader([first]), [])
         if not any(c in RENAMED for c in header):
             return False
+        for old, new in VALUES.items():  # des valeurs qui sont elles-mêmes des clés (oubli_ecarts.csv)
+            rest = rest.replace(f",{old},", f",{new},")
         out = io.StringIO()
         csv.writer(out, lineterminator="").writerow([RENAMED.get(c, c) for c in header])
         new = out.getvalue() + sep + rest  # seul l'en-tête change : les valeurs restent à l'octet près

@@ -163,8 +163,14 @@ def test_an_index_built_with_another_model_is_refused(embedder, corpus, tmp_path
         assistant.PassageIndex.load(folder, corpus, assistant.folder_signature(model))
 
 
-def test_explanation_hits_count_the_right_passage_first(embedder, corpus):
-    index = assistant.PassageIndex.build(embedder, corpus, assistant.RetrievalChoice("plein", 384, "float32"))
+def test_explanation_hits_count_the_right_passage_first():
+    class FakeIndex:  # la recherche répond « FERRITINE-basse » à toutes les requêtes
+        passage_ids = ["TSH-haute", "FERRITINE-basse"]
+
+        def search(self, embedder, queries, k):
+            self.queries = queries
+            return [[{"corpus_id": 1, "score": 1.0}] for _ in queries]
+
     reports = [
         {
             "labels": [
@@ -174,10 +180,12 @@ def test_explanation_hits_count_the_right_passage_first(embedder, corpus):
             ]
         }
     ]
-    hits = assistant.explanation_hits(index, embedder, reports)
-    assert hits["values"] == 2 and hits["explanation_found"] == 1.0 and hits["ci_low"] < 1.0
+    index = FakeIndex()
+    hits = assistant.explanation_hits(index, None, reports)
+    assert index.queries == ["Ferritine : 8 µg/L — bas", "TSH : 6,10 mUI/L — élevé"]
+    assert hits["values"] == 2 and hits["explanation_found"] == 0.5 and hits["ci_low"] < 0.5 < hits["ci_high"]
     with pytest.raises(ValueError, match="Aucune valeur anormale"):
-        assistant.explanation_hits(index, embedder, [{"labels": reports[0]["labels"][2:]}])
+        assistant.explanation_hits(index, None, [{"labels": reports[0]["labels"][2:]}])
 
 
 def test_model_cards_are_written_from_the_outputs(smoke, outputs):

@@ -37,6 +37,7 @@ def test_analyse_shows_statuses_explanation_and_disclaimer(helper, tmp_path):
     table, text, error = assistant_app.analyse(helper, "texte", GOOD)
     assert error == "" and list(table["statut (règle)"]) == ["bas", "bas", "normal"]
     assert "compte rendu" in table.columns and "passage" in table.columns  # étiquettes françaises
+    assert list(table["concordant"]) == ["non", "non", "oui"]
     assert "Réponse du modèle de langage retenue" in text and MEDICAL_DISCLAIMER in text
     path = tmp_path / "mes_resultats.csv"
     path.write_text(GOOD, encoding="utf-8")
@@ -106,7 +107,13 @@ def _browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,2000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,2000",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(driver), options=options)
 
@@ -132,8 +139,10 @@ def test_the_page_in_a_real_browser(served, tmp_path):
 
         bad = tmp_path / "mauvais.csv"
         bad.write_text(BAD, encoding="utf-8")
-        browser.find_element(By.XPATH, "//button[contains(., 'Choisir un fichier')]").click()
-        browser.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys(str(bad))
+        browser.find_element(By.XPATH, "//button[@role='tab' and contains(., 'Choisir un fichier')]").click()
+        picker = wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#fichier input[type=file]")))
+        browser.execute_script("arguments[0].style.display = 'block';", picker)  # champ caché par Gradio
+        picker.send_keys(str(bad))
         wait.until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#analyser-fichier"))).click()
         wait.until(EC.text_to_be_present_in_element((By.CSS_SELECTOR, "#erreur"), "mauvais.csv, ligne 2"))
         error = browser.find_element(By.CSS_SELECTOR, "#erreur").text

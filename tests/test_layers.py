@@ -31,6 +31,9 @@ NOTEBOOK_ALLOWED = {
     ("07", "embeddings"): "l'étude de cas cherche les passages avec le modèle du notebook 02",
     ("07", "llm"): "le modèle fine-tuné est interrogé avec le prompt du notebook 05",
     ("07", "qlora"): "l'adaptateur du notebook 04 et les réponses du notebook 05",
+    ("08", "embeddings"): "l'assistant cherche avec le modèle fine-tuné du notebook 02",
+    ("08", "llm"): "l'assistant génère avec le tokenizer de génération du notebook 05",
+    ("08", "qlora"): "l'assistant répond avec l'adaptateur du notebook 04",
 }
 
 

@@ -23,6 +23,8 @@ def test_migration_renames_headers_and_keys_once_and_spares_models(tmp_path):
     (root / "comparison" / "bras_b_prime" / "modele").mkdir(parents=True)
     csv = root / "comparison" / "comparison.csv"
     csv.write_text('bras,exactitude_statuts,provenance\nA,0.1234567890123,"a, b"\n', encoding="utf-8")
+    gaps = root / "comparison" / "oubli_ecarts.csv"
+    gaps.write_text("bras,depart,mesure,ecart\nB,base,perte_francais_courant,0.5\n", encoding="utf-8")
     summary = root / "run_summary.json"
     summary.write_text(
         json.dumps({"profil": "cpu", "notebooks": [{"statut": "ok", "secondes": 3}], "versions": {"peft": "1"}}),
@@ -34,7 +36,8 @@ def test_migration_renames_headers_and_keys_once_and_spares_models(tmp_path):
 
     changed = mig.migrate(root)
 
-    assert sorted(p.name for p in changed) == ["comparison.csv", "run_summary.json"]
+    assert sorted(p.name for p in changed) == ["comparison.csv", "oubli_ecarts.csv", "run_summary.json"]
+    assert gaps.read_text(encoding="utf-8") == "arm,baseline,measure,gap\nB,base,fluent_french_loss,0.5\n"
     assert csv.read_text(encoding="utf-8") == 'arm,status_accuracy,provenance\nA,0.1234567890123,"a, b"\n'
     assert json.loads(summary.read_text(encoding="utf-8")) == {
         "profile": "cpu",

@@ -60,6 +60,7 @@ def test_for_display_translates_keys_only_on_a_copy():
     shown = for_display(table)
     assert list(shown.columns) == ["modèle", "exactitude", "note"]
     assert list(shown["modèle"]) == ["base", "fine-tuné"] and list(table["model"]) == ["base", "finetuned"]
+    assert list(for_display(table.assign(ok=[True, False]))["ok"]) == ["oui", "non"]
     pivot = for_display(table.pivot_table(index="note", columns="model", values="accuracy"))
     assert list(pivot.columns) == ["base", "fine-tuné"] and pivot.columns.name == "modèle"
 
