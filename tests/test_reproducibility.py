@@ -27,7 +27,7 @@ def execute(outputs, monkeypatch):
     for nb in list_notebooks(["02", "04"]):
         out = outputs / f"{nb.stem}.ipynb"
         res = execute_notebook(nb, out, timeout=600)
-        assert res["statut"] == "ok", f"{nb.name} : {res['error']} (copie : {out})"
+        assert res["status"] == "ok", f"{nb.name} : {res['error']} (copie : {out})"
 
 
 def results(outputs):
