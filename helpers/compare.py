@@ -110,25 +110,7 @@ COMPARISON_COLUMNS = (
     "eval_loss",
     "provenance",
 )
-_NUMERIC = (
-    "trainable_params",
-    "total_params",
-    "examples_seen",
-    "train_seconds",
-    "peak_rss_mb",
-    "peak_gpu_mb",
-    "own_memory_mb",
-    "artifact_mb",
-    "latency_ms",
-    "ndcg_at_10",
-    "accuracy_at_1",
-    "ndcg_natural",
-    "ndcg_natural_base",
-    "status_accuracy",
-    "status_accuracy_low",
-    "status_accuracy_high",
-    "eval_loss",
-)
+_NUMERIC = tuple(c for c in COMPARISON_COLUMNS if c not in ("arm", "approach", "model", "provenance"))
 
 
 # --------------------------------------------------------------------------- courbe d'apprentissage

@@ -151,6 +151,14 @@ def steps(work: Path) -> list[Step]:
             needs="nb05",
         ),
         Step(
+            "nb08",
+            "notebook 08 (assistant : index du 03, réponses contrôlées, cartes, page Gradio construite)",
+            "nb",
+            _py("-m", "helpers.gpu_check", "--executer", "08"),
+            notebook="08",
+            needs="nb05",
+        ),
+        Step(
             "qlora_coupe",
             "script QLoRA (Unsloth) coupé après le checkpoint du pas 2",
             "scripts",
