@@ -136,3 +136,16 @@ _integration_other: _unit
 	$(PY) -m pytest tests -m integration -k "not reproducibility and not old_french_key"
 _docs: _integration_other
 	$(DOCS_CHECK)
+
+# Chemin GPU, hors ligne, sur des doublures à poids aléatoires (voir docs/gpu.rst). Pas de
+# dépendance à setup : sur une machine GPU, .venv est installé avec requirements-gpu.txt (jamais
+# requirements.txt, qui prendrait torch CPU).
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON)) -m helpers.gpu_check
+
+lab: setup
+	$(PY) -m pip install -q jupyterlab==4.6.6
+	$(VENV)/bin/jupyter lab notebooks
+
+clean:
+	rm -rf outputs .pytest_cache docs/_build docs/_generated docs/notebooks

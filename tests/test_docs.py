@@ -153,3 +153,16 @@ def test_outputs_page_lists_the_registry(tmp_path):
     assert text.count("   * - ") == len(OUTPUTS) + 1  # en-tête + une ligne par sortie
     assert "``llm/adapter/``" in text or "llm/adapter/" in text
     assert "comparison/oubli.csv" in text
+
+
+def test_every_make_target_the_docs_name_exists():
+    """Chaque ``make <cible>`` cité par le README, l'aide du Makefile ou la documentation existe
+    (trois cibles documentées avaient disparu lors d'une réécriture du Makefile)."""
+    from helpers.paths import REPO_ROOT
+
+    makefile = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([\w-]+):", makefile, flags=re.M))
+    texts = [makefile, (REPO_ROOT / "README.rst").read_text(encoding="utf-8")]
+    texts += [p.read_text(encoding="utf-8") for p in (REPO_ROOT / "docs").glob("*.rst")]
+    named = {m for text in texts for m in re.findall(r"\bmake ([a-z][\w-]+)", text)}
+    assert named and named - targets == set(), sorted(named - targets)
