@@ -182,25 +182,16 @@ def folder_signature(folder: Path | str) -> str:
 def explanation_hits(index: PassageIndex, embedder, reports: list[dict]) -> dict:
     """Recherche seule, sans modèle de langage : pour chaque valeur anormale des ``reports``, le
     passage qui l'explique (``<code>-haute`` / ``<code>-basse``) est-il premier quand on cherche
-    « Ferritine : 8 µg/L — bas » ? Part retrouvée, intervalle de Wilson et nombre de valeurs."""
-    from .analytes import load_analytes
-    from .data import STATUS_ASPECT
+    « Ferritine : 8 µg/L — bas » (requêtes « ligne » de :func:`helpers.rag.abnormal_queries`) ?
+    Part retrouvée, intervalle de Wilson et nombre de valeurs."""
+    from .rag import abnormal_queries
     from .stats import proportion_interval
 
-    analytes = load_analytes()
-    wanted = [
-        (
-            f"{analytes[lab['code']].result_line(lab['valeur'])} — {lab['statut']}",
-            f"{lab['code']}-{STATUS_ASPECT[lab['statut']]}",
-        )
-        for report in reports
-        for lab in report["labels"]
-        if lab["statut"] != "normal"
-    ]
-    if not wanted:
+    wanted = abnormal_queries(reports, ({"passage_id": p} for p in index.passage_ids), style="ligne")
+    if wanted.empty:
         raise ValueError("Aucune valeur anormale dans ces comptes rendus : rien à chercher.")
-    hits = index.search(embedder, [q for q, _ in wanted], k=1)
-    found = sum(index.passage_ids[h[0]["corpus_id"]] == expected for h, (_, expected) in zip(hits, wanted))
+    hits = index.search(embedder, list(wanted["query"]), k=1)
+    found = sum(index.passage_ids[h[0]["corpus_id"]] == expected for h, expected in zip(hits, wanted["relevant"]))
     share, low, high = proportion_interval(found, len(wanted))
     return {"explanation_found": share, "ci_low": low, "ci_high": high, "values": len(wanted)}
 
@@ -348,19 +339,24 @@ class Assistant:
 RESULT_COLUMNS = ("patient_id", "sexe", "age", "analyte", "valeur", "unite")
 
 
-def _read_as(name: str, text: str) -> list[dict]:
-    """Écrit ``text`` dans un fichier temporaire nommé ``name`` et le lit comme vos fichiers ; les
-    messages d'erreur nomment ``name`` seul (aucun chemin de la machine)."""
+def _read_named(path: Path, name: str) -> list[dict]:
+    """Lit ``path`` comme vos fichiers « resultats » ; une erreur nomme ``name`` au lieu du chemin
+    (aucun chemin de la machine dans les messages)."""
     from .data import DatasetValidationError
     from .user_data import read_user_file
 
+    try:
+        return read_user_file(path, "resultats")
+    except DatasetValidationError as err:
+        raise DatasetValidationError(name, err.line, err.column, err.problem) from None
+
+
+def _read_as(name: str, text: str) -> list[dict]:
+    """Écrit ``text`` dans un fichier temporaire nommé ``name`` et le lit comme vos fichiers."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
         path.write_text(text, encoding="utf-8")
-        try:
-            return read_user_file(path, "resultats")
-        except DatasetValidationError as err:
-            raise DatasetValidationError(name, err.line, err.column, err.problem) from None
+        return _read_named(path, name)
 
 
 def rows_from_text(text: str, name: str = "texte collé") -> list[dict]:
@@ -386,19 +382,9 @@ def rows_from_table(table: pd.DataFrame, name: str = "formulaire") -> list[dict]
 
 
 def rows_from_file(path: Path | str) -> list[dict]:
-    """Un fichier « Vos données » (.csv ou .jsonl), validé ; les erreurs nomment le fichier par son nom."""
+    """Un fichier « Vos données » (.csv ou .jsonl), validé ; les erreurs le nomment par son nom."""
     path = Path(path)
-    return _read_as(path.name, path.read_text(encoding="utf-8")) if path.suffix.lower() == ".csv" else _read_jsonl(path)
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    from .data import DatasetValidationError
-    from .user_data import read_user_file
-
-    try:
-        return read_user_file(path, "resultats")
-    except DatasetValidationError as err:
-        raise DatasetValidationError(path.name, err.line, err.column, err.problem) from None
+    return _read_named(path, path.name)
 
 
 def report_rows(report: dict) -> list[dict]:

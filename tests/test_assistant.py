@@ -173,11 +173,12 @@ def test_explanation_hits_count_the_right_passage_first():
 
     reports = [
         {
+            "id": "r1",
             "labels": [
                 {"code": "FERRITINE", "valeur": 8.0, "statut": "bas"},
                 {"code": "TSH", "valeur": 6.1, "statut": "élevé"},
                 {"code": "HB", "valeur": 14.0, "statut": "normal"},  # normale : pas cherchée
-            ]
+            ],
         }
     ]
     index = FakeIndex()
@@ -185,7 +186,7 @@ def test_explanation_hits_count_the_right_passage_first():
     assert index.queries == ["Ferritine : 8 µg/L — bas", "TSH : 6,10 mUI/L — élevé"]
     assert hits["values"] == 2 and hits["explanation_found"] == 0.5 and hits["ci_low"] < 0.5 < hits["ci_high"]
     with pytest.raises(ValueError, match="Aucune valeur anormale"):
-        assistant.explanation_hits(index, None, [{"labels": reports[0]["labels"][2:]}])
+        assistant.explanation_hits(index, None, [{"id": "r2", "labels": reports[0]["labels"][2:]}])
 
 
 def test_model_cards_are_written_from_the_outputs(smoke, outputs):
