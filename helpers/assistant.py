@@ -213,6 +213,19 @@ class Reply:
         """Vrai si le texte du modèle est montré tel quel (ni contradiction, ni ton imprudent)."""
         return not (self.flagged or self.tone_issues)
 
+    def to_json(self) -> dict:
+        """La réponse entière, pour ``assistant/exemple.json`` (tableau en liste de lignes)."""
+        return {
+            "report_id": self.report_id,
+            "text": self.text,
+            "shown_as_is": self.shown_as_is,
+            "flagged": list(self.flagged),
+            "tone_issues": list(self.tone_issues),
+            "model_text": self.model_text,
+            "seconds": round(self.seconds, 3),
+            "table": self.table.to_dict(orient="records"),
+        }
+
 
 def rule_summary(items: list[dict], report_id: str) -> str:
     """Résumé construit **par la règle** seule (statuts du laboratoire et passages), quand la
@@ -416,6 +429,32 @@ def latency_summary(seconds: list[float]) -> dict:
         "mean_s": float(s.mean()),
         "answers_per_minute": float(60 / s.mean()),
     }
+
+
+def serving_summary(name: str, model, latencies: pd.DataFrame, values: pd.DataFrame, reference=None) -> dict:
+    """Une façon de servir le modèle de langage, mesurée dans l'assistant : latence (p50, p95,
+    réponses par minute), mémoire des poids (``get_memory_footprint`` de transformers), concordance
+    de ses statuts avec la règle (intervalle de Wilson) et, si ``reference`` (les valeurs d'une autre
+    façon de servir, mêmes comptes rendus), la part des statuts identiques aux siens.
+
+    ``latencies`` : une ligne par compte rendu (colonne ``seconds``) ; ``values`` : une ligne par
+    valeur (colonnes ``model_status`` et ``agrees``, :data:`REPLY_COLUMNS`)."""
+    from .stats import proportion_interval
+
+    agreement, low, high = proportion_interval(int(values["agrees"].sum()), len(values))
+    row = {"model": name} | latency_summary(latencies["seconds"].tolist())
+    row |= {
+        "weights_mb": round(model.get_memory_footprint() / 1e6, 1),
+        "agreement": agreement,
+        "ci_low": low,
+        "ci_high": high,
+        "same_status": float("nan"),
+    }
+    if reference is not None:
+        if len(reference) != len(values):
+            raise ValueError(f"{len(values)} valeurs contre {len(reference)} : mesurez les mêmes comptes rendus.")
+        row["same_status"] = float((values["model_status"].to_numpy() == reference["model_status"].to_numpy()).mean())
+    return row
 
 
 def index_costs(

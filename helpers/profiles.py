@@ -19,7 +19,9 @@ La variable d'environnement ``COURSE_PROFILE`` impose un profil. D'autres variab
   bras C du notebook 06 — par exemple les petits modèles de ``python -m helpers.gpu_check`` ;
 * ``COURSE_TRAIN_SAMPLES``, ``COURSE_EVAL_SAMPLES`` : plafonds des tailles d'échantillons
   (entraînement ; évaluation), pour exécuter vite le code d'un profil ;
-* ``COURSE_PRECISION`` : ``bf16``, ``fp16`` ou ``fp32`` (profil gpu).
+* ``COURSE_PRECISION`` : ``bf16``, ``fp16`` ou ``fp32`` (profil gpu) ;
+* ``COURSE_SAVE_MERGED`` : ``1`` pour que le notebook 04 écrive aussi le modèle fusionné (profil gpu :
+  ~14,5 Go en 16 bits pour Mistral-7B ; le notebook 08 le mesure alors), ``0`` pour ne pas l'écrire.
 
 Profil gpu sans hub : un modèle du hub inaccessible est remplacé par son modèle hors ligne, **avec
 ses propres réglages** (dimensions Matryoshka du modèle de repli), et la raison le dit.
@@ -576,6 +578,12 @@ def apply_environment(profile: Profile) -> Profile:
             sizes = tuple(n for n in cmp_.curve_sizes if n < train) or (max(1, train // 4), max(2, train // 2))
             cmp_ = replace(cmp_, curve_sizes=sizes)
         notes.append(f"échantillons plafonnés (entraînement {train or '—'}, évaluation {evaluation or '—'})")
+    merged = os.environ.get("COURSE_SAVE_MERGED", "").strip()
+    if merged:
+        if merged not in ("0", "1"):
+            raise ProfileError(f"COURSE_SAVE_MERGED : « {merged} » ; attendu 1 (écrire le modèle fusionné) ou 0.")
+        llm = replace(llm, save_merged=merged == "1")
+        notes.append(f"modèle fusionné {'écrit' if merged == '1' else 'non écrit'} (COURSE_SAVE_MERGED)")
     if not notes:
         return profile
     return replace(

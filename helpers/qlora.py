@@ -418,3 +418,32 @@ def load_finetuned_llm(profile, adapter_path: Path | str | None = None):
     model.eval()
     quiet_max_length(model)
     return model, tokenizer
+
+
+def load_merged_llm(profile):
+    """Recharge le modèle **fusionné** du notebook 04 (base + LoRA, safetensors), celui qu'on
+    exporte : transformers seul, sans peft ni quantification, en float32 sur CPU et dans la
+    précision du profil sur GPU. Renvoie ``(model, tokenizer)``, modèle en mode évaluation.
+
+    Erreur française si le notebook 04 ne l'a pas écrit (profil gpu par défaut : ``save_merged``)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .llm import quiet_max_length
+    from .runtime import torch_dtype
+
+    folder = merged_dir(profile.name)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"Pas de modèle fusionné pour le profil {profile.name} : le notebook 04 ne l'écrit qu'avec "
+            "save_merged=True (COURSE_SAVE_MERGED=1 sur gpu)."
+        )
+    cuda = torch.cuda.is_available()
+    model = AutoModelForCausalLM.from_pretrained(
+        str(folder),
+        dtype=torch_dtype(profile.llm.precision) if cuda else torch.float32,
+        device_map={"": 0} if cuda else "cpu",
+    )
+    model.eval()
+    quiet_max_length(model)
+    return model, AutoTokenizer.from_pretrained(str(folder))

@@ -200,15 +200,16 @@ def explanation_passages(
     déjà imprimées sur le compte rendu. Pour le résumé, le statut est connu — celui du laboratoire,
     qui fait foi — : chaque valeur anormale est cherchée avec lui (« Sodium : 134 mmol/L — bas »),
     ce qui retrouve le passage qui explique une valeur basse ou haute. Les valeurs normales gardent
-    leur passage. Renvoie de nouveaux dictionnaires (``items`` n'est pas modifié) ; ``search`` : comme
-    pour :func:`retrieve_contexts`.
+    leur passage, ou sont cherchées seules si elles n'en ont pas (valeurs d'un compte rendu entier,
+    tâche « rapport », dont les passages ne s'attribuent pas à une valeur). Renvoie de nouveaux
+    dictionnaires (``items`` n'est pas modifié) ; ``search`` : comme pour :func:`retrieve_contexts`.
     """
     items = [dict(i) for i in items]
-    abnormal = [i for i in items if i["lab_status"] in ASPECT]
-    if abnormal:
-        queries = [f"{i['value']} — {i['lab_status']}" for i in abnormal]
+    wanted = [i for i in items if i["lab_status"] in ASPECT or not i.get("passage")]
+    if wanted:
+        queries = [f"{i['value']} — {i['lab_status']}" if i["lab_status"] in ASPECT else i["value"] for i in wanted]
         found = search(queries, 1) if search else _search(embedder, queries, corpus, corpus_embeddings, 1, batch_size)
-        for item, hits in zip(abnormal, found):
+        for item, hits in zip(wanted, found):
             item["passage"] = corpus[hits[0]["corpus_id"]]["text"]
     return items
 
@@ -289,6 +290,9 @@ def summary_items(cases, answers: list[str], contexts: list[list[str]], case_id:
         if case.get("case_id", case["id"]) != case_id:
             continue
         read = parse_statuses(answer, case["labels"])
+        # Un compte rendu entier (tâche « rapport ») a ses passages mêlés, sans doublon : on ne sait
+        # pas lequel va avec quelle valeur ; :func:`explanation_passages` cherche alors celui de chacune.
+        passage = passages[0] if passages and len(case["labels"]) == 1 else ""
         for label in case["labels"]:
             a = analytes[label["code"]]
             items.append(
@@ -298,7 +302,7 @@ def summary_items(cases, answers: list[str], contexts: list[list[str]], case_id:
                     "value": a.result_line(label["valeur"]),
                     "lab_status": label["statut"],
                     "model_status": read[label["code"]],
-                    "passage": passages[0] if passages else "",
+                    "passage": passage,
                 }
             )
     if not items:

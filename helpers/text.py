@@ -328,6 +328,13 @@ DISPLAY_LABELS = {
     "load_ms": "chargement (ms)",
     "explanation_found": "passage explicatif premier",
     "report": "compte rendu",
+    "p50_s": "latence p50 (s)",
+    "p95_s": "latence p95 (s)",
+    "mean_s": "latence moyenne (s)",
+    "answers_per_minute": "réponses par minute",
+    "reports": "comptes rendus",
+    "weights_mb": "poids en mémoire (Mo)",
+    "same_status": "statuts identiques au 4 bits",
     "shown_as_is": "réponse du modèle montrée",
     "agreement": "statuts concordants",
 }

@@ -1,5 +1,7 @@
 """L'assistant du notebook 08 : réglage d'index du notebook 03, index faiss, réponses contrôlées."""
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -90,6 +92,8 @@ def test_assistant_shows_an_answer_that_agrees_with_the_rule(smoke, embedder, co
     assert first.table.loc[0, "source"] == "FERRITINE-basse"  # le passage qui explique la valeur basse
     assert first.text.startswith(first.model_text) and first.text.endswith(MEDICAL_DISCLAIMER)
     assert all(r.text.endswith(MEDICAL_DISCLAIMER) for r in replies) and first.seconds > 0
+    saved = json.loads(json.dumps(first.to_json()))  # assistant/exemple.json
+    assert saved["shown_as_is"] and saved["table"][0]["source"] == "FERRITINE-basse" and saved["text"] == first.text
 
 
 def test_assistant_never_shows_an_answer_that_contradicts_the_rule(smoke, embedder, corpus):
@@ -103,6 +107,35 @@ def test_assistant_never_shows_an_answer_that_contradicts_the_rule(smoke, embedd
     assert reply.table.loc[0, "rule_status"] == "bas" and not reply.table.loc[0, "agrees"]
     with pytest.raises(ValueError, match="autant"):
         _assistant(smoke, embedder, corpus, lambda prompts: []).answer_rows(assistant.rows_from_text(ROWS))
+
+
+def test_the_gpu_report_task_puts_passages_in_one_prompt_and_checks_the_written_report(embedder, corpus):
+    """Le chemin gpu (tâche « rapport », Mistral-7B) sans GPU : un prompt par compte rendu, avec les
+    passages retrouvés, au gabarit alpaca ; le texte rédigé est montré s'il concorde avec la règle."""
+    from helpers.profiles import get_profile
+
+    gpu = get_profile("gpu")
+    assert gpu.llm.task == "rapport"
+    seen = []
+
+    def mistral(prompts):
+        seen.extend(prompts)
+        return [
+            "Interprétation des résultats (femme, 40 ans) :\n- Ferritine : 8 µg/L — bas. Réserves en fer basses.\n"
+            "- Hémoglobine : 13 g/dL — normal.\nCes résultats se discutent avec votre médecin."
+        ]
+
+    helper = _assistant(gpu, embedder, corpus, mistral)
+    assert helper.use_context
+    reply = helper.answer_rows(assistant.rows_from_text("\n".join(ROWS.splitlines()[:3])))[0]
+    assert len(seen) == 1 and seen[0].endswith("### Response:\n") and "Contexte (extraits de référence)" in seen[0]
+    assert reply.shown_as_is and reply.text.startswith(reply.model_text) and "Réserves en fer" in reply.text
+    assert list(reply.table["model_status"]) == ["bas", "normal"] and reply.text.endswith(MEDICAL_DISCLAIMER)
+    # chaque valeur a son passage, pas celui de la première valeur du compte rendu
+    assert list(reply.table["source"].str.split("-").str[0]) == ["FERRITINE", "HB"]
+    helper.generate = lambda prompts: ["- Ferritine : 8 µg/L — normal.\n- Hémoglobine : 13 g/dL — normal."]
+    wrong = helper.answer_rows(assistant.rows_from_text("\n".join(ROWS.splitlines()[:3])))[0]
+    assert not wrong.shown_as_is and "Réserves" not in wrong.text and "présentée comme normale" in wrong.text
 
 
 def test_pasted_and_typed_results_get_french_errors_without_paths():
@@ -224,3 +257,30 @@ def test_push_to_hub_sends_nothing_without_a_token(tmp_path, monkeypatch, capsys
     monkeypatch.setenv("CI", "true")
     assert assistant.push_to_hub(tmp_path, "moi/modele") is False
     assert "intégration continue, pas de jeton HF_TOKEN" in capsys.readouterr().out
+
+
+def test_serving_summary_compares_two_ways_of_serving_the_model():
+    class Weights:  # get_memory_footprint de transformers, en octets
+        def __init__(self, n):
+            self.n = n
+
+        def get_memory_footprint(self):
+            return self.n
+
+    latencies = pd.DataFrame({"seconds": [1.0, 3.0]})
+    four_bit = pd.DataFrame({"model_status": ["bas", "normal", "élevé", "normal"], "agrees": [True, True, True, False]})
+    merged = four_bit.assign(model_status=["bas", "normal", "normal", "normal"], agrees=[True, True, False, False])
+    first = assistant.serving_summary("4 bits", Weights(2_500_000), latencies, four_bit)
+    second = assistant.serving_summary("fusionné", Weights(10_000_000), latencies, merged, reference=four_bit)
+    assert first["weights_mb"] == 2.5 and first["agreement"] == 0.75 and first["ci_low"] < 0.75 < first["ci_high"]
+    assert first["p50_s"] == 2.0 and first["answers_per_minute"] == 30.0 and pd.isna(first["same_status"])
+    assert second["same_status"] == 0.75 and second["agreement"] == 0.5
+    with pytest.raises(ValueError, match="mêmes comptes rendus"):
+        assistant.serving_summary("fusionné", Weights(1), latencies, merged.iloc[:3], reference=four_bit)
+
+
+def test_a_missing_merged_model_names_the_setting(smoke, outputs):
+    from helpers.qlora import load_merged_llm
+
+    with pytest.raises(FileNotFoundError, match="COURSE_SAVE_MERGED=1"):
+        load_merged_llm(smoke)

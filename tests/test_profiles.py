@@ -158,3 +158,18 @@ def test_small_gpu_warning_reaches_the_profile_reason(clean_env):
     with pytest.warns(runtime.CourseFallbackWarning, match="COURSE_PROFILE=cpu"):
         p = detect_profile()
     assert p.name == "gpu" and "Attention : GPU de 6,0 Go" in p.reason
+
+
+def test_course_save_merged_switches_the_merged_export(clean_env):
+    from helpers.profiles import apply_environment
+
+    assert not apply_environment(get_profile("gpu")).llm.save_merged
+    assert apply_environment(get_profile("cpu")).llm.save_merged
+    clean_env.setenv("COURSE_SAVE_MERGED", "1")
+    gpu = apply_environment(get_profile("gpu"))
+    assert gpu.llm.save_merged and "COURSE_SAVE_MERGED" in gpu.reason
+    clean_env.setenv("COURSE_SAVE_MERGED", "0")
+    assert not apply_environment(get_profile("cpu")).llm.save_merged
+    clean_env.setenv("COURSE_SAVE_MERGED", "oui")
+    with pytest.raises(ProfileError, match="COURSE_SAVE_MERGED : « oui » ; attendu 1"):
+        apply_environment(get_profile("gpu"))
