@@ -85,7 +85,15 @@ def execute_notebook(path: Path, out_path: Path, timeout: int = 3600, progress: 
         km = KernelManager(kernel_name=CURRENT_ENV_KERNEL_NAME, kernel_spec_manager=NbvalKernelspecManager())
     except ImportError:
         km = KernelManager(kernel_name="python3")
-    client = NotebookClient(nb, km=km, timeout=timeout, resources={"metadata": {"path": str(path.parent)}})
+    # Le noyau n'écoute que sur 127.0.0.1 : son avertissement « TCP sans chiffrement », imprimé à chaque
+    # notebook, n'apprend rien à l'élève ; ses erreurs, elles, restent affichées.
+    client = NotebookClient(
+        nb,
+        km=km,
+        timeout=timeout,
+        resources={"metadata": {"path": str(path.parent)}},
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+    )
     bar = None
     if progress:
         from tqdm.auto import tqdm

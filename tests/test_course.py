@@ -15,10 +15,11 @@ def _notebook(tmp_path, source):
     return path
 
 
-def test_execute_notebook_ok(tmp_path):
+def test_execute_notebook_ok(tmp_path, capfd):
     path = _notebook(tmp_path, "data = bytearray(50_000_000)\nprint('bonjour')")
     res = course.execute_notebook(path, tmp_path / "out.ipynb", timeout=120)
     assert res["status"] == "ok" and res["error"] == ""
+    assert "without encryption" not in capfd.readouterr().err  # rien du noyau dans le terminal
     assert res["kernel_peak_rss_mb"] >= 50  # le tableau de 50 Mo est bien compté
     out = nbformat.read(tmp_path / "out.ipynb", as_version=4)
     assert "bonjour" in out.cells[0].outputs[0]["text"]
