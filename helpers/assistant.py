@@ -522,14 +522,48 @@ def _accuracy_line(profile_name: str) -> str:
     return "| modèle | exactitude des statuts | IC 95 % (Wilson) | valeurs |\n|---|---|---|---|\n" + "\n".join(lines)
 
 
-def llm_card(profile) -> str:
-    """Carte (``README.md``) du modèle de langage fusionné : données, entraînement, mesures sur le
-    test (notebooks 04 et 05), limites, avertissement. Tout vient des sorties du profil."""
+def _merged_line(profile_name: str) -> str | None:
+    """Le modèle fusionné mesuré dans l'assistant (notebook 08, ``assistant/modele_fusionne.csv``),
+    ou ``None`` si cette mesure n'existe pas encore."""
+    from .outputs import load_table, written_path
+    from .text import french_percent
+
+    if not written_path(profile_name, "assistant/modele_fusionne.csv").exists():
+        return None
+    rows = load_table(profile_name, "assistant/modele_fusionne.csv").to_dict(orient="records")
+    lines = [
+        f"| {r['model']} | {french_percent(r['agreement'])} | [{french_percent(r['ci_low'])} ; "
+        f"{french_percent(r['ci_high'])}] | {'—' if pd.isna(r['same_status']) else french_percent(r['same_status'])} |"
+        for r in rows
+    ]
+    return (
+        "Mêmes comptes rendus de test, statuts lus dans les réponses comparés à ceux de la règle :\n\n"
+        "| servi par | statuts conformes à la règle | IC 95 % (Wilson) | statuts identiques au 4 bits |\n"
+        "|---|---|---|---|\n" + "\n".join(lines)
+    )
+
+
+def llm_card(profile, folder_key: str = "llm/merged") -> str:
+    """Carte (``README.md``) du modèle de langage : données, entraînement, mesures sur le test
+    (notebooks 04 et 05, et 08 pour le modèle fusionné), limites, avertissement. Tout vient des
+    sorties du profil. ``folder_key`` : ``llm/merged`` (modèle fusionné) ou ``llm/adapter``."""
     from .outputs import load_json
     from .text import french_int
 
+    if folder_key not in ("llm/merged", "llm/adapter"):
+        raise ValueError(f"Carte pour « {folder_key} » : attendu llm/merged ou llm/adapter.")
     training = load_json(profile.name, "llm/training.json")
     llm = profile.llm
+    if folder_key == "llm/adapter":
+        content = "Ce dossier contient l'adaptateur seul : chargez la base en 4 bits, puis l'adaptateur (peft)."
+    elif llm.backend == "unsloth":
+        content = "Adaptateur fusionné par Unsloth (merged_16bit) dans les poids 16 bits d'origine de la base."
+    else:
+        content = "Adaptateur fusionné dans les poids 4 bits déquantifiés de la base, ceux sur lesquels il a appris."
+    merged = _merged_line(profile.name) if folder_key == "llm/merged" else None
+    measures = [("Mesures (test, notebook 05 : base 4 bits + adaptateur)", _accuracy_line(profile.name))]
+    if merged:
+        measures.append(("Le modèle de ce dossier, mesuré dans l'assistant (test, notebook 08)", merged))
     return _card(
         {
             "language": ["fr"],
@@ -552,9 +586,9 @@ def llm_card(profile) -> str:
                 f"{french_int(training['trainable_params'])} "
                 f"paramètres entraînés ; perte de validation {training['eval_loss_base']:.3f} → "
                 f"{training['eval_loss_finetuned']:.3f}. Tâche « {llm.task} », format de réponse "
-                f"« {llm.answer_format} » (notebook 04). Adaptateur fusionné dans la base pour ce dossier.",
+                f"« {llm.answer_format} » (notebook 04). {content}",
             ),
-            ("Mesures (test, notebook 05)", _accuracy_line(profile.name)),
+            *measures,
             (
                 "Limites",
                 "Les questions de test sortent des mêmes gabarits que l'entraînement : ces chiffres surestiment "

@@ -250,6 +250,20 @@ def test_model_cards_are_written_from_the_outputs(smoke, outputs):
     assert "perte de validation 3,454 → 0,5" in card and "4\u202f884\u202f480 paramètres" in card
     assert "| fine-tuné | 90,0\u00a0% | [69,9\u00a0% ; 97,2\u00a0%] | 20 |" in card
     assert "surestiment" in card  # la limite des données en gabarits est dite
+    assert "poids 4 bits déquantifiés" in card and "mesuré dans l'assistant" not in card  # pas encore mesuré
+    assert "l'adaptateur seul" in assistant.llm_card(smoke, "llm/adapter")
+    rows = [("4 bits + adaptateur", 0.94, float("nan")), ("fusionné", 0.72, 0.677)]
+    save_table(
+        pd.DataFrame(rows, columns=["model", "agreement", "same_status"]).assign(ci_low=0.6, ci_high=0.97),
+        "smoke",
+        "assistant/modele_fusionne.csv",
+    )
+    card = assistant.llm_card(smoke)
+    assert "mesuré dans l'assistant (test, notebook 08)" in card
+    assert "| fusionné | 72,0 % | [60,0 % ; 97,0 %] | 67,7 % |" in card and "| — |" in card
+    assert "mesuré dans l'assistant" not in assistant.llm_card(smoke, "llm/adapter")
+    with pytest.raises(ValueError, match="llm/merged ou llm/adapter"):
+        assistant.llm_card(smoke, "llm/autre")
 
 
 def test_push_to_hub_sends_nothing_without_a_token(tmp_path, monkeypatch, capsys):
