@@ -309,6 +309,10 @@ def main(argv: list[str] | None = None) -> int:
         from .report import comparison_report
 
         print("\n" + "\n".join(comparison_report(profile.name)))
+    if any(r["notebook"].startswith("08") for r in results):
+        from .report import assistant_report
+
+        print("\n" + "\n".join(assistant_report(profile.name)))
     print(f"Résultats : {shown(profile_root(profile.name))}")
     return 0 if all(r["status"] == "ok" for r in results) else 1
 

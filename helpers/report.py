@@ -214,6 +214,48 @@ def comparison_report(profile_name: str) -> list[str]:
     return lines + _budget_lines(profile_name, ("06", "07"), COMPARISON_BUDGET)
 
 
+@_in_french
+def assistant_report(profile_name: str) -> list[str]:
+    """Lignes du bilan du notebook 08 : l'assistant mesuré comme un produit (latence, mémoire,
+    concordance de ses statuts avec la règle et réponse constante), le modèle fusionné, l'index."""
+    import pandas as pd
+
+    from .outputs import load_json
+    from .text import french_int
+
+    lines = [f"L'assistant (notebook 08) — profil {profile_name}"]
+    if not written_path(profile_name, "assistant/mesures.json").exists():
+        return lines + ["  mesures : assistant/mesures.json absent (notebook 08 non exécuté)"]
+    m = load_json(profile_name, "assistant/mesures.json")
+    lines.append(
+        f"  latence par compte rendu : médiane {m['p50_s']:.2f} s, p95 {m['p95_s']:.2f} s ; "
+        f"{m['answers_per_minute']:.1f} réponses par minute ; pic mémoire {m['peak_rss_mb']} Mo "
+        f"({m['reports']} comptes rendus de test, {m['device']})"
+    )
+    low, high = m["agreement_ci"]
+    c_low, c_high = m["constant_agreement_ci"]
+    lines.append(
+        f"  statuts du modèle conformes à la règle : {m['agreement']:.1%} [{low:.1%} ; {high:.1%}] ; "
+        f"réponse constante « {m['constant_status']} » : {m['constant_agreement']:.1%} [{c_low:.1%} ; {c_high:.1%}] ; "
+        f"réponses du modèle montrées telles quelles : {m['shown_as_is']:.0%}"
+    )
+    merged = written_path(profile_name, "assistant/modele_fusionne.csv")
+    if merged.exists():
+        row = pd.read_csv(merged).iloc[-1]
+        lines.append(
+            f"  modèle fusionné (exporté) : statuts conformes {row['agreement']:.1%} "
+            f"[{row['ci_low']:.1%} ; {row['ci_high']:.1%}], statuts identiques au 4 bits {row['same_status']:.1%}, "
+            f"médiane {row['p50_s']:.2f} s"
+        )
+    costs = written_path(profile_name, "assistant/couts_index.csv")
+    if costs.exists():
+        table = pd.read_csv(costs)
+        lines.append(
+            "  index : " + " ; ".join(f"{r.setting} {french_int(r.file_bytes)} octets" for r in table.itertuples())
+        )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.report", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default=None, help="profil dont relire les résultats (défaut : détecté)")
@@ -225,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(embedding_report(args.profile)))
     print("\n".join(llm_report(args.profile)))
     print("\n".join(comparison_report(args.profile)))
+    print("\n".join(assistant_report(args.profile)))
     return 0
 
 

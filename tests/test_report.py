@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 from test_embeddings import _fake_per_query, _fake_scores
 
 from helpers import report
@@ -137,3 +138,35 @@ def test_comparison_report_shows_intervals_and_unmeasured_latency(outputs):
     assert (
         "B' QLoRA : 5 paramètres entraînés, 360 s, 13,4 Mo, latence non mesurée ; statuts justes 0,0\u00a0% [" in text
     )
+
+
+def test_assistant_report_reads_the_notebook_08_measures(outputs):
+    from helpers.outputs import save_json, save_table
+
+    assert "notebook 08 non exécuté" in report.assistant_report("cpu")[1]
+    measures = {"p50_s": 5.25, "p95_s": 7.77, "answers_per_minute": 10.9, "peak_rss_mb": 2093, "reports": 30}
+    measures |= {"device": "cpu", "agreement": 0.94, "agreement_ci": [0.886, 0.969], "shown_as_is": 0.73}
+    measures |= {"constant_status": "normal", "constant_agreement": 0.534, "constant_agreement_ci": [0.449, 0.616]}
+    save_json(measures, "cpu", "assistant/mesures.json")
+    served = [
+        ["4 bits + adaptateur", 0.94, 0.886, 0.969, float("nan"), 5.2],
+        ["fusionné", 0.96, 0.91, 0.98, 0.977, 5.6],
+    ]
+    save_table(
+        pd.DataFrame(served, columns=["model", "agreement", "ci_low", "ci_high", "same_status", "p50_s"]),
+        "cpu",
+        "assistant/modele_fusionne.csv",
+    )
+    save_table(
+        pd.DataFrame({"setting": ["256 dimensions, binaire + rescoring"], "file_bytes": [8865]}),
+        "cpu",
+        "assistant/couts_index.csv",
+    )
+    text = "\n".join(report.assistant_report("cpu")).replace("\u00a0", " ")  # espaces insécables
+    assert "médiane 5,25 s, p95 7,77 s ; 10,9 réponses par minute" in text
+    assert "94,0 % [88,6 % ; 96,9 %] ; réponse constante « normal » : 53,4 %" in text
+    assert (
+        "modèle fusionné (exporté) : statuts conformes 96,0 % [91,0 % ; 98,0 %], statuts identiques au 4 bits 97,7 %"
+        in text
+    )
+    assert "binaire + rescoring 8\u202f865 octets" in text
