@@ -420,6 +420,26 @@ def load_finetuned_llm(profile, adapter_path: Path | str | None = None):
     return model, tokenizer
 
 
+def dequantized_base(source: str, quantization_config, device_map="cpu"):
+    """Le modèle de base tel que l'adaptateur l'a vu à l'entraînement : chargé en 4 bits avec
+    ``quantization_config`` (celle du notebook 04), puis **déquantifié** en float32
+    (``PreTrainedModel.dequantize`` de transformers). Ses poids sont les valeurs nf4 arrondies, pas
+    les poids d'origine : c'est dans ceux-là qu'on fusionne l'adaptateur (notebook 04, section 10)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    model = AutoModelForCausalLM.from_pretrained(
+        source, quantization_config=quantization_config, dtype=torch.float32, device_map=device_map
+    )
+    previous = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # « The modules are dequantized in torch.float32 » : ce qu'on demande
+    try:
+        return model.dequantize()
+    finally:
+        hf_logging.set_verbosity(previous)
+
+
 def load_merged_llm(profile):
     """Recharge le modèle **fusionné** du notebook 04 (base + LoRA, safetensors), celui qu'on
     exporte : transformers seul, sans peft ni quantification, en float32 sur CPU et dans la

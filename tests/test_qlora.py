@@ -322,3 +322,34 @@ def test_confusion_plot_titles_are_french_labels():
     assert [ax.get_title() for ax in fig.axes] == ["fine-tuné", "base (few-shot)"]
     with pytest.raises(ValueError, match="Aucune matrice"):
         plot_confusion({})
+
+
+def test_merging_into_the_dequantized_base_gives_back_the_trained_model(tmp_path):
+    """La fusion du notebook 04 : dans les poids nf4 déquantifiés, le modèle fusionné calcule ce que
+    calculait la base 4 bits + l'adaptateur ; dans les poids d'origine, non (mesuré au notebook 08)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    from helpers.models import model_path
+
+    model, batch = _tiny_qlora(guard=True)  # base 4 bits + LoRA dont B ≠ 0
+    model.eval()
+    model.save_pretrained(tmp_path / "adapter")
+    with torch.no_grad():
+        trained = model(**batch).logits
+    path = model_path("tiny-mistral")
+    bnb = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)
+    bnb.bnb_4bit_compute_dtype = torch.float32
+    base = qlora.dequantized_base(str(path), bnb)
+    assert not any("4bit" in type(m).__name__ for m in base.modules())  # plus rien de quantifié
+    original = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    layer = "model.layers.0.self_attn.q_proj.weight"
+    rounded, exact = base.state_dict()[layer], original.state_dict()[layer]
+    assert rounded.dtype == torch.float32 and 0 < (rounded - exact).abs().max() < exact.abs().max()
+    gaps = {}
+    for name, weights in (("déquantifiés", base), ("origine", original)):
+        merged = PeftModel.from_pretrained(weights, str(tmp_path / "adapter")).merge_and_unload().eval()
+        with torch.no_grad():
+            gaps[name] = (merged(**batch).logits - trained).abs().max().item()
+    assert gaps["déquantifiés"] < 1e-3 < gaps["origine"], gaps
