@@ -417,6 +417,26 @@ def report_rows(report: dict) -> list[dict]:
 
 
 # --------------------------------------------------------------------------- mesures
+def measure_reports(assistant: Assistant, reports: list[dict], desc: str = "comptes rendus"):
+    """Chaque compte rendu du jeu d'instructions passé à ``assistant`` par le chemin d'un fichier
+    d'utilisateur (:func:`report_rows`, :func:`rows_from_text`), avec une barre de progression.
+
+    Renvoie deux tableaux : un compte rendu par ligne (``report``, ``values``, ``seconds``,
+    ``shown_as_is``, ``agreement``) et une valeur par ligne (:data:`REPLY_COLUMNS`)."""
+    from tqdm.auto import tqdm
+
+    rows, tables = [], []
+    for case in tqdm(reports, desc=desc):
+        csv_text = pd.DataFrame(report_rows(case)).to_csv(index=False)
+        answer = assistant.answer_rows(rows_from_text(csv_text, name=case["id"]))[0]
+        tables.append(answer.table)
+        rows.append(
+            {"report": case["id"], "values": len(answer.table), "seconds": answer.seconds}
+            | {"shown_as_is": answer.shown_as_is, "agreement": answer.table["agrees"].mean()}
+        )
+    return pd.DataFrame(rows), pd.concat(tables, ignore_index=True)
+
+
 def latency_summary(seconds: list[float]) -> dict:
     """Latence par compte rendu : médiane (p50), p95, moyenne, et réponses par minute."""
     if not seconds:

@@ -298,3 +298,24 @@ def test_a_missing_merged_model_names_the_setting(smoke, outputs):
 
     with pytest.raises(FileNotFoundError, match="COURSE_SAVE_MERGED=1"):
         load_merged_llm(smoke)
+
+
+def test_measure_reports_goes_through_the_user_path(smoke, embedder, corpus):
+    reports = [
+        {
+            "id": f"inst-{i}",
+            "sexe": "femme",
+            "age": 40,
+            "labels": [
+                {"code": "FERRITINE", "analyte": "ferritine", "valeur": 8.0, "unite": "µg/L", "statut": "bas"},
+                {"code": "HB", "analyte": "hémoglobine", "valeur": 13.0, "unite": "g/dL", "statut": "normal"},
+            ],
+        }
+        for i in (1, 2)
+    ]
+    helper = _assistant(smoke, embedder, corpus, lambda prompts: ["Ferritine : normal"] * len(prompts))
+    latencies, values = assistant.measure_reports(helper, reports, "essai")
+    assert list(latencies["report"]) == ["inst-1", "inst-2"] and list(latencies["values"]) == [2, 2]
+    assert not latencies["shown_as_is"].any() and (latencies["seconds"] > 0).all()
+    assert list(values.columns) == list(assistant.REPLY_COLUMNS) and len(values) == 4
+    assert list(values["rule_status"]) == ["bas", "normal"] * 2
