@@ -422,19 +422,53 @@ def measure_reports(assistant: Assistant, reports: list[dict], desc: str = "comp
     d'utilisateur (:func:`report_rows`, :func:`rows_from_text`), avec une barre de progression.
 
     Renvoie deux tableaux : un compte rendu par ligne (``report``, ``values``, ``seconds``,
-    ``shown_as_is``, ``agreement``) et une valeur par ligne (:data:`REPLY_COLUMNS`)."""
+    ``shown_as_is``, ``agreement``) et une valeur par ligne (``report`` puis :data:`REPLY_COLUMNS`)."""
     from tqdm.auto import tqdm
 
     rows, tables = [], []
     for case in tqdm(reports, desc=desc):
         csv_text = pd.DataFrame(report_rows(case)).to_csv(index=False)
         answer = assistant.answer_rows(rows_from_text(csv_text, name=case["id"]))[0]
-        tables.append(answer.table)
+        tables.append(answer.table.assign(report=case["id"])[["report", *REPLY_COLUMNS]])
         rows.append(
             {"report": case["id"], "values": len(answer.table), "seconds": answer.seconds}
             | {"shown_as_is": answer.shown_as_is, "agreement": answer.table["agrees"].mean()}
         )
     return pd.DataFrame(rows), pd.concat(tables, ignore_index=True)
+
+
+def boundary_agreement(reports: list[dict], values: pd.DataFrame, test_values: pd.DataFrame) -> pd.DataFrame:
+    """Concordance des statuts du modèle avec la règle sur des comptes rendus aux bornes
+    (:func:`helpers.generate.build_boundary_reports`) : par position des valeurs (juste dedans, sur
+    la borne, juste dehors), toutes ensemble, puis sur les comptes rendus de test du générateur
+    (``test_values``) pour comparer. Chaque ligne : intervalle de Wilson et réponse constante du
+    groupe (toujours son statut le plus fréquent). ``values`` : sortie de :func:`measure_reports`."""
+    from .generate import BOUNDARY_POSITIONS
+    from .stats import proportion_interval
+
+    where = pd.DataFrame(
+        [
+            {"report": r["id"], "code": label["code"], "position": label["position"]}
+            for r in reports
+            for label in r["labels"]
+        ]
+    )
+    placed = values.merge(where, on=["report", "code"], how="left")
+    if len(placed) != len(values) or placed["position"].isna().any():
+        raise ValueError("Valeurs sans position : mesurez les comptes rendus aux bornes donnés ici (measure_reports).")
+    groups = [(p, placed[placed["position"] == p]) for p in BOUNDARY_POSITIONS]
+    groups += [("aux bornes (toutes)", placed), ("test (générateur)", test_values)]
+    rows = []
+    for name, group in groups:
+        if group.empty:
+            continue
+        share, low, high = proportion_interval(int(group["agrees"].sum()), len(group))
+        top = group["rule_status"].value_counts()
+        rows.append(
+            {"position": name, "values": len(group), "agreement": share, "ci_low": low, "ci_high": high}
+            | {"constant_status": top.index[0], "constant_agreement": float(top.iloc[0] / len(group))}
+        )
+    return pd.DataFrame(rows)
 
 
 def latency_summary(seconds: list[float]) -> dict:
@@ -563,6 +597,24 @@ def _merged_line(profile_name: str) -> str | None:
     )
 
 
+def _boundary_line(profile_name: str) -> str:
+    """Phrase des limites de la carte : la concordance mesurée aux bornes (notebook 08,
+    ``assistant/bornes.csv``) contre celle du test, ou une phrase générale sans cette mesure."""
+    from .outputs import load_table, written_path
+    from .text import french_percent
+
+    if not written_path(profile_name, "assistant/bornes.csv").exists():
+        return "Les valeurs proches d'une borne de référence n'ont pas été mesurées (notebook 08)."
+    rows = load_table(profile_name, "assistant/bornes.csv").set_index("position")
+    edge, test = rows.loc["aux bornes (toutes)"], rows.loc["test (générateur)"]
+    return (
+        f"Sur des valeurs proches d'une borne, que le générateur n'écrit pas (notebook 08, base 4 bits + adaptateur), "
+        f"{french_percent(edge['agreement'])} des statuts concordent avec la règle "
+        f"[{french_percent(edge['ci_low'])} ; {french_percent(edge['ci_high'])}], contre "
+        f"{french_percent(test['agreement'])} sur le test ({int(edge['values'])} et {int(test['values'])} valeurs)."
+    )
+
+
 def llm_card(profile, folder_key: str = "llm/merged") -> str:
     """Carte (``README.md``) du modèle de langage : données, entraînement, mesures sur le test
     (notebooks 04 et 05, et 08 pour le modèle fusionné), limites, avertissement. Tout vient des
@@ -612,7 +664,8 @@ def llm_card(profile, folder_key: str = "llm/merged") -> str:
             (
                 "Limites",
                 "Les questions de test sortent des mêmes gabarits que l'entraînement : ces chiffres surestiment "
-                "ce que donnerait un texte écrit autrement. Le modèle ne connaît que les analytes et les "
+                f"ce que donnerait un texte écrit autrement. {_boundary_line(profile.name)} "
+                "Le modèle ne connaît que les analytes et les "
                 "intervalles de référence du cours ; il peut se tromper de statut, c'est pourquoi l'assistant "
                 "du notebook 08 calcule chaque statut par la règle et ne montre jamais une réponse qui la contredit.",
             ),

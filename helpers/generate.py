@@ -326,15 +326,25 @@ def _q_templates(a: Analyte, aspect: str) -> list[tuple[str, str, list[str]]]:
     ]
 
 
+def _normal_band(a: Analyte, sexe: str) -> tuple[float, float]:
+    """Où le générateur tire les valeurs normales : l'intervalle de référence, ou, s'il n'a qu'une
+    borne, une bande de valeurs courantes de ce côté-là (:func:`_sample_value` n'en garde que les
+    90 % du milieu)."""
+    lo, hi = a.bounds(sexe)
+    pmin, pmax = a.plausible
+    a_, b_ = (lo if lo is not None else pmin), (hi if hi is not None else lo + (pmax - lo) * 0.4)
+    if lo is None:
+        a_ = pmin + (hi - pmin) * 0.15
+    return a_, b_
+
+
 def _sample_value(a: Analyte, sexe: str, status: str, rng: random.Random, mild: bool = True) -> float:
     """Tire une valeur plausible ayant le statut voulu, arrondie aux décimales de l'analyte."""
     lo, hi = a.bounds(sexe)
     pmin, pmax = a.plausible
     for _ in range(200):
         if status == "normal":
-            a_, b_ = (lo if lo is not None else pmin), (hi if hi is not None else lo + (pmax - lo) * 0.4)
-            if lo is None:
-                a_ = pmin + (hi - pmin) * 0.15
+            a_, b_ = _normal_band(a, sexe)
             width = b_ - a_
             x = a_ + width * (0.05 + 0.9 * rng.betavariate(2, 2))
         elif status == "élevé":
@@ -749,6 +759,74 @@ def build_instructions(analytes: dict[str, Analyte], seed: int = SEED) -> dict[s
     n_train = round(len(rows) * INSTRUCTION_SPLIT["train"])
     n_val = round(len(rows) * INSTRUCTION_SPLIT["validation"])
     return {"train": rows[:n_train], "validation": rows[n_train : n_train + n_val], "test": rows[n_train + n_val :]}
+
+
+# ---------------------------------------------------------------------------- comptes rendus aux bornes
+#: Où tombe chaque valeur d'un compte rendu « aux bornes » (:func:`build_boundary_reports`).
+BOUNDARY_POSITIONS = ("juste dedans", "sur la borne", "juste dehors")
+#: Écart à la borne, en part de la bande où le générateur tire les valeurs normales
+#: (:func:`_normal_band`) : sous la marge de 5 % que :func:`_sample_value` laisse à chacune.
+BOUNDARY_GAP = (0.005, 0.05)
+
+
+def _near_bound(a: Analyte, sexe: str, side: str, position: str, rng: random.Random) -> float | None:
+    """Une valeur à la position voulue près de la borne ``side`` (« min » ou « max »), arrondie aux
+    décimales de l'analyte ; ``None`` si l'arrondi ou les valeurs plausibles l'interdisent."""
+    lo, hi = a.bounds(sexe)
+    bound = lo if side == "min" else hi
+    if round(bound, a.decimales) != bound:
+        return None  # borne plus précise que l'affichage : « sur la borne » n'est pas écrivable
+    unit = 10**-a.decimales
+    band = _normal_band(a, sexe)
+    gap = max(unit, round(rng.uniform(*BOUNDARY_GAP) * (band[1] - band[0]), a.decimales))
+    inward = 1 if side == "min" else -1  # vers l'intérieur de l'intervalle
+    offset = {"juste dedans": inward * gap, "sur la borne": 0.0, "juste dehors": -inward * gap}[position]
+    value = round(bound + offset, a.decimales)
+    wanted_normal = position != "juste dehors"
+    if not a.plausible[0] <= value <= a.plausible[1] or (a.status(value, sexe) == "normal") != wanted_normal:
+        return None
+    return value
+
+
+def build_boundary_reports(analytes: dict[str, Analyte], n: int, seed: int = SEED) -> list[dict]:
+    """Comptes rendus que le générateur du jeu **n'écrit pas** : chaque valeur est près d'une borne
+    de référence — juste dedans (normale), sur la borne (normale : les bornes font partie de
+    l'intervalle) ou juste dehors (anormale), à moins de 5 % de l'étendue de référence (ou, pour un
+    analyte à une seule borne, de la bande des valeurs normales du générateur) et d'un cran au moins
+    de l'affichage (une décimale de l'analyte).
+
+    Le jeu d'instructions laisse toujours cette marge aux valeurs normales (:func:`_sample_value`) :
+    ces comptes rendus mesurent un modèle hors de la distribution de son entraînement, là où une
+    comparaison pas à pas est la plus longue (les chiffres restent égaux plus longtemps). Même
+    schéma que le jeu d'instructions (``id``, ``sexe``, ``age``, ``panel``, ``labels``) ; chaque
+    étiquette dit en plus sa ``borne`` (min ou max) et sa ``position``. Déterministe pour une graine.
+    """
+    if n < 1:
+        raise ValueError(f"Nombre de comptes rendus aux bornes : {n} ; il en faut au moins un.")
+    rng = random.Random(seed + 5)
+    panel_names = sorted(PANELS)
+    reports = []
+    for i in range(n):
+        sexe, age, panel = rng.choice(("homme", "femme")), rng.randint(18, 90), rng.choice(panel_names)
+        codes = rng.sample(PANELS[panel], k=min(len(PANELS[panel]), rng.randint(3, 5)))
+        labels = []
+        for code in codes:
+            a = analytes[code]
+            sides = [side for side, b in zip(("min", "max"), a.bounds(sexe)) if b is not None]
+            tries = [(side, position) for side in sides for position in BOUNDARY_POSITIONS]
+            rng.shuffle(tries)
+            for side, position in tries:
+                value = _near_bound(a, sexe, side, position, rng)
+                if value is not None:
+                    break
+            else:
+                continue  # aucune valeur écrivable près des bornes de cet analyte : on passe au suivant
+            labels.append(
+                {"code": a.code, "analyte": a.nom_court, "valeur": value, "unite": a.unite}
+                | {"statut": a.status(value, sexe), "borne": side, "position": position}
+            )
+        reports.append({"id": f"bornes-{i:03d}", "sexe": sexe, "age": age, "panel": panel, "labels": labels})
+    return reports
 
 
 # ---------------------------------------------------------------------------- longitudinal

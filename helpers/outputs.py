@@ -119,6 +119,7 @@ OUTPUTS: dict[str, Output] = _outputs(
     ("assistant/mesures.json", "08", "L'assistant mesuré : latence p50/p95, réponses par minute, mémoire", True),
     ("assistant/exemple.json", "08", "Une réponse complète de l'assistant (tableau, texte, contrôles)"),
     ("assistant/modele_fusionne.csv", "08", "L'assistant servi par le modèle fusionné contre 4 bits + adaptateur"),
+    ("assistant/bornes.csv", "08", "L'assistant sur des valeurs près des bornes, que le générateur n'écrit pas", True),
     ("llm/merged/README.md", "08", "Carte du modèle de langage fusionné (données, entraînement, mesures, limites)"),
     ("llm/adapter/README.md", "08", "Carte de l'adaptateur LoRA (profil gpu : pas de modèle fusionné par défaut)"),
     ("embeddings/model/README.md", "08", "Carte du modèle d'embeddings fine-tuné"),

@@ -241,11 +241,22 @@ def assistant_report(profile_name: str) -> list[str]:
     )
     merged = written_path(profile_name, "assistant/modele_fusionne.csv")
     if merged.exists():
-        row = pd.read_csv(merged).iloc[-1]
+        table = pd.read_csv(merged)
+        row = table[table["same_status"].notna()].iloc[0]  # la ligne comparée au 4 bits : le modèle fusionné
         lines.append(
             f"  modèle fusionné (exporté) : statuts conformes {row['agreement']:.1%} "
             f"[{row['ci_low']:.1%} ; {row['ci_high']:.1%}], statuts identiques au 4 bits {row['same_status']:.1%}, "
             f"médiane {row['p50_s']:.2f} s"
+        )
+    edges = written_path(profile_name, "assistant/bornes.csv")
+    if edges.exists():
+        table = pd.read_csv(edges).set_index("position")
+        edge, test = table.loc["aux bornes (toutes)"], table.loc["test (générateur)"]
+        lines.append(
+            f"  valeurs près des bornes (hors du générateur) : statuts conformes {edge['agreement']:.1%} "
+            f"[{edge['ci_low']:.1%} ; {edge['ci_high']:.1%}] sur {int(edge['values'])} valeurs, "
+            f"contre {test['agreement']:.1%} sur le test ; réponse constante « {edge['constant_status']} » "
+            f"{edge['constant_agreement']:.1%}"
         )
     costs = written_path(profile_name, "assistant/couts_index.csv")
     if costs.exists():

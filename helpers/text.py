@@ -337,6 +337,10 @@ DISPLAY_LABELS = {
     "same_status": "statuts identiques au 4 bits",
     "shown_as_is": "réponse du modèle montrée",
     "agreement": "statuts concordants",
+    "position": "position de la valeur",
+    "bound": "borne",
+    "constant_status": "statut constant",
+    "constant_agreement": "réponse constante",
 }
 
 

@@ -251,6 +251,7 @@ def test_model_cards_are_written_from_the_outputs(smoke, outputs):
     assert "| fine-tuné | 90,0\u00a0% | [69,9\u00a0% ; 97,2\u00a0%] | 20 |" in card
     assert "surestiment" in card  # la limite des données en gabarits est dite
     assert "poids 4 bits déquantifiés" in card and "mesuré dans l'assistant" not in card  # pas encore mesuré
+    assert "proches d'une borne de référence n'ont pas été mesurées" in card
     assert "l'adaptateur seul" in assistant.llm_card(smoke, "llm/adapter")
     rows = [("4 bits + adaptateur", 0.94, float("nan")), ("fusionné", 0.72, 0.677)]
     save_table(
@@ -258,8 +259,18 @@ def test_model_cards_are_written_from_the_outputs(smoke, outputs):
         "smoke",
         "assistant/modele_fusionne.csv",
     )
+    edges = [("aux bornes (toutes)", 0.81, 0.7, 0.88, 120), ("test (générateur)", 0.94, 0.9, 0.97, 129)]
+    save_table(
+        pd.DataFrame(edges, columns=["position", "agreement", "ci_low", "ci_high", "values"]),
+        "smoke",
+        "assistant/bornes.csv",
+    )
     card = assistant.llm_card(smoke)
     assert "mesuré dans l'assistant (test, notebook 08)" in card
+    assert (
+        "81,0 % des statuts concordent avec la règle [70,0 % ; 88,0 %], contre 94,0 % sur le test (120 et 129 valeurs)"
+        in card.replace("\u00a0", " ")
+    )
     assert "| fusionné | 72,0 % | [60,0 % ; 97,0 %] | 67,7 % |" in card and "| — |" in card
     assert "mesuré dans l'assistant" not in assistant.llm_card(smoke, "llm/adapter")
     with pytest.raises(ValueError, match="llm/merged ou llm/adapter"):
@@ -317,5 +328,34 @@ def test_measure_reports_goes_through_the_user_path(smoke, embedder, corpus):
     latencies, values = assistant.measure_reports(helper, reports, "essai")
     assert list(latencies["report"]) == ["inst-1", "inst-2"] and list(latencies["values"]) == [2, 2]
     assert not latencies["shown_as_is"].any() and (latencies["seconds"] > 0).all()
-    assert list(values.columns) == list(assistant.REPLY_COLUMNS) and len(values) == 4
+    assert list(values.columns) == ["report", *assistant.REPLY_COLUMNS] and len(values) == 4
+    assert list(values["report"]) == ["inst-1", "inst-1", "inst-2", "inst-2"]
     assert list(values["rule_status"]) == ["bas", "normal"] * 2
+
+
+def test_boundary_agreement_reads_each_position_next_to_its_constant_answer(smoke, embedder, corpus):
+    """Un modèle qui dit « normal » partout : parfait juste dedans et sur la borne (comme la réponse
+    constante), nul juste dehors ; la ligne du test vient des valeurs qu'on lui donne."""
+    from helpers.analytes import load_analytes
+    from helpers.generate import build_boundary_reports
+
+    reports = build_boundary_reports(load_analytes(), 6)
+    helper = _assistant(smoke, embedder, corpus, lambda prompts: ["normal"] * len(prompts))  # une valeur par prompt
+    _, values = assistant.measure_reports(helper, reports, "bornes")
+    test_values = pd.DataFrame({"rule_status": ["normal", "bas", "normal"], "agrees": [True, False, True]})
+    table = assistant.boundary_agreement(reports, values, test_values).set_index("position")
+    assert list(table.index) == [
+        "juste dedans",
+        "sur la borne",
+        "juste dehors",
+        "aux bornes (toutes)",
+        "test (générateur)",
+    ]
+    assert table.loc["juste dedans", "agreement"] == table.loc["sur la borne", "agreement"] == 1.0
+    assert table.loc["juste dedans", "constant_agreement"] == 1.0
+    assert table.loc["juste dehors", "agreement"] == 0.0 and table.loc["juste dehors", "constant_status"] != "normal"
+    assert table.loc["aux bornes (toutes)", "values"] == sum(len(r["labels"]) for r in reports)
+    assert table.loc["test (générateur)", "agreement"] == pytest.approx(2 / 3)
+    assert (table["ci_low"] <= table["agreement"]).all() and (table["agreement"] <= table["ci_high"]).all()
+    with pytest.raises(ValueError, match="sans position"):
+        assistant.boundary_agreement(reports[:2], values, test_values)

@@ -196,3 +196,53 @@ def test_profile_can_leave_out_the_described_pairs():
     with_them = load_retrieval(replace(profile, embedding=replace(profile.embedding, described_pairs=True)))["train"]
     assert "description" in set(with_them["style"]) and "description" not in set(without["style"])
     assert len(with_them) - len(without) == sum(s == "description" for s in with_them["style"])
+
+
+def _gap_to(a, sexe, value, side):
+    """Distance d'une valeur à sa borne et demi-cran d'affichage, en part de la bande des valeurs
+    normales du générateur."""
+    low, high = generate._normal_band(a, sexe)
+    bound = a.bounds(sexe)[0 if side == "min" else 1]
+    return abs(value - bound) / (high - low), 0.5 * 10**-a.decimales / (high - low)
+
+
+def test_the_dataset_keeps_a_margin_that_boundary_reports_do_not():
+    """La phrase du notebook 08 : aucune valeur normale du jeu d'instructions n'est à moins de 5 %
+    (de la bande des valeurs normales) d'une borne, à l'arrondi près ; les valeurs des comptes rendus
+    aux bornes, si (ou à un cran d'affichage, quand 5 % en font moins d'un)."""
+    table = load_analytes()
+    rows = [r for s in ("train", "validation", "test") for r in _jsonl(f"instructions_{s}.jsonl")]
+    normal = [(r["sexe"], table[lab["code"]], lab) for r in rows for lab in r["labels"] if lab["statut"] == "normal"]
+    for sexe, a, lab in normal:
+        for side, bound in zip(("min", "max"), a.bounds(sexe)):
+            if bound is not None:
+                gap, half_unit = _gap_to(a, sexe, lab["valeur"], side)
+                assert gap >= 0.05 - half_unit - 1e-9, lab
+    reports = generate.build_boundary_reports(table, 80)
+    assert reports == generate.build_boundary_reports(table, 80)  # graine fixe
+    assert reports != generate.build_boundary_reports(table, 80, seed=1)
+    labels = [(r["sexe"], table[lab["code"]], lab) for r in reports for lab in r["labels"]]
+    assert all(r["labels"] for r in reports) and len(labels) >= 3 * len(reports)
+    assert set(lab["position"] for _, _, lab in labels) == set(generate.BOUNDARY_POSITIONS)
+    for sexe, a, lab in labels:
+        assert a.status(lab["valeur"], sexe) == lab["statut"]
+        assert (lab["statut"] == "normal") == (lab["position"] != "juste dehors"), lab
+        gap, half_unit = _gap_to(a, sexe, lab["valeur"], lab["borne"])
+        if lab["position"] == "sur la borne":
+            assert gap == 0, lab
+        else:
+            assert 0 < gap <= max(0.05 + half_unit, 2 * half_unit) + 1e-9, lab
+    with pytest.raises(ValueError, match="au moins un"):
+        generate.build_boundary_reports(table, 0)
+
+
+def test_boundary_reports_pass_the_user_file_checks():
+    """Chaque compte rendu aux bornes passe la validation d'un fichier « Vos données »."""
+    import pandas as pd
+
+    from helpers.assistant import report_rows, rows_from_text
+
+    reports = generate.build_boundary_reports(load_analytes(), 40)
+    for r in reports:
+        rows = rows_from_text(pd.DataFrame(report_rows(r)).to_csv(index=False), name=r["id"])
+        assert [row["statut"] for row in rows] == [lab["statut"] for lab in r["labels"]]

@@ -148,9 +148,9 @@ def test_assistant_report_reads_the_notebook_08_measures(outputs):
     measures |= {"device": "cpu", "agreement": 0.94, "agreement_ci": [0.886, 0.969], "shown_as_is": 0.73}
     measures |= {"constant_status": "normal", "constant_agreement": 0.534, "constant_agreement_ci": [0.449, 0.616]}
     save_json(measures, "cpu", "assistant/mesures.json")
-    served = [
-        ["4 bits + adaptateur", 0.94, 0.886, 0.969, float("nan"), 5.2],
+    served = [  # la ligne du modèle fusionné est celle comparée au 4 bits, quelle que soit sa place
         ["fusionné", 0.96, 0.91, 0.98, 0.977, 5.6],
+        ["4 bits + adaptateur", 0.94, 0.886, 0.969, float("nan"), 5.2],
     ]
     save_table(
         pd.DataFrame(served, columns=["model", "agreement", "ci_low", "ci_high", "same_status", "p50_s"]),
@@ -162,6 +162,12 @@ def test_assistant_report_reads_the_notebook_08_measures(outputs):
         "cpu",
         "assistant/couts_index.csv",
     )
+    edges = [
+        ["aux bornes (toutes)", 0.81, 0.7, 0.88, 120, "normal", 0.64],
+        ["test (générateur)", 0.94, 0.9, 0.97, 129, "normal", 0.53],
+    ]
+    columns = ["position", "agreement", "ci_low", "ci_high", "values", "constant_status", "constant_agreement"]
+    save_table(pd.DataFrame(edges, columns=columns), "cpu", "assistant/bornes.csv")
     text = "\n".join(report.assistant_report("cpu")).replace("\u00a0", " ")  # espaces insécables
     assert "médiane 5,25 s, p95 7,77 s ; 10,9 réponses par minute" in text
     assert "94,0 % [88,6 % ; 96,9 %] ; réponse constante « normal » : 53,4 %" in text
@@ -170,3 +176,7 @@ def test_assistant_report_reads_the_notebook_08_measures(outputs):
         in text
     )
     assert "binaire + rescoring 8\u202f865 octets" in text
+    assert (
+        "près des bornes (hors du générateur) : statuts conformes 81,0 % [70,0 % ; 88,0 %] sur 120 valeurs, "
+        "contre 94,0 % sur le test ; réponse constante « normal » 64,0 %" in text
+    )
