@@ -96,9 +96,11 @@ def setup_course(notebook: str = "", *, quiet: bool = False):
         print(f"Cours MedAnalyzer-FR{title}")
         print(f"Profil actif : {profile.name} — {profile.description}")
         print(f"Pourquoi : {profile.reason}")
+        kernel = runtime.cpu_4bit_kernel() if device == "cpu" else None
         print(
             f"Matériel : {device} ; {threads} thread(s) de calcul ; Python "
             f"{platform.python_version()} ; torch {torch_version}"
+            + (f" ; {runtime.CPU_4BIT_KERNELS[kernel]}" if kernel else "")
         )
         print("(COURSE_PROFILE=gpu|cpu|smoke impose un profil.)")
         _print_durations(notebook)

@@ -291,10 +291,15 @@ def main(argv: list[str] | None = None) -> int:
     summary_path = write_run_summary(profile, results)
     print(f"\nRésumé : {shown(summary_path)}")
     from .durations import durations_path, record_durations
-    from .runtime import configure_threads, git_commit
+    from .runtime import configure_threads, cpu_4bit_kernel, cuda_available, git_commit
 
     record_durations(
-        profile.name, results, threads=configure_threads(), commit=git_commit(), date=dt.date.today().isoformat()
+        profile.name,
+        results,
+        threads=configure_threads(),
+        commit=git_commit(),
+        date=dt.date.today().isoformat(),
+        cpu_4bit=None if cuda_available() else cpu_4bit_kernel(),
     )
     print(f"Durées (versionnées) : {shown(durations_path())}")
     if any(r["notebook"].startswith(("02", "03")) for r in results):

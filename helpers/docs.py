@@ -291,7 +291,7 @@ def write_durations_page(dest: Path | None = None, path: Path | None = None) -> 
     """Écrit ``_generated/durees.rst`` (inclus par ``durees.rst``) : la durée et le pic mémoire de
     chaque notebook sur chaque profil, lus dans ``docs/mesures/durees.csv``
     (:mod:`helpers.durations`), avec la date, le commit et les threads de chaque mesure."""
-    from .durations import PROFILE_ORDER, format_seconds, load_durations, measures_by_profile
+    from .durations import PROFILE_ORDER, format_seconds, load_durations, measures_by_profile, where_4bit
 
     dest = dest or GENERATED_DIR / "durees.rst"
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -310,7 +310,7 @@ def write_durations_page(dest: Path | None = None, path: Path | None = None) -> 
 
     def describe(r) -> str:
         memory = f", {int(r['peak_rss_mb'])} Mo" if pd.notna(r["peak_rss_mb"]) else ""
-        where = f"{r['date']}, commit {r['commit']}, {int(r['threads'])} thread(s)"
+        where = f"{r['date']}, commit {r['commit']}, {where_4bit(r)}"
         return f"{format_seconds(r['seconds'])}{memory} ({where})"
 
     for prefix in sorted(set(table["notebook"]) | set(names)):

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-COLUMNS = ["profile", "notebook", "seconds", "peak_rss_mb", "threads", "date", "commit"]
+COLUMNS = ["profile", "notebook", "seconds", "peak_rss_mb", "threads", "date", "commit", "cpu_4bit"]
+#: Colonnes ajoutées après coup : absentes d'un fichier plus ancien, elles restent vides.
+OPTIONAL = ("cpu_4bit",)
 PROFILE_ORDER = ("gpu", "cpu", "smoke")
 
 
@@ -40,7 +42,10 @@ def load_durations(path: Path | None = None) -> pd.DataFrame:
     path = Path(path or durations_path())
     if not path.exists():
         return pd.DataFrame(columns=COLUMNS)
-    table = pd.read_csv(path, dtype={"notebook": str, "commit": str})
+    table = pd.read_csv(path, dtype={"notebook": str, "commit": str, "cpu_4bit": str})
+    for column in OPTIONAL:
+        if column not in table.columns:
+            table[column] = pd.NA
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{path.name} : colonnes manquantes {', '.join(missing)}.")
@@ -49,10 +54,19 @@ def load_durations(path: Path | None = None) -> pd.DataFrame:
 
 
 def record_durations(
-    profile_name: str, results: list[dict], *, threads: int, commit: str, date: str, path: Path | None = None
+    profile_name: str,
+    results: list[dict],
+    *,
+    threads: int,
+    commit: str,
+    date: str,
+    cpu_4bit: str | None = None,
+    path: Path | None = None,
 ) -> pd.DataFrame:
     """Remplace, pour ``profile_name``, les lignes des notebooks de ``results`` exécutés sans erreur
-    (``statut == "ok"``) ; garde les autres profils et notebooks. Renvoie le tableau écrit."""
+    (``statut == "ok"``) ; garde les autres profils et notebooks. ``cpu_4bit`` : comment ce
+    processeur calcule le 4 bits (:func:`helpers.runtime.cpu_4bit_kernel`), ``None`` sur GPU.
+    Renvoie le tableau écrit."""
     path = Path(path or durations_path())
     rows = [
         {
@@ -63,6 +77,7 @@ def record_durations(
             "threads": threads,
             "date": date,
             "commit": commit,
+            "cpu_4bit": cpu_4bit,
         }
         for r in results
         if r.get("status") == "ok"
@@ -78,7 +93,20 @@ def record_durations(
         )
         path.parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(path, index=False)
+        return load_durations(path)  # tel que relu (cases vides comprises)
     return table.reset_index(drop=True)
+
+
+def where_4bit(row) -> str:
+    """Threads de la mesure et, sur CPU, comment le processeur calculait le 4 bits : les durées des
+    notebooks 04 à 08 en dépendent (:func:`helpers.runtime.cpu_4bit_kernel`)."""
+    text = f"{int(row['threads'])} thread(s)"
+    kernel = row.get("cpu_4bit")
+    if isinstance(kernel, str) and kernel:
+        text += ", 4 bits " + (
+            "par noyau fusionné AVX512-BF16" if kernel == "fusionné" else "déquantifié, sans AVX512-BF16"
+        )
+    return text
 
 
 def format_seconds(seconds: float) -> str:
@@ -107,7 +135,7 @@ def duration_lines(prefix: str, path: Path | None = None) -> list[str]:
         memory = (
             ", pic " + f"{int(r['peak_rss_mb']):,}".replace(",", "\u202f") + " Mo" if pd.notna(r["peak_rss_mb"]) else ""
         )
-        return f"{format_seconds(r['seconds'])}{memory} (make course du {r['date']}, {int(r['threads'])} thread(s))"
+        return f"{format_seconds(r['seconds'])}{memory} (make course du {r['date']}, {where_4bit(r)})"
 
     texts = measures_by_profile(load_durations(path), prefix, describe)
     return [f"{profile} : {text}" for profile, text in zip(PROFILE_ORDER, texts)]

@@ -11,6 +11,7 @@ import functools
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import Callable, Sequence
 from urllib.parse import urlparse
 
@@ -82,6 +83,28 @@ def bf16_supported() -> bool:
         return bool(torch.cuda.is_bf16_supported(including_emulation=False))
     except TypeError:  # torch ancien, sans ce paramètre : la capacité suffit
         return True
+
+
+#: Ce que dit :func:`cpu_4bit_kernel`, en clair (en-tête des notebooks, page des durées).
+CPU_4BIT_KERNELS = {
+    "fusionné": "4 bits sur CPU : noyau fusionné de bitsandbytes (AVX512-BF16)",
+    "déquantifié": "4 bits sur CPU : poids déquantifiés à chaque couche (pas d'AVX512-BF16)",
+}
+
+
+def cpu_4bit_kernel(cpuinfo: Path | str = "/proc/cpuinfo") -> str | None:
+    """Comment bitsandbytes calcule une couche 4 bits sur **ce** processeur : ``"fusionné"`` s'il a
+    les instructions AVX512-BF16 (bitsandbytes multiplie alors directement par les poids 4 bits, en
+    bf16), ``"déquantifié"`` sinon (les poids de chaque couche sont décompressés en fp32 avant le
+    produit : mesuré sur 2 cœurs, la génération en 4 bits devient plus lente qu'en fp32).
+    ``None`` si le système ne le dit pas (pas de ``/proc/cpuinfo`` : macOS, Windows). Les durées
+    des notebooks 04 à 08 sur ``cpu`` en dépendent (:mod:`helpers.durations`)."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    flags = {f for line in text.splitlines() if line.lower().startswith(("flags", "features")) for f in line.split()}
+    return "fusionné" if "avx512_bf16" in flags else "déquantifié"
 
 
 def gpu_memory_gb() -> float | None:

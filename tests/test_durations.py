@@ -71,3 +71,31 @@ def test_durations_page_lists_every_notebook(tmp_path):
     page = write_durations_page(tmp_path / "durees.rst", path).read_text(encoding="utf-8")
     assert "``01_exploration_donnees``" in page and "12 s, 1000 Mo (2026-11-27, commit abc, 2 thread(s))" in page
     assert "``07_cas_etude_analyses_sang``" in page and page.count("pas encore mesurée") >= 2 * 7
+
+
+def test_the_4bit_kernel_of_the_machine_is_recorded_beside_its_durations(tmp_path):
+    """Les notebooks 04 à 08 durent deux à trois fois plus sur un CPU sans AVX512-BF16 : la ligne
+    le dit ; un fichier d'avant cette colonne se relit, la colonne vide."""
+    path = tmp_path / "durees.csv"
+    old = pd.DataFrame([["cpu", "08", 340.5, 2503, 2, "2026-11-27", "ceb3996"]], columns=durations.COLUMNS[:-1])
+    old.to_csv(path, index=False)
+    assert durations.load_durations(path)["cpu_4bit"].isna().all()
+    assert (
+        durations.duration_lines("08", path)[1]
+        == "cpu : 5 min 40 s, pic 2\u202f503 Mo (make course du 2026-11-27, 2 thread(s))"
+    )
+    table = durations.record_durations(
+        "cpu",
+        results(("08", "ok", 1001.0)),
+        threads=2,
+        commit="b",
+        date="2026-11-27",
+        cpu_4bit="déquantifié",
+        path=path,
+    )
+    assert list(table["cpu_4bit"]) == ["déquantifié"]
+    assert durations.duration_lines("08", path)[1].endswith("2 thread(s), 4 bits déquantifié, sans AVX512-BF16)")
+    durations.record_durations(
+        "cpu", results(("08", "ok", 400.0)), threads=2, commit="c", date="2026-11-28", cpu_4bit="fusionné", path=path
+    )
+    assert "4 bits par noyau fusionné AVX512-BF16" in durations.duration_lines("08", path)[1]

@@ -201,3 +201,18 @@ def test_output_file_names_are_written_only_in_the_registry():
                 except KeyError:
                     offenders.append(f"{path.name} : {m.group(1)}")
     assert offenders == [], offenders
+
+
+def test_cpu_4bit_kernel_reads_the_processor_flags(tmp_path):
+    """bitsandbytes ne prend son noyau 4 bits fusionné qu'avec AVX512-BF16 (sinon : déquantification)."""
+    from helpers.runtime import CPU_4BIT_KERNELS, cpu_4bit_kernel
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile\n")
+    assert cpu_4bit_kernel(info) == "fusionné"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n")
+    assert cpu_4bit_kernel(info) == "déquantifié"
+    info.write_text("processor\t: 0\nFeatures\t: fp asimd evtstrm aes\n")  # ARM : pas d'AVX
+    assert cpu_4bit_kernel(info) == "déquantifié"
+    assert cpu_4bit_kernel(tmp_path / "absent") is None
+    assert set(CPU_4BIT_KERNELS) == {"fusionné", "déquantifié"}
