@@ -34,6 +34,7 @@ NOTEBOOK_ALLOWED = {
     ("08", "embeddings"): "l'assistant cherche avec le modèle fine-tuné du notebook 02",
     ("08", "llm"): "l'assistant génère avec le tokenizer de génération du notebook 05",
     ("08", "qlora"): "l'assistant répond avec l'adaptateur du notebook 04",
+    ("08", "stepwise"): "l'exercice 5 relit le raisonnement pas à pas avec l'outil du notebook 05",
 }
 
 
