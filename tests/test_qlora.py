@@ -215,14 +215,7 @@ def test_evaluation_does_not_corrupt_qlora_gradients_once_guarded():
     assert all(torch.allclose(fresh[k], after[k], atol=1e-6) for k in fresh)
 
 
-def _has_avx512_bf16() -> bool:
-    from pathlib import Path
-
-    cpuinfo = Path("/proc/cpuinfo")
-    return cpuinfo.exists() and "avx512_bf16" in cpuinfo.read_text()
-
-
-@pytest.mark.skipif(not _has_avx512_bf16(), reason="l'empaquetage CPU de bitsandbytes exige AVX512-BF16")
+@pytest.mark.skipif(runtime.cpu_4bit_kernel() != "fusionné", reason="empaquetage CPU : AVX512-BF16 requis")
 def test_without_guard_bitsandbytes_packing_changes_gradients():
     """Le piège existe bien dans la version épinglée : s'il disparaît, ce test le signalera."""
 
