@@ -437,6 +437,17 @@ def measure_reports(assistant: Assistant, reports: list[dict], desc: str = "comp
     return pd.DataFrame(rows), pd.concat(tables, ignore_index=True)
 
 
+#: Lignes de :func:`boundary_agreement` qui résument la mesure : toutes les valeurs aux bornes, et le test.
+BOUNDARY_ALL, BOUNDARY_TEST = "aux bornes (toutes)", "test (générateur)"
+
+
+def boundary_versus_test(table: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Les deux lignes à comparer d'une sortie de :func:`boundary_agreement` (ou de
+    ``assistant/bornes.csv``) : toutes les valeurs aux bornes, puis le test du générateur."""
+    rows = table.set_index("position")
+    return rows.loc[BOUNDARY_ALL], rows.loc[BOUNDARY_TEST]
+
+
 def boundary_agreement(reports: list[dict], values: pd.DataFrame, test_values: pd.DataFrame) -> pd.DataFrame:
     """Concordance des statuts du modèle avec la règle sur des comptes rendus aux bornes
     (:func:`helpers.generate.build_boundary_reports`) : par position des valeurs (juste dedans, sur
@@ -457,7 +468,7 @@ def boundary_agreement(reports: list[dict], values: pd.DataFrame, test_values: p
     if len(placed) != len(values) or placed["position"].isna().any():
         raise ValueError("Valeurs sans position : mesurez les comptes rendus aux bornes donnés ici (measure_reports).")
     groups = [(p, placed[placed["position"] == p]) for p in BOUNDARY_POSITIONS]
-    groups += [("aux bornes (toutes)", placed), ("test (générateur)", test_values)]
+    groups += [(BOUNDARY_ALL, placed), (BOUNDARY_TEST, test_values)]
     rows = []
     for name, group in groups:
         if group.empty:
@@ -605,8 +616,7 @@ def _boundary_line(profile_name: str) -> str:
 
     if not written_path(profile_name, "assistant/bornes.csv").exists():
         return "Les valeurs proches d'une borne de référence n'ont pas été mesurées (notebook 08)."
-    rows = load_table(profile_name, "assistant/bornes.csv").set_index("position")
-    edge, test = rows.loc["aux bornes (toutes)"], rows.loc["test (générateur)"]
+    edge, test = boundary_versus_test(load_table(profile_name, "assistant/bornes.csv"))
     return (
         f"Sur des valeurs proches d'une borne, que le générateur n'écrit pas (notebook 08, base 4 bits + adaptateur), "
         f"{french_percent(edge['agreement'])} des statuts concordent avec la règle "

@@ -250,8 +250,9 @@ def assistant_report(profile_name: str) -> list[str]:
         )
     edges = written_path(profile_name, "assistant/bornes.csv")
     if edges.exists():
-        table = pd.read_csv(edges).set_index("position")
-        edge, test = table.loc["aux bornes (toutes)"], table.loc["test (générateur)"]
+        from .assistant import boundary_versus_test
+
+        edge, test = boundary_versus_test(pd.read_csv(edges))
         lines.append(
             f"  valeurs près des bornes (hors du générateur) : statuts conformes {edge['agreement']:.1%} "
             f"[{edge['ci_low']:.1%} ; {edge['ci_high']:.1%}] sur {int(edge['values'])} valeurs, "
