@@ -227,6 +227,15 @@ def time_per_call(fn: Callable[[object], object], inputs: Sequence, warmup: int 
     return {"median_latency_ms": statistics.median(times), "p90_latency_ms": p90, "appels": len(times)}
 
 
+def describe_latency(latency: dict) -> str:
+    """Le résultat de :func:`time_per_call` en une phrase française (« médiane 51,6 ms, 90ᵉ centile
+    60,3 ms, sur 20 appels »)."""
+    return french_decimals(
+        f"médiane {latency['median_latency_ms']:.1f} ms, 90ᵉ centile {latency['p90_latency_ms']:.1f} ms, "
+        f"sur {latency['appels']} appels"
+    )
+
+
 # --------------------------------------------------------------------------- oubli
 def keyword_hits(answers: Sequence[str], questions=GENERAL_QUESTIONS, label: str = "model") -> pd.DataFrame:
     """Une ligne par question : la réponse contient-elle un des mots attendus ?
@@ -573,8 +582,8 @@ def decision_guide(
         )
     fastest = min((("A", a), ("B", b), ("C", c)), key=lambda kv: kv[1]["latency_ms"])
     lines.append(
-        f"Latence par question : A {a['latency_ms']:.0f} ms, B {b['latency_ms']:.0f} ms, "
-        f"C {c['latency_ms']:.0f} ms ; la plus rapide : {fastest[0]}."
+        f"Latence par question : A {french_int(a['latency_ms'])} ms, B {french_int(b['latency_ms'])} ms, "
+        f"C {french_int(c['latency_ms'])} ms ; la plus rapide : {fastest[0]}."
     )
     if not math.isnan(a["accuracy_at_1"]):
         lines.append(

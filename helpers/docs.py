@@ -292,6 +292,7 @@ def write_durations_page(dest: Path | None = None, path: Path | None = None) -> 
     chaque notebook sur chaque profil, lus dans ``docs/mesures/durees.csv``
     (:mod:`helpers.durations`), avec la date, le commit et les threads de chaque mesure."""
     from .durations import PROFILE_ORDER, format_seconds, load_durations, measures_by_profile, where_4bit
+    from .text import french_int
 
     dest = dest or GENERATED_DIR / "durees.rst"
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -309,15 +310,51 @@ def write_durations_page(dest: Path | None = None, path: Path | None = None) -> 
     ]
 
     def describe(r) -> str:
-        memory = f", {int(r['peak_rss_mb'])} Mo" if pd.notna(r["peak_rss_mb"]) else ""
+        memory = f", {french_int(r['peak_rss_mb'])} Mo" if pd.notna(r["peak_rss_mb"]) else ""
         where = f"{r['date']}, commit {r['commit']}, {where_4bit(r)}"
         return f"{format_seconds(r['seconds'])}{memory} ({where})"
 
     for prefix in sorted(set(table["notebook"]) | set(names)):
         lines.append(f"   * - ``{names.get(prefix, prefix)}``")
         lines.extend(f"     - {text}" for text in measures_by_profile(table, prefix, describe))
+    lines += budget_lines(table)
     dest.write_text(french_typography_rst("\n".join(lines) + "\n"), encoding="utf-8")
     return dest
+
+
+def budget_lines(table: pd.DataFrame) -> list[str]:
+    """Un tableau reStructuredText : les objectifs de durée du bilan de ``make course``
+    (:data:`helpers.report.TIME_BUDGETS`, profil ``cpu``) face aux durées du tableau des mesures,
+    paire par paire. Une paire n'est jugée que si ses deux notebooks ont été mesurés au même commit
+    (même machine, même exécution) ; sinon la case le dit."""
+    from .durations import format_seconds
+    from .report import TIME_BUDGETS
+    from .text import french_int
+
+    cpu = table[table["profile"] == "cpu"].set_index("notebook")
+    lines = [
+        "",
+        ".. list-table:: Objectifs de durée du bilan de ``make course`` (profil cpu, 2 cœurs), "
+        "face aux mesures ci-dessus",
+        "   :header-rows: 1",
+        "",
+        "   * - Notebooks",
+        "     - Objectif",
+        "     - Mesuré",
+        "     - Tenu ?",
+    ]
+    for pair, budget in TIME_BUDGETS.items():
+        limit = format_seconds(budget["seconds"])
+        if not set(pair) <= set(cpu.index):
+            measured, kept = "pas encore mesuré", "—"
+        elif cpu.loc[list(pair), "commit"].nunique() > 1:
+            measured, kept = "mesures de commits différents : non additionnées", "—"
+        else:
+            seconds = float(cpu.loc[list(pair), "seconds"].sum())
+            measured = f"{format_seconds(seconds)} ({french_int(seconds)} s, commit {cpu.loc[pair[0], 'commit']})"
+            kept = "oui" if seconds <= budget["seconds"] else "non"
+        lines += [f"   * - {' + '.join(pair)}", f"     - {limit}", f"     - {measured}", f"     - {kept}"]
+    return lines
 
 
 def write_outputs_page(dest: Path | None = None) -> Path:

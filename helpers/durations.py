@@ -100,12 +100,12 @@ def record_durations(
 def where_4bit(row) -> str:
     """Threads de la mesure et, sur CPU, comment le processeur calculait le 4 bits : les durées des
     notebooks 04 à 08 en dépendent (:func:`helpers.runtime.cpu_4bit_kernel`)."""
+    from .runtime import CPU_4BIT_SHORT
+
     text = f"{int(row['threads'])} thread(s)"
     kernel = row.get("cpu_4bit")
     if isinstance(kernel, str) and kernel:
-        text += ", 4 bits " + (
-            "par noyau fusionné AVX512-BF16" if kernel == "fusionné" else "déquantifié, sans AVX512-BF16"
-        )
+        text += ", " + CPU_4BIT_SHORT[kernel]
     return text
 
 

@@ -829,6 +829,16 @@ def build_boundary_reports(analytes: dict[str, Analyte], n: int, seed: int = SEE
     return reports
 
 
+def restrict_reports(reports: list[dict], codes) -> list[dict]:
+    """Les comptes rendus ``reports`` réduits aux valeurs des analytes ``codes`` ; un compte rendu
+    qui n'en garde aucune disparaît. Sert à partager des comptes rendus aux bornes par analyte :
+    une moitié pour l'entraînement, l'autre pour la mesure (exercice 6 du notebook 08), sans
+    qu'une même valeur sur la borne serve aux deux. Les comptes rendus d'origine ne changent pas."""
+    codes = set(codes)
+    kept = [r | {"labels": [label for label in r["labels"] if label["code"] in codes]} for r in reports]
+    return [r for r in kept if r["labels"]]
+
+
 # ---------------------------------------------------------------------------- longitudinal
 
 

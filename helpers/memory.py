@@ -218,6 +218,24 @@ def memory_snapshot(model=None) -> dict:
     return snap
 
 
+def describe_memory(snapshot: dict) -> str:
+    """Un relevé de :func:`memory_snapshot` en une phrase française (« pic du processus 1 375 Mo ;
+    empreinte du modèle 166,5 Mo »), dans l'ordre du relevé ; les clés inconnues sont refusées."""
+    from .text import french_value
+
+    labels = {
+        "peak_rss_mb": "pic du processus",
+        "peak_gpu_reserved_mb": "pic GPU réservé",
+        "model_footprint_mb": "empreinte du modèle",
+    }
+    unknown = sorted(set(snapshot) - set(labels))
+    if unknown:
+        raise ValueError(
+            f"Relevé de mémoire : clé(s) inconnue(s) {', '.join(unknown)} (attendues : {', '.join(labels)})."
+        )
+    return " ; ".join(f"{labels[k]} {french_value(v)} Mo" for k, v in snapshot.items())
+
+
 def parameter_count(model) -> int:
     """Nombre **réel** de paramètres, y compris ceux des couches quantifiées en 4 bits.
 

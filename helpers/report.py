@@ -37,6 +37,8 @@ LLM_MIN_ACCURACY = 0.90
 #: son évaluation, le temps par jeton de trois versions de B et deux fois plus de questions d'oubli,
 #: environ 2 min de plus sur 2 cœurs.
 COMPARISON_BUDGET = {"seconds": 15 * 60, "peak_rss_mb": 6 * 1024}
+#: Les trois objectifs, par paire de notebooks (bilan de make course, page « Durées mesurées »).
+TIME_BUDGETS = {("02", "03"): EMBEDDING_BUDGET, ("04", "05"): LLM_BUDGET, ("06", "07"): COMPARISON_BUDGET}
 
 
 #: Objectifs de la tâche « analyte » : gain sur la réponse constante (borne basse de l'IC 95 %)

@@ -90,6 +90,11 @@ CPU_4BIT_KERNELS = {
     "fusionné": "4 bits sur CPU : noyau fusionné de bitsandbytes (AVX512-BF16)",
     "déquantifié": "4 bits sur CPU : poids déquantifiés à chaque couche (pas d'AVX512-BF16)",
 }
+#: La même chose, courte : à côté d'une durée mesurée (:func:`helpers.durations.where_4bit`).
+CPU_4BIT_SHORT = {
+    "fusionné": "4 bits par noyau fusionné AVX512-BF16",
+    "déquantifié": "4 bits déquantifié, sans AVX512-BF16",
+}
 
 
 def cpu_4bit_kernel(cpuinfo: Path | str = "/proc/cpuinfo") -> str | None:

@@ -12,6 +12,8 @@ comparaison des textes (:func:`normalize`). Couche de base : ne connaît aucun c
 * :func:`french_typography_rst` / :func:`rst_typography_issues` — les mêmes règles pour la prose des
   pages reStructuredText de la documentation (code, rôles, liens, directives et blocs littéraux
   intacts) ;
+* :func:`french_value` / :func:`row_for_display` — une valeur, un enregistrement (``dict``) de
+  mesures, écrits à la française pour l'affichage ;
 * :func:`for_display` — un tableau relu par le code (clés anglaises, ``snake_case``) avec les
   étiquettes françaises que lit l'étudiant, au moment de l'afficher (:data:`DISPLAY_LABELS`,
   :data:`SPLIT_LABELS`).
@@ -351,6 +353,30 @@ DISPLAY_LABELS = {
     "bound": "borne",
     "constant_status": "statut constant",
     "constant_agreement": "réponse constante",
+    # étude des variantes d'embeddings (notebook 02, helpers.embedding_study)
+    "min_natural_gap": "plus petit écart (questions naturelles)",
+    "mean_natural_ndcg": "NDCG@10 moyen (questions naturelles)",
+    "mean_templated_gain": "gain moyen (questions générées)",
+    # référence d'un changement significatif (notebook 07, helpers.longitudinal.flag_changes)
+    "previous": "visite précédente",
+    "median": "médiane des visites précédentes",
+    # mémoire par format (notebook 04, helpers.memory)
+    "octets_par_poids_lineaire": "octets par poids (couches linéaires)",
+    "go": "Go",
+    "mb": "Mo",
+    "fp32_ratio": "rapport à fp32",
+    # paramètres d'un modèle (notebook 02)
+    "total": "paramètres (total)",
+    "trainable": "paramètres entraînables",
+    "trainable_pct": "part entraînable (%)",
+    # étanchéité des splits (notebook 01, helpers.data.split_integrity)
+    "validation_questions_in_train": "questions de validation déjà à l'entraînement",
+    "validation_groups_in_train": "groupes (passage, gabarit) de validation déjà à l'entraînement",
+    "test_questions_questions_in_train": "questions inédites déjà à l'entraînement",
+    "test_questions_groups_in_train": "groupes (passage, gabarit) des questions inédites à l'entraînement",
+    "test_analytes_questions_in_train": "questions des analytes inédits déjà à l'entraînement",
+    "test_analytes_groups_in_train": "groupes (passage, gabarit) des analytes inédits à l'entraînement",
+    "test_analytes_seen_in_training": "analytes inédits vus à l'entraînement ou en validation",
 }
 
 
@@ -376,6 +402,41 @@ def for_display(table, labels: dict | None = None):
     out.columns = out.columns.set_names([label(n) for n in out.columns.names])
     out.index = out.index.set_names([label(n) for n in out.index.names])
     return out
+
+
+def french_value(x) -> str:
+    """Une valeur affichée à la française : entier avec ses milliers séparés (« 4 884 480 »), de
+    même pour un nombre à virgule à partir de 1 000 (arrondi à l'unité), en dessous six chiffres
+    significatifs au plus (:func:`french_float`), « — » pour une mesure absente (``None``, NaN), texte
+    traduit par :data:`DISPLAY_LABELS` ; booléens « oui » / « non »."""
+    import math
+    import numbers
+
+    import numpy as np
+
+    if isinstance(x, (bool, np.bool_)):  # bool de Python ou de numpy
+        return "oui" if x else "non"
+    if x is None or (isinstance(x, numbers.Real) and math.isnan(x)):
+        return "—"
+    if isinstance(x, numbers.Integral):
+        return french_int(x)
+    if isinstance(x, numbers.Real):
+        return french_int(x) if abs(x) >= 1000 else french_float(float(x))  # 10 349,96 → « 10 350 »
+    if isinstance(x, str):
+        return DISPLAY_LABELS.get(x, x)
+    return str(x)
+
+
+def row_for_display(row: dict, name: str = "valeur"):
+    """Un enregistrement (``dict`` de mesures, clés anglaises) en tableau d'une colonne pour
+    l'affichage : une ligne par clé, étiquette française (:data:`DISPLAY_LABELS`), valeur écrite par
+    :func:`french_value`. Le ``dict`` lui-même ne change pas : c'est lui que le code relit."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        {name: [french_value(v) for v in row.values()]},
+        index=pd.Index([DISPLAY_LABELS.get(k, k) for k in row], name="mesure"),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,6 +74,11 @@ def test_time_per_call_skips_warmup_and_orders_percentiles():
         compare.time_per_call(calls.append, [1], warmup=1)
 
 
+def test_describe_latency_is_a_french_sentence():
+    text = compare.describe_latency({"median_latency_ms": 51.57588, "p90_latency_ms": 60.32, "appels": 20})
+    assert text == "médiane 51,6 ms, 90ᵉ centile 60,3 ms, sur 20 appels"
+
+
 # --------------------------------------------------------------------------- oubli
 def test_keyword_hits_whole_words_without_accents():
     questions = [("fr", "Combien ?", ("7", "sept")), ("fr", "Couleur ?", ("bleu",)), ("en", "Bees?", ("honey",))]

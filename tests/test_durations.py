@@ -69,8 +69,31 @@ def test_durations_page_lists_every_notebook(tmp_path):
         "cpu", results(("01", "ok", 11.6)), threads=2, commit="abc", date="2026-11-27", path=path
     )
     page = write_durations_page(tmp_path / "durees.rst", path).read_text(encoding="utf-8")
-    assert "``01_exploration_donnees``" in page and "12 s, 1000 Mo (2026-11-27, commit abc, 2 thread(s))" in page
+    assert "``01_exploration_donnees``" in page and "12 s, 1\u202f000 Mo (2026-11-27, commit abc, 2 thread(s))" in page
     assert "``07_cas_etude_analyses_sang``" in page and page.count("pas encore mesurée") >= 2 * 7
+    assert "   * - 02 + 03\n     - 8 min 00 s\n     - pas encore mesuré\n     - —" in page
+
+
+def test_durations_page_compares_each_pair_with_its_budget(tmp_path):
+    """L'objectif de durée du bilan (8 min pour 02 + 03…) face à la somme des deux mesures, seulement
+    si elles viennent de la même exécution (même commit)."""
+    from helpers.docs import budget_lines
+
+    table = pd.DataFrame(
+        [
+            ["cpu", "02", 440.0, 4979, 2, "2026-11-27", "a", "déquantifié"],
+            ["cpu", "03", 82.0, 3134, 2, "2026-11-27", "a", "déquantifié"],
+            ["cpu", "04", 500.0, 3290, 2, "2026-11-27", "b", "déquantifié"],
+            ["cpu", "05", 200.0, 3060, 2, "2026-11-27", "b", "déquantifié"],
+            ["cpu", "06", 700.0, 4719, 2, "2026-11-27", "c", "déquantifié"],
+            ["cpu", "07", 280.0, 4128, 2, "2026-11-27", "d", "déquantifié"],
+        ],
+        columns=durations.COLUMNS,
+    )
+    text = "\n".join(budget_lines(table))
+    assert "   * - 02 + 03\n     - 8 min 00 s\n     - 8 min 42 s (522 s, commit a)\n     - non" in text
+    assert "   * - 04 + 05\n     - 12 min 00 s\n     - 11 min 40 s (700 s, commit b)\n     - oui" in text
+    assert "   * - 06 + 07\n     - 15 min 00 s\n     - mesures de commits différents : non additionnées" in text
 
 
 def test_the_4bit_kernel_of_the_machine_is_recorded_beside_its_durations(tmp_path):

@@ -246,3 +246,19 @@ def test_boundary_reports_pass_the_user_file_checks():
     for r in reports:
         rows = rows_from_text(pd.DataFrame(report_rows(r)).to_csv(index=False), name=r["id"])
         assert [row["statut"] for row in rows] == [lab["statut"] for lab in r["labels"]]
+
+
+def test_restrict_reports_splits_boundary_values_by_analyte():
+    """Exercice 6 du notebook 08 : une moitié des analytes aux bornes pour l'entraînement, l'autre
+    pour la mesure ; aucune valeur dans les deux, aucun compte rendu vide, l'original intact."""
+    table = load_analytes()
+    reports = generate.build_boundary_reports(table, 40)
+    codes = sorted(table)
+    first, second = set(codes[::2]), set(codes[1::2])
+    train, held_out = generate.restrict_reports(reports, first), generate.restrict_reports(reports, second)
+    assert train and held_out and all(r["labels"] for r in train + held_out)
+    assert {lab["code"] for r in train for lab in r["labels"]} <= first
+    assert {lab["code"] for r in held_out for lab in r["labels"]} <= second
+    kept = sum(len(r["labels"]) for r in train + held_out)
+    assert kept == sum(len(r["labels"]) for r in reports)  # chaque valeur d'un côté ou de l'autre
+    assert generate.restrict_reports(reports, []) == [] and reports == generate.build_boundary_reports(table, 40)

@@ -205,7 +205,7 @@ def test_output_file_names_are_written_only_in_the_registry():
 
 def test_cpu_4bit_kernel_reads_the_processor_flags(tmp_path):
     """bitsandbytes ne prend son noyau 4 bits fusionné qu'avec AVX512-BF16 (sinon : déquantification)."""
-    from helpers.runtime import CPU_4BIT_KERNELS, cpu_4bit_kernel
+    from helpers.runtime import CPU_4BIT_KERNELS, CPU_4BIT_SHORT, cpu_4bit_kernel
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_bf16 amx_tile\n")
@@ -215,4 +215,13 @@ def test_cpu_4bit_kernel_reads_the_processor_flags(tmp_path):
     info.write_text("processor\t: 0\nFeatures\t: fp asimd evtstrm aes\n")  # ARM : pas d'AVX
     assert cpu_4bit_kernel(info) == "déquantifié"
     assert cpu_4bit_kernel(tmp_path / "absent") is None
-    assert set(CPU_4BIT_KERNELS) == {"fusionné", "déquantifié"}
+    assert set(CPU_4BIT_KERNELS) == set(CPU_4BIT_SHORT) == {"fusionné", "déquantifié"}
+
+
+def test_describe_memory_names_each_reading_in_french():
+    from helpers.memory import describe_memory
+
+    text = describe_memory({"peak_rss_mb": 1375, "peak_gpu_reserved_mb": 5234, "model_footprint_mb": 166.5})
+    assert text == "pic du processus 1\u202f375 Mo ; pic GPU réservé 5\u202f234 Mo ; empreinte du modèle 166,5 Mo"
+    with pytest.raises(ValueError, match="inconnue.*vram"):
+        describe_memory({"vram": 1})

@@ -91,3 +91,81 @@ def test_normalize_drops_case_accents_and_curly_apostrophes():
 
     assert normalize("Élevée d’après") == "elevee d'apres"
     assert normalize("µg/L") == "μg/l"  # le micro devient la lettre grecque mu (NFKD), que user_data._key réécrit
+
+
+#: Ce qui écrit un nombre à la française : un nombre formaté à l'intérieur de ces appels est correct.
+FRENCH_WRITERS = {"french_decimals", "french_float", "french_percent", "french_int", "describe_latency"}
+
+
+def _decimal_specs_outside_french_writers(source: str) -> list[str]:
+    """Les champs d'f-string de ``source`` passés à ``print`` et formatés avec une partie décimale
+    (``:.3f``, ``:.1e``, ``:g``, ``:%``) hors d'un appel de :data:`FRENCH_WRITERS` et d'un
+    ``.replace(".", ",")`` : ils afficheraient un point décimal. Les lignes magiques (``!``, ``%``) sont ignorées."""
+    import ast
+    import re
+
+    code = "\n".join("" if line.lstrip().startswith(("!", "%")) else line for line in source.splitlines())
+    tree = ast.parse(code)
+    covered = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        name = getattr(node.func, "id", getattr(node.func, "attr", None))
+        comma = name == "replace" and [getattr(a, "value", None) for a in node.args] == [".", ","]
+        if name in FRENCH_WRITERS or comma:  # french_decimals(f"…") ou f"…".replace(".", ",")
+            covered.update(id(sub) for sub in ast.walk(node))
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "print"):
+            continue
+        for sub in (s for arg in node.args for s in ast.walk(arg)):
+            if isinstance(sub, ast.FormattedValue) and sub.format_spec is not None and id(sub) not in covered:
+                spec = "".join(v.value for v in sub.format_spec.values if isinstance(v, ast.Constant))
+                if re.search(r"\.[1-9]\d*f$|[eEgG%]$", spec):
+                    found.append(ast.unparse(sub))
+    return found
+
+
+def test_decimal_check_sees_points_and_spares_french_writers():
+    assert _decimal_specs_outside_french_writers('print(f"{x:.2f} s, {n:.0f} pas, {p:.0%}")') == ["{x:.2f}", "{p:.0%}"]
+    assert _decimal_specs_outside_french_writers('print(french_decimals(f"{x:.2f} s"))\n!pip x') == []
+    assert _decimal_specs_outside_french_writers('print(f"{x:.2f} s".replace(".", ","))') == []
+    assert _decimal_specs_outside_french_writers('label = f"{x:.2f}"') == []  # pas affiché par print
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
+def test_printed_decimals_use_a_comma(nb):
+    """Un nombre décimal imprimé par un notebook passe par ``french_decimals`` (ou ``french_float``…) :
+    « 0,4720 », pas « 0.4720 » (les tableaux pandas ont déjà la virgule, :func:`helpers.setup_course`)."""
+    cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+    found = [
+        f"cellule {i} : {field}"
+        for i, cell in enumerate(cells)
+        if cell["cell_type"] == "code"
+        for field in _decimal_specs_outside_french_writers("".join(cell["source"]))
+    ]
+    assert found == [], found
+
+
+def test_row_for_display_writes_each_value_in_french_and_keeps_the_dict():
+    import numpy as np
+
+    from helpers.text import french_value, row_for_display
+
+    row = {
+        "arm": "A",
+        "trainable_params": 21639552,
+        "train_seconds": 375.2,
+        "ndcg_natural": np.float64(0.609959),
+        "peak_rss_mb": 1375.0,
+        "latency_ms": None,
+        "eval_loss": float("nan"),
+        "agrees": True,
+    }
+    shown = row_for_display(row, "A")
+    assert list(shown.index)[:3] == ["bras", "paramètres entraînés", "entraînement (s)"]
+    assert list(shown["A"]) == ["A", "21\u202f639\u202f552", "375,2", "0,609959", "1\u202f375", "—", "—", "oui"]
+    assert row["train_seconds"] == 375.2 and "arm" in row  # le dict ne change pas
+    assert french_value(0.5) == "0,5" and french_value(np.int64(12)) == "12" and french_value(3.0) == "3"
+    assert french_value(10349.959) == "10\u202f350" and french_value(487.429534) == "487,43"
+    assert french_value(np.bool_(False)) == "non"
