@@ -24,15 +24,21 @@ def test_french_typography_spares_code_formulas_and_links():
     assert french_typography(fixed) == fixed  # idempotent
 
 
+def _cell_findings(nb, cell_type: str, check) -> list[str]:
+    """« cellule i : constat » pour chaque constat de ``check(texte)`` dans les cellules
+    ``cell_type`` (``markdown`` ou ``code``) du notebook ``nb``."""
+    cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
+    return [
+        f"cellule {i} : {finding}"
+        for i, cell in enumerate(cells)
+        if cell["cell_type"] == cell_type
+        for finding in check("".join(cell["source"]))
+    ]
+
+
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_prose_follows_french_typography(nb):
-    cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
-    issues = [
-        f"cellule {i} : …{snippet}…"
-        for i, c in enumerate(cells)
-        if c["cell_type"] == "markdown"
-        for snippet in typography_issues("".join(c["source"]))
-    ]
+    issues = _cell_findings(nb, "markdown", lambda text: [f"…{snippet}…" for snippet in typography_issues(text)])
     assert not issues, (
         f"{nb.name} : espace ordinaire avant « : ; ? ! » ou dans « » "
         f"(python -m helpers.text --fix {nb.name}) :\n" + "\n".join(issues[:10])
@@ -137,13 +143,7 @@ def test_decimal_check_sees_points_and_spares_french_writers():
 def test_printed_decimals_use_a_comma(nb):
     """Un nombre décimal imprimé par un notebook passe par ``french_decimals`` (ou ``french_float``…) :
     « 0,4720 », pas « 0.4720 » (les tableaux pandas ont déjà la virgule, :func:`helpers.setup_course`)."""
-    cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
-    found = [
-        f"cellule {i} : {field}"
-        for i, cell in enumerate(cells)
-        if cell["cell_type"] == "code"
-        for field in _decimal_specs_outside_french_writers("".join(cell["source"]))
-    ]
+    found = _cell_findings(nb, "code", _decimal_specs_outside_french_writers)
     assert found == [], found
 
 
