@@ -365,10 +365,6 @@ DISPLAY_LABELS = {
     "go": "Go",
     "mb": "Mo",
     "fp32_ratio": "rapport à fp32",
-    # paramètres d'un modèle (notebook 02)
-    "total": "paramètres (total)",
-    "trainable": "paramètres entraînables",
-    "trainable_pct": "part entraînable (%)",
     # étanchéité des splits (notebook 01, helpers.data.split_integrity)
     "validation_questions_in_train": "questions de validation déjà à l'entraînement",
     "validation_groups_in_train": "groupes (passage, gabarit) de validation déjà à l'entraînement",

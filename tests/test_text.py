@@ -169,3 +169,16 @@ def test_row_for_display_writes_each_value_in_french_and_keeps_the_dict():
     assert french_value(0.5) == "0,5" and french_value(np.int64(12)) == "12" and french_value(3.0) == "3"
     assert french_value(10349.959) == "10\u202f350" and french_value(487.429534) == "487,43"
     assert french_value(np.bool_(False)) == "non"
+
+
+def test_display_labels_leave_the_margin_words_alone():
+    """Les étiquettes valent pour tous les tableaux affichés : un mot courant des marges (« total » de
+    ``pd.crosstab``, notebooks 01 et 07) n'y est pas traduit par le sens qu'il a ailleurs."""
+    import pandas as pd
+
+    from helpers.text import DISPLAY_LABELS, for_display
+
+    table = pd.crosstab(
+        pd.Series(["a", "b"], name="split"), pd.Series(["x", "y"], name="style"), margins=True, margins_name="total"
+    )
+    assert "total" not in DISPLAY_LABELS and "total" in for_display(table).columns
