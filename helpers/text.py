@@ -213,7 +213,7 @@ DISPLAY_LABELS = {
     "baseline": "départ",
     "measure": "mesure",
     "profile": "profil",
-    "split": "jeu de test",
+    "split": "jeu",  # train, validation ou un jeu de test : le mot vaut pour tous
     "dim": "dimension",
     "full_dim": "pleine dimension",
     "precision": "précision",
