@@ -95,11 +95,13 @@ def embedding_report(profile_name: str) -> list[str]:
     for row in check_targets(scores).itertuples():
         state = "atteint" if row.atteint else "NON atteint"
         lines.append(f"  [{state}] {row.split} : {row.critère} — {row.mesure}")
-    return lines + _budget_lines(profile_name, ("02", "03"), EMBEDDING_BUDGET)
+    return lines + _budget_lines(profile_name, ("02", "03"))
 
 
-def _budget_lines(profile_name: str, pair: tuple[str, str], budget: dict) -> list[str]:
-    """Durée cumulée et pic mémoire de deux notebooks, lus dans ``run_summary.json``."""
+def _budget_lines(profile_name: str, pair: tuple[str, str]) -> list[str]:
+    """Durée cumulée et pic mémoire de deux notebooks, lus dans ``run_summary.json``, face à leurs
+    objectifs (:data:`TIME_BUDGETS`)."""
+    budget = TIME_BUDGETS[pair]
     summary = _run_summary(profile_name)
     runs = {r["notebook"][:2]: r for r in (summary or {}).get("notebooks", [])}
     label = " + ".join(pair)
@@ -155,7 +157,7 @@ def llm_report(profile_name: str) -> list[str]:
             lines += _status_target_lines(written_path(profile_name, "llm/status_values.csv"))
     else:
         lines.append(f"  exactitude des statuts : {path.name} absent (notebook 05 non exécuté)")
-    return lines + _budget_lines(profile_name, ("04", "05"), LLM_BUDGET)
+    return lines + _budget_lines(profile_name, ("04", "05"))
 
 
 @_in_french
@@ -213,7 +215,7 @@ def comparison_report(profile_name: str) -> list[str]:
                 lines.append(f"  RAG (étude de cas), succès@1 — requête « {style} »{who} : {rates}")
     else:
         lines.append(f"  RAG : {rag_path.name} absent (notebook 07 non exécuté)")
-    return lines + _budget_lines(profile_name, ("06", "07"), COMPARISON_BUDGET)
+    return lines + _budget_lines(profile_name, ("06", "07"))
 
 
 @_in_french

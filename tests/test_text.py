@@ -100,7 +100,7 @@ def test_normalize_drops_case_accents_and_curly_apostrophes():
 
 
 #: Ce qui écrit un nombre à la française : un nombre formaté à l'intérieur de ces appels est correct.
-FRENCH_WRITERS = {"french_decimals", "french_float", "french_percent", "french_int", "describe_latency"}
+FRENCH_WRITERS = {"french_decimals", "french_float", "french_percent", "french_int"}
 
 
 def _decimal_specs_outside_french_writers(source: str) -> list[str]:
