@@ -71,8 +71,9 @@ SMOKE_RUN := $(CURDIR)/.cache/smoke-run
 LINT = $(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 MODELS = $(PY) -m helpers.models --prepare smoke
 UNIT = $(PY) -m pytest tests -m "not integration"
-NBVAL = rm -rf $(SMOKE_RUN) && COURSE_PROFILE=smoke COURSE_OUTPUTS_DIR=$(SMOKE_RUN) \
-	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider notebooks
+NBVAL_RUN = COURSE_PROFILE=smoke COURSE_OUTPUTS_DIR=$(SMOKE_RUN) \
+	$(PY) -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider
+NBVAL = rm -rf $(SMOKE_RUN) && $(NBVAL_RUN) notebooks
 INTEGRATION = COURSE_REFERENCE_RUN=$(SMOKE_RUN) $(PY) -m pytest tests -m integration
 DOCS_CHECK = $(PY) -m sphinx -b html -q -W --keep-going -E docs docs/_build/html && \
 	$(PY) -m helpers.docs --check docs/_build/html
@@ -103,8 +104,9 @@ docs-check: setup
 	$(DOCS_CHECK)
 
 # make test : les mêmes paliers, deux à la fois sur 2 cœurs (un seul processus n'en occupe en moyenne
-# qu'un et tiers : imports, démarrage des noyaux). Tests unitaires et nbval en parallèle ; puis
-# l'intégration (qui relit l'exécution nbval) et la documentation. Un thread de calcul par palier :
+# qu'un et tiers : imports, démarrage des noyaux). Tests unitaires et nbval des leçons en parallèle ;
+# puis les solutions, la reproductibilité (qui relit l'exécution nbval), les autres tests
+# d'intégration et la documentation, deux à la fois. Un thread de calcul par palier :
 # deux paliers à deux threads sur deux cœurs (sur-souscription) prenaient 1,5 à 2,4 fois plus de
 # temps (mesuré). Sortie regroupée par palier.
 test: setup browser
@@ -117,21 +119,27 @@ browser:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
 		>/dev/null; } || echo "Chromium absent : installez chromium et chromium-driver pour le test de la page."
 
-.PHONY: _test _lint _models _unit _notebooks _integration _integration_other _docs
-_test: _integration _integration_other _docs
+.PHONY: _test _lint _models _unit _lessons _solutions _integration _old_keys _integration_other _docs
+_test: _solutions _integration _old_keys _integration_other _docs
 _lint:
 	$(LINT)
 _models: _lint
 	$(MODELS)
 _unit: _models
 	$(UNIT)
-_notebooks: _models
-	$(NBVAL)
-# La reproductibilité et les clés des sorties relisent l'exécution nbval : après elle. Les autres tests d'intégration
-# (torchrun, exécution d'un notebook manquant) et la documentation : après les tests unitaires,
-# pendant que nbval tourne encore.
-_integration: _notebooks
-	$(INTEGRATION) -k "reproducibility or old_french_key"
+# nbval en deux temps : les leçons, puis les solutions (qui relisent les sorties des leçons). Dès
+# que les leçons sont passées, la reproductibilité (qui ne relit que les notebooks 02 et 04)
+# peut tourner à côté des solutions : les deux files de make restent occupées.
+_lessons: _models
+	rm -rf $(SMOKE_RUN) && $(NBVAL_RUN) notebooks/*.ipynb
+_solutions: _lessons
+	$(NBVAL_RUN) notebooks/solutions
+_integration: _lessons
+	$(INTEGRATION) -k reproducibility
+# Les clés des sorties : tout ce qu'a écrit nbval, leçons et solutions.
+_old_keys: _solutions
+	$(INTEGRATION) -k old_french_key
+# Les autres tests d'intégration (torchrun, exécution d'un notebook manquant) et la documentation.
 _integration_other: _unit
 	$(PY) -m pytest tests -m integration -k "not reproducibility and not old_french_key"
 _docs: _integration_other

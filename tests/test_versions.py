@@ -199,3 +199,13 @@ def test_multi_gpu_docs_rely_on_gather_across_devices():
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     assert "gather_across_devices" in inspect.signature(MultipleNegativesRankingLoss.__init__).parameters
+
+
+def test_package_metadata_uses_an_spdx_license_with_its_files():
+    """``license`` en expression SPDX (la forme table sera refusée par setuptools en 2027) ; les
+    fichiers de licence nommés existent, celui des données aussi."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 et plus
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert isinstance(project["license"], str) and re.fullmatch(r"[A-Za-z0-9.\- ]+", project["license"])
+    assert project["license-files"] and all((REPO_ROOT / name).is_file() for name in project["license-files"])
+    assert "CC BY 4.0" in (REPO_ROOT / "data" / "LICENSE").read_text(encoding="utf-8")
