@@ -129,7 +129,7 @@ _unit: _models
 	$(UNIT)
 # nbval en deux temps : les leçons, puis les solutions (qui relisent les sorties des leçons). Dès
 # que les leçons sont passées, la reproductibilité (qui ne relit que les notebooks 02 et 04)
-# peut tourner à côté des solutions : les deux files de make restent occupées.
+# peut tourner à côté des solutions : les deux cœurs restent occupés.
 _lessons: _models
 	rm -rf $(SMOKE_RUN) && $(NBVAL_RUN) notebooks/*.ipynb
 _solutions: _lessons
