@@ -122,3 +122,18 @@ def test_the_4bit_kernel_of_the_machine_is_recorded_beside_its_durations(tmp_pat
         "cpu", results(("08", "ok", 400.0)), threads=2, commit="c", date="2026-11-28", cpu_4bit="fusionné", path=path
     )
     assert "4 bits par noyau fusionné AVX512-BF16" in durations.duration_lines("08", path)[1]
+
+
+def test_the_readme_states_the_measured_total_of_the_cpu_notebooks():
+    """La durée annoncée par le README est la somme des durées cpu enregistrées (à une minute près)."""
+    import re
+
+    from helpers.paths import REPO_ROOT
+
+    readme = " ".join((REPO_ROOT / "README.rst").read_text(encoding="utf-8").split())
+    stated = re.search(r"(\d+) minutes pour les huit notebooks", readme)
+    assert stated, "le README n'annonce plus la durée des notebooks sur cpu"
+    cpu = durations.load_durations()
+    cpu = cpu[cpu["profile"] == "cpu"]
+    assert sorted(cpu["notebook"]) == [f"{n:02d}" for n in range(1, 9)]
+    assert abs(int(stated.group(1)) - cpu["seconds"].sum() / 60) <= 1
