@@ -136,4 +136,5 @@ def test_the_readme_states_the_measured_total_of_the_cpu_notebooks():
     cpu = durations.load_durations()
     cpu = cpu[cpu["profile"] == "cpu"]
     assert sorted(cpu["notebook"]) == [f"{n:02d}" for n in range(1, 9)]
-    assert abs(int(stated.group(1)) - cpu["seconds"].sum() / 60) <= 1
+    total = cpu["seconds"].sum() / 60
+    assert abs(int(stated.group(1)) - total) <= 1, f"README : {stated.group(1)} min, mesuré : {total:.0f}"
