@@ -496,6 +496,39 @@ def latency_summary(seconds: list[float]) -> dict:
     }
 
 
+def plot_latencies(latencies: pd.DataFrame):
+    """Latence de chaque compte rendu selon son nombre de valeurs (sortie de :func:`measure_reports`) :
+    points pleins quand la réponse du modèle est montrée telle quelle, creux quand le contrôle l'a
+    retenue ; médiane (p50) et p95 en lignes horizontales, légendées à la française."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    from .text import french_float
+
+    missing = {"values", "seconds", "shown_as_is"} - set(latencies.columns)
+    if missing or latencies.empty:
+        raise ValueError(f"Latences à tracer : colonnes manquantes {sorted(missing)} ou tableau vide.")
+    summary = latency_summary(latencies["seconds"].tolist())
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    shown = latencies["shown_as_is"].astype(bool)
+    for mask, face, label in ((shown, "tab:blue", "réponse du modèle montrée"), (~shown, "none", "réponse retenue")):
+        if mask.any():
+            rows = latencies[mask]
+            ax.scatter(rows["values"], rows["seconds"], facecolors=face, edgecolors="tab:blue", label=label)
+    for key, style in (("p50_s", "--"), ("p95_s", ":")):
+        name = "médiane" if key == "p50_s" else "p95"
+        ax.axhline(
+            summary[key], color="grey", linestyle=style, label=f"{name} : {french_float(round(summary[key], 2))} s"
+        )
+    ax.set_xlabel("valeurs dans le compte rendu")
+    ax.set_ylabel("latence (s)")
+    ax.set_ylim(0, 1.1 * float(latencies["seconds"].max()))  # le point le plus lent reste visible
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # des nombres de valeurs entiers
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
 def serving_summary(name: str, model, latencies: pd.DataFrame, values: pd.DataFrame, reference=None) -> dict:
     """Une façon de servir le modèle de langage, mesurée dans l'assistant : latence (p50, p95,
     réponses par minute), mémoire des poids (``get_memory_footprint`` de transformers), concordance

@@ -116,6 +116,7 @@ OUTPUTS: dict[str, Output] = _outputs(
     ("assistant/index_comparaison", "08", "Index du même corpus aux réglages comparés (taille, chargement)"),
     ("assistant/couts_index.csv", "08", "Taille et chargement de l'index : réglage choisi contre pleine dimension"),
     ("assistant/latences.csv", "08", "Latence et contrôles de l'assistant, compte rendu par compte rendu", True),
+    ("assistant/latences.png", "08", "Latence de chaque compte rendu selon son nombre de valeurs, médiane et p95"),
     ("assistant/mesures.json", "08", "L'assistant mesuré : latence p50/p95, réponses par minute, mémoire", True),
     ("assistant/exemple.json", "08", "Une réponse complète de l'assistant (tableau, texte, contrôles)"),
     ("assistant/modele_fusionne.csv", "08", "L'assistant servi par le modèle fusionné contre 4 bits + adaptateur"),

@@ -181,6 +181,22 @@ def test_latency_summary_and_index_costs(embedder, corpus, tmp_path):
     assert (costs["load_ms"] > 0).all()
 
 
+def test_the_latency_plot_shows_both_kinds_of_answers_and_the_percentiles():
+    latencies = pd.DataFrame(
+        {"values": [3, 5, 8, 4], "seconds": [1.0, 2.0, 3.5, 10.0], "shown_as_is": [True, True, False, True]}
+    )
+    fig = assistant.plot_latencies(latencies)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:2] == ["réponse du modèle montrée", "réponse retenue"]
+    assert labels[2] == "médiane : 2,75 s" and labels[3].startswith("p95 : ") and "," in labels[3]
+    assert [len(c.get_offsets()) for c in ax.collections] == [3, 1]
+    assert ax.get_ylim()[0] == 0 and ax.get_ylim()[1] > 10.0  # le point le plus lent n'est pas coupé
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    with pytest.raises(ValueError, match="colonnes manquantes"):
+        assistant.plot_latencies(latencies.drop(columns="shown_as_is"))
+
+
 def test_an_index_built_with_another_model_is_refused(embedder, corpus, tmp_path):
     model = tmp_path / "modele"
     model.mkdir()
