@@ -192,6 +192,7 @@ RESULT_FIGURES = (
     ("comparison/courbe_apprentissage.png", "Courbe d'apprentissage des embeddings"),
     ("comparison/pertes_par_exemple.png", "Pertes de B et C en fonction des exemples vus"),
     ("case_study/erreurs_prevision.png", "Erreur de prévision de la dernière visite"),
+    ("assistant/latences.png", "Latence de l'assistant, compte rendu par compte rendu (notebook 08)"),
 )
 
 
