@@ -148,3 +148,24 @@ def test_names_ruff_cannot_resolve_in_notebooks_are_deleted_models():
         if not re.search(rf"^\s*del\b[^\n]*\b{name}\b", code, re.M):
             unexplained.append(f"{Path(finding['filename']).name} : {name}")
     assert unexplained == [], unexplained
+
+
+#: Fonctions de helpers.outputs qui renvoient un chemin : en dernière expression d'une cellule, Jupyter
+#: afficherait ce chemin de la machine (« PosixPath('/home/…/outputs/cpu/…') ») dans le notebook exécuté.
+PATH_RETURNING = {"save_figure", "save_table", "save_json", "output_path", "written_path"}
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS + SOLUTIONS, ids=lambda p: p.name)
+def test_no_cell_ends_by_showing_a_machine_path(nb):
+    import ast
+    import re
+
+    for i, cell in enumerate(json.loads(nb.read_text(encoding="utf-8"))["cells"]):
+        source = "".join(cell["source"]) if cell["cell_type"] == "code" else ""
+        code = re.sub(r"^(\s*)[!%].*$", r"\1pass", source, flags=re.M)  # commandes Colab (!git, %cd)
+        body = ast.parse(code).body if code.strip() else []
+        last = body[-1] if body else None
+        if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call):
+            name = getattr(last.value.func, "id", getattr(last.value.func, "attr", ""))
+            shown = name in PATH_RETURNING and not source.rstrip().endswith(";")
+            assert not shown, f"{nb.name}, cellule {i} : {name}(…) affiche un chemin de la machine ; finir par « ; »"
