@@ -23,12 +23,13 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 import pandas as pd
 
 from .measures import MEASURES_DIR
 from .outputs import written_path
 from .paths import NOTEBOOKS_DIR, REPO_ROOT
-from .text import for_display, french_typography_rst
+from .text import for_display, french_int, french_typography_rst
 
 DOCS_DIR = REPO_ROOT / "docs"
 GENERATED_DIR = DOCS_DIR / "_generated"
@@ -102,18 +103,21 @@ def prepare_notebooks(dest: Path | None = None) -> list[dict]:
 
 # --------------------------------------------------------------------------- page des résultats
 def rst_table(df: pd.DataFrame, title: str = "", decimals: int = 3) -> str:
-    """Tableau reStructuredText (``list-table``) ; les flottants arrondis à ``decimals``."""
+    """Tableau reStructuredText (``list-table``) ; les flottants arrondis à ``decimals``, nombres écrits
+    à la française (virgule décimale, milliers séparés par une espace fine insécable)."""
     if df.empty:
         raise ValueError(f"Tableau vide : {title or 'sans titre'}.")
 
     # Colonnes flottantes aux valeurs toutes entières (comptes lus avec des NaN) : sans décimales.
     whole = {c for c in df.columns if pd.api.types.is_float_dtype(df[c]) and df[c].dropna().map(float.is_integer).all()}
 
-    def cell(v, column) -> str:
+    def cell(v, column) -> str:  # à la française : « 0,123 », « 21 639 552 »
         if isinstance(v, float):
             if pd.isna(v):
                 return ""
-            return f"{v:.0f}" if column in whole else f"{v:.{decimals}f}"
+            return french_int(v) if column in whole else f"{v:.{decimals}f}".replace(".", ",")
+        if isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
+            return french_int(v)
         return str(v).replace("\n", " ")
 
     lines = [f".. list-table:: {title}".rstrip(), "   :header-rows: 1", ""]
@@ -181,6 +185,17 @@ RESULT_TABLES = (
     ("case_study/rag_taux_de_succes.csv", "Recherche des passages : taux de succès (notebook 07)", None),
     ("case_study/statuts_avec_sans_contexte.csv", "Statuts avec et sans contexte (notebook 07)", None),
     ("case_study/detection_changements.csv", "Changements significatifs : précision et rappel (notebook 07)", None),
+    (
+        "assistant/bornes.csv",
+        "L'assistant sur des valeurs près des bornes, contre le test, et la réponse constante (notebook 08)",
+        None,
+    ),
+    (
+        "assistant/modele_fusionne.csv",
+        "L'assistant servi par la base 4 bits et l'adaptateur, puis par le modèle fusionné exporté (notebook 08)",
+        None,
+    ),
+    ("assistant/couts_index.csv", "Index de l'assistant : réglage choisi contre pleine dimension (notebook 08)", None),
 )
 #: (clé du registre, légende)
 RESULT_FIGURES = (

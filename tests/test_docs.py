@@ -100,8 +100,10 @@ def test_rst_table_rounds_and_rejects_empty():
         ),
         "T",
     )
-    assert ".. list-table:: T" in text and "     - 0.123" in text and "     - 0.500" in text
-    assert "     - 21639552\n" in text and text.count("   * - ") == 3
+    assert ".. list-table:: T" in text and "     - 0,123" in text and "     - 0,500" in text  # virgule décimale
+    assert "     - 21\u202f639\u202f552\n" in text and text.count("   * - ") == 3  # milliers séparés
+    counts = docs.rst_table(pd.DataFrame({"arm": ["A", "B"], "n": [12345, 7], "ok": [True, False]}))
+    assert "     - 12\u202f345\n" in counts and "     - 7\n" in counts and "     - True\n" in counts
     with pytest.raises(ValueError, match="Tableau vide"):
         docs.rst_table(pd.DataFrame(), "T")
 
@@ -120,7 +122,7 @@ def test_results_page_reads_outputs_with_profile_and_date(tmp_path, monkeypatch)
     fig, _ = plt.subplots()
     fig.savefig(llm / "pertes_entrainement.png")
     text = docs.write_results_page(tmp_path / "gen" / "resultats.rst").read_text(encoding="utf-8")
-    assert "Résultats du profil **cpu**" in text and "     - 0.500" in text
+    assert "Résultats du profil **cpu**" in text and "     - 0,500" in text
     assert "   * - modèle" in text and "     - exactitude" in text and "   * - fine-tuné" in text  # étiquettes
     assert "n_values" not in text  # les clés du fichier ne s'affichent pas
     assert re.search(r"outputs/cpu/llm/status_accuracy.csv``, écrit le \d{4}-\d\d-\d\d", text)
