@@ -9,6 +9,7 @@ import json
 from collections import defaultdict
 
 import pytest
+from notebook_code import python_code
 
 from helpers import CHAPTERS, LAYERS
 from helpers.paths import NOTEBOOKS_DIR, REPO_ROOT
@@ -105,11 +106,7 @@ def _notebooks():
 
 def notebook_imports(path) -> dict[str, set[str]]:
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    code = "\n".join(
-        "\n".join(line for line in "".join(c["source"]).splitlines() if not line.lstrip().startswith(("%", "!")))
-        for c in cells
-        if c["cell_type"] == "code"
-    )
+    code = "\n".join(python_code("".join(c["source"])) for c in cells if c["cell_type"] == "code")
     return imported_modules(ast.parse(code))
 
 

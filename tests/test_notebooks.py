@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from notebook_code import python_code
 
 from helpers.paths import NOTEBOOKS_DIR, REPO_ROOT
 
@@ -158,11 +159,10 @@ PATH_RETURNING = {"save_figure", "save_table", "save_json", "output_path", "writ
 @pytest.mark.parametrize("nb", NOTEBOOKS + SOLUTIONS, ids=lambda p: p.name)
 def test_no_cell_ends_by_showing_a_machine_path(nb):
     import ast
-    import re
 
     for i, cell in enumerate(json.loads(nb.read_text(encoding="utf-8"))["cells"]):
         source = "".join(cell["source"]) if cell["cell_type"] == "code" else ""
-        code = re.sub(r"^(\s*)[!%].*$", r"\1pass", source, flags=re.M)  # commandes Colab (!git, %cd)
+        code = python_code(source)
         body = ast.parse(code).body if code.strip() else []
         last = body[-1] if body else None
         if isinstance(last, ast.Expr) and isinstance(last.value, ast.Call):

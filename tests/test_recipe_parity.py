@@ -10,6 +10,7 @@ import json
 from dataclasses import fields
 
 import pytest
+from notebook_code import python_code
 
 from helpers.paths import NOTEBOOKS_DIR, REPO_ROOT
 
@@ -95,11 +96,7 @@ ALLOWED = {
 
 def _code_cells(path) -> list[str]:
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    return [
-        "\n".join(line for line in "".join(c["source"]).splitlines() if not line.lstrip().startswith(("%", "!")))
-        for c in cells
-        if c["cell_type"] == "code"
-    ]
+    return [python_code("".join(c["source"])) for c in cells if c["cell_type"] == "code"]
 
 
 def _arguments(call: ast.Call) -> dict[str, str]:

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from notebook_code import python_code
 
 from helpers.paths import NOTEBOOKS_DIR
 from helpers.paths import REPO_ROOT as ROOT
@@ -110,8 +111,7 @@ def _decimal_specs_outside_french_writers(source: str) -> list[str]:
     import ast
     import re
 
-    code = "\n".join("" if line.lstrip().startswith(("!", "%")) else line for line in source.splitlines())
-    tree = ast.parse(code)
+    tree = ast.parse(python_code(source))
     covered = set()
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
