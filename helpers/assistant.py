@@ -515,8 +515,7 @@ def plot_latencies(latencies: pd.DataFrame):
         if mask.any():
             rows = latencies[mask]
             ax.scatter(rows["values"], rows["seconds"], facecolors=face, edgecolors="tab:blue", label=label)
-    for key, style in (("p50_s", "--"), ("p95_s", ":")):
-        name = "médiane" if key == "p50_s" else "p95"
+    for key, name, style in (("p50_s", "médiane", "--"), ("p95_s", "p95", ":")):
         ax.axhline(
             summary[key], color="grey", linestyle=style, label=f"{name} : {french_float(round(summary[key], 2))} s"
         )
