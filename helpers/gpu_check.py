@@ -31,6 +31,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,9 @@ class Step:
     expect_rc: int = 0
     notebook: str | None = None  #: préfixe du notebook exécuté (pour relire sa copie)
     needs: str | None = None  #: étape de la même voie qui doit avoir réussi
+    #: étapes d'autres voies dont l'étape lit les sorties : attendues, et l'étape est sautée si l'une
+    #: n'a pas réussi (sans cette attente, le notebook les referait lui-même, en même temps qu'elles)
+    after: tuple[str, ...] = ()
     outputs: str | None = None  #: sous-dossier des résultats (par défaut : celui de la voie)
     timeout: int = 240
 
@@ -140,6 +144,7 @@ def steps(work: Path) -> list[Step]:
             _py("-m", "helpers.gpu_check", "--executer", "06"),
             notebook="06",
             needs="nb05",
+            after=("nb02",),
             timeout=420,
         ),
         Step(
@@ -149,6 +154,7 @@ def steps(work: Path) -> list[Step]:
             _py("-m", "helpers.gpu_check", "--executer", "07"),
             notebook="07",
             needs="nb05",
+            after=("nb02",),
         ),
         Step(
             "nb08",
@@ -157,6 +163,7 @@ def steps(work: Path) -> list[Step]:
             _py("-m", "helpers.gpu_check", "--executer", "08"),
             notebook="08",
             needs="nb05",
+            after=("nb02", "nb03"),
         ),
         Step(
             "qlora_coupe",
@@ -456,28 +463,43 @@ def failure_detail(log_text: str, width: int = 300) -> str:
 
 def run_all(selected: list[Step], work: Path, env: dict) -> list[dict]:
     """Les doublures d'abord (en parallèle), puis les voies en parallèle, chacune dans l'ordre.
-    Une étape dont l'étape requise (``needs``) n'a pas réussi est sautée (SKIP)."""
+    Une étape attend la fin des étapes d'autres voies dont elle lit les sorties (``after``) ; elle
+    est sautée (SKIP) si l'une d'elles, ou l'étape requise de sa voie (``needs``), n'a pas réussi."""
     lanes: dict[str, list[Step]] = {}
     for step in selected:
         lanes.setdefault(step.lane, []).append(step)
 
+    lane_of = {s.key: s.lane for s in selected}
+    for step in selected:
+        same = [k for k in step.after if lane_of.get(k) == step.lane]
+        if same:  # elle attendrait une étape que sa propre voie n'a pas encore lancée
+            raise ValueError(f"étape {step.key} : after={same} est dans sa voie ({step.lane}) ; utilisez needs")
+    finished = {s.key: threading.Event() for s in selected}
+    status: dict[str, str] = {}
+
     def run_lane(lane_steps: list[Step]) -> list[dict]:
         results = []
         for step in lane_steps:
-            done = {r["step_key"]: r["status"] for r in results}
-            if step.needs in {s.key for s in lane_steps} and done.get(step.needs) != "PASS":
+            waits = [k for k in step.after if k in finished]
+            for key in waits:  # une autre voie écrit les sorties que cette étape lit
+                finished[key].wait()
+            required = [step.needs] if step.needs in {s.key for s in lane_steps} else []
+            missing = [k for k in required + waits if status.get(k) != "PASS"]
+            if missing:
                 results.append(
                     {
                         "step_key": step.key,
                         "checks": step.what,
                         "status": "SKIP",
                         "seconds": 0,
-                        "detail": f"l'étape {step.needs} n'a pas réussi",
+                        "detail": f"l'étape {', '.join(missing)} n'a pas réussi",
                     }
                 )
             else:
                 results.append(run_step(step, work, env))
             r = results[-1]
+            status[step.key] = r["status"]
+            finished[step.key].set()
             print(
                 f"{r['status']:<4}  {r['step_key']:<18} {r['seconds']:>6.1f} s  {r['checks']}"
                 + (f"\n      {r['detail']}" if r.get("detail") else ""),

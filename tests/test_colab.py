@@ -240,6 +240,30 @@ def test_gpu_check_runs_lanes_skips_dependents_and_checks_exit_codes(tmp_path):
     assert table.startswith(".. list-table::") and "``d``" in table
 
 
+def test_gpu_check_waits_for_the_outputs_another_lane_writes(tmp_path):
+    py = lambda code: [sys.executable, "-c", code]  # noqa: E731
+    written = tmp_path / "sortie.txt"
+    steps = [
+        gpu_check.Step("ecrit", "écrit tard", "x", py(f"import time; time.sleep(1.5); open({str(written)!r}, 'w')")),
+        gpu_check.Step("echoue", "échoue", "x", py("raise SystemExit(1)")),
+        gpu_check.Step("lit", "lit la sortie", "y", py(f"open({str(written)!r})"), after=("ecrit",)),
+        gpu_check.Step("apres_echec", "lit une sortie absente", "z", py("print('jamais')"), after=("echoue",)),
+        gpu_check.Step("non_choisie", "sortie d'une étape absente", "z", py("print('ok')"), after=("absente",)),
+    ]
+    results = {r["step_key"]: r for r in gpu_check.run_all(steps, tmp_path, gpu_check.base_env())}
+    assert results["lit"]["status"] == "PASS"  # sans l'attente, le fichier n'existerait pas encore
+    assert results["apres_echec"]["status"] == "SKIP" and "echoue" in results["apres_echec"]["detail"]
+    assert results["non_choisie"]["status"] == "PASS"
+    same_lane = [gpu_check.Step("a", "", "x", py("")), gpu_check.Step("b", "", "x", py(""), after=("a",))]
+    with pytest.raises(ValueError, match="needs"):
+        gpu_check.run_all(same_lane, tmp_path, gpu_check.base_env())
+
+
+def test_gpu_check_notebooks_wait_for_the_embedding_lane():
+    after = {s.key: s.after for s in gpu_check.steps(Path("/tmp/controle"))}
+    assert after["nb08"] == ("nb02", "nb03") and after["nb06"] == after["nb07"] == ("nb02",)
+
+
 def test_gpu_check_reads_errors_and_known_warnings_in_executed_notebooks(tmp_path):
     cell = nbformat.v4.new_code_cell("generate()")
     cell.outputs = [
