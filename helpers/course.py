@@ -15,13 +15,14 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import sys
 import threading
 import time
 from pathlib import Path
 
 from .outputs import output_path, profile_root, reread_outputs, written_path
-from .paths import NOTEBOOKS_DIR, shown
+from .paths import NOTEBOOKS_DIR, machine_folders, shown
 
 
 def list_notebooks(only: list[str] | None = None) -> list[Path]:
@@ -32,6 +33,52 @@ def list_notebooks(only: list[str] | None = None) -> list[Path]:
         if not notebooks:
             raise ValueError(f"Aucun notebook ne commence par {', '.join(only)} dans {NOTEBOOKS_DIR}.")
     return notebooks
+
+
+#: Types MIME textuels d'une sortie de cellule, où un chemin de la machine se lirait.
+TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex")
+
+
+def _text(value) -> str:
+    return "".join(value) if isinstance(value, list) else str(value or "")
+
+
+def output_problems(outputs) -> list[str]:
+    """Ce qu'une cellule exécutée montre et qu'un élève ne devrait pas voir : du texte sur la sortie
+    d'erreur (un avertissement de bibliothèque, que le cours doit éviter ou expliquer en le
+    remplaçant par un message à lui) et un chemin de cette machine (:func:`helpers.paths.shown`
+    affiche ``outputs/cpu/…`` à la place). ``outputs`` : les sorties d'une cellule (nbformat).
+    Renvoie un message français par problème, liste vide si la cellule est propre."""
+    folders = re.compile("|".join(re.escape(f) + r"(?![\w-]|\.\w)" for f in machine_folders()))
+    problems = []
+    for out in outputs:
+        kind = out.get("output_type")
+        if kind == "stream":
+            text = _text(out.get("text"))
+            if out.get("name") == "stderr" and text.strip():
+                first = text.strip().splitlines()[0]
+                problems.append(f"texte sur la sortie d'erreur : « {first[:160]} »")
+                continue  # un avertissement nomme souvent son fichier : un seul problème, pas deux
+        elif kind in ("display_data", "execute_result"):
+            text = "\n".join(_text(out.get("data", {}).get(mime)) for mime in TEXT_MIMES)
+        else:
+            continue
+        found = folders.search(text)
+        if found:
+            around = " ".join(text[max(0, found.start() - 40) : found.end() + 40].split())
+            problems.append(f"chemin de la machine affiché : « {found.group(0)} » (dans « {around} »)")
+    return problems
+
+
+def notebook_problems(nb) -> list[str]:
+    """:func:`output_problems` de chaque cellule de code d'un notebook exécuté, préfixés du numéro
+    de la cellule (« cellule 19 : … », à partir de 0 comme dans nbval)."""
+    return [
+        f"cellule {i} : {problem}"
+        for i, cell in enumerate(nb.cells)
+        if cell.cell_type == "code"
+        for problem in output_problems(cell.get("outputs", []))
+    ]
 
 
 class PeakMemory:
@@ -122,6 +169,7 @@ def execute_notebook(path: Path, out_path: Path, timeout: int = 3600, progress: 
         "kernel_peak_rss_mb": memory.peak_mb,
         "error": error,
         "executed_copy": str(out_path),
+        "shown_problems": notebook_problems(nb),
     }
 
 
@@ -282,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         res = execute_notebook(nb, output_path(profile.name, f"notebooks/{nb.name}"), timeout=args.timeout)
         results.append(res)
         print(f"  {res['status']} en {res['seconds']} s (pic mémoire du noyau : {res['kernel_peak_rss_mb']} Mo)")
+        for problem in res["shown_problems"]:  # make test fait échouer la cellule (conftest.py)
+            print(f"  À corriger dans la copie exécutée, {problem}", file=sys.stderr)
         if res["status"] != "ok":
             print(
                 f"  Erreur : {res['error']}\n  Copie exécutée (avec la trace) : {shown(res['executed_copy'])}",

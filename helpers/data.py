@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .paths import DATASET_DIR
+from .paths import DATASET_DIR, shown
 
 # Séquences typiques d'un texte UTF-8 relu en Latin-1 (« Ã© » pour « é »), ou caractère de
 # remplacement : signe d'un fichier mal encodé.
@@ -25,11 +25,13 @@ _MOJIBAKE = re.compile(r"Ã[\u0080-\u00bf]|â€|Â[\u00a0-\u00bf]|\ufffd")
 
 
 class DatasetValidationError(ValueError):
-    """Donnée invalide : le message nomme le fichier, la ligne et la colonne."""
+    """Donnée invalide : le message nomme le fichier, la ligne et la colonne. Le fichier y est écrit
+    comme dans les notebooks (:func:`helpers.paths.shown`) : relatif au dépôt ou aux résultats,
+    sinon son seul nom, jamais le chemin de la machine ; ``path`` garde le chemin complet."""
 
     def __init__(self, path: Path | str, line: int | None, column: str | None, problem: str):
         self.path, self.line, self.column, self.problem = str(path), line, column, problem
-        where = str(path)
+        where = shown(path)
         if line is not None:
             where += f", ligne {line}"
         if column is not None:

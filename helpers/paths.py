@@ -4,6 +4,7 @@ sans la machine (:func:`shown`). Les sorties elles-mêmes sont déclarées dans 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -50,3 +51,13 @@ def shown(value):
             continue
         return str(Path(label) / rel) if label else str(rel)
     return path.name
+
+
+def machine_folders() -> list[str]:
+    """Les dossiers de cette machine qu'une sortie de notebook ne doit jamais montrer : le dépôt, la
+    racine des résultats, le cache des modèles, le dossier personnel et le dossier temporaire (sous
+    leur nom écrit et leur nom résolu), les plus longs d'abord. La racine ``/`` n'en est pas un."""
+    folders = [REPO_ROOT, outputs_root(), Path(os.environ.get("COURSE_CACHE_DIR", REPO_ROOT / ".cache"))]
+    folders += [Path.home(), Path(tempfile.gettempdir())]
+    names = {str(p) for folder in folders for p in (folder, folder.resolve())}
+    return sorted((n for n in names if len(Path(n).parts) > 1), key=len, reverse=True)

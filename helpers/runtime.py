@@ -7,6 +7,7 @@ Couche de base : ce module ne connaît aucun chapitre."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
@@ -232,6 +233,13 @@ KNOWN_HARMLESS_LOG_MESSAGES = (
         "identifiants retenus sont ceux du tokenizer, ceux que le cours utilise partout",
     ),
     (
+        "transformers.trainer_utils",
+        "mtime may not be reliable on this filesystem",
+        "pour ne garder que les derniers checkpoints, le Trainer les range par date de modification ; "
+        "écrits à moins d'une seconde d'intervalle (profil smoke : des pas de quelques millisecondes), "
+        "il les range par numéro de pas, ce qui est le bon ordre : le disque n'y est pour rien",
+    ),
+    (
         "transformers.models.llama.modeling_llama",
         "Unsloth: Restored added_tokens_decoder metadata in",
         "à chaque checkpoint, Unsloth réécrit la table des jetons ajoutés du tokenizer et l'annonce avec "
@@ -303,6 +311,43 @@ def quiet_known_warnings() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropMessages) and start in f.starts for f in logger.filters):
             logger.addFilter(_DropMessages([start]))
+
+
+@contextlib.contextmanager
+def library_messages(logger_name: str = "transformers"):
+    """Recueille les messages (niveau WARNING et au-delà) du journal ``logger_name`` et de ses
+    enfants pendant le bloc, au lieu de les laisser s'imprimer sur la sortie d'erreur. Pour une
+    leçon qui provoque **exprès** un avertissement de bibliothèque : elle le cite et l'explique au
+    lieu de laisser un message brut en anglais. Donne la liste des messages, remplie au fil du bloc.
+
+    >>> import logging
+    >>> with library_messages("transformers") as said:
+    ...     logging.getLogger("transformers.generation.utils").warning("right-padding was detected")
+    >>> said
+    ['right-padding was detected']
+    """
+    import logging
+
+    said: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record):
+            said.append(record.getMessage())
+
+    logger = logging.getLogger(logger_name)
+    handlers, propagate = list(logger.handlers), logger.propagate
+    for handler in handlers:
+        logger.removeHandler(handler)
+    collect = _Collect(logging.WARNING)
+    logger.addHandler(collect)
+    logger.propagate = False
+    try:
+        yield said
+    finally:
+        logger.removeHandler(collect)
+        for handler in handlers:
+            logger.addHandler(handler)
+        logger.propagate = propagate
 
 
 def git_commit() -> str:

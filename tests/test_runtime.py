@@ -94,6 +94,57 @@ def test_quiet_known_warnings_drops_unsloth_path_line_but_keeps_the_logger(caplo
     assert {r.getMessage() for r in caplog.records} == {"Un autre message du modèle Llama"}
 
 
+def test_checkpoints_saved_within_a_second_are_ranked_by_step_without_a_message(tmp_path, caplog):
+    """transformers (version épinglée) range les checkpoints par date pour n'en garder que les
+    derniers ; à dates égales, il les range par pas et l'annonce : setup_course retire cette ligne."""
+    import logging
+    import os
+
+    from transformers import trainer_utils
+
+    from helpers import runtime
+
+    for step in (10, 2):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        os.utime(tmp_path / f"checkpoint-{step}", (1_000_000, 1_000_000))
+    logger = logging.getLogger("transformers.trainer_utils")
+    logger.addHandler(caplog.handler)
+    try:
+        logging.Logger.warning_once.cache_clear()  # transformers ne l'écrit qu'une fois par processus
+        filters = list(logger.filters)
+        for f in filters:
+            logger.removeFilter(f)
+        with caplog.at_level(logging.WARNING, logger=logger.name):
+            trainer_utils.sort_checkpoints(str(tmp_path), use_mtime=True)
+        assert any("mtime may not be reliable" in r.getMessage() for r in caplog.records)  # le message existe
+        caplog.clear()
+        logging.Logger.warning_once.cache_clear()
+        runtime.quiet_known_warnings()
+        with caplog.at_level(logging.WARNING, logger=logger.name):
+            ranked = trainer_utils.sort_checkpoints(str(tmp_path), use_mtime=True)
+    finally:
+        logger.removeHandler(caplog.handler)
+        for f in filters:
+            logger.addFilter(f)
+    assert [os.path.basename(p) for p in ranked] == ["checkpoint-2", "checkpoint-10"]
+    assert caplog.records == []
+
+
+def test_library_messages_collects_a_warning_instead_of_printing_it(capfd):
+    import logging
+
+    from helpers import runtime
+
+    library = logging.getLogger("transformers")
+    before = (list(library.handlers), library.propagate)
+    with runtime.library_messages("transformers") as said:
+        logging.getLogger("transformers.generation.utils").warning("right-padding was detected!")
+        logging.getLogger("transformers.generation.utils").info("détail sans importance")
+    assert said == ["right-padding was detected!"]
+    assert "right-padding" not in capfd.readouterr().err
+    assert (list(library.handlers), library.propagate) == before  # journal rendu tel quel
+
+
 def test_quiet_known_warnings_silences_torchao_syntax_warnings_only(tmp_path, monkeypatch):
     # Une SyntaxWarning de compilation porte le chemin du fichier comme module : le filtre vise le
     # dossier torchao, pas les SyntaxWarning d'un étudiant.
