@@ -381,9 +381,13 @@ def execute(prefix: str, work: Path, expected_error: str | None = None) -> int:
 
 
 def scan_notebook(path: Path) -> dict:
-    """Relit une copie exécutée : première erreur (nom, message, source de la cellule) et
-    avertissements connus (:data:`KNOWN_WARNINGS`) comptés dans toutes les sorties."""
+    """Relit une copie exécutée : première erreur (nom, message, source de la cellule),
+    avertissements connus (:data:`KNOWN_WARNINGS`) comptés dans toutes les sorties, et, pour
+    information (l'étape n'échoue pas pour autant), ce qu'un élève y lirait sans devoir le voir :
+    sortie d'erreur, chemin de la machine (:func:`helpers.course.notebook_problems`)."""
     import nbformat
+
+    from .course import notebook_problems
 
     ansi = re.compile(r"\x1b\[[0-9;]*m")
     nb = nbformat.read(path, as_version=4)
@@ -401,6 +405,7 @@ def scan_notebook(path: Path) -> dict:
                     "message": ansi.sub("", str(out.get("evalue")))[:500],
                     "source": cell.source[:400],
                 }
+    found["shown"] = [problem[:300] for problem in notebook_problems(nb)]
     return found
 
 

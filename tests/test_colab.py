@@ -278,6 +278,9 @@ def test_gpu_check_reads_errors_and_known_warnings_in_executed_notebooks(tmp_pat
     nbformat.write(nbformat.v4.new_notebook(cells=[cell]), path)
     found = gpu_check.scan_notebook(path)
     assert found["warnings"] == {"max_new_tokens et max_length": 3}
+    assert found["shown"] == [
+        "cellule 0 : texte sur la sortie d'erreur : « " + cell.outputs[0]["text"].splitlines()[0] + " »"
+    ]
     assert found["error"]["name"] == "AssertionError" and found["error"]["cell"] == 0
 
 
