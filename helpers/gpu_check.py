@@ -161,9 +161,13 @@ def steps(work: Path) -> list[Step]:
             "notebook 08 (assistant : index du 03, réponses contrôlées, cartes, page Gradio construite)",
             "nb",
             _py("-m", "helpers.gpu_check", "--executer", "08"),
+            # Chaque compte rendu est une génération de 512 jetons que la doublure aléatoire ne
+            # termine presque jamais : 6 comptes rendus de test et 6 aux bornes suffisent à tout exécuter.
+            env={"COURSE_EVAL_SAMPLES": "6"},
             notebook="08",
             needs="nb05",
             after=("nb02", "nb03"),
+            timeout=420,
         ),
         Step(
             "qlora_coupe",
