@@ -14,13 +14,15 @@ REFERENCE_DIR = DATA_DIR / "reference"
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 
 
-def cache_dir() -> Path:
+def cache_dir(create: bool = True) -> Path:
     """Dossier (non versionné) où les modèles hors ligne sont construits au premier usage.
 
-    ``COURSE_CACHE_DIR`` le remplace ; par défaut ``<dépôt>/.cache``.
+    ``COURSE_CACHE_DIR`` le remplace ; par défaut ``<dépôt>/.cache``. ``create=False`` : le chemin
+    seul, sans créer le dossier.
     """
     path = Path(os.environ.get("COURSE_CACHE_DIR", REPO_ROOT / ".cache"))
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
@@ -57,7 +59,7 @@ def machine_folders() -> list[str]:
     """Les dossiers de cette machine qu'une sortie de notebook ne doit jamais montrer : le dépôt, la
     racine des résultats, le cache des modèles, le dossier personnel et le dossier temporaire (sous
     leur nom écrit et leur nom résolu), les plus longs d'abord. La racine ``/`` n'en est pas un."""
-    folders = [REPO_ROOT, outputs_root(), Path(os.environ.get("COURSE_CACHE_DIR", REPO_ROOT / ".cache"))]
+    folders = [REPO_ROOT, outputs_root(), cache_dir(create=False)]
     folders += [Path.home(), Path(tempfile.gettempdir())]
     names = {str(p) for folder in folders for p in (folder, folder.resolve())}
     return sorted((n for n in names if len(Path(n).parts) > 1), key=len, reverse=True)
