@@ -260,10 +260,9 @@ def test_gpu_check_waits_for_the_outputs_another_lane_writes(tmp_path):
 
 
 def test_gpu_check_notebooks_wait_for_the_embedding_lane():
-    after = {s.key: s.after for s in gpu_check.steps(Path("/tmp/controle"))}
-    assert after["nb08"] == ("nb02", "nb03") and after["nb06"] == after["nb07"] == ("nb02",)
-    nb08 = next(s for s in gpu_check.steps(Path("/tmp/controle")) if s.key == "nb08")
-    assert int(nb08.env["COURSE_EVAL_SAMPLES"]) < gpu_check.EVAL_SAMPLES  # 512 jetons par compte rendu
+    steps = {s.key: s for s in gpu_check.steps(Path("/tmp/controle"))}
+    assert steps["nb08"].after == ("nb02", "nb03") and steps["nb06"].after == steps["nb07"].after == ("nb02",)
+    assert int(steps["nb08"].env["COURSE_EVAL_SAMPLES"]) < gpu_check.EVAL_SAMPLES  # 512 jetons par compte rendu
 
 
 def test_gpu_check_reads_errors_and_known_warnings_in_executed_notebooks(tmp_path):

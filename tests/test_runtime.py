@@ -124,8 +124,7 @@ def test_checkpoints_saved_within_a_second_are_ranked_by_step_without_a_message(
             ranked = trainer_utils.sort_checkpoints(str(tmp_path), use_mtime=True)
     finally:
         logger.removeHandler(caplog.handler)
-        for f in filters:
-            logger.addFilter(f)
+        logger.filters[:] = filters  # les filtres d'avant le test, sans celui ajouté pendant
     assert [os.path.basename(p) for p in ranked] == ["checkpoint-2", "checkpoint-10"]
     assert caplog.records == []
 
