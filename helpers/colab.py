@@ -11,7 +11,10 @@ La cellule clone le dépôt puis appelle :func:`prepare_colab`, qui :
 3. installe ``requirements-gpu.txt`` (pile d'entraînement épinglée ; pandas, NumPy, matplotlib et
    SciPy restent ceux de Colab), puis les paquets sans dépendances et le dépôt lui-même, et
    chronomètre l'installation ; une seconde exécution (même session, après un redémarrage) ne
-   réinstalle rien si les fichiers de versions n'ont pas changé ;
+   réinstalle rien si les fichiers de versions n'ont pas changé. Si pip refuse l'installation
+   parce que l'Unsloth épinglé n'accepte pas le torch de l'image (une image Colab plus récente que
+   lui), le reste est installé **sans Unsloth** et la raison est gardée
+   (:func:`skipped_unsloth_reason`) : le cours fait alors le même QLoRA avec bitsandbytes + peft ;
 4. dit s'il faut **redémarrer la session** : seulement si un paquet déjà importé par le noyau a
    changé de version ;
 5. si l'étudiant l'accepte (``use_drive=True`` et autorisation donnée dans la fenêtre de Google),
@@ -39,6 +42,11 @@ KEEP_PREINSTALLED = ("torch", "torchvision", "torchaudio", "triton")
 DRIVE_MOUNT = Path("/content/drive")
 DRIVE_OUTPUTS = DRIVE_MOUNT / "MyDrive" / "cours-medanalyzer" / "outputs"
 STAMP = ".colab-install-stamp"
+#: Raison pour laquelle Unsloth n'a pas été installé (absent si il l'a été), relue par
+#: :func:`helpers.runtime.load_unsloth` et par les exécutions suivantes de la cellule.
+UNSLOTH_SKIPPED = ".colab-sans-unsloth.txt"
+#: Paquets retirés de ``requirements-gpu.txt`` quand pip refuse Unsloth avec le torch de l'image.
+UNSLOTH_PACKAGES = ("unsloth", "unsloth_zoo", "unsloth-zoo")
 
 Runner = Callable[[list[str]], "subprocess.CompletedProcess"]
 
@@ -134,20 +142,68 @@ def _requirements_digest(repo: Path, versions: dict[str, str]) -> str:
     return h.hexdigest()[:16]
 
 
-def pip_commands(repo: Path, constraints: Path) -> list[list[str]]:
-    """Les trois commandes pip de l'installation, dans l'ordre."""
-    pip = [sys.executable, "-m", "pip", "install", "-q"]
+def pip_commands(repo: Path, constraints: Path, requirements: Path | None = None) -> list[list[str]]:
+    """Les trois commandes pip de l'installation, dans l'ordre (``requirements`` : un autre fichier
+    que ``requirements-gpu.txt``, celui du repli sans Unsloth)."""
+    pip = [sys.executable, "-m", "pip", "install"]
     return [
-        pip + ["-r", str(repo / "requirements-gpu.txt"), "-c", str(constraints)],
-        pip + ["--no-deps", "-r", str(repo / "requirements-nodeps.txt")],
-        pip + ["--no-deps", "-e", str(repo)],
+        # sans -q : avec lui, pip tait la cause d'un conflit de versions (« The conflict is caused by »)
+        pip + ["-r", str(requirements or repo / "requirements-gpu.txt"), "-c", str(constraints)],
+        pip + ["-q", "--no-deps", "-r", str(repo / "requirements-nodeps.txt")],
+        pip + ["-q", "--no-deps", "-e", str(repo)],
     ]
+
+
+def unsloth_conflict(pip_output: str, requirements: str = "") -> str | None:
+    """Ce que pip dit d'Unsloth quand il refuse une version imposée, ou ``None`` si l'échec a une
+    autre cause : la ligne ``unsloth 2026.10.9 depends on torch<2.15.0 and >=2.4.0`` ; à défaut
+    (pip lancé avec ``-q`` la tait), la ligne ``Cannot install -r … (line N)`` quand la ligne N de
+    ``requirements`` (le texte du fichier) est une ligne Unsloth.
+
+    pip ne résout qu'après avoir tout lu et n'installe rien quand la résolution échoue : on peut
+    recommencer sans Unsloth sans rien défaire.
+    """
+    import re
+
+    if "ResolutionImpossible" not in pip_output and "conflicting dependencies" not in pip_output:
+        return None
+    for line in pip_output.splitlines():
+        words = line.strip().split()
+        if len(words) >= 3 and words[0].lower() in UNSLOTH_PACKAGES and words[2] == "depends":
+            return line.strip()
+    lines = requirements.splitlines()
+    for line in pip_output.splitlines():
+        if "Cannot install" in line:
+            named = [int(n) for n in re.findall(r"\(line (\d+)\)", line) if 0 < int(n) <= len(lines)]
+            if any(_requirement_name(lines[n - 1]) in UNSLOTH_PACKAGES for n in named):
+                return line.replace("ERROR: ", "").strip()
+    return None
+
+
+def _requirement_name(line: str) -> str:
+    import re
+
+    return re.split(r"[<>=!~\[; ]", line.strip(), maxsplit=1)[0].lower()
+
+
+def without_unsloth(requirements: str) -> str:
+    """Le texte de ``requirements-gpu.txt`` sans ses lignes Unsloth (le reste à l'identique)."""
+    lines = requirements.splitlines(keepends=True)
+    return "".join(line for line in lines if _requirement_name(line) not in UNSLOTH_PACKAGES)
+
+
+def skipped_unsloth_reason(repo: Path = REPO_ROOT) -> str | None:
+    """Pourquoi la cellule d'installation n'a pas installé Unsloth dans cette session, ou ``None``."""
+    path = Path(repo) / UNSLOTH_SKIPPED
+    return path.read_text(encoding="utf-8").strip() if path.exists() else None
 
 
 def install(repo: Path = REPO_ROOT, run: Runner = _run, *, force: bool = False) -> dict:
     """Installe le profil gpu sans toucher au torch de Colab ; renvoie un résumé.
 
-    ``{"seconds", "already_installed", "constraints", "restart"}`` ; une commande pip en échec lève
+    ``{"seconds", "already_installed", "constraints", "restart", "unsloth_skipped"}``. Si pip refuse
+    Unsloth avec le torch de l'image (:func:`unsloth_conflict`), le reste est installé sans lui et
+    ``unsloth_skipped`` dit pourquoi (``None`` sinon) ; toute autre commande pip en échec lève
     :class:`ColabRuntimeError` avec la fin de sa sortie.
     """
     repo = Path(repo)
@@ -155,22 +211,46 @@ def install(repo: Path = REPO_ROOT, run: Runner = _run, *, force: bool = False) 
     constraints = repo / ".colab-constraints.txt"
     constraints.write_text(constraints_text(keep), encoding="utf-8")
     stamp = repo / STAMP
+    skipped_file = repo / UNSLOTH_SKIPPED
     digest = _requirements_digest(repo, keep)
     if not force and stamp.exists() and stamp.read_text(encoding="utf-8").strip() == digest:
-        return {"seconds": 0.0, "already_installed": True, "constraints": keep, "restart": []}
+        return {
+            "seconds": 0.0,
+            "already_installed": True,
+            "constraints": keep,
+            "restart": [],
+            "unsloth_skipped": skipped_unsloth_reason(repo),
+        }
+    skipped_file.unlink(missing_ok=True)
     before = imported_versions()
     start = time.perf_counter()
-    for cmd in pip_commands(repo, constraints):
+    commands, skipped = pip_commands(repo, constraints), None
+    while commands:
+        cmd = commands.pop(0)
         res = run(cmd)
+        output = (res.stdout or "") + (res.stderr or "")
+        text = (repo / "requirements-gpu.txt").read_text(encoding="utf-8")
+        conflict = unsloth_conflict(output, text) if res.returncode != 0 and skipped is None else None
+        if conflict:  # rien n'a été installé : on recommence sans Unsloth
+            fallback = repo / ".colab-requirements-sans-unsloth.txt"
+            fallback.write_text(without_unsloth(text), encoding="utf-8")
+            skipped = (
+                f"pip refuse l'Unsloth épinglé avec le torch de cette image Colab "
+                f"({', '.join(f'{k} {v}' for k, v in keep.items())}) : « {conflict} »"
+            )
+            commands = pip_commands(repo, constraints, fallback)
+            continue
         if res.returncode != 0:
-            tail = "\n".join(((res.stdout or "") + (res.stderr or "")).strip().splitlines()[-15:])
+            tail = "\n".join(output.strip().splitlines()[-15:])
             raise ColabRuntimeError(
                 f"L'installation a échoué ({' '.join(cmd[3:])}).\n{tail}\n"
-                "Si pip parle de torch : la version d'Unsloth épinglée n'accepte pas le torch de cette "
+                "Si pip parle de torch : une version épinglée n'accepte pas le torch de cette "
                 f"image Colab ({', '.join(f'{k} {v}' for k, v in keep.items())}) — voir la page "
                 "Dépannage de la documentation."
             )
     seconds = time.perf_counter() - start
+    if skipped:
+        skipped_file.write_text(skipped + "\n", encoding="utf-8")
     stamp.write_text(digest + "\n", encoding="utf-8")
     after = {name: metadata.version(name) for name in before if _has(name)}
     return {
@@ -178,6 +258,7 @@ def install(repo: Path = REPO_ROOT, run: Runner = _run, *, force: bool = False) 
         "already_installed": False,
         "constraints": keep,
         "restart": restart_needed(before, after),
+        "unsloth_skipped": skipped,
     }
 
 
@@ -232,7 +313,14 @@ def prepare_colab(
     if summary["already_installed"]:
         print(f"Déjà installé dans cette session (conservés : {kept}).")
     else:
-        print(f"Installé en {summary['seconds'] / 60:.1f} min ; conservés : {kept}.")
+        minutes = f"{summary['seconds'] / 60:.1f}".replace(".", ",")
+        print(f"Installé en {minutes} min ; conservés : {kept}.")
+    if summary["unsloth_skipped"]:
+        print(
+            f"Unsloth non installé — {summary['unsloth_skipped']}.\n"
+            "Le cours continue avec bitsandbytes + peft : le même QLoRA (nf4 + LoRA), plus lent et plus "
+            "gourmand en mémoire (page « Dépannage » : comment retrouver Unsloth)."
+        )
     summary["drive"] = mount_drive(mount, drive_root) if use_drive else None
     if summary["drive"]:
         print(f"Résultats sur Google Drive : {summary['drive']} (retrouvés dans une nouvelle session).")

@@ -403,6 +403,11 @@ def load_unsloth():
     try:
         import unsloth  # noqa: F401  (import volontairement tardif)
     except ImportError as err:
+        from .colab import skipped_unsloth_reason
+
+        skipped = skipped_unsloth_reason()
+        if skipped:  # la cellule d'installation l'a écarté, et dit pourquoi
+            raise UnslothUnavailableError(f"Unsloth n'est pas installé : {skipped}.") from err
         raise UnslothUnavailableError(
             f"Unsloth n'est pas installé ({err}). Sur Colab : %pip install -r requirements-gpu.txt, "
             "puis redémarrez la session."

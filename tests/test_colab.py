@@ -12,12 +12,32 @@ import pytest
 from helpers import colab, course, gpu_check
 from helpers.paths import NOTEBOOKS_DIR, REPO_ROOT
 
+#: Ce que pip 26.3 répond quand l'Unsloth épinglé refuse le torch imposé (sortie d'un
+#: ``pip install --dry-run`` d'unsloth==2026.10.9 avec torch==2.15.0 en contrainte, le 28/11/2026 ;
+#: seuls le chemin du fichier et son numéro de ligne sont ceux de requirements-gpu.txt).
+PIP_UNSLOTH_REFUSES_TORCH = """\
+ERROR: Cannot install -r requirements-gpu.txt (line 12) because these package versions have conflicting dependencies.
+
+The conflict is caused by:
+    unsloth 2026.10.9 depends on torch<2.15.0 and >=2.4.0
+    The user requested (constraint) torch==2.15.0+cu128
+
+To fix this you could try to:
+1. loosen the range of package versions you've specified
+2. remove package versions to allow pip to attempt to solve the dependency conflict
+
+ERROR: ResolutionImpossible: for help visit https://pip.pypa.io/en/latest/topics/dependency-resolution/
+"""
+#: La même réponse avec ``pip install -q`` : la cause est tue, seul le numéro de ligne reste.
+PIP_QUIET = "\n".join(line for line in PIP_UNSLOTH_REFUSES_TORCH.splitlines() if line.startswith("ERROR"))
+
 
 class FakeRunner:
-    """Remplace subprocess.run : enregistre chaque commande ; ``gpu`` : ce que dit nvidia-smi."""
+    """Remplace subprocess.run : enregistre chaque commande ; ``gpu`` : ce que dit nvidia-smi ;
+    une commande qui contient ``fail_on`` échoue avec ``error`` sur sa sortie d'erreur."""
 
-    def __init__(self, gpu="Tesla T4, 15360 MiB", fail_on=None):
-        self.gpu, self.fail_on, self.calls = gpu, fail_on, []
+    def __init__(self, gpu="Tesla T4, 15360 MiB", fail_on=None, error="ERROR: ResolutionImpossible torch"):
+        self.gpu, self.fail_on, self.error, self.calls = gpu, fail_on, error, []
 
     def __call__(self, cmd):
         self.calls.append(cmd)
@@ -26,7 +46,7 @@ class FakeRunner:
                 raise FileNotFoundError("nvidia-smi")
             return subprocess.CompletedProcess(cmd, 0, stdout=self.gpu + "\n", stderr="")
         if self.fail_on and self.fail_on in " ".join(cmd):
-            return subprocess.CompletedProcess(cmd, 1, stdout="", stderr="ERROR: ResolutionImpossible torch")
+            return subprocess.CompletedProcess(cmd, 1, stdout="", stderr=self.error)
         return subprocess.CompletedProcess(cmd, 0, stdout="", stderr="")
 
     @property
@@ -79,6 +99,44 @@ def test_second_run_in_the_same_session_installs_nothing(repo):
 def test_pip_failure_is_a_french_error_naming_the_cause(repo):
     with pytest.raises(colab.ColabRuntimeError, match="(?s)L.installation a échoué.*ResolutionImpossible"):
         colab.install(repo, FakeRunner(fail_on="requirements-gpu.txt"))
+
+
+def test_colab_torch_too_new_for_unsloth_installs_the_rest_without_it(repo, monkeypatch, capsys):
+    monkeypatch.setattr(colab, "installed_versions", lambda names=colab.KEEP_PREINSTALLED: {"torch": "2.15.0+cu128"})
+    # seul le fichier d'origine échoue : celui du repli (…-sans-unsloth.txt) passe
+    run = FakeRunner(fail_on="requirements-gpu.txt -c", error=PIP_UNSLOTH_REFUSES_TORCH)
+    summary = colab.prepare_colab(repo=repo, run=run, use_drive=False)
+    assert len(run.pip_calls) == 4  # l'essai refusé, puis les trois commandes sans Unsloth
+    fallback = Path(run.pip_calls[1][run.pip_calls[1].index("-r") + 1])
+    kept = fallback.read_text(encoding="utf-8")
+    assert not [line for line in kept.splitlines() if line.lower().startswith("unsloth")]
+    original = (repo / "requirements-gpu.txt").read_text(encoding="utf-8")
+    assert all(line in kept for line in ("transformers==", "trl==", "peft==", "bitsandbytes==", "faiss-cpu=="))
+    assert len(kept.splitlines()) == len(original.splitlines()) - 2  # unsloth et unsloth_zoo seulement
+    reason = summary["unsloth_skipped"]
+    assert "torch 2.15.0+cu128" in reason and "unsloth 2026.10.9 depends on torch<2.15.0" in reason
+    out = capsys.readouterr().out
+    assert "Unsloth non installé" in out and "bitsandbytes + peft" in out
+    assert colab.skipped_unsloth_reason(repo) == reason  # relu par runtime.load_unsloth
+    again = colab.install(repo, run)  # même session, cellule relancée : rien à refaire, raison gardée
+    assert again["already_installed"] and again["unsloth_skipped"] == reason and len(run.pip_calls) == 4
+
+
+def test_unsloth_conflict_is_read_only_from_a_failed_resolution():
+    assert colab.unsloth_conflict(PIP_UNSLOTH_REFUSES_TORCH) == "unsloth 2026.10.9 depends on torch<2.15.0 and >=2.4.0"
+    assert colab.unsloth_conflict("ERROR: ResolutionImpossible\n    trl 1.14.2 depends on torch>=2.16") is None
+    assert colab.unsloth_conflict("unsloth 2026.10.9 depends on torch<2.15.0 (sans échec de résolution)") is None
+    requirements = (REPO_ROOT / "requirements-gpu.txt").read_text(encoding="utf-8")
+    line = requirements.splitlines().index(next(r for r in requirements.splitlines() if r.startswith("unsloth=")))
+    quiet = PIP_QUIET.replace("(line 12)", f"(line {line + 1})")
+    assert colab.unsloth_conflict(quiet, requirements).startswith("Cannot install -r requirements-gpu.txt")
+    trl_line = requirements.splitlines().index(next(r for r in requirements.splitlines() if r.startswith("trl=")))
+    assert colab.unsloth_conflict(PIP_QUIET.replace("(line 12)", f"(line {trl_line + 1})"), requirements) is None
+    first = colab.pip_commands(REPO_ROOT, REPO_ROOT / "c.txt")[0]
+    assert "-q" not in first  # sinon pip tait la cause d'un conflit (vérifié avec pip 23.2 et 26.3)
+    assert colab.without_unsloth("unsloth==1\nunsloth_zoo==1\nunsloth-zoo[x]==1\ntrl==1.14.2\n# unsloth\n") == (
+        "trl==1.14.2\n# unsloth\n"
+    )
 
 
 def test_restart_is_required_only_when_a_loaded_package_changed(repo, monkeypatch):
