@@ -17,7 +17,7 @@ export MPLBACKEND ?= Agg
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: setup course test unit lint integration notebooks models lab clean help bench-embeddings bench-llm docs assistant browser \
-	docs-check gpu-check
+	docs-check gpu-check platforms
 
 help:
 	@echo "make course  — exécute tout le cours sur le meilleur profil et écrit outputs/<profil>/"
@@ -30,6 +30,7 @@ help:
 	@echo "make bench-embeddings — mesure qualité et coût des notebooks 02–03 et imprime le bilan"
 	@echo "make bench-llm        — mesure qualité et coût des notebooks 04–05 et imprime le bilan"
 	@echo "make gpu-check        — contrôle du chemin GPU sur une machine CUDA (requirements-gpu.txt installé)"
+	@echo "make platforms        — résout les versions épinglées pour macOS, Windows, Colab… (réseau vers PyPI)"
 
 setup: $(STAMP)
 
@@ -41,7 +42,12 @@ setup: $(STAMP)
 # sur tous les cœurs : 59 + 70 s au lieu de 162 s (2 cœurs, cache pip chaud, mesuré le 27 novembre
 # 2026). Son code de sortie est ignoré : quelques fichiers de gabarits livrés dans les paquets ne
 # sont pas du Python valide, et ne pas les compiler ne coûte rien.
+# Python 3.11 au moins : transformers 5.23 et NumPy 2.4 n'existent pas pour 3.10 (docs : Installation).
 $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+		echo "Python 3.11 ou plus est requis ; $(PYTHON) est $$($(PYTHON) --version 2>&1)." >&2; \
+		echo "Installez-en un (par exemple python3.12), puis : make $(MAKECMDGOALS) PYTHON=python3.12" >&2; \
+		exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q --no-compile $(PIP_EXTRA) -r requirements.txt
@@ -59,6 +65,11 @@ course: setup
 # La page web de l'assistant du notebook 08, sur cette machine seulement (après make course).
 assistant: setup
 	$(PY) -m helpers.assistant_app
+
+# Les versions épinglées se résolvent-elles sur macOS, Windows, Linux ARM, Colab (selon son torch) ?
+# Réseau vers PyPI requis ; installe uv dans .venv s'il manque ; écrit docs/mesures/plateformes.csv.
+platforms: setup
+	$(PY) -m helpers.platforms
 
 # Mesure qualité + coût des notebooks 02–03 sur le meilleur profil, puis imprime le bilan.
 bench-embeddings: setup

@@ -19,7 +19,8 @@ celles du dessous (contrôlé par ``tests/test_layers.py``) :
   études de réglage des notebooks 02 et 04, qui entraînent par les recettes ;
 * **application** — l'assistant du notebook 08 (:mod:`helpers.assistant`), qui assemble les
   modèles et les réglages de tous les chapitres (il n'est donc lui-même d'aucun chapitre) ;
-* **outils** — ``make course``, le bilan, la documentation, les scripts, Colab, le contrôle GPU.
+* **outils** — ``make course``, le bilan, la documentation, les scripts, Colab, le contrôle GPU,
+  la résolution des versions épinglées par système (:mod:`helpers.platforms`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ LAYERS = {
     "recettes": ("training",),
     "comparaisons": ("compare", "isolated", "embedding_study", "llm_study"),
     "application": ("assistant",),
-    "outils": ("course", "report", "docs", "durations", "cli", "colab", "gpu_check", "assistant_app"),
+    "outils": ("course", "report", "docs", "durations", "cli", "colab", "gpu_check", "assistant_app", "platforms"),
 }
 
 #: Le chapitre (notebooks) de chaque module des couches « chapitres » et « comparaisons ».

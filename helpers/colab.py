@@ -14,7 +14,7 @@ La cellule clone le dépôt puis appelle :func:`prepare_colab`, qui :
    réinstalle rien si les fichiers de versions n'ont pas changé. Si pip refuse l'installation
    parce que l'Unsloth épinglé n'accepte pas le torch de l'image (une image Colab plus récente que
    lui), le reste est installé **sans Unsloth** et la raison est gardée
-   (:func:`skipped_unsloth_reason`) : le cours fait alors le même QLoRA avec bitsandbytes + peft ;
+   (:func:`helpers.runtime.skipped_unsloth_reason`) : le cours fait alors le même QLoRA avec bitsandbytes + peft ;
 4. dit s'il faut **redémarrer la session** : seulement si un paquet déjà importé par le noyau a
    changé de version ;
 5. si l'étudiant l'accepte (``use_drive=True`` et autorisation donnée dans la fenêtre de Google),
@@ -36,15 +36,13 @@ from pathlib import Path
 from typing import Callable
 
 from .paths import REPO_ROOT
+from .runtime import UNSLOTH_SKIPPED, skipped_unsloth_reason
 
 #: Paquets de l'image Colab que pip ne doit jamais remplacer (construits pour sa version de CUDA).
 KEEP_PREINSTALLED = ("torch", "torchvision", "torchaudio", "triton")
 DRIVE_MOUNT = Path("/content/drive")
 DRIVE_OUTPUTS = DRIVE_MOUNT / "MyDrive" / "cours-medanalyzer" / "outputs"
 STAMP = ".colab-install-stamp"
-#: Raison pour laquelle Unsloth n'a pas été installé (absent si il l'a été), relue par
-#: :func:`helpers.runtime.load_unsloth` et par les exécutions suivantes de la cellule.
-UNSLOTH_SKIPPED = ".colab-sans-unsloth.txt"
 #: Paquets retirés de ``requirements-gpu.txt`` quand pip refuse Unsloth avec le torch de l'image.
 UNSLOTH_PACKAGES = ("unsloth", "unsloth_zoo", "unsloth-zoo")
 
@@ -190,12 +188,6 @@ def without_unsloth(requirements: str) -> str:
     """Le texte de ``requirements-gpu.txt`` sans ses lignes Unsloth (le reste à l'identique)."""
     lines = requirements.splitlines(keepends=True)
     return "".join(line for line in lines if _requirement_name(line) not in UNSLOTH_PACKAGES)
-
-
-def skipped_unsloth_reason(repo: Path = REPO_ROOT) -> str | None:
-    """Pourquoi la cellule d'installation n'a pas installé Unsloth dans cette session, ou ``None``."""
-    path = Path(repo) / UNSLOTH_SKIPPED
-    return path.read_text(encoding="utf-8").strip() if path.exists() else None
 
 
 def install(repo: Path = REPO_ROOT, run: Runner = _run, *, force: bool = False) -> dict:

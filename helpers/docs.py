@@ -394,15 +394,27 @@ def write_outputs_page(dest: Path | None = None) -> Path:
     return dest
 
 
+def write_platforms_page(dest: Path | None = None, path: Path | None = None) -> Path:
+    """Écrit ``_generated/plateformes.rst`` (inclus par ``installation.rst``) : pour chaque système,
+    Python et torch de Colab, si les versions épinglées se résolvent (:mod:`helpers.platforms`)."""
+    from .platforms import load_platforms, platforms_page
+
+    dest = dest or GENERATED_DIR / "plateformes.rst"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(platforms_page(load_platforms(path)), encoding="utf-8")
+    return dest
+
+
 def prepare() -> dict:
     """Tout ce que la construction attend : notebooks à rendre, pages des résultats et des sorties,
-    contrôle GPU, durées."""
+    contrôle GPU, durées, plateformes."""
     GENERATED_DIR.mkdir(parents=True, exist_ok=True)
     records = prepare_notebooks()
     write_results_page()
     write_outputs_page()
     write_gpu_check_page()
     write_durations_page()
+    write_platforms_page()
     (GENERATED_DIR / "provenance.json").write_text(json.dumps(records, ensure_ascii=False, indent=2), encoding="utf-8")
     return {"notebooks": records, "profil_resultats": results_profile()}
 

@@ -377,6 +377,20 @@ def french_number_display() -> None:
     pd.set_option("display.float_format", french_float)
 
 
+#: Note laissée à la racine du dépôt par la cellule d'installation de Colab
+#: (:func:`helpers.colab.install`) quand pip a refusé l'Unsloth épinglé : pourquoi il manque.
+UNSLOTH_SKIPPED = ".colab-sans-unsloth.txt"
+
+
+def skipped_unsloth_reason(repo: Path | None = None) -> str | None:
+    """Pourquoi la cellule d'installation de Colab n'a pas installé Unsloth, ou ``None`` (note
+    :data:`UNSLOTH_SKIPPED` du dépôt ``repo``, par défaut celui du cours)."""
+    from .paths import REPO_ROOT
+
+    path = Path(repo or REPO_ROOT) / UNSLOTH_SKIPPED
+    return path.read_text(encoding="utf-8").strip() if path.exists() else None
+
+
 class UnslothUnavailableError(RuntimeError):
     """Unsloth demandé sans GPU CUDA."""
 
@@ -403,8 +417,6 @@ def load_unsloth():
     try:
         import unsloth  # noqa: F401  (import volontairement tardif)
     except ImportError as err:
-        from .colab import skipped_unsloth_reason
-
         skipped = skipped_unsloth_reason()
         if skipped:  # la cellule d'installation l'a écarté, et dit pourquoi
             raise UnslothUnavailableError(f"Unsloth n'est pas installé : {skipped}.") from err

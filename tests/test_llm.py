@@ -261,11 +261,11 @@ def test_gpu_without_unsloth_falls_back_to_bitsandbytes(monkeypatch):
 
 
 def test_unsloth_left_out_by_the_colab_cell_says_why(monkeypatch):
-    from helpers import colab, runtime
+    from helpers import runtime
     from helpers.profiles import get_profile
 
     reason = "pip refuse l'Unsloth épinglé avec le torch de cette image Colab (torch 2.15.0+cu128)"
-    monkeypatch.setattr(colab, "skipped_unsloth_reason", lambda repo=None: reason)
+    monkeypatch.setattr(runtime, "skipped_unsloth_reason", lambda repo=None: reason)
     monkeypatch.setattr(runtime, "cuda_available", lambda: True)
     monkeypatch.setitem(sys.modules, "unsloth", None)
     with pytest.warns(runtime.CourseFallbackWarning) as caught:
