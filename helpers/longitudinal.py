@@ -134,6 +134,45 @@ def false_alarm_sources(flagged: pd.DataFrame) -> pd.DataFrame:
     return table.astype({"comparaisons": int, "fausses_alertes": int})
 
 
+#: Les deux références de :func:`flag_changes`, dans l'ordre où la leçon les présente.
+BASELINES = ("previous", "median")
+
+
+def false_alarms_by_baseline(df: pd.DataFrame, rcv: dict[str, float], baselines=BASELINES) -> pd.DataFrame:
+    """:func:`false_alarm_sources` pour chaque référence de :func:`flag_changes`, côte à côte :
+    colonnes ``(référence, fausses_alertes)`` et ``(référence, taux)``, plus ``("", "comparaisons")``
+    (le même nombre pour toutes les références). Ce qu'une référence gagne dans un contexte, elle
+    peut le perdre dans un autre : le tableau le montre contexte par contexte."""
+    tables = {name: false_alarm_sources(flag_changes(df, rcv, baseline=name)) for name in baselines}
+    first = next(iter(tables.values()))
+    parts = {("", "comparaisons"): first["comparaisons"]}
+    for name, table in tables.items():
+        parts[(name, "fausses_alertes")] = table["fausses_alertes"]
+        parts[(name, "taux")] = table["taux"]
+    return pd.DataFrame(parts)
+
+
+def describe_baselines(table: pd.DataFrame) -> list[str]:
+    """Une phrase française par contexte de :func:`false_alarms_by_baseline` (deux références) :
+    le taux de fausses alertes avec chacune, et laquelle en donne le moins."""
+    from .text import DISPLAY_LABELS, french_percent
+
+    names = [name for name in dict.fromkeys(table.columns.get_level_values(0)) if name]
+    if len(names) != 2:
+        raise ValueError(f"Deux références attendues, {len(names)} reçues : {', '.join(names)}.")
+    first, second = names
+    lines = []
+    for context, row in table.iterrows():
+        a, b = row[(first, "taux")], row[(second, "taux")]
+        verdict = "autant" if math.isclose(a, b, abs_tol=0.005) else DISPLAY_LABELS.get(min((a, first), (b, second))[1])
+        lines.append(
+            f"{context} : {french_percent(a)} d'alertes avec la {DISPLAY_LABELS.get(first, first)}, "
+            f"{french_percent(b)} avec la {DISPLAY_LABELS.get(second, second)}"
+            + ("" if verdict == "autant" else f" — moins avec la {verdict}")
+        )
+    return lines
+
+
 def series_slopes(df: pd.DataFrame, min_visits: int = 3) -> pd.DataFrame:
     """Pente relative annuelle de chaque série (patient, analyte), par moindres carrés sur ln(valeur).
 

@@ -144,7 +144,7 @@ def test_labelled_anomalies_accepts_empty_strings_and_nan():
         lg.labelled_anomalies(pd.DataFrame({"x": [1]}))
 
 
-def test_false_alarm_sources_find_the_visit_after_a_peak():
+def _peak_and_trend_series():
     rows = []
     for pid, trend, values, labels in (
         ("p1", "stable", [10.0, 10.1, 20.0, 10.0, 10.1], ["", "", "pic", "", ""]),
@@ -165,6 +165,11 @@ def test_false_alarm_sources_find_the_visit_after_a_peak():
             )
     df = pd.DataFrame(rows)
     df["date"] = pd.to_datetime(df["date"])
+    return df
+
+
+def test_false_alarm_sources_find_the_visit_after_a_peak():
+    df = _peak_and_trend_series()
     table = lg.false_alarm_sources(lg.flag_changes(df, {"HB": 0.1}))
     assert table.loc["visite après un pic", "fausses_alertes"] == 1  # 20 → 10 : le retour est signalé
     assert table.loc["série avec tendance", "fausses_alertes"] == 2  # +30 % à chaque visite
@@ -172,3 +177,44 @@ def test_false_alarm_sources_find_the_visit_after_a_peak():
     assert table.loc["total", "comparaisons"] == 5  # 4 + 2 comparaisons, moins la visite du pic (étiquetée)
     with pytest.raises(ValueError, match="tendance"):
         lg.false_alarm_sources(lg.flag_changes(df.drop(columns="tendance"), {"HB": 0.1}))
+
+
+def test_the_median_forgets_the_peak_but_lags_behind_a_trend():
+    table = lg.false_alarms_by_baseline(_peak_and_trend_series(), {"HB": 0.1})
+    assert list(table.columns) == [
+        ("", "comparaisons"),
+        ("previous", "fausses_alertes"),
+        ("previous", "taux"),
+        ("median", "fausses_alertes"),
+        ("median", "taux"),
+    ]
+    # après le pic (10 ; 10,1 ; 20 → 10) : médiane des visites passées 10,1, pas d'alerte
+    assert table.loc["visite après un pic", ("previous", "fausses_alertes")] == 1
+    assert table.loc["visite après un pic", ("median", "fausses_alertes")] == 0
+    # la tendance de +30 % par visite : alertée par les deux références (la médiane traîne derrière)
+    assert table.loc["série avec tendance", ("median", "fausses_alertes")] == 2
+    lines = lg.describe_baselines(table)
+    peak = next(line for line in lines if line.startswith("visite après un pic"))
+    assert "100,0 % d'alertes avec la visite précédente, 0,0 % avec la médiane" in peak.replace("\u00a0", " ")
+    assert peak.endswith("moins avec la médiane des visites précédentes")
+    trend = next(line for line in lines if line.startswith("série avec tendance"))
+    assert "moins" not in trend  # autant d'alertes avec l'une et l'autre
+    with pytest.raises(ValueError, match="Deux références"):
+        lg.describe_baselines(table.drop(columns=["median"], level=0))
+
+
+def test_lesson_07_reading_of_the_two_baselines_holds_on_the_course_data():
+    """Notebook 07, section 2 : ce que la prose dit des deux références, sur les données du profil cpu."""
+    from helpers.analytes import BIOLOGICAL_VARIATION
+    from helpers.data import load_longitudinal
+    from helpers.profiles import get_profile
+
+    df = load_longitudinal(get_profile("cpu")).to_pandas()
+    rates = lg.false_alarms_by_baseline(df, lg.reference_change_values(BIOLOGICAL_VARIATION))
+    previous, median = rates[("previous", "taux")], rates[("median", "taux")]
+    assert abs(previous["total"] - median["total"]) < 0.01  # « avec l'une comme avec l'autre »
+    assert 0.12 < previous["total"] < 0.14  # « environ 13 % »
+    assert previous["visite après un pic"] > 0.9 > 0.3 > median["visite après un pic"]  # « presque chacune »
+    assert median["série avec tendance"] > previous["série avec tendance"] > 1.5 * previous["série stable"]
+    assert previous["visite après une rupture"] < 0.2 < 0.8 < median["visite après une rupture"]
+    assert median["série stable"] < 0.05 < previous["série stable"]
