@@ -218,6 +218,8 @@ DISPLAY_LABELS = {
     "full_dim": "pleine dimension",
     "precision": "précision",
     "reference": "référence",
+    "role": "rôle",  # aspects des passages du corpus (generate.ASPECTS)
+    "prelevement": "prélèvement",
     "finetuned": "fine-tuné",
     "base_few_shot": "base (few-shot)",
     "constante": "réponse constante",
