@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata as metadata
 import os
+import re
 import subprocess
 import sys
 import time
@@ -161,8 +162,6 @@ def unsloth_conflict(pip_output: str, requirements: str = "") -> str | None:
     pip ne résout qu'après avoir tout lu et n'installe rien quand la résolution échoue : on peut
     recommencer sans Unsloth sans rien défaire.
     """
-    import re
-
     if "ResolutionImpossible" not in pip_output and "conflicting dependencies" not in pip_output:
         return None
     for line in pip_output.splitlines():
@@ -179,8 +178,6 @@ def unsloth_conflict(pip_output: str, requirements: str = "") -> str | None:
 
 
 def _requirement_name(line: str) -> str:
-    import re
-
     return re.split(r"[<>=!~\[; ]", line.strip(), maxsplit=1)[0].lower()
 
 
@@ -214,6 +211,8 @@ def install(repo: Path = REPO_ROOT, run: Runner = _run, *, force: bool = False) 
             "unsloth_skipped": skipped_unsloth_reason(repo),
         }
     skipped_file.unlink(missing_ok=True)
+    requirements = (repo / "requirements-gpu.txt").read_text(encoding="utf-8")
+    image = ", ".join(f"{k} {v}" for k, v in keep.items())  # « torch 2.9.0+cu126, … »
     before = imported_versions()
     start = time.perf_counter()
     commands, skipped = pip_commands(repo, constraints), None
@@ -221,15 +220,11 @@ def install(repo: Path = REPO_ROOT, run: Runner = _run, *, force: bool = False) 
         cmd = commands.pop(0)
         res = run(cmd)
         output = (res.stdout or "") + (res.stderr or "")
-        text = (repo / "requirements-gpu.txt").read_text(encoding="utf-8")
-        conflict = unsloth_conflict(output, text) if res.returncode != 0 and skipped is None else None
+        conflict = unsloth_conflict(output, requirements) if res.returncode != 0 and skipped is None else None
         if conflict:  # rien n'a été installé : on recommence sans Unsloth
             fallback = repo / ".colab-requirements-sans-unsloth.txt"
-            fallback.write_text(without_unsloth(text), encoding="utf-8")
-            skipped = (
-                f"pip refuse l'Unsloth épinglé avec le torch de cette image Colab "
-                f"({', '.join(f'{k} {v}' for k, v in keep.items())}) : « {conflict} »"
-            )
+            fallback.write_text(without_unsloth(requirements), encoding="utf-8")
+            skipped = f"pip refuse l'Unsloth épinglé avec le torch de cette image Colab ({image}) : « {conflict} »"
             commands = pip_commands(repo, constraints, fallback)
             continue
         if res.returncode != 0:
@@ -237,8 +232,7 @@ def install(repo: Path = REPO_ROOT, run: Runner = _run, *, force: bool = False) 
             raise ColabRuntimeError(
                 f"L'installation a échoué ({' '.join(cmd[3:])}).\n{tail}\n"
                 "Si pip parle de torch : une version épinglée n'accepte pas le torch de cette "
-                f"image Colab ({', '.join(f'{k} {v}' for k, v in keep.items())}) — voir la page "
-                "Dépannage de la documentation."
+                f"image Colab ({image}) — voir la page Dépannage de la documentation."
             )
     seconds = time.perf_counter() - start
     if skipped:

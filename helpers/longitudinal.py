@@ -161,14 +161,14 @@ def describe_baselines(table: pd.DataFrame) -> list[str]:
     if len(names) != 2:
         raise ValueError(f"Deux références attendues, {len(names)} reçues : {', '.join(names)}.")
     first, second = names
+    label = {name: DISPLAY_LABELS.get(name, name) for name in names}
     lines = []
     for context, row in table.iterrows():
         a, b = row[(first, "taux")], row[(second, "taux")]
-        verdict = "autant" if math.isclose(a, b, abs_tol=0.005) else DISPLAY_LABELS.get(min((a, first), (b, second))[1])
+        fewer = "" if math.isclose(a, b, abs_tol=0.005) else f" — moins avec la {label[first if a < b else second]}"
         lines.append(
-            f"{context} : {french_percent(a)} d'alertes avec la {DISPLAY_LABELS.get(first, first)}, "
-            f"{french_percent(b)} avec la {DISPLAY_LABELS.get(second, second)}"
-            + ("" if verdict == "autant" else f" — moins avec la {verdict}")
+            f"{context} : {french_percent(a)} d'alertes avec la {label[first]}, "
+            f"{french_percent(b)} avec la {label[second]}{fewer}"
         )
     return lines
 

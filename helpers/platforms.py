@@ -191,8 +191,9 @@ def check_target(target: Target, uv: list[str], repo: Path = REPO_ROOT) -> dict:
         tmp = Path(tmp)
         requirements = Path(repo) / target.requirements
         if target.without_unsloth:
+            text = without_unsloth(requirements.read_text("utf-8"))
             requirements = tmp / "sans-unsloth.txt"
-            requirements.write_text(without_unsloth((Path(repo) / target.requirements).read_text("utf-8")), "utf-8")
+            requirements.write_text(text, "utf-8")
         constraints = None
         if target.torch:
             constraints = tmp / "contraintes.txt"
@@ -245,38 +246,31 @@ def load_platforms(path: Path | None = None) -> pd.DataFrame:
 
 def platforms_page(table: pd.DataFrame, current_sha: str | None = None) -> str:
     """Le texte reStructuredText du tableau (inclus par la page « Installation »)."""
+    from .docs import rst_table
     from .text import french_typography_rst
 
     if table.empty:
         return ".. note::\n\n   Aucune mesure des plateformes : lancez ``python -m helpers.platforms``.\n"
     current_sha = current_sha or requirements_sha()
     stale = set(table["requirements_sha"]) != {current_sha}
-    lines = []
     gpu = table["requirements"].str.contains("gpu")
-    parts = (
-        ("Profil cpu (requirements.txt, roues seulement)", table[~gpu]),
-        ("Profil gpu sur Colab (requirements-gpu.txt, Python 3.12)", table[gpu]),
+    why = table["reason"].where(table["reason"] != "", table["versions"])  # la cause d'un échec, sinon les versions
+    shown = pd.DataFrame(
+        {
+            "Système": table["target"],
+            "Python": table["python"],
+            "torch imposé": table["torch_constraint"].replace("", "—"),
+            "Résolu ?": table["resolved"],
+            "Pourquoi, ou versions retenues": why.replace("", "—"),
+        }
     )
-    for title, part in parts:
-        if part.empty:
-            continue
-        lines += [f".. list-table:: {title}", "   :header-rows: 1", ""]
-        lines += [
-            "   * - Système",
-            "     - Python",
-            "     - torch imposé",
-            "     - Résolu ?",
-            "     - Pourquoi, ou versions retenues",
-        ]
-        for r in part.itertuples(index=False):
-            lines += [
-                f"   * - {r.target}",
-                f"     - {r.python}",
-                f"     - {r.torch_constraint or '—'}",
-                f"     - {r.resolved}",
-                f"     - {r.reason or r.versions or '—'}",
-            ]
-        lines.append("")
+    lines = []
+    for title, part in (
+        ("Profil cpu (requirements.txt, roues seulement)", shown[~gpu]),
+        ("Profil gpu sur Colab (requirements-gpu.txt, Python 3.12)", shown[gpu]),
+    ):
+        if not part.empty:
+            lines.append(rst_table(part, title))
     dates = ", ".join(sorted(set(table["date"])))
     lines.append(
         f"Résolu le {dates} avec uv {', '.join(sorted(set(table['uv'])))} (``python -m helpers.platforms``) ; "
