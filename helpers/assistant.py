@@ -496,6 +496,21 @@ def latency_summary(seconds: list[float]) -> dict:
     }
 
 
+def describe_product_memory(measures: dict) -> str:
+    """La mémoire d'une mesure de l'assistant (``assistant/mesures.json``) en français : pic du
+    processus (RAM), puis, si la mesure a été faite sur GPU (:func:`helpers.memory.gpu_peaks`), pics
+    GPU alloué et réservé : « pic du processus 2 212 Mo ; GPU 4 340 Mo alloués, 4 512 Mo réservés »."""
+    from .text import french_int
+
+    text = f"pic du processus {french_int(measures['peak_rss_mb'])} Mo"
+    if "peak_gpu_allocated_mb" in measures:
+        text += (
+            f" ; GPU {french_int(measures['peak_gpu_allocated_mb'])} Mo alloués, "
+            f"{french_int(measures['peak_gpu_reserved_mb'])} Mo réservés"
+        )
+    return text
+
+
 def plot_latencies(latencies: pd.DataFrame):
     """Latence de chaque compte rendu selon son nombre de valeurs (sortie de :func:`measure_reports`) :
     points pleins quand la réponse du modèle est montrée telle quelle, creux quand le contrôle l'a

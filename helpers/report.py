@@ -224,6 +224,7 @@ def assistant_report(profile_name: str) -> list[str]:
     concordance de ses statuts avec la règle et réponse constante), le modèle fusionné, l'index."""
     import pandas as pd
 
+    from .assistant import describe_product_memory
     from .outputs import load_json
     from .text import french_int
 
@@ -233,7 +234,7 @@ def assistant_report(profile_name: str) -> list[str]:
     m = load_json(profile_name, "assistant/mesures.json")
     lines.append(
         f"  latence par compte rendu : médiane {m['p50_s']:.2f} s, p95 {m['p95_s']:.2f} s ; "
-        f"{m['answers_per_minute']:.1f} réponses par minute ; pic mémoire {m['peak_rss_mb']} Mo "
+        f"{m['answers_per_minute']:.1f} réponses par minute ; {describe_product_memory(m)} "
         f"({m['reports']} comptes rendus de test, {m['device']})"
     )
     low, high = m["agreement_ci"]

@@ -375,3 +375,13 @@ def test_boundary_agreement_reads_each_position_next_to_its_constant_answer(smok
     assert (table["ci_low"] <= table["agreement"]).all() and (table["agreement"] <= table["ci_high"]).all()
     with pytest.raises(ValueError, match="sans position"):
         assistant.boundary_agreement(reports[:2], values, test_values)
+
+
+def test_describe_product_memory_adds_gpu_peaks_only_when_measured_on_gpu():
+    from helpers.assistant import describe_product_memory
+
+    cpu = describe_product_memory({"peak_rss_mb": 2212}).replace("\u00a0", " ").replace("\u202f", " ")
+    assert cpu == "pic du processus 2 212 Mo"
+    gpu = describe_product_memory({"peak_rss_mb": 2212, "peak_gpu_allocated_mb": 4340, "peak_gpu_reserved_mb": 4512})
+    gpu = gpu.replace("\u00a0", " ").replace("\u202f", " ")
+    assert gpu == "pic du processus 2 212 Mo ; GPU 4 340 Mo alloués, 4 512 Mo réservés"

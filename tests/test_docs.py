@@ -168,3 +168,15 @@ def test_every_make_target_the_docs_name_exists():
     texts += [p.read_text(encoding="utf-8") for p in (REPO_ROOT / "docs").glob("*.rst")]
     named = {m for text in texts for m in re.findall(r"\bmake ([a-z][\w-]+)", text)}
     assert named and named - targets == set(), sorted(named - targets)
+
+
+def test_gpu_check_page_reads_every_recorded_run(tmp_path):
+    """Chaque exécution de ``docs/mesures/gpu_check_*.json`` a sa section, avec son environnement lu
+    sous les clés que ``helpers.gpu_check`` écrit (la capacité de calcul s'affichait « None »)."""
+    from helpers.docs import MEASURES_DIR, write_gpu_check_page
+
+    records = sorted(MEASURES_DIR.glob("gpu_check_*.json"))
+    page = write_gpu_check_page(tmp_path / "gpu_check.rst").read_text(encoding="utf-8")
+    for path in records:
+        assert f"docs/mesures/{path.name}" in page
+    assert "capacité de calcul 9.0" in page and "None" not in page

@@ -170,6 +170,7 @@ def test_assistant_report_reads_the_notebook_08_measures(outputs):
     save_table(pd.DataFrame(edges, columns=columns), "cpu", "assistant/bornes.csv")
     text = "\n".join(report.assistant_report("cpu")).replace("\u00a0", " ")  # espaces insécables
     assert "médiane 5,25 s, p95 7,77 s ; 10,9 réponses par minute" in text
+    assert "pic du processus 2 093 Mo (30 comptes rendus de test, cpu)" in text.replace("\u202f", " ")
     assert "94,0 % [88,6 % ; 96,9 %] ; réponse constante « normal » : 53,4 %" in text
     assert (
         "modèle fusionné (exporté) : statuts conformes 96,0 % [91,0 % ; 98,0 %], statuts identiques au 4 bits 97,7 %"
