@@ -157,6 +157,11 @@ class Analyte:
         """« est » ou « sont » selon le nombre."""
         return "sont" if self.nombre == "p" else "est"
 
+    @property
+    def avoir(self) -> str:
+        """« a » ou « ont » selon le nombre (« les triglycérides n'ont pas de limite basse »)."""
+        return "ont" if self.nombre == "p" else "a"
+
     def accord(self, adjectif: str) -> str:
         """Accorde « élevé », « haut », « bas », « bon », « normal », « anormal » avec l'analyte."""
         fem, plur = self.genre == "f", self.nombre == "p"

@@ -87,7 +87,7 @@ def _passages(a: Analyte, rng: random.Random) -> dict[str, str]:
         )
     else:
         haute = (
-            f"{_cap(a.le)} n'a pas de limite haute de référence ({a.reference_sentence()}). "
+            f"{_cap(a.le)} n'{a.avoir} pas de limite haute de référence ({a.reference_sentence()}). "
             f"Valeur haute : {_lower_first(a.interpretation_haute)}."
         )
     if has_lo:
@@ -98,7 +98,7 @@ def _passages(a: Analyte, rng: random.Random) -> dict[str, str]:
         )
     else:
         basse = (
-            f"{_cap(a.le)} n'a pas de limite basse de référence ({a.reference_sentence()}). "
+            f"{_cap(a.le)} n'{a.avoir} pas de limite basse de référence ({a.reference_sentence()}). "
             f"Valeur basse : {_lower_first(a.interpretation_basse)}."
         )
     prelevement = f"Dosage {a.du} ({a.abreviation}) — conditions de prélèvement. {a.prelevement}"

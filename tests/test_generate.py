@@ -262,3 +262,16 @@ def test_restrict_reports_splits_boundary_values_by_analyte():
     kept = sum(len(r["labels"]) for r in train + held_out)
     assert kept == sum(len(r["labels"]) for r in reports)  # chaque valeur d'un côté ou de l'autre
     assert generate.restrict_reports(reports, []) == [] and reports == generate.build_boundary_reports(table, 40)
+
+
+def test_passages_agree_with_plural_analytes():
+    """« Les triglycérides n'ont pas de limite basse » : le verbe s'accorde avec un analyte au pluriel
+    (le corpus écrivait « n'a » pour quatre d'entre eux)."""
+    corpus = [json.loads(line) for line in (DATASET_DIR / "corpus.jsonl").read_text(encoding="utf-8").splitlines()]
+    texts = {p["passage_id"]: p["text"] for p in corpus}
+    assert texts["TG-basse"].startswith("Les triglycérides n'ont pas de limite basse")
+    assert texts["ASAT-basse"].startswith("L'ASAT n'a pas de limite basse")
+    plural = {a.code for a in load_analytes().values() if a.nombre == "p"}
+    for passage in corpus:
+        if passage["code"] in plural:
+            assert " n'a pas " not in passage["text"], passage["passage_id"]
