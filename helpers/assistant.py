@@ -73,11 +73,21 @@ def chosen_retrieval(profile_name: str, usage: str = DEFAULT_USAGE) -> Retrieval
     return RetrievalChoice(str(row["usage"]), int(row["dimension"]), precision, rescoring == "rescoring")
 
 
+def corpus_digest(corpus: list[dict]) -> str:
+    """Empreinte SHA-256 des passages (identifiants **et** textes, dans l'ordre) : un index construit
+    sur un passage depuis réécrit chercherait avec les vecteurs de l'ancien texte."""
+    import hashlib
+
+    pairs = [[p["passage_id"], p["text"]] for p in corpus]
+    return hashlib.sha256(json.dumps(pairs, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
 class PassageIndex:
     """Index faiss des passages du corpus à une dimension Matryoshka et une précision données."""
 
-    def __init__(self, index, choice: RetrievalChoice, passage_ids: list[str], signature: str = ""):
+    def __init__(self, index, choice: RetrievalChoice, passage_ids: list[str], signature: str = "", digest: str = ""):
         self.index, self.choice, self.passage_ids, self.signature = index, choice, list(passage_ids), signature
+        self.corpus_digest = digest
 
     @classmethod
     def build(
@@ -92,7 +102,7 @@ class PassageIndex:
             [p["text"] for p in corpus], batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True
         )
         index = build_index(truncate_normalize(vectors, choice.dim), choice.precision)
-        return cls(index, choice, [p["passage_id"] for p in corpus], signature)
+        return cls(index, choice, [p["passage_id"] for p in corpus], signature, corpus_digest(corpus))
 
     def save(self, folder: Path | str) -> Path:
         """``index.faiss`` et ``index.json`` (réglage, identifiants des passages) dans ``folder``."""
@@ -102,15 +112,16 @@ class PassageIndex:
         folder.mkdir(parents=True, exist_ok=True)
         write = faiss.write_index_binary if self.choice.precision == "binaire" else faiss.write_index
         write(self.index, str(folder / "index.faiss"))
-        meta = {"choice": self.choice.__dict__, "signature": self.signature, "passage_ids": self.passage_ids}
+        meta = {"choice": self.choice.__dict__, "signature": self.signature, "corpus_digest": self.corpus_digest}
+        meta["passage_ids"] = self.passage_ids
         (folder / "index.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
         return folder
 
     @classmethod
     def load(cls, folder: Path | str, corpus: list[dict] | None = None, signature: str | None = None) -> PassageIndex:
         """Recharge un index enregistré ; avec ``corpus``, vérifie qu'il a été construit sur ces
-        passages, dans cet ordre, et avec ``signature``, par ce modèle (sinon erreur française :
-        reconstruisez-le)."""
+        passages, dans cet ordre et avec ces textes (:func:`corpus_digest`), et avec ``signature``,
+        par ce modèle (sinon erreur française : reconstruisez-le)."""
         import faiss
 
         folder = Path(folder)
@@ -123,13 +134,19 @@ class PassageIndex:
                 f"L'index de {folder.name}/ a été construit sur un autre corpus ({len(meta['passage_ids'])} passages, "
                 f"contre {len(corpus)} ici) : reconstruisez-le (PassageIndex.build)."
             )
+        if corpus is not None and meta.get("corpus_digest") != corpus_digest(corpus):
+            raise ValueError(
+                f"L'index de {folder.name}/ a été construit sur d'autres textes des mêmes passages (corpus "
+                "régénéré depuis ?) : reconstruisez-le (PassageIndex.build)."
+            )
         if signature is not None and meta.get("signature") != signature:
             raise ValueError(
                 f"L'index de {folder.name}/ a été construit avec un autre modèle d'embeddings (réentraîné "
                 "depuis ?) : reconstruisez-le (PassageIndex.build)."
             )
         read = faiss.read_index_binary if choice.precision == "binaire" else faiss.read_index
-        return cls(read(str(folder / "index.faiss")), choice, meta["passage_ids"], meta.get("signature", ""))
+        index = read(str(folder / "index.faiss"))
+        return cls(index, choice, meta["passage_ids"], meta.get("signature", ""), meta.get("corpus_digest", ""))
 
     def size_bytes(self) -> int:
         """Taille de l'index sérialisé (octets)."""

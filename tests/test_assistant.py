@@ -212,6 +212,20 @@ def test_an_index_built_with_another_model_is_refused(embedder, corpus, tmp_path
         assistant.PassageIndex.load(folder, corpus, assistant.folder_signature(model))
 
 
+def test_an_index_built_on_rewritten_passages_is_refused(embedder, corpus, tmp_path):
+    """Mêmes identifiants, un texte réécrit (le générateur corrigé, par exemple) : l'index garde les
+    vecteurs de l'ancien texte, il est refusé."""
+    choice = assistant.RetrievalChoice("plein", 384, "float32")
+    folder = assistant.PassageIndex.build(embedder, corpus, choice).save(tmp_path / "index")
+    assert assistant.PassageIndex.load(folder, corpus).corpus_digest == assistant.corpus_digest(corpus)
+    rewritten = [dict(p) for p in corpus]
+    rewritten[0]["text"] += " (corrigé)"
+    with pytest.raises(ValueError, match="autres textes des mêmes passages"):
+        assistant.PassageIndex.load(folder, rewritten)
+    with pytest.raises(ValueError, match="autre corpus"):
+        assistant.PassageIndex.load(folder, corpus[1:])
+
+
 def test_explanation_hits_count_the_right_passage_first():
     class FakeIndex:  # la recherche répond « FERRITINE-basse » à toutes les requêtes
         passage_ids = ["TSH-haute", "FERRITINE-basse"]
