@@ -290,7 +290,7 @@ def prepare_colab(
     gpu = require_gpu(run)
     print(f"GPU : {gpu}")
     print(
-        "Installation de requirements-gpu.txt (Unsloth compris), torch de Colab conservé… "
+        "Installation de requirements-gpu.txt (avec Unsloth si ce torch le permet), torch de Colab conservé… "
         "(2 à 5 minutes la première fois)",
         flush=True,
     )
