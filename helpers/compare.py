@@ -650,5 +650,10 @@ def decision_guide(
                     f"{_percent(e['arm_value'])} (écart {100 * e['gap']:+.0f} points "
                     f"[{100 * e['low']:+.0f} ; {100 * e['high']:+.0f}] sur {int(e['n'])} questions)"
                 )
+                if e["baseline_value"] == 0:
+                    text += (
+                        f" — {e['baseline']} n'en réussissait aucune : ces questions ne peuvent pas montrer "
+                        "d'oubli pour ce bras, seule la perte le peut"
+                    )
             lines.append(text + ".")
     return [french_decimals(line) for line in lines]

@@ -273,7 +273,21 @@ def test_decision_guide_is_computed_from_the_table():
     assert "réponse constante « normal » : 45,0\u00a0%" in text
     assert "3,05 → 4,11 (écart +1,05 [" in text and "80,0\u00a0% → 30,0\u00a0% (écart -50 points" in text
     assert "A ne dépasse pas le modèle de base : NDCG@10 0,680 → 0,620" in text
-    assert "exemples égaux" not in text
+    assert "exemples égaux" not in text and "ne peuvent pas montrer d'oubli" not in text
+    floor_questions = [("en", f"q{i}", ("yes",)) for i in range(10)]  # la base ne réussit aucune question
+    floor = pd.concat(
+        [
+            compare.keyword_hits(["no"] * 10, floor_questions, label="base"),
+            compare.keyword_hits(["no"] * 9 + ["yes"], floor_questions, label="tuned"),
+        ],
+        ignore_index=True,
+    )
+    floored = compare.forgetting_deltas(floor, losses, [("tuned", "base")])
+    assert (
+        "0,0\u00a0% → 10,0\u00a0% (écart +10 points"
+        in (floor_text := "\n".join(compare.decision_guide(table, floored)))
+        and "base n'en réussissait aucune : ces questions ne peuvent pas montrer d'oubli pour ce bras" in floor_text
+    )
     better_natural = table.copy()
     better_natural.loc[0, "ndcg_natural"] = 0.7
     assert "A dépasse le modèle de base" in "\n".join(compare.decision_guide(better_natural))
