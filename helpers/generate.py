@@ -101,8 +101,10 @@ def _passages(a: Analyte, rng: random.Random) -> dict[str, str]:
             f"{_cap(a.le)} n'{a.avoir} pas de limite basse de référence ({a.reference_sentence()}). "
             f"Valeur basse : {_lower_first(a.interpretation_basse)}."
         )
-    prelevement = f"Dosage {a.du} ({a.abreviation}) — conditions de prélèvement. {a.prelevement}"
-    suivi = f"Suivi et conduite à tenir pour {a.le} ({a.abreviation}). {a.suivi}"
+    # « Dosage de la TSH (TSH) » : l'abréviation n'est rappelée que si elle diffère du nom.
+    short = "" if a.abreviation.lower() == a.nom_court.lower() else f" ({a.abreviation})"
+    prelevement = f"Dosage {a.du}{short} — conditions de prélèvement. {a.prelevement}"
+    suivi = f"Suivi et conduite à tenir pour {a.le}{short}. {a.suivi}"
     return {
         "role": role,
         "reference": reference,

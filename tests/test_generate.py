@@ -275,3 +275,15 @@ def test_passages_agree_with_plural_analytes():
     for passage in corpus:
         if passage["code"] in plural:
             assert " n'a pas " not in passage["text"], passage["passage_id"]
+
+
+def test_passages_do_not_repeat_a_name_as_its_own_abbreviation():
+    """« Dosage de la TSH (TSH) » disait deux fois la même chose ; « Dosage de la créatinine (créat) »
+    apprend une abréviation réelle et reste."""
+    texts = {
+        p["passage_id"]: p["text"]
+        for p in map(json.loads, (DATASET_DIR / "corpus.jsonl").read_text(encoding="utf-8").splitlines())
+    }
+    assert texts["TSH-prelevement"].startswith("Dosage de la TSH — conditions de prélèvement.")
+    assert texts["FERRITINE-suivi"].startswith("Suivi et conduite à tenir pour la ferritine. ")
+    assert texts["CREAT-prelevement"].startswith("Dosage de la créatinine (créat) — ")
