@@ -514,18 +514,12 @@ def latency_summary(seconds: list[float]) -> dict:
 
 
 def describe_product_memory(measures: dict) -> str:
-    """La mémoire d'une mesure de l'assistant (``assistant/mesures.json``) en français : pic du
-    processus (RAM), puis, si la mesure a été faite sur GPU (:func:`helpers.memory.gpu_peaks`), pics
-    GPU alloué et réservé : « pic du processus 2 212 Mo ; GPU 4 340 Mo alloués, 4 512 Mo réservés »."""
-    from .text import french_int
+    """Les relevés de mémoire d'une mesure de l'assistant (``assistant/mesures.json``) en français,
+    par :func:`helpers.memory.describe_memory` : pic du processus, puis, si la mesure a été faite sur
+    GPU (:func:`helpers.memory.gpu_peaks`), pics GPU réservé et alloué."""
+    from .memory import MEMORY_LABELS, describe_memory
 
-    text = f"pic du processus {french_int(measures['peak_rss_mb'])} Mo"
-    if "peak_gpu_allocated_mb" in measures:
-        text += (
-            f" ; GPU {french_int(measures['peak_gpu_allocated_mb'])} Mo alloués, "
-            f"{french_int(measures['peak_gpu_reserved_mb'])} Mo réservés"
-        )
-    return text
+    return describe_memory({k: v for k, v in measures.items() if k in MEMORY_LABELS})
 
 
 def plot_latencies(latencies: pd.DataFrame):

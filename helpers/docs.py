@@ -294,7 +294,7 @@ def write_gpu_check_page(dest: Path | None = None, measures: Path | None = None)
         if env:
             versions = ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())
             parts.append(
-                f"Environnement : capacité de calcul {env.get('capability', env.get('capacite'))}, bf16 matériel : "
+                f"Environnement : capacité de calcul {env.get('capability')}, bf16 matériel : "
                 f"{'oui' if env.get('bf16_hardware') else 'non'}, précision choisie : "
                 f"{env.get('profile_precision')} ; import d'Unsloth : {env.get('import_unsloth_s')} s ; "
                 f"{versions}.\n"

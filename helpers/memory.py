@@ -218,22 +218,27 @@ def memory_snapshot(model=None) -> dict:
     return snap
 
 
+#: Les relevés de mémoire que :func:`describe_memory` sait nommer (Mo).
+MEMORY_LABELS = {
+    "peak_rss_mb": "pic du processus",
+    "peak_gpu_reserved_mb": "pic GPU réservé",
+    "peak_gpu_allocated_mb": "pic GPU alloué",
+    "model_footprint_mb": "empreinte du modèle",
+}
+
+
 def describe_memory(snapshot: dict) -> str:
-    """Un relevé de :func:`memory_snapshot` en une phrase française (« pic du processus 1 375 Mo ;
-    empreinte du modèle 166,5 Mo »), dans l'ordre du relevé ; les clés inconnues sont refusées."""
+    """Un relevé de :func:`memory_snapshot` ou de :func:`gpu_peaks` en une phrase française (« pic du
+    processus 1 375 Mo ; empreinte du modèle 166,5 Mo »), dans l'ordre du relevé ; les clés inconnues
+    sont refusées."""
     from .text import french_value
 
-    labels = {
-        "peak_rss_mb": "pic du processus",
-        "peak_gpu_reserved_mb": "pic GPU réservé",
-        "model_footprint_mb": "empreinte du modèle",
-    }
-    unknown = sorted(set(snapshot) - set(labels))
+    unknown = sorted(set(snapshot) - set(MEMORY_LABELS))
     if unknown:
         raise ValueError(
-            f"Relevé de mémoire : clé(s) inconnue(s) {', '.join(unknown)} (attendues : {', '.join(labels)})."
+            f"Relevé de mémoire : clé(s) inconnue(s) {', '.join(unknown)} (attendues : {', '.join(MEMORY_LABELS)})."
         )
-    return " ; ".join(f"{labels[k]} {french_value(v)} Mo" for k, v in snapshot.items())
+    return " ; ".join(f"{MEMORY_LABELS[k]} {french_value(v)} Mo" for k, v in snapshot.items())
 
 
 def parameter_count(model) -> int:

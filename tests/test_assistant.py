@@ -396,6 +396,6 @@ def test_describe_product_memory_adds_gpu_peaks_only_when_measured_on_gpu():
 
     cpu = describe_product_memory({"peak_rss_mb": 2212}).replace("\u00a0", " ").replace("\u202f", " ")
     assert cpu == "pic du processus 2 212 Mo"
-    gpu = describe_product_memory({"peak_rss_mb": 2212, "peak_gpu_allocated_mb": 4340, "peak_gpu_reserved_mb": 4512})
-    gpu = gpu.replace("\u00a0", " ").replace("\u202f", " ")
-    assert gpu == "pic du processus 2 212 Mo ; GPU 4 340 Mo alloués, 4 512 Mo réservés"
+    measured = {"p50_s": 1.9, "peak_rss_mb": 2212, "peak_gpu_reserved_mb": 4512, "peak_gpu_allocated_mb": 4340}
+    gpu = describe_product_memory(measured).replace("\u00a0", " ").replace("\u202f", " ")
+    assert gpu == "pic du processus 2 212 Mo ; pic GPU réservé 4 512 Mo ; pic GPU alloué 4 340 Mo"
